@@ -1,0 +1,93 @@
+"""Shared fixtures: cheap key derivation through its explicit test switch, vaults, and the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+PASSPHRASE = "correct horse battery staple"
+
+# Explicit test switches (recorded in the vault and the audit log when used):
+os.environ["STRONGROOM_TEST_KDF"] = "cheap"
+# In-process tests cannot isolate the pytest process itself; CLI tests run real isolated processes.
+os.environ["STRONGROOM_TEST_ISOLATION"] = "waive"
+for var in ("STRONGROOM_VAULT", "STRONGROOM_USER", "STRONGROOM_PASSPHRASE", "STRONGROOM_NEW_PASSPHRASE",
+            "STRONGROOM_APPROVER", "STRONGROOM_APPROVER_PASSPHRASE"):
+    os.environ.pop(var, None)
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared, or skip the test with the reason."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"../shared/{'/'.join(parts)} is absent (public datasets and vectors live beside the repo)")
+    return path
+
+
+@pytest.fixture
+def shared() -> Callable[..., Path]:
+    return shared_path
+
+
+@pytest.fixture
+def vault_path(tmp_path: Path) -> Path:
+    return tmp_path / "vault"
+
+
+@pytest.fixture
+def new_vault(vault_path: Path) -> Callable[..., Any]:
+    """Create a vault (cheap KDF) and return it opened as admin; closed at teardown."""
+    from vault.door import Vault
+
+    opened: list[Any] = []
+
+    def make(policy_text: str | None = None, **kwargs: Any) -> Any:
+        v = Vault.create(vault_path, passphrase=PASSPHRASE.encode(), policy_text=policy_text, **kwargs)
+        opened.append(v)
+        return v
+
+    yield make
+    for v in opened:
+        v.close()
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def cli(vault_path: Path) -> Callable[..., CliResult]:
+    """Run the real `strongroom` command in a subprocess against `vault_path`."""
+
+    def run(*args: str, env: dict[str, str] | None = None, input: str | None = None, timeout: float = 300,
+            isolation: str | None = "waive") -> CliResult:
+        full_env = dict(os.environ, STRONGROOM_VAULT=str(vault_path), STRONGROOM_PASSPHRASE=PASSPHRASE,
+                        PYTHONUNBUFFERED="1")
+        full_env.pop("STRONGROOM_TEST_ISOLATION", None)
+        if isolation:
+            full_env["STRONGROOM_TEST_ISOLATION"] = isolation
+        full_env.update(env or {})
+        for k, v in list(full_env.items()):
+            if v is None:
+                del full_env[k]
+        proc = subprocess.run([sys.executable, "-m", "vault.cli", *args], env=full_env, cwd=REPO, text=True,
+                              capture_output=True, input=input, timeout=timeout)
+        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+    return run
