@@ -61,7 +61,10 @@ def main() -> int:
         ("raw AES-GCM encrypt, 1 MiB calls", best_seconds(raw_encrypt, args.repeat)),
         ("seal (Cobblestone-256, whole object)", best_seconds(lambda: seal(key, context, view), args.repeat)),
         ("raw AES-GCM decrypt, 1 MiB calls", best_seconds(raw_decrypt, args.repeat)),
-        ("open (Cobblestone-256, whole object)", best_seconds(lambda: open_sealed(key, context, sealed), args.repeat)),
+        (
+            "open (Cobblestone-256, whole object)",
+            best_seconds(lambda: open_sealed(key, context, sealed), args.repeat),
+        ),
     ]
     print(f"object size: {args.mib} MiB, best of {args.repeat}")
     speeds = {}

@@ -6,9 +6,10 @@ and with which nonces and parameters, is a read of this file alone.
 
 from __future__ import annotations
 
-from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
@@ -36,6 +37,8 @@ __all__ = [
     "ed25519_verify",
     "hkdf_expand_sha512",
     "hkdf_sha256",
+    "x25519_exchange",
+    "x25519_generate",
 ]
 
 # Raised by the AEAD object's decrypt/decrypt_into when a tag does not verify.
@@ -79,9 +82,7 @@ def argon2id(
     Argon2id rather than Argon2i/d: RFC 9106 section 4 recommends it as the default, resisting
     both side-channel and GPU/ASIC attacks. The caller validates the cost parameters first.
     """
-    kdf = Argon2id(
-        salt=salt, length=length, iterations=iterations, lanes=lanes, memory_cost=memory_kib
-    )
+    kdf = Argon2id(salt=salt, length=length, iterations=iterations, lanes=lanes, memory_cost=memory_kib)
     return kdf.derive(passphrase)
 
 
@@ -116,9 +117,7 @@ def ed25519_raw(private: Ed25519PrivateKey) -> bytes:
 
 def ed25519_public_raw(private: Ed25519PrivateKey) -> bytes:
     """The 32-byte public key of a private key object."""
-    return private.public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    )
+    return private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
 def ed25519_sign(private: Ed25519PrivateKey, message: bytes) -> bytes:
@@ -129,14 +128,15 @@ def ed25519_sign(private: Ed25519PrivateKey, message: bytes) -> bytes:
 def ed25519_public_pem(public_raw: bytes) -> bytes:
     """SubjectPublicKeyInfo PEM for a raw public key, readable by `openssl pkeyutl`."""
     public = Ed25519PublicKey.from_public_bytes(public_raw)
-    return public.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def ed25519_public_from_pem(pem: bytes) -> bytes:
     """The raw 32-byte key inside an Ed25519 SubjectPublicKeyInfo PEM; ValueError otherwise."""
-    public = serialization.load_pem_public_key(pem)
+    try:
+        public = serialization.load_pem_public_key(pem)
+    except (UnsupportedAlgorithm, TypeError) as exc:
+        raise ValueError("PEM does not hold a supported public key") from exc
     if not isinstance(public, Ed25519PublicKey):
         raise ValueError("PEM does not hold an Ed25519 public key")
     return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -149,3 +149,25 @@ def ed25519_verify(public_raw: bytes, signature: bytes, message: bytes) -> bool:
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+def x25519_generate() -> tuple[bytes, bytes]:
+    """A fresh X25519 key pair (RFC 7748) as raw 32-byte (private, public)."""
+    private = X25519PrivateKey.generate()
+    private_raw = private.private_bytes(
+        serialization.Encoding.Raw,
+        serialization.PrivateFormat.Raw,
+        serialization.NoEncryption(),
+    )
+    public_raw = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return private_raw, public_raw
+
+
+def x25519_exchange(private_raw: bytes, peer_public_raw: bytes) -> bytes:
+    """The 32-byte X25519 shared secret; ValueError for a malformed or small-order peer key.
+
+    OpenSSL refuses an all-zero result (RFC 7748 section 6.1), which is what small-order peer
+    points produce, so a forged ephemeral key cannot force a predictable shared secret.
+    """
+    private = X25519PrivateKey.from_private_bytes(private_raw)
+    return private.exchange(X25519PublicKey.from_public_bytes(peer_public_raw))
