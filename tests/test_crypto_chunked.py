@@ -1,0 +1,186 @@
+"""Properties of sealed objects: round trips, context binding, and every kind of tampering fails."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vault.crypto import (
+    chunked,
+    open_sealed,
+    plaintext_length,
+    random_key,
+    seal,
+    seal_with_salt,
+    sealed_length,
+)
+from vault.crypto.chunked import CHUNK_SIZE, HEADER_LENGTH, WIRE_CHUNK_SIZE
+from vault.errors import IntegrityError
+
+KEY = bytes(range(32))
+CONTEXT = b"strongroom/v1\0vault-a\0shard\0mnist\x003"
+BOUNDARY_SIZES = [0, 1, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 2 * CHUNK_SIZE, 3 * CHUNK_SIZE]
+
+
+def _reason(sealed: bytes | bytearray, *, key: bytes = KEY, context: bytes = CONTEXT) -> str:
+    with pytest.raises(IntegrityError) as caught:
+        open_sealed(key, context, sealed)
+    assert caught.value.exit_code == 4
+    return str(caught.value.detail["reason"])
+
+
+@pytest.mark.parametrize("size", BOUNDARY_SIZES)
+def test_round_trip_at_chunk_boundaries(size: int) -> None:
+    plaintext = os.urandom(size)
+    sealed = seal(KEY, CONTEXT, plaintext)
+    assert isinstance(sealed, bytes)
+    assert len(sealed) == sealed_length(size)
+    assert plaintext_length(len(sealed)) == size
+    assert open_sealed(KEY, CONTEXT, sealed) == plaintext
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    size=st.one_of(
+        st.sampled_from(BOUNDARY_SIZES),
+        st.integers(min_value=0, max_value=3 * CHUNK_SIZE + 17),
+    ),
+    context=st.binary(max_size=64),
+)
+def test_round_trip_property(size: int, context: bytes) -> None:
+    plaintext = os.urandom(size)
+    key = random_key()
+    assert open_sealed(key, context, seal(key, context, plaintext)) == plaintext
+
+
+def test_accepts_bytearray_and_non_byte_memoryview() -> None:
+    words = memoryview(bytearray(range(256)) * 300).cast("I")
+    sealed = seal(KEY, CONTEXT, words)
+    assert open_sealed(KEY, CONTEXT, memoryview(bytearray(sealed))) == words.tobytes()
+
+
+def test_every_seal_uses_a_fresh_salt() -> None:
+    first, second = seal(KEY, CONTEXT, b"same"), seal(KEY, CONTEXT, b"same")
+    assert first[:24] != second[:24]
+    assert first != second
+
+
+def test_seal_with_salt_is_deterministic_and_rejects_bad_sizes() -> None:
+    salt = bytes(24)
+    assert seal_with_salt(KEY, CONTEXT, b"x", salt) == seal_with_salt(KEY, CONTEXT, b"x", salt)
+    with pytest.raises(ValueError):
+        seal_with_salt(KEY, CONTEXT, b"x", bytes(23))
+    with pytest.raises(ValueError):
+        seal(KEY[:16], CONTEXT, b"x")
+
+
+def test_other_context_or_key_fails_before_any_chunk() -> None:
+    sealed = seal(KEY, CONTEXT, b"record")
+    moved = CONTEXT.replace(b"mnist", b"cifar")
+    assert "commitment" in _reason(sealed, context=moved)
+    assert "commitment" in _reason(sealed, context=CONTEXT + b"\0")
+    assert "commitment" in _reason(sealed, key=bytes(32))
+    assert _reason(sealed, key=KEY[:31]) == "key has the wrong size"
+
+
+@pytest.mark.parametrize("size", [0, 5, CHUNK_SIZE, 2 * CHUNK_SIZE + 100])
+def test_any_flipped_bit_fails(size: int) -> None:
+    sealed = seal(KEY, CONTEXT, os.urandom(size))
+    for position in {0, 23, 24, 55, HEADER_LENGTH, len(sealed) // 2, len(sealed) - 17, len(sealed) - 1}:
+        tampered = bytearray(sealed)
+        tampered[position] ^= 0x01
+        _reason(tampered)
+
+
+@pytest.mark.parametrize("size", [0, 100, CHUNK_SIZE, 2 * CHUNK_SIZE + 5])
+def test_truncation_and_extension_fail(size: int) -> None:
+    sealed = seal(KEY, CONTEXT, os.urandom(size))
+    for cut in {1, 16, 17, WIRE_CHUNK_SIZE, len(sealed) - HEADER_LENGTH, len(sealed)}:
+        if 0 < cut <= len(sealed):
+            _reason(sealed[:-cut])
+    _reason(sealed + b"\0")
+    _reason(sealed + bytes(16))
+    _reason(sealed + sealed[HEADER_LENGTH:])
+
+
+def test_dropping_the_final_chunk_fails() -> None:
+    sealed = seal(KEY, CONTEXT, os.urandom(2 * CHUNK_SIZE))  # two full chunks, then an empty one
+    assert len(sealed) == HEADER_LENGTH + 2 * WIRE_CHUNK_SIZE + 16
+    assert _reason(sealed[:-16]) == "truncated or has trailing bytes"
+
+
+def test_reordered_or_duplicated_chunks_fail() -> None:
+    sealed = seal(KEY, CONTEXT, os.urandom(3 * CHUNK_SIZE + 9))
+    header, body = sealed[:HEADER_LENGTH], sealed[HEADER_LENGTH:]
+    chunks = [body[i : i + WIRE_CHUNK_SIZE] for i in range(0, len(body), WIRE_CHUNK_SIZE)]
+    assert len(chunks) == 4
+    swapped = header + chunks[1] + chunks[0] + b"".join(chunks[2:])
+    duplicated = header + chunks[0] + chunks[0] + b"".join(chunks[2:])
+    assert _reason(swapped) == "chunk failed authentication"
+    assert _reason(duplicated) == "chunk failed authentication"
+    # A chunk spliced from another object under the same key and context fails too.
+    other = seal(KEY, CONTEXT, os.urandom(3 * CHUNK_SIZE + 9))
+    spliced = header + other[HEADER_LENGTH : HEADER_LENGTH + WIRE_CHUNK_SIZE] + b"".join(chunks[1:])
+    assert _reason(spliced) == "chunk failed authentication"
+
+
+def test_failure_reports_the_chunk_and_carries_no_plaintext() -> None:
+    plaintext = b"CANARY-PLAINTEXT " * 3000
+    sealed = bytearray(seal(KEY, CONTEXT, plaintext))
+    sealed[HEADER_LENGTH + WIRE_CHUNK_SIZE + 3] ^= 0xFF
+    with pytest.raises(IntegrityError) as caught:
+        open_sealed(KEY, CONTEXT, sealed)
+    assert caught.value.detail == {"reason": "chunk failed authentication", "chunk": 1}
+    assert b"CANARY" not in repr(caught.value.to_json()).encode()
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_workspace_holds_no_plaintext_after_open() -> None:
+    plaintext = b"CANARY-PLAINTEXT " * 5000
+    sealed = seal(KEY, CONTEXT, plaintext)
+    assert open_sealed(KEY, CONTEXT, sealed) == plaintext
+    assert b"CANARY" not in chunked._workspace_local.buffer
+    tampered = bytearray(sealed)
+    tampered[-1] ^= 1
+    _reason(tampered)
+    assert b"CANARY" not in chunked._workspace_local.buffer
+
+
+def test_threads_seal_and_open_concurrently() -> None:
+    errors: list[BaseException] = []
+
+    def work(seed: int) -> None:
+        try:
+            for size in (seed, CHUNK_SIZE * 3 + seed):
+                data = bytes([seed]) * size
+                assert open_sealed(KEY, CONTEXT, seal(KEY, CONTEXT, data)) == data
+        except BaseException as exc:  # surfaced below, in the test's own thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(1, 9)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+
+
+def test_objects_above_the_workspace_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(chunked, "WORKSPACE_LIMIT", CHUNK_SIZE)
+    plaintext = os.urandom(2 * CHUNK_SIZE + 1)
+    assert open_sealed(KEY, CONTEXT, seal(KEY, CONTEXT, plaintext)) == plaintext
+
+
+def test_interoperates_with_cryptography_cobblestone() -> None:
+    """pyca/cryptography's own Cobblestone-256 is an independent implementation of the format."""
+    cobblestone = pytest.importorskip("cryptography.cobblestone")
+    plaintext = os.urandom(2 * CHUNK_SIZE + 77)
+    decryptor = cobblestone.Cobblestone256Decryptor(KEY, CONTEXT)
+    assert decryptor.update(seal(KEY, CONTEXT, plaintext)) + decryptor.finalize() == plaintext
+    encryptor = cobblestone.Cobblestone256Encryptor(KEY, CONTEXT)
+    theirs = encryptor.update(plaintext) + encryptor.finalize()
+    assert open_sealed(KEY, CONTEXT, theirs) == plaintext
