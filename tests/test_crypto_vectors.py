@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from vault.crypto import _primitives, open_sealed, seal, unwrap_key, wrap_key
+from vault.crypto import _primitives, open_sealed, seal, seal_with_salt, unwrap_key, wrap_key
 from vault.errors import IntegrityError
 
 VECTORS = Path(__file__).resolve().parents[1].parent / "shared" / "vectors" / "c2sp-chunked-encryption"
@@ -49,7 +49,8 @@ def test_c2sp_chunked_vector(group: dict[str, Any], test: dict[str, Any]) -> Non
         plaintext = open_sealed(key, context, ciphertext)
         assert len(plaintext) == test["msgLength"]
         assert hashlib.sha512(plaintext).hexdigest() == test["msgSha512"]
-        # Re-sealing under the vector's key and context opens to the same message.
+        # The Python spelling of the format reproduces the vector byte for byte from its salt.
+        assert seal_with_salt(key, context, plaintext, ciphertext[:24]) == ciphertext
         assert open_sealed(key, context, seal(key, context, plaintext)) == plaintext
         return
     with pytest.raises(IntegrityError) as caught:
@@ -57,7 +58,7 @@ def test_c2sp_chunked_vector(group: dict[str, Any], test: dict[str, Any]) -> Non
     assert caught.value.exit_code == 4
     if "HeaderFailure" in test["flags"]:
         # Rejected while processing the header, before any chunk was decrypted.
-        assert caught.value.detail["reason"] != "chunk failed authentication"
+        assert "chunk failed" not in caught.value.detail["reason"]
 
 
 @pytest.mark.parametrize(("group", "test"), _cases("aes_gcm_test.json"))

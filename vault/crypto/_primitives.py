@@ -6,6 +6,7 @@ and with which nonces and parameters, is a read of this file alone.
 
 from __future__ import annotations
 
+from cryptography.cobblestone import Cobblestone256Decryptor, Cobblestone256Encryptor
 from cryptography.exceptions import InvalidSignature, InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -27,6 +28,8 @@ __all__ = [
     "aes_kw_unwrap",
     "aes_kw_wrap",
     "argon2id",
+    "cobblestone256_decryptor",
+    "cobblestone256_encryptor",
     "ed25519_generate",
     "ed25519_private_from_raw",
     "ed25519_public_from_pem",
@@ -58,6 +61,21 @@ def aes_gcm(key: bytes) -> AESGCM:
     and base nonce, and each chunk XORs a distinct counter into that base nonce.
     """
     return AESGCM(key)
+
+
+def cobblestone256_encryptor(key: bytes, context: bytes) -> Cobblestone256Encryptor:
+    """pyca's native Cobblestone-256 (C2SP chunked encryption, AES-256-GCM) encryptor.
+
+    It draws its own random 192-bit salt and runs the per-chunk loop without returning to
+    Python between 16 KiB chunks; vault.crypto.chunked checks its output against the format
+    written out in Python there and against the Wycheproof vectors.
+    """
+    return Cobblestone256Encryptor(key, context)
+
+
+def cobblestone256_decryptor(key: bytes, context: bytes) -> Cobblestone256Decryptor:
+    """pyca's native Cobblestone-256 decryptor; raises AeadAuthenticationFailed on any forgery."""
+    return Cobblestone256Decryptor(key, context)
 
 
 def hkdf_expand_sha512(prk: bytes, info: bytes, length: int) -> bytes:
