@@ -1,0 +1,177 @@
+"""The TUI's only way into the vault: a thin adapter over `vault.Vault` and the audit reader.
+
+Principle "one door": no module under tui/ reads or writes vault files; every call goes
+through here, and here only through the core's public API. Imports of the core happen
+inside the functions, so starting the TUI does not import torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+EventCallback = Callable[[Any], None]
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """A plain dict for a core record (dict, frozen dataclass, or object with to_json())."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    to_json = getattr(value, "to_json", None)
+    if callable(to_json):
+        result = to_json()
+        if isinstance(result, Mapping):
+            return dict(result)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
+    return dict(vars(value))
+
+
+def as_dicts(values: Iterable[Any]) -> list[dict[str, Any]]:
+    return [as_dict(value) for value in values]
+
+
+class Backend:
+    """An unlocked vault, as the TUI sees it. Every method may block: call it from a worker."""
+
+    def __init__(self, vault: Any) -> None:
+        self._vault = vault
+
+    @classmethod
+    def unlock(cls, path: Path | str, *, user: str, passphrase: bytes) -> Backend:
+        from vault.door import Vault
+
+        return cls(Vault.open(path, user=user, passphrase=passphrase))
+
+    @property
+    def user(self) -> str:
+        return str(self._vault.user)
+
+    @property
+    def role(self) -> str:
+        return str(self._vault.role)
+
+    @property
+    def path(self) -> Path:
+        return Path(self._vault.path)
+
+    def close(self) -> None:
+        self._vault.close()
+
+    # Datasets.
+    def datasets(self) -> list[dict[str, Any]]:
+        return as_dicts(self._vault.datasets())
+
+    def dataset(self, name: str) -> dict[str, Any]:
+        return as_dict(self._vault.dataset(name))
+
+    def sample(self, name: str, count: int) -> Any:
+        return self._vault.sample(name, count)
+
+    def delete_dataset(self, name: str) -> None:
+        self._vault.delete_dataset(name)
+
+    @staticmethod
+    def import_options(**choices: Any) -> Any:
+        """The core's ImportOptions (fmt, labels, image_size, text_column, label_column, header)."""
+        from vault.ingest import ImportOptions
+
+        return ImportOptions(**{key: value for key, value in choices.items() if value is not None})
+
+    def detect(self, source: Path, options: Any) -> dict[str, Any]:
+        """What an import would find (format, kind, classes, counts, ...), without writing anything."""
+        from vault.ingest import detect
+
+        return as_dict(detect(source, options))
+
+    def import_dataset(
+        self,
+        source: Path,
+        *,
+        name: str,
+        sensitivity: str,
+        options: Any,
+        on_event: EventCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> dict[str, Any]:
+        info = self._vault.import_dataset(
+            source, name=name, sensitivity=sensitivity, options=options, on_event=on_event, cancel=cancel
+        )
+        return as_dict(info)
+
+    def verify(self, on_event: EventCallback | None = None) -> list[dict[str, Any]]:
+        return as_dicts(self._vault.verify(on_event=on_event))
+
+    # Training, models, privacy.
+    def train(self, request: dict[str, Any], *, on_event: EventCallback | None, cancel: threading.Event) -> dict:
+        return as_dict(self._vault.train(request, on_event=on_event, cancel=cancel))
+
+    def models(self) -> list[dict[str, Any]]:
+        return as_dicts(self._vault.models())
+
+    def model_card(self, model_id: str) -> Any:
+        return self._vault.model_card(model_id)
+
+    def evaluate(self, model_id: str, dataset: str) -> dict[str, Any]:
+        return as_dict(self._vault.evaluate(model_id, dataset))
+
+    def export(
+        self, model_id: str, out_dir: Path, *, approver: str | None = None, approver_passphrase: bytes | None = None
+    ) -> Any:
+        return self._vault.export(model_id, out_dir, approver=approver, approver_passphrase=approver_passphrase)
+
+    def budget(self) -> list[dict[str, Any]]:
+        return as_dicts(self._vault.budget())
+
+    # Policy.
+    def policy_show(self) -> dict[str, Any]:
+        """The active policy: name, sha256, source, rules (id, effect, text) and its TOML text."""
+        policy = self._vault.policy
+        shown = as_dict(policy)
+        shown.setdefault("text", getattr(policy, "text", ""))
+        return shown
+
+    def policy_check(self, action: str, **facts: Any) -> dict[str, Any]:
+        return as_dict(self._vault.policy_check(action, **facts))
+
+
+class AuditReader:
+    """The audit log of a vault, read without a passphrase (what an auditor may do)."""
+
+    def __init__(self, vault_path: Path) -> None:
+        self.vault_path = Path(vault_path)
+
+    def _log(self) -> Any:
+        from vault.audit import AuditLog
+
+        return AuditLog(self.vault_path / "audit")
+
+    def entries(self) -> list[dict[str, Any]]:
+        return self._log().entries()
+
+    def verify(self, on_event: EventCallback | None = None) -> dict[str, Any]:
+        """The verification report: ok, entries, signed_size, message, notes, findings (as dicts)."""
+        report = self._log().verify(on_event=on_event)
+        result = as_dict(report)
+        result["findings"] = as_dicts(report.findings)
+        return result
+
+    def save_checkpoint(self, target: Path) -> Path:
+        """Copy the latest signed checkpoint to `target` (a new file; an existing one is kept)."""
+        from vault.errors import InputError, NotFound
+
+        text = self._log().latest_checkpoint()
+        if text is None:
+            raise NotFound("the log has no signed checkpoint yet",
+                           "a checkpoint is written at the end of every vault session; open and close the vault")
+        try:
+            with open(target, "x", encoding="utf-8") as handle:
+                handle.write(text)
+        except FileExistsError:
+            raise InputError(f"{target} already exists; it was left as it is", "choose a new file name") from None
+        except OSError as error:
+            raise InputError(f"cannot write {target}: {error.strerror}", "choose a folder you can write to") from None
+        return target

@@ -1,0 +1,1 @@
+"""One screen per module: the unlock screen, the six areas, help and dialogs."""

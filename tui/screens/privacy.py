@@ -1,0 +1,85 @@
+"""Area 4, Privacy: each dataset's ledger (epsilon spent against the cap, as a bar with the
+numbers, a glyph and a word) and the runs that spent it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.widgets import Static
+
+from tui.keys import bindings
+from tui.screens.area import AreaScreen
+from tui.widgets.ledger_bar import ledger_bar
+from tui.widgets.tables import KeyTable
+
+RUN_COLUMNS = ("dataset", "run / model", "DP", "ε", "δ", "steps", "when")
+
+
+def ledger_lines(budget: list[dict[str, Any]], width: int) -> Text:
+    text = Text()
+    if not budget:
+        return Text("No ledgers yet: a dataset's ledger starts with its first training run.", style="italic")
+    name_width = min(18, max(len(str(row.get("dataset", ""))) for row in budget))
+    bar_width = max(8, min(30, width - name_width - 44))
+    for row in budget:
+        text.append(f"{str(row.get('dataset', ''))[:name_width]:<{name_width}} ", style="bold")
+        text.append_text(ledger_bar(row.get("epsilon_spent"), row.get("epsilon_cap"),
+                                    unbounded=bool(row.get("unbounded")), width=bar_width))
+        delta = row.get("delta")
+        if isinstance(delta, (int, float)):
+            text.append(f"  δ {delta:g}")
+        text.append("\n")
+    text.rstrip()
+    return text
+
+
+def run_rows(budget: list[dict[str, Any]]) -> list[tuple[str, tuple[str, ...]]]:
+    rows = []
+    for row in budget:
+        for index, run in enumerate(row.get("runs") or []):
+            run = run if isinstance(run, dict) else {"id": str(run)}
+            ident = str(run.get("run", run.get("id", run.get("model", index))))
+            eps = run.get("epsilon")
+            rows.append((f"{row.get('dataset')}/{ident}/{index}", (
+                str(row.get("dataset", "")),
+                str(run.get("model", ident))[:14],
+                "✓ yes" if run.get("dp", eps is not None) else "✗ no",
+                f"{eps:.2f}" if isinstance(eps, (int, float)) else "∞",
+                f"{run['delta']:g}" if isinstance(run.get("delta"), (int, float)) else "-",
+                str(run.get("steps", "-")),
+                str(run.get("created", run.get("time", "")))[:16].replace("T", " "),
+            )))
+    return rows
+
+
+class PrivacyScreen(AreaScreen):
+    AREA = "privacy"
+    BINDINGS = bindings("privacy")
+
+    def compose_area(self) -> ComposeResult:
+        yield Static("Privacy budget per dataset (composed across runs by the accountant)",
+                     classes="section-title")
+        yield Static("", id="privacy-ledgers", classes="detail")
+        yield Static("Runs charged to these ledgers", classes="section-title")
+        yield KeyTable(RUN_COLUMNS, id="privacy-runs")
+
+    def on_mount(self) -> None:
+        self.query_one("#privacy-runs").focus()
+
+    def refresh_area(self) -> None:
+        self.call_core("budget", self.backend.budget, done=self.show_budget)
+
+    def show_budget(self, budget: list[dict[str, Any]]) -> None:
+        width = self.size.width or 80
+        ledgers = self.query_one("#privacy-ledgers", Static)
+        ledgers.update(ledger_lines(budget, width))
+        ledgers.styles.height = max(1, len(budget))
+        self.query_one("#privacy-runs", KeyTable).set_rows(run_rows(budget))
+
+    def action_refresh(self) -> None:
+        self.refresh_area()
+
+
+SCREEN = PrivacyScreen

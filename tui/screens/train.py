@@ -1,0 +1,283 @@
+"""Area 2, Train: the run form with a live policy pre-check, and the run monitor (progress,
+curves, epsilon spent against the target and the dataset's budget, cancel with confirmation).
+
+The run trains in its own process (tui.training); this screen only receives its events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult, SystemCommand
+from textual.containers import Horizontal, Vertical
+from textual.timer import Timer
+from textual.widgets import Input, Label, ProgressBar, Select, Static, Switch
+
+from tui.keys import bindings
+from tui.screens.area import AreaScreen
+from tui.training import RunEnded, RunEvent, RunProgress, TrainingRun
+from tui.widgets.curves import Curves
+from tui.widgets.ledger_bar import ledger_bar
+
+MODELS = {"image": ("cnn", "resnet18"), "text": ("bow", "transformer")}
+NUMBER_FIELDS = ("epsilon", "delta", "epochs", "batch", "lr")
+DEFAULTS = {"epsilon": "3", "delta": "1e-5", "epochs": "3", "batch": "256", "lr": ""}
+
+
+def parse_request(dataset: str | None, model: str | None, dp: bool, values: dict[str, str]) -> dict[str, Any]:
+    """The form as a training request; raises ValueError naming the field that is not a number."""
+    if not dataset:
+        raise ValueError("choose a dataset")
+    request: dict[str, Any] = {"dataset": dataset, "model": model, "dp": dp}
+    converters = {"epsilon": float, "delta": float, "epochs": int, "batch": int, "lr": float}
+    keys = {"batch": "batch_size"}
+    for name in NUMBER_FIELDS:
+        raw = values.get(name, "").strip()
+        if not raw:
+            continue
+        if not dp and name in ("epsilon", "delta"):
+            continue
+        try:
+            request[keys.get(name, name)] = converters[name](raw)
+        except ValueError:
+            raise ValueError(f"{name} must be a number (got {raw!r})") from None
+    return request
+
+
+def decision_text(decision: dict[str, Any]) -> Text:
+    allowed = decision.get("allowed", decision.get("outcome") == "allowed")
+    rule = decision.get("rule", "?")
+    reason = decision.get("reason", "")
+    if allowed:
+        return Text.assemble(("✓ allowed", "bold green"), f" by rule {rule}" + (f": {reason}" if reason else ""))
+    return Text.assemble(("✗ refused", "bold red"), f" by rule {rule}: {reason}")
+
+
+class TrainScreen(AreaScreen):
+    AREA = "train"
+    BINDINGS = bindings("train")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.datasets: dict[str, dict[str, Any]] = {}
+        self.budget: dict[str, dict[str, Any]] = {}
+        self.run: TrainingRun | None = None
+        self.losses: list[float] = []
+        self.accuracies: list[float] = []
+        self.target_epsilon: float | None = None
+        self._check_timer: Timer | None = None
+
+    def compose_area(self) -> ComposeResult:
+        with Vertical(id="train-form"):
+            with Horizontal(classes="form-row"):
+                yield Label("Dataset")
+                yield Select([], prompt="dataset", compact=True, id="train-dataset")
+                yield Label("Model")
+                yield Select([], prompt="model", compact=True, id="train-model")
+            with Horizontal(classes="form-row"):
+                yield Label("DP-SGD")
+                yield Switch(True, id="train-dp")
+                yield Label("epsilon")
+                yield Input(DEFAULTS["epsilon"], id="train-epsilon", compact=True)
+                yield Label("delta")
+                yield Input(DEFAULTS["delta"], id="train-delta", compact=True)
+            with Horizontal(classes="form-row"):
+                yield Label("epochs")
+                yield Input(DEFAULTS["epochs"], id="train-epochs", compact=True)
+                yield Label("batch")
+                yield Input(DEFAULTS["batch"], id="train-batch", compact=True)
+                yield Label("lr")
+                yield Input(DEFAULTS["lr"], id="train-lr", compact=True, placeholder="default")
+            yield Static("policy: choose a dataset", id="train-check", classes="status-line")
+        with Vertical(id="train-monitor"):
+            yield Static("No run yet. ctrl+r starts one with the settings above.", id="train-status",
+                         classes="status-line")
+            yield ProgressBar(total=None, show_eta=True, id="train-progress")
+            yield Curves(id="train-curves")
+            yield Static("", id="train-epsilon-line", classes="status-line")
+            yield Static("", id="train-budget-line", classes="status-line")
+            yield Static("", id="train-result", classes="status-line")
+
+    def refresh_area(self) -> None:
+        def load() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+            return self.backend.datasets(), self.backend.budget()
+
+        self.call_core("train-datasets", load, done=self.show_datasets)
+
+    def show_datasets(self, loaded: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> None:
+        datasets, budget = loaded
+        self.datasets = {str(info["name"]): info for info in datasets}
+        self.budget = {str(row.get("dataset")): row for row in budget}
+        select = self.query_one("#train-dataset", Select)
+        current = select.value
+        select.set_options([(name, name) for name in self.datasets])
+        if current in self.datasets:
+            select.value = current
+        elif self.datasets:
+            select.value = next(iter(self.datasets))
+        self.show_budget()
+
+    # The form and its policy pre-check.
+    def form(self) -> dict[str, Any]:
+        dataset = self.query_one("#train-dataset", Select).value
+        model = self.query_one("#train-model", Select).value
+        values = {name: self.query_one(f"#train-{name}", Input).value for name in NUMBER_FIELDS}
+        return parse_request(
+            dataset if isinstance(dataset, str) else None,
+            model if isinstance(model, str) else None,
+            self.query_one("#train-dp", Switch).value,
+            values,
+        )
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "train-dataset" and isinstance(event.value, str):
+            kind = str(self.datasets.get(event.value, {}).get("kind", "image"))
+            models = MODELS.get(kind, MODELS["image"])
+            model_select = self.query_one("#train-model", Select)
+            model_select.set_options([(m, m) for m in models])
+            model_select.value = models[0]
+            self.show_budget()
+        self.schedule_check()
+
+    def on_switch_changed(self, event: Switch.Changed) -> None:
+        for name in ("epsilon", "delta"):
+            self.query_one(f"#train-{name}", Input).disabled = not event.value
+        self.schedule_check()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id and event.input.id.startswith("train-"):
+            self.schedule_check()
+
+    def schedule_check(self) -> None:
+        if self._check_timer is not None:
+            self._check_timer.stop()
+        self._check_timer = self.set_timer(0.25, self.run_check)
+
+    def run_check(self) -> None:
+        line = self.query_one("#train-check", Static)
+        try:
+            request = self.form()
+        except ValueError as problem:
+            line.update(Text(f"✗ {problem}", style="bold"))
+            return
+        facts = {k: request.get(k) for k in ("dataset", "model", "dp", "epsilon", "delta")}
+        self.call_core("policy-check", self.backend.policy_check, "train", **facts,
+                       done=lambda decision: line.update(Text("policy: ").append_text(decision_text(decision))),
+                       failed=lambda error: line.update(Text(f"policy: ✗ {getattr(error, 'title', error)}")))
+
+    def show_budget(self) -> None:
+        dataset = self.query_one("#train-dataset", Select).value
+        row = self.budget.get(dataset) if isinstance(dataset, str) else None
+        line = self.query_one("#train-budget-line", Static)
+        if row is None:
+            line.update("dataset budget: no runs yet")
+            return
+        line.update(Text("dataset budget ").append_text(
+            ledger_bar(row.get("epsilon_spent"), row.get("epsilon_cap"), unbounded=bool(row.get("unbounded")),
+                       width=16)))
+
+    # Running.
+    def action_start_run(self) -> None:
+        if self.app.run_active:
+            self.notify("A run is already active (ctrl+x cancels it).", severity="warning")
+            return
+        try:
+            request = self.form()
+        except ValueError as problem:
+            self.notify(str(problem), title="Cannot start", severity="error")
+            return
+        self.losses, self.accuracies = [], []
+        self.target_epsilon = request.get("epsilon") if request.get("dp") else None
+        self.query_one("#train-curves", Curves).update([], [])
+        self.query_one("#train-result", Static).update("")
+        self.query_one("#train-status", Static).update(f"… starting a run on {request['dataset']} "
+                                                       f"({request.get('model')}, {'DP' if request['dp'] else 'no DP'})")
+        self.run = TrainingRun(self, vault_path=self.app.vault_path, user=self.backend.user,
+                               passphrase=self.app.training_secret(), request=request)
+        self.app.training_run = self.run
+
+    def action_cancel_run(self) -> None:
+        if self.run is None or not self.run.active:
+            self.notify("No run is active.")
+            return
+        from tui.screens.dialogs import ConfirmDialog
+
+        def decided(confirmed: bool | None) -> None:
+            if confirmed and self.run is not None:
+                self.run.cancel()
+                self.query_one("#train-status", Static).update("… cancelling after the current step")
+
+        self.app.push_screen(ConfirmDialog(
+            "Cancel the training run?",
+            "No model is written; the ledger is charged for the steps already taken.",
+            "Cancel run"), decided)
+
+    def on_run_progress(self, message: RunProgress) -> None:
+        if self.run is None:
+            return
+        update = self.run.take_progress()
+        if update is None:
+            return
+        fields = update.fields
+        step, total = int(fields.get("step", 0)), int(fields.get("total_steps", 0) or 0)
+        bar = self.query_one("#train-progress", ProgressBar)
+        bar.update(total=total or None, progress=step)
+        loss = fields.get("loss")
+        if isinstance(loss, (int, float)):
+            self.losses.append(float(loss))
+        status = f"step {step}/{total} · epoch {fields.get('epoch', '?')}"
+        if isinstance(loss, (int, float)):
+            status += f" · loss {loss:.4f}"
+        self.query_one("#train-status", Static).update(f"▶ running: {status}")
+        self.query_one("#train-curves", Curves).update(self.losses, self.accuracies)
+        self.show_epsilon(fields.get("epsilon_so_far"))
+
+    def show_epsilon(self, spent: Any) -> None:
+        line = self.query_one("#train-epsilon-line", Static)
+        if self.target_epsilon is None:
+            line.update(Text.assemble(("✗ no DP", "bold"), ": this run makes the dataset's ε unbounded"))
+        elif isinstance(spent, (int, float)):
+            line.update(Text("run ε ").append_text(ledger_bar(float(spent), self.target_epsilon, width=16)))
+
+    def on_run_event(self, message: RunEvent) -> None:
+        fields = message.update.fields
+        if message.update.event == "EpochEnd":
+            for key in ("val_accuracy", "accuracy", "held_out_accuracy"):
+                value = fields.get(key)
+                if isinstance(value, (int, float)):
+                    self.accuracies.append(float(value))
+                    break
+            self.query_one("#train-curves", Curves).update(self.losses, self.accuracies)
+            if "epsilon_so_far" in fields or "epsilon" in fields:
+                self.show_epsilon(fields.get("epsilon_so_far", fields.get("epsilon")))
+
+    def on_run_ended(self, message: RunEnded) -> None:
+        status = self.query_one("#train-status", Static)
+        if message.result is not None:
+            result = message.result
+            accuracy = result.get("accuracy")
+            eps = result.get("epsilon")
+            status.update(Text.assemble(("✓ finished", "bold green"), f": model {result.get('model')}"))
+            summary = f"held-out accuracy {accuracy:.1%}" if isinstance(accuracy, (int, float)) else ""
+            summary += f" · ε {eps:.2f}" if isinstance(eps, (int, float)) else " · no DP (ε unbounded)"
+            self.query_one("#train-result", Static).update(summary + " · see it in 3 Models and 4 Privacy")
+            self.query_one("#train-progress", ProgressBar).update(progress=self.query_one(
+                "#train-progress", ProgressBar).total or 0)
+        else:
+            cancelled = message.error == "Cancelled"
+            glyph = "■ cancelled" if cancelled else "✗ failed"
+            status.update(Text.assemble((glyph, "bold"), f": {message.title}"))
+            if not cancelled:
+                from tui.screens.dialogs import ErrorDialog
+
+                self.app.push_screen(ErrorDialog(message.title, message.hint))
+        self.refresh_area()
+
+    def palette_commands(self) -> Iterable[SystemCommand]:
+        yield SystemCommand("Start training run", "Train with the form's settings (ctrl+r)", self.action_start_run)
+        yield SystemCommand("Cancel training run", "Stop the active run (ctrl+x)", self.action_cancel_run)
+
+
+SCREEN = TrainScreen

@@ -1,0 +1,80 @@
+"""The training process: opens the vault through the one door, trains, and reports events.
+
+Started by `tui.training` as `python -m tui.train_child`. It reads one JSON line (vault, user,
+passphrase, request) from stdin, then watches stdin for "cancel" (or end of file, when the UI
+has gone). Events, the result or the error go to the UI as JSON lines on a private copy of
+stdout; anything else the libraries print goes to stderr, which the UI discards.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sys
+import threading
+from typing import IO, Any
+
+
+def _send(stream: IO[str], lock: threading.Lock, message: dict[str, Any]) -> None:
+    line = json.dumps(message, default=str)
+    with lock:
+        stream.write(line + "\n")
+        stream.flush()
+
+
+def _watch_stdin(cancel: threading.Event) -> None:
+    for line in sys.stdin:
+        if line.strip() == "cancel":
+            cancel.set()
+    cancel.set()
+
+
+def _isolate() -> None:
+    try:
+        from vault import netguard
+    except ModuleNotFoundError as error:
+        if error.name != "vault.netguard":
+            raise
+        return
+    netguard.isolate_session()
+
+
+def main() -> int:
+    private_fd = os.dup(1)
+    os.dup2(2, 1)
+    out = os.fdopen(private_fd, "w", encoding="utf-8")
+    lock = threading.Lock()
+    try:
+        os.nice(5)
+    except OSError:
+        pass
+    job = json.loads(sys.stdin.readline())
+    passphrase = base64.b64decode(job.pop("passphrase_b64"))
+    cancel = threading.Event()
+    threading.Thread(target=_watch_stdin, args=(cancel,), daemon=True, name="cancel-watch").start()
+
+    from tui.backend import Backend, as_dict
+
+    def on_event(event: Any) -> None:
+        _send(out, lock, {"type": "event", "event": type(event).__name__, "fields": as_dict(event)})
+
+    try:
+        _isolate()
+        backend = Backend.unlock(job["vault"], user=job["user"], passphrase=passphrase)
+        del passphrase
+        try:
+            result = backend.train(job["request"], on_event=on_event, cancel=cancel)
+        finally:
+            backend.close()
+    except Exception as error:
+        title = getattr(error, "title", None) or f"training failed: {type(error).__name__}"
+        hint = getattr(error, "hint", None) or str(error)[:300]
+        _send(out, lock, {"type": "error", "error": type(error).__name__, "title": str(title), "hint": str(hint)})
+        return int(getattr(error, "exit_code", 1))
+    _send(out, lock, {"type": "finished", "result": result})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

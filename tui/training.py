@@ -1,0 +1,141 @@
+"""A training run in its own process, so the UI keeps answering keys while torch works.
+
+The run's events arrive as JSON lines; a reader thread turns them into Textual messages.
+Step progress coalesces: while the UI has not yet taken the latest one, newer ones replace
+it, so a fast trainer cannot flood the message queue.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from textual.message import Message
+from textual.message_pump import MessagePump
+
+PROGRESS_EVENTS = {"StepProgress"}
+
+
+@dataclass(frozen=True)
+class RunUpdate:
+    """One event from the trainer: its class name in the core and its fields."""
+
+    event: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+class RunProgress(Message):
+    """The latest step progress is ready: take it with `TrainingRun.take_progress()`."""
+
+
+class RunEvent(Message):
+    def __init__(self, update: RunUpdate) -> None:
+        super().__init__()
+        self.update = update
+
+
+class RunEnded(Message):
+    """The run is over: `result` on success, else `title`/`hint` of the error."""
+
+    def __init__(self, result: dict[str, Any] | None, title: str = "", hint: str = "", error: str = "") -> None:
+        super().__init__()
+        self.result = result
+        self.title = title
+        self.hint = hint
+        self.error = error
+
+
+class TrainingRun:
+    """Starts `python -m tui.train_child`, hands it the job on stdin, and relays what it reports."""
+
+    def __init__(self, target: MessagePump, *, vault_path: Path, user: str, passphrase: bytes,
+                 request: dict[str, Any]) -> None:
+        self.target = target
+        self.request = dict(request)
+        self._lock = threading.Lock()
+        self._latest: RunUpdate | None = None
+        self._progress_pending = False
+        self._ended = False
+        env = dict(os.environ)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tui.train_child"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=env,
+            cwd=str(Path(__file__).resolve().parents[1]),
+        )
+        assert self.process.stdin is not None
+        job = {"vault": str(Path(vault_path).resolve()), "user": user, "request": self.request,
+               "passphrase_b64": base64.b64encode(passphrase).decode("ascii")}
+        self.process.stdin.write(json.dumps(job) + "\n")
+        self.process.stdin.flush()
+        self._reader = threading.Thread(target=self._read, daemon=True, name="training-reader")
+        self._reader.start()
+
+    @property
+    def active(self) -> bool:
+        return not self._ended
+
+    def cancel(self) -> None:
+        """Ask the trainer to stop between steps (it charges the ledger for the steps taken)."""
+        if self._ended or self.process.stdin is None:
+            return
+        try:
+            self.process.stdin.write("cancel\n")
+            self.process.stdin.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            pass
+
+    def take_progress(self) -> RunUpdate | None:
+        with self._lock:
+            latest, self._latest = self._latest, None
+            self._progress_pending = False
+        return latest
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        ended: RunEnded | None = None
+        for line in self.process.stdout:
+            try:
+                message = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            kind = message.get("type")
+            if kind == "event":
+                update = RunUpdate(str(message.get("event")), dict(message.get("fields") or {}))
+                if update.event in PROGRESS_EVENTS:
+                    with self._lock:
+                        self._latest = update
+                        post = not self._progress_pending
+                        self._progress_pending = True
+                    if post:
+                        self.target.post_message(RunProgress())
+                else:
+                    self.target.post_message(RunEvent(update))
+            elif kind == "finished":
+                ended = RunEnded(dict(message.get("result") or {}))
+            elif kind == "error":
+                ended = RunEnded(None, str(message.get("title", "")), str(message.get("hint", "")),
+                                 str(message.get("error", "")))
+        code = self.process.wait()
+        if ended is None:
+            ended = RunEnded(None, f"the training process ended unexpectedly (exit code {code})",
+                             "the vault is unchanged or holds the run's audit trail; try again, or "
+                             "run `strongroom train` to see the full error")
+        self._ended = True
+        if self.process.stdin is not None:
+            try:
+                self.process.stdin.close()
+            except OSError:
+                pass
+        self.target.post_message(ended)
