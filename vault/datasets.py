@@ -7,6 +7,7 @@ privacy ledger follows the records, not the name: it survives deletion and re-im
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -85,6 +86,10 @@ class DatasetsMixin:
     _record: Callable[..., dict[str, Any]]
     _decide: Callable[..., Any]
     _writing: Callable[..., Any]
+    _objects: Any
+    _referenced_objects: Callable[[dict[str, Any]], set[str]]
+    _data_key: Callable[[str], bytes]
+    _new_data_key: Callable[[], tuple[bytes, str]]
 
     def datasets(self) -> list[dict[str, Any]]:
         catalog = self._read_catalog()
@@ -149,6 +154,7 @@ class DatasetsMixin:
             assert decoded.texts is not None
             pieces = shards.text_shards(decoded.texts, decoded.labels)
         total = len(decoded.labels)
+        refs: list[dict[str, Any]] = []
         try:
             with self._writing() as catalog:
                 entry = catalog["datasets"].get(name)
@@ -160,7 +166,6 @@ class DatasetsMixin:
                     )
                 ledger_id = catalog["ledger_index"].get(digest) or (entry["ledger_id"] if entry else digest)
                 key, wrapped = self._new_data_key()
-                refs = []
                 for i, (start, stop, blob) in enumerate(pieces):
                     if cancel is not None and cancel.is_set():
                         raise Cancelled("import cancelled; nothing was added to the vault", "run the import again")
@@ -194,11 +199,15 @@ class DatasetsMixin:
                 self._record("dataset.import", name, "ok", version=version_no, samples=total, kind=decoded.kind,
                              format=decoded.fmt, classes=len(decoded.classes), digest=digest,
                              sensitivity=sensitivity, source=decoded.source_name, shards=len(refs))
-        except StrongroomError as exc:
-            self._record("dataset.import", name, "failed", error=exc.title)
-            raise
-        except OSError as exc:
-            self._record("dataset.import", name, "failed", error=type(exc).__name__)
+        except (StrongroomError, OSError) as exc:
+            with contextlib.suppress(StrongroomError, OSError):  # drop objects the catalog never took
+                live = self._referenced_objects(self._read_catalog())
+                for ref in refs:
+                    if ref["id"] not in live:
+                        self._objects.remove(ref["id"])
+            with contextlib.suppress(StrongroomError, OSError):
+                self._record("dataset.import", name, "failed",
+                             error=exc.title if isinstance(exc, StrongroomError) else type(exc).__name__)
             raise
         return self.dataset(name)
 

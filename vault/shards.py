@@ -20,15 +20,15 @@ from safetensors.numpy import save as st_save
 
 from vault.errors import IntegrityError
 
-SHARD_BYTES = 8 * 1024 * 1024
+SHARD_BYTES = 32 * 1024 * 1024
 
 
 def content_digest(kind: str, classes: list[str], labels: np.ndarray, images: np.ndarray | None, texts: list[str] | None) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps({"kind": kind, "classes": classes}, sort_keys=True).encode())
+    h.update(_canonical({"kind": kind, "classes": classes}))
     h.update(np.ascontiguousarray(labels, dtype="<i8").tobytes())
     if images is not None:
-        h.update(json.dumps(list(images.shape)).encode())
+        h.update(_canonical([int(d) for d in images.shape]))
         h.update(memoryview(np.ascontiguousarray(images)).cast("B"))
     else:
         for text in texts or []:
@@ -36,6 +36,10 @@ def content_digest(kind: str, classes: list[str], labels: np.ndarray, images: np
             h.update(len(data).to_bytes(8, "little"))
             h.update(data)
     return "sha256:" + h.hexdigest()
+
+
+def _canonical(obj: object) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def image_shards(images: np.ndarray, labels: np.ndarray) -> Iterator[tuple[int, int, bytes]]:
