@@ -215,10 +215,13 @@ class Policy:
         """Decide one request. Never raises for a bad request: it is denied and says why."""
         facts: dict[str, Any] = {"policy": self.spec.name, "policy_sha256": self.sha256}
         try:
+            invalid = _request_problem(request)
+        except Exception as exc:
+            invalid = f"malformed request: {exc}"
+        try:
             facts.update(request.facts())
         except Exception as exc:  # a request whose facts cannot even be listed
-            return Decision(False, "request.invalid", f"malformed request: {exc}", facts)
-        invalid = _request_problem(request)
+            invalid = invalid or f"malformed request: {exc}"
         if invalid:
             return Decision(False, "request.invalid", invalid, facts)
         missing = _missing_facts(request)
