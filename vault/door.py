@@ -20,7 +20,8 @@ from vault.audit import AuditLog
 from vault.crypto import keys
 from vault.crypto.signing import SigningKey
 from vault.datasets import DatasetsMixin
-from vault.errors import AuthError, IntegrityError, IsolationError, NotFound, PolicyDenied, StrongroomError
+from vault.errors import AuthError, IntegrityError, IsolationError, PolicyDenied, StrongroomError
+from vault.export import ExportMixin
 from vault.keys_door import KeysMixin
 from vault.policy import Decision, Policy, Request
 from vault.verify import VerifyMixin
@@ -57,7 +58,7 @@ def empty_catalog(vault_id: str, signing_key: SigningKey, policy: Policy, create
     }
 
 
-class Vault(DatasetsMixin, KeysMixin, VerifyMixin):
+class Vault(DatasetsMixin, KeysMixin, VerifyMixin, ExportMixin):
     """An opened vault. Create with `Vault.create`, open with `Vault.open`; use as a context manager."""
 
     def __init__(self, root: Path, header: dict[str, Any], user: str, role: str, master: bytes, private: bytes) -> None:

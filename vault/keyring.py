@@ -14,7 +14,7 @@ import hmac
 from typing import Any
 
 from vault.crypto import keys
-from vault.errors import AuthError, IntegrityError, InputError
+from vault.errors import AuthError, InputError, IntegrityError
 
 ROLES = ("admin", "operator", "auditor")
 MAC_INFO = b"strongroom/v1 header mac"
