@@ -1,0 +1,264 @@
+"""The audit log's own behaviour: appends, chaining, the state cache, checkpoints, reading and filters."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from vault import merkle
+from vault.audit import AuditLog, canonical, parse_time
+from vault.checkpoint import parse_checkpoint, verify_checkpoint
+from vault.crypto.signing import SigningKey
+from vault.errors import IntegrityError, UsageError
+
+ORIGIN = "strongroom.local/vault/00112233aabbccdd"
+
+
+@pytest.fixture
+def key() -> SigningKey:
+    return SigningKey.generate()
+
+
+@pytest.fixture
+def log(tmp_path: Path, key: SigningKey) -> AuditLog:
+    audit = AuditLog(tmp_path / "vault" / "audit", origin=ORIGIN)
+    audit.init(key.public_pem())
+    return audit
+
+
+def fill(log: AuditLog, n: int, actor: str = "alice") -> list[dict]:
+    return [
+        log.append(actor, "operator", "dataset.read", f"set{i % 3}", "ok", {"purpose": "train", "i": i})
+        for i in range(n)
+    ]
+
+
+def test_entries_are_canonical_lines_chained_by_merkle_roots(log: AuditLog) -> None:
+    written = fill(log, 6)
+    raw = log.log_path.read_bytes()
+    assert raw.endswith(b"\n")
+    lines = raw.split(b"\n")[:-1]
+    tree = merkle.MerkleTree()
+    for i, line in enumerate(lines):
+        entry = json.loads(line)
+        assert line == canonical(entry)
+        assert entry == written[i]
+        assert entry["seq"] == i and entry["v"] == 1
+        assert entry["prev"] == tree.root().hex()
+        assert entry["time"].endswith("Z")
+        parse_time(entry["time"])
+        tree.append(merkle.leaf_hash(line))
+    assert written[0]["prev"] == merkle.EMPTY_ROOT.hex()
+    assert set(written[0]) == {
+        "v",
+        "seq",
+        "time",
+        "actor",
+        "role",
+        "action",
+        "subject",
+        "outcome",
+        "detail",
+        "prev",
+    }
+
+
+def test_appends_are_readable_without_any_key(log: AuditLog) -> None:
+    fill(log, 3)
+    reader = AuditLog(log.dir)
+    assert [e["seq"] for e in reader.entries()] == [0, 1, 2]
+    assert reader.verify().ok
+
+
+def test_filters(log: AuditLog) -> None:
+    fill(log, 4)
+    log.append("bob", "admin", "dataset.delete", "set1", "ok", {})
+    log.append("bob", "admin", "datasetx.odd", "set1", "ok", {})
+    assert [e["seq"] for e in log.entries(actor="bob")] == [4, 5]
+    assert [e["seq"] for e in log.entries(action="dataset")] == [0, 1, 2, 3, 4]
+    assert [e["seq"] for e in log.entries(action="dataset.delete")] == [4]
+    first = log.entries()[3]["time"]
+    assert [e["seq"] for e in log.entries(since=first)] == [3, 4, 5]
+    assert log.entries(since="2999-01-01") == []
+    assert len(log.entries(since="2000-01-01")) == 6
+    with pytest.raises(UsageError):
+        log.entries(since="yesterday")
+
+
+def test_bad_appends_are_refused_before_anything_is_written(log: AuditLog) -> None:
+    with pytest.raises(ValueError):
+        log.append("alice", "admin", "NotDotted", "x")
+    with pytest.raises(TypeError):
+        log.append("alice", "admin", "dataset.read", 5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        log.append("alice", "admin", "dataset.read", "x", "ok", {"eps": float("nan")})
+    with pytest.raises(TypeError):
+        log.append("alice", "admin", "dataset.read", "x", "ok", {"blob": b"bytes"})
+    assert not log.log_path.exists() or log.log_path.read_bytes() == b""
+
+
+def test_unicode_and_newlines_in_fields_stay_on_one_line(log: AuditLog) -> None:
+    log.append("zoë", "admin", "dataset.import", "naïve\nname\u2028x", "ok", {"note": "a\r\nb\x00"})
+    log.append("alice", "admin", "dataset.read", "x")
+    lines = log.log_path.read_bytes().split(b"\n")
+    assert len(lines) == 3 and lines[-1] == b""
+    assert log.entries()[0]["subject"] == "naïve\nname\u2028x"
+    assert log.verify().findings == []
+
+
+def test_state_cache_survives_new_instances_and_foreign_appends(log: AuditLog) -> None:
+    fill(log, 5)
+    other = AuditLog(log.dir)  # another process's view: starts from state.json
+    other.append("bob", "admin", "keys.add", "carol", "ok", {})
+    log.append("alice", "operator", "train.start", "run1", "ok", {})  # must catch up, not fork
+    assert [e["seq"] for e in log.entries()] == list(range(7))
+    state = json.loads(log.state_path.read_text())
+    assert state["size"] == 7 and state["offset"] == log.log_path.stat().st_size
+    assert log.verify().findings == []
+
+
+def test_a_corrupt_or_lying_state_cache_is_ignored(log: AuditLog) -> None:
+    fill(log, 5)
+    log.state_path.write_text('{"size": 2, "offset": 3, "subtrees": [], "last_leaf": "", "last_len": 1}')
+    fresh = AuditLog(log.dir)
+    fresh.append("alice", "operator", "train.end", "run1")
+    log.state_path.write_text("not json")
+    AuditLog(log.dir).append("alice", "operator", "train.end", "run2")
+    assert [e["seq"] for e in log.entries()] == list(range(7))
+    assert log.verify().findings == []
+
+
+def test_checkpoint_is_written_atomically_with_history(log: AuditLog, key: SigningKey) -> None:
+    fill(log, 3)
+    text = log.write_checkpoint(key)
+    assert log.checkpoint_path.read_text() == text
+    assert (log.checkpoints_dir / "3.txt").read_text() == text
+    cp = verify_checkpoint(text, log.pubkey_path.read_bytes())
+    assert (cp.origin, cp.size) == (ORIGIN, 3)
+    assert cp.root == merkle.root([merkle.leaf_hash(x) for x in log.log_path.read_bytes().split(b"\n")[:-1]])
+    fill(log, 2)
+    log.write_checkpoint(key)
+    assert sorted(p.name for p in log.checkpoints_dir.iterdir()) == ["3.txt", "5.txt"]
+    assert log.latest_checkpoint() is not None and parse_checkpoint(log.latest_checkpoint()).size == 5
+    assert not [p for p in log.dir.iterdir() if ".tmp" in p.name]
+
+
+def test_checkpoint_of_an_empty_log(tmp_path: Path, key: SigningKey) -> None:
+    log = AuditLog(tmp_path / "audit")
+    text = log.write_checkpoint(key, ORIGIN)
+    assert parse_checkpoint(text).size == 0 and parse_checkpoint(text).root == merkle.EMPTY_ROOT
+    assert log.pubkey_path.exists()
+    report = log.verify(key.public_pem(), text)
+    assert report.ok and report.truncation_ruled_out
+
+
+def test_checkpoint_needs_an_origin(tmp_path: Path, key: SigningKey) -> None:
+    with pytest.raises(ValueError):
+        AuditLog(tmp_path / "audit").write_checkpoint(key)
+
+
+def test_signing_with_another_key_is_refused(log: AuditLog) -> None:
+    fill(log, 1)
+    with pytest.raises(IntegrityError, match="does not hold this vault's audit public key"):
+        log.write_checkpoint(SigningKey.generate())
+    with pytest.raises(IntegrityError):
+        log.init(SigningKey.generate().public_pem())
+    with pytest.raises(UsageError):
+        log.init(b"not a key")
+
+
+def test_an_edited_log_is_never_signed_over(log: AuditLog, key: SigningKey) -> None:
+    fill(log, 4)
+    log.write_checkpoint(key)
+    fill(log, 2)
+    lines = log.log_path.read_bytes().split(b"\n")
+    lines[1] = lines[1].replace(b"alice", b"mallo")
+    log.log_path.write_bytes(b"\n".join(lines))
+    with pytest.raises(IntegrityError, match="was not signed"):
+        log.write_checkpoint(key)
+    assert parse_checkpoint(log.latest_checkpoint() or "").size == 4
+
+
+def test_unsigned_new_entries_that_do_not_chain_are_not_signed(log: AuditLog, key: SigningKey) -> None:
+    fill(log, 3)
+    log.write_checkpoint(key)
+    forged = {**log.entries()[2], "seq": 3, "actor": "mallory"}
+    with open(log.log_path, "ab") as f:
+        f.write(canonical(forged) + b"\n")
+    with pytest.raises(IntegrityError, match="entry 3"):
+        log.write_checkpoint(key)
+
+
+def test_a_truncated_log_is_never_signed_over(log: AuditLog, key: SigningKey) -> None:
+    fill(log, 5)
+    log.write_checkpoint(key)
+    lines = log.log_path.read_bytes().split(b"\n")
+    log.log_path.write_bytes(b"\n".join(lines[:3]) + b"\n")
+    with pytest.raises(IntegrityError):
+        log.write_checkpoint(key)
+
+
+def test_torn_tail_is_reported_then_repaired_by_the_next_append(log: AuditLog, key: SigningKey) -> None:
+    fill(log, 3)
+    log.write_checkpoint(key)
+    size = log.log_path.stat().st_size
+    with open(log.log_path, "ab") as f:
+        f.write(b'{"action":"dataset.re')
+    assert log.torn_tail() == (size, 21)
+    report = log.verify(key.public_pem())
+    assert not report.ok
+    assert [f.kind for f in report.findings] == ["torn_tail"]
+    assert report.findings[0].seq == 2
+    assert f"torn tail at byte {size} after seq 2" in report.findings[0].message
+    assert len(log.entries()) == 3  # show skips it; verify reports it
+
+    entry = log.append("bob", "admin", "session.unlock", "v")
+    entries = log.entries()
+    assert [e["action"] for e in entries] == ["dataset.read"] * 3 + ["audit.repair", "session.unlock"]
+    repair = entries[3]["detail"]
+    assert repair["torn_offset"] == size and repair["torn_bytes"] == 21 and repair["after_seq"] == 2
+    assert (log.dir / repair["kept_as"]).read_bytes() == b'{"action":"dataset.re'
+    assert entry["seq"] == 4
+    report = log.verify(key.public_pem())
+    assert report.findings == [] and report.notes and "cut off" in report.notes[0]
+    log.write_checkpoint(key)
+    assert log.verify(key.public_pem()).ok
+
+
+def test_cancel_and_progress_events(log: AuditLog) -> None:
+    import threading
+
+    fill(log, 3)
+    events = []
+    log.verify(on_event=events.append)
+    assert events[-1].done == events[-1].total == 3
+    stop = threading.Event()
+    stop.set()
+    from vault.errors import Cancelled
+
+    with pytest.raises(Cancelled):
+        log.verify(cancel=stop)
+
+
+def test_inclusion_proof_for_an_entry(log: AuditLog, key: SigningKey) -> None:
+    fill(log, 7)
+    cp = parse_checkpoint(log.write_checkpoint(key))
+    line = log.log_path.read_bytes().split(b"\n")[4]
+    proof = log.inclusion_proof(4, cp.size)
+    merkle.verify_inclusion(merkle.leaf_hash(line), 4, cp.size, proof, cp.root)
+
+
+def test_audit_dir_is_created_with_the_log(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "new" / "audit")
+    log.append("alice", "admin", "vault.init", "x")
+    assert log.log_path.exists()
+    assert oct(log.dir.stat().st_mode & 0o777) == oct(0o700 & ~_umask())
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

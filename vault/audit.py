@@ -1,0 +1,559 @@
+"""The signed, tamper-evident audit log: JSON Lines entries that are leaves of an RFC 6962 tree.
+
+Each entry carries `prev`, the Merkle root of the log before it, so edits, swaps and insertions
+break the chain even without a signature; signed C2SP checkpoints commit to the whole log, and a
+checkpoint kept off the machine proves the log was not cut back since. Reading and verifying need
+no key: an auditor works on `<vault>/audit/` alone. Format and manual checks: docs/AUDIT.md.
+
+Files in `<vault>/audit/`:
+  log.jsonl        one canonical JSON object per line; the leaf data is the line without "\\n"
+  pubkey.pem       the vault's Ed25519 public key, for auditors
+  checkpoint       the latest signed checkpoint; checkpoints/<size>.txt keeps every one
+  .lock            appenders take an exclusive flock on it, readers a shared one
+  state.json       a cache of the tree state (size, offset, compact range); never trusted
+  torn/            bytes of a torn last line, kept when an append repairs it
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import re
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vault import merkle
+from vault.audit_verify import AuditReport, Finding, VerifyProgress, scan_log, verify_snapshot
+from vault.checkpoint import sign_checkpoint, verify_checkpoint
+from vault.crypto.signing import SigningKey, load_public_pem
+from vault.errors import IntegrityError, StrongroomError, UsageError
+
+__all__ = [
+    "ENTRY_VERSION",
+    "AuditLog",
+    "AuditReport",
+    "Finding",
+    "VerifyProgress",
+    "canonical",
+    "parse_time",
+]
+
+ENTRY_VERSION = 1
+LOG_FILE = "log.jsonl"
+PUBKEY_FILE = "pubkey.pem"
+CHECKPOINT_FILE = "checkpoint"
+CHECKPOINTS_DIR = "checkpoints"
+LOCK_FILE = ".lock"
+STATE_FILE = "state.json"
+TORN_DIR = "torn"
+ACTION_RE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
+
+
+def canonical(obj: Any) -> bytes:
+    """The one byte encoding of an entry: sorted keys, no spaces, UTF-8, no NaN."""
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> dt.datetime:
+    """An RFC 3339 time or a plain date (taken as UTC midnight); UsageError otherwise."""
+    try:
+        value = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(
+            f"not a time: {text!r}", "use RFC 3339 like 2025-01-31T09:00:00Z, or a date like 2025-01-31"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Temp file in the same directory, write, fsync, rename, fsync the directory."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        if durable:
+            _fsync_dir(path.parent)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def _write_failed(path: Path, exc: OSError) -> StrongroomError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return StrongroomError(
+            f"the disk holding {path.parent} is full: the audit entry was not written and the action did not run",
+            "free space on that disk, then run the command again",
+        )
+    return StrongroomError(
+        f"cannot write the audit log {path}: {exc.strerror}",
+        "check the vault directory's permissions and disk; the action did not run",
+    )
+
+
+@dataclass
+class _TreeState:
+    """Where the log ends and its tree state there; `torn` is (offset, bytes) of a partial last line."""
+
+    size: int = 0
+    offset: int = 0
+    tree: merkle.MerkleTree = field(default_factory=merkle.MerkleTree)
+    last_leaf: bytes = b""
+    last_len: int = 0
+    torn: tuple[int, bytes] | None = None
+
+    def add(self, line: bytes) -> None:
+        """Account for one complete line (without its newline)."""
+        self.last_leaf = self.tree.append_data(line)
+        self.size += 1
+        self.offset += len(line) + 1
+        self.last_len = len(line) + 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "size": self.size,
+            "offset": self.offset,
+            "subtrees": [h.hex() for h in self.tree.subtrees],
+            "last_leaf": self.last_leaf.hex(),
+            "last_len": self.last_len,
+        }
+
+    @classmethod
+    def from_json(cls, obj: Any) -> _TreeState | None:
+        try:
+            tree = merkle.MerkleTree(obj["size"], [bytes.fromhex(h) for h in obj["subtrees"]])
+            return cls(
+                obj["size"], int(obj["offset"]), tree, bytes.fromhex(obj["last_leaf"]), int(obj["last_len"])
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def _split(data: bytes) -> tuple[list[bytes], bytes]:
+    """Complete lines (without newlines) and the bytes after the last newline (a torn tail)."""
+    lines = data.split(b"\n")
+    return lines, lines.pop()
+
+
+class AuditLog:
+    """The audit log of one vault, in `audit_dir` (`<vault>/audit`). Safe across processes."""
+
+    def __init__(self, audit_dir: Path | str, *, origin: str | None = None) -> None:
+        self.dir = Path(audit_dir)
+        self.origin = origin
+        self.log_path = self.dir / LOG_FILE
+        self.pubkey_path = self.dir / PUBKEY_FILE
+        self.checkpoint_path = self.dir / CHECKPOINT_FILE
+        self.checkpoints_dir = self.dir / CHECKPOINTS_DIR
+        self.lock_path = self.dir / LOCK_FILE
+        self.state_path = self.dir / STATE_FILE
+        self._state: _TreeState | None = None
+        self._mutex = threading.Lock()
+
+    # ------------------------------------------------------------------ locking
+    def _ensure_dir(self) -> None:
+        if not self.dir.is_dir():
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _fsync_dir(self.dir.parent)
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Serialise writers, in this process (mutex) and across processes (flock on .lock)."""
+        with self._mutex:
+            self._ensure_dir()
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # closing the descriptor releases the flock
+
+    @contextlib.contextmanager
+    def _shared(self) -> Iterator[None]:
+        """A shared lock for a consistent snapshot when the lock file is readable; else none."""
+        try:
+            fd = os.open(self.lock_path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
+    # ------------------------------------------------------------------ tree state
+    def _read_log(self, start: int = 0) -> bytes:
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(start)
+                return f.read()
+        except FileNotFoundError:
+            return b""
+
+    def _rescan(self) -> _TreeState:
+        lines, tail = _split(self._read_log())
+        state = _TreeState()
+        for line in lines:
+            state.add(line)
+        if tail:
+            state.torn = (state.offset, tail)
+        return state
+
+    def _still_valid(self, state: _TreeState, file_size: int) -> bool:
+        """Cheap check that a cached state still describes the start of the file."""
+        if state.offset > file_size:
+            return False
+        if state.size == 0:
+            return state.offset == 0
+        if state.last_len <= 0 or state.last_len > state.offset:
+            return False
+        with open(self.log_path, "rb") as f:
+            f.seek(state.offset - state.last_len - (1 if state.offset > state.last_len else 0))
+            chunk = f.read(state.last_len + (1 if state.offset > state.last_len else 0))
+        if state.offset > state.last_len:
+            if chunk[:1] != b"\n":
+                return False
+            chunk = chunk[1:]
+        return chunk.endswith(b"\n") and merkle.leaf_hash(chunk[:-1]) == state.last_leaf
+
+    def _current_state(self) -> _TreeState:
+        """The tree state at the end of the log (lock held): cached, caught up, or rescanned."""
+        try:
+            file_size = os.stat(self.log_path).st_size
+        except FileNotFoundError:
+            file_size = 0
+        state = self._state
+        if state is None:
+            with contextlib.suppress(OSError, ValueError):
+                state = _TreeState.from_json(json.loads(self.state_path.read_bytes()))
+        if state is not None and file_size and self._still_valid(state, file_size):
+            state.torn = None
+            if file_size > state.offset:
+                lines, tail = _split(self._read_log(state.offset))
+                for line in lines:
+                    state.add(line)
+                if tail:
+                    state.torn = (state.offset, tail)
+        elif state is not None and file_size == 0 and state.size == 0:
+            state.torn = None
+        else:
+            state = self._rescan()
+        self._state = state
+        return state
+
+    def _save_state(self, state: _TreeState) -> None:
+        """Refresh the sidecar cache; not fsynced, as it is re-validated against the log on use."""
+        with contextlib.suppress(OSError):
+            _atomic_write(self.state_path, canonical(state.to_json()), durable=False)
+
+    # ------------------------------------------------------------------ writing
+    def init(self, public_pem: bytes) -> None:
+        """Create the audit directory and publish the vault's public key for auditors."""
+        with self._exclusive():
+            self._install_pubkey(public_pem)
+
+    def _install_pubkey(self, public_pem: bytes) -> None:
+        try:
+            raw = load_public_pem(public_pem)
+        except ValueError:
+            raise UsageError(
+                "not an Ed25519 public key in PEM form", "pass SigningKey.public_pem()"
+            ) from None
+        try:
+            existing = self.pubkey_path.read_bytes()
+        except FileNotFoundError:
+            _atomic_write(self.pubkey_path, public_pem)
+            return
+        try:
+            same = load_public_pem(existing) == raw
+        except ValueError:
+            same = False
+        if not same:
+            raise IntegrityError(
+                f"{self.pubkey_path} does not hold this vault's audit public key",
+                "the file was replaced or damaged: run `strongroom audit verify --pubkey` with a copy you trust",
+            )
+
+    def append(
+        self,
+        actor: str,
+        role: str,
+        action: str,
+        subject: str,
+        outcome: str = "ok",
+        detail: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Append one entry durably (fsync) and return it. Metadata only, never record content."""
+        if not ACTION_RE.fullmatch(action):
+            raise ValueError(f"audit action {action!r} is not dotted lower-case words (e.g. dataset.read)")
+        for name, value in (("actor", actor), ("role", role), ("subject", subject), ("outcome", outcome)):
+            if not isinstance(value, str):
+                raise TypeError(f"audit {name} must be a string, not {type(value).__name__}")
+        detail = dict(detail or {})
+        canonical(detail)  # refuse what cannot be encoded before taking the lock
+        with self._exclusive():
+            state = self._current_state()
+            if state.torn is not None:
+                self._repair_torn_tail(state, actor, role)
+            entry = self._write_entry(state, actor, role, action, subject, outcome, detail)
+            self._save_state(state)
+            return entry
+
+    def _write_entry(
+        self,
+        state: _TreeState,
+        actor: str,
+        role: str,
+        action: str,
+        subject: str,
+        outcome: str,
+        detail: dict[str, Any],
+    ) -> dict[str, Any]:
+        entry = {
+            "v": ENTRY_VERSION,
+            "seq": state.size,
+            "time": utc_now(),
+            "actor": actor,
+            "role": role,
+            "action": action,
+            "subject": subject,
+            "outcome": outcome,
+            "detail": detail,
+            "prev": state.tree.root().hex(),
+        }
+        data = canonical(entry)
+        line = data + b"\n"
+        created = not self.log_path.exists()
+        try:
+            fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise _write_failed(self.log_path, exc) from None
+        try:
+            written = os.write(fd, line)  # one write: no reader or appender sees half a line
+            if written != len(line):
+                os.ftruncate(fd, state.offset)
+                raise OSError(errno.ENOSPC, "short write")
+            os.fsync(fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, state.offset)
+            raise _write_failed(self.log_path, exc) from None
+        finally:
+            os.close(fd)
+        if created:
+            _fsync_dir(self.dir)
+        state.add(data)
+        return entry
+
+    def _repair_torn_tail(self, state: _TreeState, actor: str, role: str) -> None:
+        """Cut off a partial last line (kept under torn/) and record the repair as an entry."""
+        assert state.torn is not None
+        offset, torn = state.torn
+        torn_dir = self.dir / TORN_DIR
+        torn_dir.mkdir(exist_ok=True, mode=0o700)
+        saved = torn_dir / f"{offset}.partial"
+        _atomic_write(saved, torn)
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.ftruncate(fd, offset)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        state.torn = None
+        self._write_entry(
+            state,
+            actor,
+            role,
+            "audit.repair",
+            f"{LOG_FILE}@{offset}",
+            "repaired",
+            {
+                "reason": "torn last line (an append was interrupted)",
+                "torn_offset": offset,
+                "torn_bytes": len(torn),
+                "torn_sha256": hashlib.sha256(torn).hexdigest(),
+                "after_seq": state.size - 1,
+                "kept_as": f"{TORN_DIR}/{saved.name}",
+            },
+        )
+
+    def write_checkpoint(self, signing_key: SigningKey, origin: str | None = None) -> str:
+        """Sign the log's current size and root; write `checkpoint` and `checkpoints/<size>.txt`.
+
+        Refuses (IntegrityError) when the log no longer extends the previous checkpoint or the
+        entries added since do not chain, so an edited or cut-back log is never signed over.
+        """
+        origin = origin or self.origin
+        if not origin:
+            raise ValueError("a checkpoint needs the log's origin, e.g. strongroom.local/vault/<vault_id>")
+        with self._exclusive():
+            self._install_pubkey(signing_key.public_pem())
+            size, root = self._checked_head(signing_key.public_raw())
+            text = sign_checkpoint(signing_key, origin, size, root)
+            self.checkpoints_dir.mkdir(exist_ok=True, mode=0o755)
+            _atomic_write(self.checkpoints_dir / f"{size}.txt", text.encode())
+            _atomic_write(self.checkpoint_path, text.encode())
+        return text
+
+    def _checked_head(self, public_raw: bytes) -> tuple[int, bytes]:
+        """Size and root of the log, after checking it against the previous checkpoint (lock held)."""
+        anchor = None
+        with contextlib.suppress(OSError, StrongroomError):
+            anchor = verify_checkpoint(self.checkpoint_path.read_bytes(), public_raw)
+        data = self._read_log()
+        start = anchor.size if anchor is not None else 0
+        scan = scan_log(data, check_from=min(start, data.count(b"\n")), want_roots={start})
+        problems = [f for f in scan.findings if f.kind != "torn_tail"]
+        if anchor is not None and (anchor.size > scan.size or scan.roots.get(anchor.size) != anchor.root):
+            problems.insert(0, Finding(anchor.size - 1, "checkpoint_root", "", "", "signed entries changed"))
+        if problems:
+            first = problems[0]
+            raise IntegrityError(
+                f"the audit log does not extend its last checkpoint or does not chain at entry {first.seq} "
+                f"({first.kind}): it was not signed",
+                "run `strongroom audit verify` and report the findings to the vault's administrator",
+            )
+        return scan.size, scan.roots[scan.size]
+
+    # ------------------------------------------------------------------ reading
+    def latest_checkpoint(self) -> str | None:
+        """The latest signed checkpoint's text, unchecked (None before the first)."""
+        try:
+            return self.checkpoint_path.read_text("utf-8")
+        except FileNotFoundError:
+            return None
+        except UnicodeDecodeError:
+            raise IntegrityError(
+                f"{self.checkpoint_path} is not text", "run `strongroom audit verify` to see what changed"
+            ) from None
+
+    def entries(
+        self, since: str | dt.datetime | None = None, action: str | None = None, actor: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Complete entries in order, filtered; a torn last line is not an entry (verify reports it).
+
+        `since` keeps entries at or after a time; `action` matches exactly or as a dotted prefix
+        (`dataset` matches `dataset.read`); `actor` matches exactly.
+        """
+        after = parse_time(since) if isinstance(since, str) else since
+        if after is not None and after.tzinfo is None:
+            after = after.replace(tzinfo=dt.UTC)
+        with self._shared():
+            lines, _ = _split(self._read_log())
+        out: list[dict[str, Any]] = []
+        for index, line in enumerate(lines):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                entry = None
+            if not isinstance(entry, dict):
+                raise IntegrityError(
+                    f"audit log line {index + 1} is not a JSON object",
+                    "run `strongroom audit verify` to list every problem",
+                )
+            if action is not None and not _action_matches(str(entry.get("action")), action):
+                continue
+            if actor is not None and entry.get("actor") != actor:
+                continue
+            if after is not None:
+                try:
+                    when = parse_time(str(entry.get("time")))
+                except UsageError:
+                    continue
+                if when < after:
+                    continue
+            out.append(entry)
+        return out
+
+    def torn_tail(self) -> tuple[int, int] | None:
+        """(byte offset, length) of a partial last line, or None."""
+        data = self._read_log()
+        if not data or data.endswith(b"\n"):
+            return None
+        start = data.rfind(b"\n") + 1
+        return start, len(data) - start
+
+    def inclusion_proof(self, seq: int, size: int | None = None) -> list[bytes]:
+        """Audit path proving entry `seq` is in the tree of the first `size` entries (default all)."""
+        with self._shared():
+            lines, _ = _split(self._read_log())
+        leaves = [merkle.leaf_hash(line) for line in lines]
+        return merkle.inclusion_proof(leaves, seq, len(leaves) if size is None else size)
+
+    # ------------------------------------------------------------------ verifying
+    def verify(
+        self,
+        pubkey_pem: bytes | None = None,
+        checkpoint_text: str | bytes | None = None,
+        *,
+        on_event: Callable[[VerifyProgress], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> AuditReport:
+        """Check the whole log: JSON, versions, sequence, prev chain, checkpoints and public key.
+
+        `pubkey_pem` is a public key the auditor trusts (else audit/pubkey.pem is used and the
+        report says so); `checkpoint_text` a checkpoint saved earlier, to rule out truncation.
+        """
+        with self._shared():
+            data = self._read_log()
+            pubkey_file = _read_optional(self.pubkey_path)
+            latest = _read_optional(self.checkpoint_path)
+            history = []
+            if self.checkpoints_dir.is_dir():
+                for path in sorted(self.checkpoints_dir.glob("*.txt")):
+                    history.append((f"{CHECKPOINTS_DIR}/{path.name}", path.read_bytes()))
+        if isinstance(checkpoint_text, str):
+            checkpoint_text = checkpoint_text.encode("utf-8")
+        return verify_snapshot(
+            data,
+            pubkey_file=pubkey_file,
+            trusted_pubkey=pubkey_pem,
+            checkpoints=history,
+            latest=latest,
+            external=checkpoint_text,
+            origin=self.origin,
+            on_event=on_event,
+            cancel=cancel,
+        )
+
+
+def _read_optional(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _action_matches(action: str, wanted: str) -> bool:
+    return action == wanted or action.startswith(wanted.rstrip(".") + ".")
