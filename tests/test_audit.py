@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from vault import merkle
 from vault.audit import AuditLog, canonical, parse_time
 from vault.checkpoint import parse_checkpoint, verify_checkpoint
 from vault.crypto.signing import SigningKey
-from vault.errors import IntegrityError, UsageError
+from vault.errors import Cancelled, IntegrityError, UsageError
 
 ORIGIN = "strongroom.local/vault/00112233aabbccdd"
 
@@ -229,16 +230,12 @@ def test_torn_tail_is_reported_then_repaired_by_the_next_append(log: AuditLog, k
 
 
 def test_cancel_and_progress_events(log: AuditLog) -> None:
-    import threading
-
     fill(log, 3)
     events = []
     log.verify(on_event=events.append)
     assert events[-1].done == events[-1].total == 3
     stop = threading.Event()
     stop.set()
-    from vault.errors import Cancelled
-
     with pytest.raises(Cancelled):
         log.verify(cancel=stop)
 
