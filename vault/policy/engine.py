@@ -348,8 +348,8 @@ class Policy:
         name = (request.dataset or {}).get("name")
         projected = request.projected_lifetime_epsilon
         if projected is None or math.isinf(projected):
-            return False, (f"dataset {name!r} would have an unbounded lifetime epsilon (a run without DP is "
-                           f"charged to it), above the cap of {cap:g}")
+            return False, (f"dataset {name!r} has no bounded lifetime epsilon to hold to the cap of {cap:g}: "
+                           f"unbounded (a run without DP was charged to it) or not projected by the ledger")
         if projected > cap:
             this_run = f" (this run: epsilon {request.epsilon:g})" if request.epsilon is not None else ""
             return False, (f"dataset {name!r} would reach lifetime epsilon {projected:.4g}{this_run}, "
