@@ -259,3 +259,12 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_temp_files_of_a_killed_writer_are_removed(log: AuditLog, key: SigningKey) -> None:
+    fill(log, 1)
+    stale = log.dir / ".checkpoint.tmp-999999-1"
+    stale.write_text("half a checkpoint")
+    log.write_checkpoint(key)
+    assert not stale.exists()
+    assert log.verify(key.public_pem()).ok

@@ -422,9 +422,18 @@ class AuditLog:
             size, root = self._checked_head(signing_key.public_raw())
             text = sign_checkpoint(signing_key, origin, size, root)
             self.checkpoints_dir.mkdir(exist_ok=True, mode=0o755)
-            _atomic_write(self.checkpoints_dir / f"{size}.txt", text.encode())
+            self._remove_stale_temp_files()
+            # The latest first: a crash between the two leaves history one behind, never ahead of it.
             _atomic_write(self.checkpoint_path, text.encode())
+            _atomic_write(self.checkpoints_dir / f"{size}.txt", text.encode())
         return text
+
+    def _remove_stale_temp_files(self) -> None:
+        """Temp files left by a writer killed mid-write (lock held: no live writer owns one)."""
+        for folder in (self.dir, self.checkpoints_dir, self.dir / TORN_DIR):
+            for path in folder.glob(".*.tmp-*"):
+                with contextlib.suppress(OSError):
+                    path.unlink()
 
     def _checked_head(self, public_raw: bytes) -> tuple[int, bytes]:
         """Size and root of the log, after checking it against the previous checkpoint (lock held)."""
