@@ -24,9 +24,11 @@ class AreaScreen(Screen[None]):
 
     AREA: ClassVar[str] = ""
     BINDINGS = bindings("area")
+    AUTO_FOCUS = "KeyTable, AuditLogView"
 
     def __init__(self) -> None:
         super().__init__(id=f"area-{self.AREA}")
+        self._stale = True
         self._pending: dict[Worker[Any], tuple[Callable[[Any], None] | None, Callable[[BaseException], bool | None] | None]] = {}
 
     def compose(self) -> ComposeResult:
@@ -37,7 +39,8 @@ class AreaScreen(Screen[None]):
         backend = getattr(app, "backend", None)
         who = f"{backend.user} ({backend.role})" if backend is not None else "auditor · read-only"
         yield AreaBar(self.AREA, areas, who)
-        yield Input(placeholder="filter: type to narrow the table, esc clears", id="filter", classes="filter")
+        yield Input(placeholder="filter: type to narrow the table, esc clears", id="filter", classes="filter",
+                    disabled=True)
         with Vertical(classes="area-body"):
             yield from self.compose_area()
         yield Footer()
@@ -46,7 +49,15 @@ class AreaScreen(Screen[None]):
         raise NotImplementedError
 
     def on_screen_resume(self) -> None:
-        self.refresh_area()
+        """Reload when the area is entered (first time, or back from another area), not when a
+        dialog on top of it closes: a failing core call must not reopen its error dialog."""
+        if self._stale:
+            self._stale = False
+            self.refresh_area()
+
+    def on_screen_suspend(self) -> None:
+        if self.app.current_mode != self.AREA:
+            self._stale = True
 
     def refresh_area(self) -> None:
         """Reload what the area shows from the core (called whenever the area is shown)."""
@@ -96,10 +107,16 @@ class AreaScreen(Screen[None]):
         tables = self.query(KeyTable)
         return tables.first() if tables else None
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "filter" and self.is_mounted and self.filter_table() is None:
+            return None
+        return True
+
     def action_filter(self) -> None:
         if self.filter_table() is None:
             return
         field = self.query_one("#filter", Input)
+        field.disabled = False
         field.add_class("shown")
         field.focus()
 
@@ -122,6 +139,7 @@ class AreaScreen(Screen[None]):
         if field.has_class("shown"):
             field.value = ""
             field.remove_class("shown")
+            field.disabled = True
             table = self.filter_table()
             if table is not None:
                 table.filter("")

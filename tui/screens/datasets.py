@@ -89,25 +89,28 @@ class DatasetsScreen(AreaScreen):
             yield Static("", id="dataset-balance")
             yield Static("", id="dataset-samples")
 
-    def on_mount(self) -> None:
-        self.query_one("#datasets-table").focus()
-
     def refresh_area(self) -> None:
-        def load() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-            return self.backend.datasets(), self.backend.budget()
+        def load() -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+            datasets = self.backend.datasets()
+            try:
+                budget = self.backend.budget()
+            except Exception:  # the table still lists the datasets; the column says what is missing
+                budget = None
+            return datasets, budget
 
         self.call_core("datasets", load, done=self.show_datasets)
 
-    def show_datasets(self, loaded: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> None:
+    def show_datasets(self, loaded: tuple[list[dict[str, Any]], list[dict[str, Any]] | None]) -> None:
         datasets, budget = loaded
-        budgets = budget_by_dataset(budget)
+        budgets = budget_by_dataset(budget or [])
         self.infos = {str(info["name"]): info for info in datasets}
         rows = []
         for info in datasets:
             name = str(info["name"])
             rows.append((name, (name, str(info.get("kind", "")), f"{int(info.get('samples', 0)):,}",
                                 str(len(info.get("classes") or [])), str(info.get("sensitivity", "")),
-                                str(info.get("version", "")), budget_cell(budgets.get(name)))))
+                                str(info.get("version", "")),
+                                budget_cell(budgets.get(name)) if budget is not None else "? unreadable")))
         table = self.query_one("#datasets-table", KeyTable)
         table.set_rows(rows)
         if not rows:

@@ -87,7 +87,7 @@ class ImportScreen(Screen[bool]):
             yield Select([(s, s) for s in SENSITIVITIES], value="high", allow_blank=False, compact=True,
                          id="picker-sensitivity")
         with Horizontal(classes="form-row"):
-            yield ProgressBar(total=None, show_eta=False, id="picker-progress")
+            yield ProgressBar(total=100, show_eta=False, id="picker-progress")
             yield Static("", id="picker-status")
         yield Footer()
 

@@ -65,9 +65,6 @@ class ModelsScreen(AreaScreen):
         with VerticalScroll(id="model-card", classes="detail"):
             yield Markdown("", id="model-card-md")
 
-    def on_mount(self) -> None:
-        self.query_one("#models-table").focus()
-
     def refresh_area(self) -> None:
         self.call_core("models", self.backend.models, done=self.show_models)
 

@@ -50,6 +50,7 @@ class PolicyScreen(AreaScreen):
             with Horizontal(classes="form-row"):
                 yield Label("DP")
                 yield Switch(True, id="whatif-dp")
+                yield Static("on", id="whatif-dp-word", classes="switch-word")
                 yield Label("epsilon")
                 yield Input("3", id="whatif-epsilon", compact=True)
                 yield Label("delta")
@@ -59,9 +60,6 @@ class PolicyScreen(AreaScreen):
             yield Static("", id="whatif-result", classes="status-line")
         with VerticalScroll(id="policy-text-scroll"):
             yield Static("", id="policy-text", markup=False)
-
-    def on_mount(self) -> None:
-        self.query_one("#policy-rules").focus()
 
     def refresh_area(self) -> None:
         def load() -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -85,6 +83,9 @@ class PolicyScreen(AreaScreen):
             select.value = current
         elif names:
             select.value = names[0]
+
+    def on_switch_changed(self, event: Switch.Changed) -> None:
+        self.query_one("#whatif-dp-word", Static).update("on" if event.value else "off")
 
     def request(self) -> tuple[str, dict[str, Any]]:
         action = str(self.query_one("#whatif-action", Select).value)

@@ -65,9 +65,6 @@ class PrivacyScreen(AreaScreen):
         yield Static("Runs charged to these ledgers", classes="section-title")
         yield KeyTable(RUN_COLUMNS, id="privacy-runs")
 
-    def on_mount(self) -> None:
-        self.query_one("#privacy-runs").focus()
-
     def refresh_area(self) -> None:
         self.call_core("budget", self.backend.budget, done=self.show_budget)
 

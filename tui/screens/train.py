@@ -58,6 +58,7 @@ def decision_text(decision: dict[str, Any]) -> Text:
 class TrainScreen(AreaScreen):
     AREA = "train"
     BINDINGS = bindings("train")
+    AUTO_FOCUS = "#train-dataset"
 
     def __init__(self) -> None:
         super().__init__()
@@ -68,6 +69,7 @@ class TrainScreen(AreaScreen):
         self.accuracies: list[float] = []
         self.target_epsilon: float | None = None
         self._check_timer: Timer | None = None
+        self.budget_readable = True
 
     def compose_area(self) -> ComposeResult:
         with Vertical(id="train-form"):
@@ -79,6 +81,7 @@ class TrainScreen(AreaScreen):
             with Horizontal(classes="form-row"):
                 yield Label("DP-SGD")
                 yield Switch(True, id="train-dp")
+                yield Static("on", id="train-dp-word", classes="switch-word")
                 yield Label("epsilon")
                 yield Input(DEFAULTS["epsilon"], id="train-epsilon", compact=True)
                 yield Label("delta")
@@ -94,22 +97,28 @@ class TrainScreen(AreaScreen):
         with Vertical(id="train-monitor"):
             yield Static("No run yet. ctrl+r starts one with the settings above.", id="train-status",
                          classes="status-line")
-            yield ProgressBar(total=None, show_eta=True, id="train-progress")
+            yield ProgressBar(total=100, show_eta=False, id="train-progress")
             yield Curves(id="train-curves")
             yield Static("", id="train-epsilon-line", classes="status-line")
             yield Static("", id="train-budget-line", classes="status-line")
             yield Static("", id="train-result", classes="status-line")
 
     def refresh_area(self) -> None:
-        def load() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-            return self.backend.datasets(), self.backend.budget()
+        def load() -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+            datasets = self.backend.datasets()
+            try:
+                budget = self.backend.budget()
+            except Exception:  # the form still works; the budget line says it is unreadable
+                budget = None
+            return datasets, budget
 
         self.call_core("train-datasets", load, done=self.show_datasets)
 
-    def show_datasets(self, loaded: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> None:
+    def show_datasets(self, loaded: tuple[list[dict[str, Any]], list[dict[str, Any]] | None]) -> None:
         datasets, budget = loaded
         self.datasets = {str(info["name"]): info for info in datasets}
-        self.budget = {str(row.get("dataset")): row for row in budget}
+        self.budget_readable = budget is not None
+        self.budget = {str(row.get("dataset")): row for row in budget or []}
         select = self.query_one("#train-dataset", Select)
         current = select.value
         select.set_options([(name, name) for name in self.datasets])
@@ -142,6 +151,7 @@ class TrainScreen(AreaScreen):
         self.schedule_check()
 
     def on_switch_changed(self, event: Switch.Changed) -> None:
+        self.query_one("#train-dp-word", Static).update("on" if event.value else "off")
         for name in ("epsilon", "delta"):
             self.query_one(f"#train-{name}", Input).disabled = not event.value
         self.schedule_check()
@@ -165,12 +175,20 @@ class TrainScreen(AreaScreen):
         facts = {k: request.get(k) for k in ("dataset", "model", "dp", "epsilon", "delta")}
         self.call_core("policy-check", self.backend.policy_check, "train", **facts,
                        done=lambda decision: line.update(Text("policy: ").append_text(decision_text(decision))),
-                       failed=lambda error: line.update(Text(f"policy: ✗ {getattr(error, 'title', error)}")))
+                       failed=lambda error: self.check_failed(line, error))
+
+    @staticmethod
+    def check_failed(line: Static, error: BaseException) -> bool:
+        line.update(Text(f"policy: ✗ cannot check: {getattr(error, 'title', type(error).__name__)}"))
+        return True
 
     def show_budget(self) -> None:
         dataset = self.query_one("#train-dataset", Select).value
         row = self.budget.get(dataset) if isinstance(dataset, str) else None
         line = self.query_one("#train-budget-line", Static)
+        if not self.budget_readable:
+            line.update("dataset budget: ? the ledger could not be read")
+            return
         if row is None:
             line.update("dataset budget: no runs yet")
             return
