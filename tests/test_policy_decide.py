@@ -312,3 +312,9 @@ def test_junk_requests_are_denied_never_raised(fields: dict[str, object], role: 
     assert decision.rule and decision.reason
     if decision.allowed:
         assert STRICT.permits(str(role), str(action))
+
+
+def test_raw_export_is_refused_whatever_the_facts() -> None:
+    for policy in (DEFAULT, STRICT, RESEARCH):
+        decision = policy.decide(Request(actor="alice", role="admin", action="dataset.export"))
+        assert decision.rule == "export.raw_data" and "never be exported" in decision.reason
