@@ -551,4 +551,4 @@ def _message(
         )
     else:
         parts.append("The log does not verify against the given checkpoint: see the findings.")
-    return " ".join(parts)
+    return "\n".join(parts)
