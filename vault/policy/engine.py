@@ -19,7 +19,7 @@ from typing import Any
 from vault.errors import InputError, NotFound
 from vault.policy.checks import to_utc
 from vault.policy.request import Decision, Request
-from vault.policy.schema import PolicySpec, PolicyTest, parse_policy
+from vault.policy.schema import ForbidRule, PolicySpec, PolicyTest, parse_policy
 from vault.policy.vocabulary import (
     ACTIONS,
     RAW_EXPORT_ACTION,
@@ -93,7 +93,7 @@ class Policy:
         if not isinstance(text, str):
             raise InputError(f"policy {source}: expected text, got {type(text).__name__}",
                              "pass the policy file's content as a string")
-        return _load_cached(cls, text, source)
+        return _load_cached(text, source)
 
     @classmethod
     def from_file(cls, path: Path | str) -> Policy:
@@ -250,7 +250,7 @@ class Policy:
 
         run("export.raw_data", _raw_data)
         for forbid in self.spec.forbids:
-            run(forbid.rule_id, lambda r, rule=forbid: (False, rule.reason) if rule.matches(r) else None)
+            run(forbid.rule_id, functools.partial(_forbid_verdict, forbid))
         role_rule = f"roles.{request.role}"
         granted = self.permits(request.role, request.action)
         if not granted:
@@ -422,9 +422,13 @@ class Policy:
 
 
 @functools.lru_cache(maxsize=16)
-def _load_cached(cls: type[Policy], text: str, source: str) -> Policy:
+def _load_cached(text: str, source: str) -> Policy:
     """Policies are immutable, and the vault reloads its stored text on every decision."""
-    return cls(parse_policy(text, source), text, source)
+    return Policy(parse_policy(text, source), text, source)
+
+
+def _forbid_verdict(rule: ForbidRule, request: Request) -> Verdict:
+    return (False, rule.reason) if rule.matches(request) else None
 
 
 def _raw_data(request: Request) -> Verdict:
