@@ -290,16 +290,18 @@ def test_interrupted_rotation_is_finished_on_open(new_vault, vault_path, tmp_pat
 
 
 def test_canary_records_never_reach_disk_in_plaintext(new_vault, tmp_path):
+    import secrets
     import tempfile
 
-    canary_text = "CANARY-7f3a9c-unique-record-string"
-    rows = [("ham", f"{canary_text} {i}") for i in range(4)] + [("spam", "WIN NOW canary-two-9d8e")] * 3
+    canary_text = f"CANARY-{secrets.token_hex(12)}"  # made now, so it exists in no source file
+    canary_two = f"canary-{secrets.token_hex(12)}"
+    rows = [("ham", f"{canary_text} {i}") for i in range(4)] + [("spam", f"WIN NOW {canary_two}")] * 3
     v = new_vault()
     v.import_dataset(write_text_dataset(tmp_path / "src.tsv", rows), name="secret")
     pixels_root = tmp_path / "pix"
     from PIL import Image
 
-    pattern = np.tile(np.array([[13, 251, 7, 199]], dtype=np.uint8), (16, 4))
+    pattern = np.frombuffer(secrets.token_bytes(256), dtype=np.uint8).reshape(16, 16)
     for cls in ("a", "b"):
         (pixels_root / cls).mkdir(parents=True)
         for i in range(3):
@@ -307,7 +309,7 @@ def test_canary_records_never_reach_disk_in_plaintext(new_vault, tmp_path):
     v.import_dataset(pixels_root, name="pix")
     assert v.load_dataset("secret", purpose="train").x[0].startswith(canary_text)
     v.load_dataset("pix", purpose="train")
-    needles = [canary_text.encode(), b"canary-two-9d8e", pattern.tobytes()[:32]]
+    needles = [canary_text.encode(), canary_two.encode(), pattern.tobytes()[:32]]
     files = [f for f in v.path.rglob("*") if f.is_file()]
     files += [f for f in Path(tempfile.gettempdir()).rglob("*")
               if f.is_file() and not f.is_relative_to(tmp_path) and f.stat().st_size < 64 * 2**20]
@@ -323,7 +325,7 @@ def test_canary_records_never_reach_disk_in_plaintext(new_vault, tmp_path):
     assert scanned > 3
 
 
-def test_vault_format_known_answer_vector(shared):
+def test_vault_format_known_answer_vector():
     """A vault written by this format version (tests/vectors/vault-v1) still opens and reads back."""
     from vault.door import Vault
 

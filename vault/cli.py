@@ -252,6 +252,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def paths_to_keep(args: argparse.Namespace) -> list[Path]:
+    """Paths the command reads or writes, kept reachable inside the private /tmp and /run."""
+    paths = [common.vault_path(args)]
+    for value in vars(args).values():
+        if isinstance(value, Path):
+            paths.append(value.expanduser().resolve())
+    for name in ("policy",):
+        if isinstance(getattr(args, name, None), str):
+            paths.append(Path(getattr(args, name)).expanduser().resolve())
+    return paths
+
+
 def report_error(exc: StrongroomError) -> None:
     sys.stderr.write(f"strongroom: {exc.title}" + (f" (hint: {exc.hint})" if exc.hint else "") + "\n")
 
@@ -267,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command not in NO_ISOLATION:
             from vault import netguard
 
-            netguard.isolate_session()
+            netguard.isolate_session(keep=paths_to_keep(args))
         return int(args.func(args) or 0)
     except StrongroomError as exc:
         report_error(exc)

@@ -27,7 +27,7 @@ def add_vault_options(parser: argparse.ArgumentParser) -> None:
 
 
 def vault_path(args: argparse.Namespace) -> Path:
-    from vault.door import default_vault_path
+    from vault.store import default_vault_path
 
     return Path(args.vault).expanduser() if getattr(args, "vault", None) else default_vault_path()
 

@@ -23,6 +23,7 @@ from vault.datasets import DatasetsMixin
 from vault.errors import AuthError, IntegrityError, IsolationError, PolicyDenied, StrongroomError
 from vault.export import ExportMixin
 from vault.keys_door import KeysMixin
+from vault.netguard.vault_mixin import NetworkMixin
 from vault.policy import Decision, Policy, Request
 from vault.verify import VerifyMixin
 
@@ -32,15 +33,6 @@ CATALOG_NEXT = "catalog.next.sealed"
 
 def utc_now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def default_vault_path() -> Path:
-    """`$STRONGROOM_VAULT`, else `<user data dir>/strongroom/vault` (XDG_DATA_HOME on Linux)."""
-    env = os.environ.get("STRONGROOM_VAULT")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "strongroom" / "vault"
 
 
 def empty_catalog(vault_id: str, signing_key: SigningKey, policy: Policy, created: str) -> dict[str, Any]:
@@ -58,7 +50,7 @@ def empty_catalog(vault_id: str, signing_key: SigningKey, policy: Policy, create
     }
 
 
-class Vault(DatasetsMixin, KeysMixin, VerifyMixin, ExportMixin):
+class Vault(DatasetsMixin, KeysMixin, VerifyMixin, ExportMixin, NetworkMixin):
     """An opened vault. Create with `Vault.create`, open with `Vault.open`; use as a context manager."""
 
     def __init__(self, root: Path, header: dict[str, Any], user: str, role: str, master: bytes, private: bytes) -> None:
@@ -153,6 +145,7 @@ class Vault(DatasetsMixin, KeysMixin, VerifyMixin, ExportMixin):
         return vault
 
     def _start_session(self, *, unlock: bool) -> None:
+        self._watch_network()
         report = netguard_state.current_report()
         self.isolation = report
         if unlock:
@@ -177,6 +170,7 @@ class Vault(DatasetsMixin, KeysMixin, VerifyMixin, ExportMixin):
             blocked = netguard_state.blocked_count()
             self._record("session.end", self.vault_id, "ok", network_blocked=blocked)
             self.audit.write_checkpoint(self._signing_key(), self.origin)
+        self._unwatch_network()
         self._lock.release()
         self._master = b"\0" * 32
 

@@ -30,6 +30,15 @@ OBJECTS_DIR = "objects"
 TMP_PREFIX = ".tmp-"
 
 
+def default_vault_path() -> Path:
+    """`$STRONGROOM_VAULT`, else `<user data dir>/strongroom/vault` (XDG_DATA_HOME on Linux)."""
+    env = os.environ.get("STRONGROOM_VAULT")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "strongroom" / "vault"
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
