@@ -30,14 +30,11 @@ def _watch_stdin(cancel: threading.Event) -> None:
     cancel.set()
 
 
-def _isolate() -> None:
-    try:
-        from vault import netguard
-    except ModuleNotFoundError as error:
-        if error.name != "vault.netguard":
-            raise
-        return
-    netguard.isolate_session()
+def _isolate(vault_path: str) -> None:
+    """First thing, before any thread exists: the training process isolates itself as well."""
+    from vault import netguard
+
+    netguard.isolate_session(keep=[vault_path])
 
 
 def main() -> int:
@@ -51,6 +48,12 @@ def main() -> int:
         pass
     job = json.loads(sys.stdin.readline())
     passphrase = base64.b64decode(job.pop("passphrase_b64"))
+    try:
+        _isolate(job["vault"])
+    except Exception as error:
+        _send(out, lock, {"type": "error", "error": type(error).__name__,
+                          "title": str(getattr(error, "title", error)), "hint": str(getattr(error, "hint", ""))})
+        return int(getattr(error, "exit_code", 6))
     cancel = threading.Event()
     threading.Thread(target=_watch_stdin, args=(cancel,), daemon=True, name="cancel-watch").start()
 
@@ -60,7 +63,6 @@ def main() -> int:
         _send(out, lock, {"type": "event", "event": type(event).__name__, "fields": as_dict(event)})
 
     try:
-        _isolate()
         backend = Backend.unlock(job["vault"], user=job["user"], passphrase=passphrase)
         del passphrase
         try:

@@ -7,6 +7,7 @@ when a screen needs it, so the unlock screen appears within a second.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 
@@ -26,21 +27,19 @@ def register(subparsers: Any, common: Any) -> None:
     parser.set_defaults(func=lambda args: run_tui(args, common))
 
 
-def _isolate() -> None:
-    """Reach the network isolation the CLI's other commands reach before a vault is opened."""
-    try:
-        from vault import netguard
-    except ModuleNotFoundError as error:
-        if error.name != "vault.netguard":
-            raise
-        return
-    netguard.isolate_session()
+def _isolate(args: argparse.Namespace) -> None:
+    """Isolate from the network first, before anything (numpy, Textual's input thread) starts a
+    thread; the vault named by --vault stays reachable inside the private mounts."""
+    from vault import netguard
+
+    keep = [Path(args.vault).expanduser().resolve()] if getattr(args, "vault", None) else []
+    netguard.isolate_session(keep=keep)
 
 
 def run_tui(args: argparse.Namespace, common: Any) -> int:
-    path = common.vault_path(args)
     if not args.auditor:
-        _isolate()
+        _isolate(args)
+    path = common.vault_path(args)
     from tui.app import StrongroomApp
 
     app = StrongroomApp(path, user=common.user(args), auditor=args.auditor, high_contrast=args.high_contrast)
