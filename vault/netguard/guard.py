@@ -11,6 +11,7 @@ import datetime as dt
 import errno
 import socket
 import sys
+import sysconfig
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ _LOOKUP_EVENTS = {"socket.getaddrinfo", "socket.gethostbyname", "socket.gethostb
 _ALLOWED_FAMILIES = {int(socket.AF_UNIX), -1}  # -1: socket(fileno=...) learns its family from the fd
 _SKIP_MODULES = {"socket", __name__, "ssl", "selectors"}
 _MAX_KEPT = 1000
+_STDLIB = sysconfig.get_paths()["stdlib"]
 
 
 class NetworkBlocked(PermissionError):
@@ -155,17 +157,25 @@ def classify(event: str, args: tuple[Any, ...]) -> tuple[str, str] | None:
     return None
 
 
-def _caller() -> tuple[str, list[str]]:
+def _caller() -> tuple[str, str, list[str]]:
+    """(calling module, origin, stack): the first module outside socket and the guard, the first
+    outside the standard library (the library that asked, e.g. torchvision), and the frames in between."""
     frame: FrameType | None = sys._getframe(2)
-    module, stack = "?", list[str]()
-    while frame is not None and len(stack) < 8:
+    module, origin, stack = "?", "", list[str]()
+    depth = 0
+    while frame is not None and depth < 64:
+        depth += 1
         name = str(frame.f_globals.get("__name__", "?"))
         if module == "?" and name not in _SKIP_MODULES and not name.startswith("vault.netguard.guard"):
             module = name
         if module != "?":
-            stack.append(f"{name}:{frame.f_code.co_name}:{frame.f_lineno}")
+            if len(stack) < 12:
+                stack.append(f"{name}:{frame.f_code.co_name}:{frame.f_lineno}")
+            filename = frame.f_code.co_filename
+            if not origin and (not filename.startswith(_STDLIB) or "-packages" in filename):
+                origin = name
         frame = frame.f_back
-    return module, stack
+    return module, origin or module, stack
 
 
 def _hook(event: str, args: tuple[Any, ...]) -> None:
@@ -177,9 +187,10 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
     destination, family = found
     _guard.local.busy = True
     try:
-        module, stack = _caller()
+        module, origin, stack = _caller()
         attempt: dict[str, Any] = {
-            "event": event, "destination": destination, "family": family, "module": module, "stack": stack,
+            "event": event, "destination": destination, "family": family, "module": module, "origin": origin,
+            "stack": stack,
             "at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         }
         drill_name = getattr(_guard.local, "drill", None)
