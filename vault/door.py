@@ -24,6 +24,7 @@ from vault.errors import AuthError, IntegrityError, IsolationError, PolicyDenied
 from vault.export import ExportMixin
 from vault.keys_door import KeysMixin
 from vault.netguard.vault_mixin import NetworkMixin
+from vault.policy_door import PolicyMixin, policy_record
 from vault.policy import Decision, Policy, Request
 from vault.verify import VerifyMixin
 
@@ -35,13 +36,13 @@ def utc_now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def empty_catalog(vault_id: str, signing_key: SigningKey, policy: Policy, created: str) -> dict[str, Any]:
+def empty_catalog(vault_id: str, signing_key: SigningKey, policy: Policy, created: str, user: str) -> dict[str, Any]:
     return {
         "vault_id": vault_id,
         "generation": 0,
         "created": created,
         "signing_key": keyring.b64(signing_key.raw()),
-        "policy": {"text": policy.text, "sha256": policy.sha256, "source": policy.source, "set": created},
+        "policy": policy_record(policy, set_by=user, when=created),
         "datasets": {},
         "ledger_index": {},
         "ledger": {},
@@ -50,7 +51,7 @@ def empty_catalog(vault_id: str, signing_key: SigningKey, policy: Policy, create
     }
 
 
-class Vault(DatasetsMixin, KeysMixin, VerifyMixin, ExportMixin, NetworkMixin):
+class Vault(DatasetsMixin, KeysMixin, VerifyMixin, ExportMixin, NetworkMixin, PolicyMixin):
     """An opened vault. Create with `Vault.create`, open with `Vault.open`; use as a context manager."""
 
     def __init__(self, root: Path, header: dict[str, Any], user: str, role: str, master: bytes, private: bytes) -> None:
@@ -67,6 +68,7 @@ class Vault(DatasetsMixin, KeysMixin, VerifyMixin, ExportMixin, NetworkMixin):
         self._closed = False
         self.isolation: dict[str, Any] = {}
         self._catalog_cache: dict[str, Any] | None = None
+        self._policy_cache: Policy | None = None
 
     # ----------------------------------------------------------------- creation and opening
     @classmethod
@@ -105,7 +107,7 @@ class Vault(DatasetsMixin, KeysMixin, VerifyMixin, ExportMixin, NetworkMixin):
         header["mac"] = keyring.header_mac(master, header)
         signing_key = SigningKey.generate()
         with store.VaultLock(root):
-            store.write_catalog(root, vault_id, keyring.catalog_key(master), empty_catalog(vault_id, signing_key, policy, created))
+            store.write_catalog(root, vault_id, keyring.catalog_key(master), empty_catalog(vault_id, signing_key, policy, created, user))
             audit = AuditLog(root / AUDIT_DIR)
             audit.init(signing_key.public_pem())
             audit.append(
@@ -272,7 +274,9 @@ class Vault(DatasetsMixin, KeysMixin, VerifyMixin, ExportMixin, NetworkMixin):
     def policy(self) -> Policy:
         catalog = self._catalog_cache or self._read_catalog()
         p = catalog["policy"]
-        return Policy.load(p["text"], source=p.get("source", "<vault>"))
+        if self._policy_cache is None or self._policy_cache.sha256 != p["sha256"]:
+            self._policy_cache = Policy.load(p["text"], source=p.get("source", "<vault>"))
+        return self._policy_cache
 
     def _decide(self, action: str, *, record: bool = True, dry_run: bool = False, **facts: Any) -> Decision:
         """Ask the policy; record the decision (allowed or denied, with the rule); raise when denied."""
