@@ -21,6 +21,8 @@ def read_policy_file(path: Path) -> str:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise NotFound(f"policy file {path} does not exist", "check the path (e.g. policies/strict.toml)") from None
+    except IsADirectoryError:
+        raise InputError(f"{path} is a directory, not a policy file", "name a .toml file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"policy file {path} cannot be read: {exc}", "pass a UTF-8 TOML file") from None
 
