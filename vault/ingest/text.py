@@ -124,6 +124,7 @@ def _read_rows(content: str, delimiter: str, quoted: bool, source: Path,
                 rows.append((start, fields))
             start = reader.line_num + 1
             progress.report("parse", reader.line_num, total_lines, "lines")
+        progress.report("parse", total_lines, total_lines, "lines")
     except csv.Error as exc:
         reason = str(exc).split(" (")[0] if "field larger" in str(exc) else str(exc)
         raise _Malformed(
