@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from vault.door import Vault
-from vault.errors import InputError, NotFound, PolicyDenied
+from vault.errors import InputError, NotFound, PolicyDenied, UsageError
 from vault.policy import Policy
 from vault.policy_door import PolicyMixin
 
@@ -170,3 +170,10 @@ def test_check_as_another_user_and_with_an_approver(make_vault: Callable[..., An
     assert own.rule == "export.approver_is_requester"
     with pytest.raises(NotFound):
         v.policy_check("train", as_user="nobody")
+
+
+def test_check_refuses_facts_the_policy_does_not_know(make_vault: Callable[..., Any]) -> None:
+    v = make_vault()
+    with pytest.raises(UsageError) as caught:
+        v.policy_check("train", dataset=XRAYS, dp=True, epochs=3)
+    assert "epochs" in caught.value.title and "epsilon" in caught.value.hint

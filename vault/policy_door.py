@@ -12,8 +12,11 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from vault import netguard_state
-from vault.errors import InputError, NotFound
+from vault.errors import InputError, NotFound, UsageError
 from vault.policy import Decision, Policy, Request
+from vault.policy.request import REQUEST_FACTS
+
+CHECKABLE_FACTS = frozenset(REQUEST_FACTS) - {"actor", "role", "action", "dataset", "isolation", "now"}
 
 
 def policy_record(policy: Policy, *, set_by: str, when: str,
@@ -109,6 +112,10 @@ class PolicyMixin:
         authenticate them). For a DP training run without a projected lifetime epsilon, the ledger
         projects it when the Vault offers `_projected_lifetime_epsilon(dataset_facts, epsilon=, delta=)`.
         """
+        unknown = sorted(set(facts) - CHECKABLE_FACTS)
+        if unknown:
+            raise UsageError(f"policy check got unknown fact(s): {', '.join(unknown)}",
+                             f"facts a policy decides on: {', '.join(sorted(CHECKABLE_FACTS))}")
         policy = self.policy
         actor, role = self.user, self.role
         if as_user is not None and as_user != self.user:
