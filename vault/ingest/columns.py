@@ -122,7 +122,7 @@ def _choose(text: list[Key], label: Key | None, names: Sequence[str] | None, wid
         named = {k: str(k) for k in pool}
     else:
         pool = list(range(width))
-        named = {i: names[i] for i in pool} if names is not None else {}
+        named = {i: names[i] for i in range(width)} if names is not None else {}
     if named:
         text_hits = [k for k in pool if named[k].strip().lower() in TEXT_NAMES]
         label_hits = [k for k in pool if named[k].strip().lower() in LABEL_NAMES]

@@ -9,11 +9,11 @@ the values are read straight into their final array.
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -31,7 +31,7 @@ from vault.ingest.types import (
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_DEFLATE_RATIO = 1032  # deflate cannot expand one input byte into more than ~1032 output bytes
 _CHUNK = 1 << 22
-_TYPES = {
+_TYPES: dict[int, tuple[np.dtype, str]] = {
     0x08: (np.dtype(">u1"), "unsigned byte"),
     0x09: (np.dtype(">i1"), "signed byte"),
     0x0B: (np.dtype(">i2"), "16-bit integer"),
@@ -149,7 +149,7 @@ def read_values(path: Path, header: IdxHeader, progress: Progress) -> np.ndarray
         raise InputError(f"{path.name} is corrupt: its header claims {expected} bytes of {header.describe()}, "
                          "more than the compressed file can hold", "copy the file again")
     buffer = np.empty(expected, dtype=np.uint8)
-    view = memoryview(buffer)
+    view = buffer.data
     done = 0
     try:
         with _open(path) as stream:
@@ -194,11 +194,11 @@ def _magic_ok(magic: bytes) -> bool:
     return len(magic) == 4 and magic[:2] == b"\0\0" and magic[2] in _TYPES and 1 <= magic[3] <= 4
 
 
-def _open(path: Path) -> BinaryIO:
+def _open(path: Path) -> io.BufferedIOBase:
     with open(path, "rb") as handle:
         start = handle.read(2)
     if start == GZIP_MAGIC:
-        return gzip.open(path, "rb")  # type: ignore[return-value]
+        return gzip.GzipFile(path, "rb")
     return open(path, "rb")  # noqa: SIM115 - returned to the caller's with-block
 
 

@@ -112,9 +112,8 @@ class _Malformed(InputError):
 def _read_rows(content: str, delimiter: str, quoted: bool, source: Path,
                progress: Progress) -> list[tuple[int, list[str]]]:
     total_lines = content.count("\n") + 1
-    quoting = csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE
-    reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter, quotechar='"',
-                        doublequote=True, quoting=quoting, strict=quoted)
+    reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter, quotechar='"', doublequote=True,
+                        quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE, strict=quoted)
     rows: list[tuple[int, list[str]]] = []
     previous_limit = csv.field_size_limit(FIELD_LIMIT)
     start = 1
@@ -183,9 +182,7 @@ def extract(table: Table, columns: Columns, source: Path, fmt: str, header: bool
             raise InputError(f"{where} has no label ({_named(columns.label, table.names)} is missing)",
                              "give every row a label, or remove the rows without one",
                              detail={"file": source.name, "row": row, "line": line})
-        if fmt == "jsonl":
-            label = _json_label(label, where)
-        label = label.strip()
+        label = (_json_label(label, where) if fmt == "jsonl" else str(label)).strip()
         if not label:
             raise InputError(f"{where} has an empty label", "give every row a label, or remove the rows without one",
                              detail={"file": source.name, "row": row, "line": line})
