@@ -23,7 +23,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from vault import merkle
-from vault.audit_verify import AuditReport, Finding, VerifyProgress, scan_log, verify_snapshot
+from vault.audit_verify import ACTION_RE, AuditReport, Finding, VerifyProgress, scan_log, verify_snapshot
 from vault.checkpoint import sign_checkpoint, verify_checkpoint
 from vault.crypto.signing import SigningKey, load_public_pem
 from vault.errors import IntegrityError, StrongroomError, UsageError
@@ -54,7 +53,6 @@ CHECKPOINTS_DIR = "checkpoints"
 LOCK_FILE = ".lock"
 STATE_FILE = "state.json"
 TORN_DIR = "torn"
-ACTION_RE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
 
 
 def canonical(obj: Any) -> bytes:

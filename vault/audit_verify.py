@@ -33,8 +33,8 @@ ENTRY_FIELDS: dict[str, type] = {
     "detail": dict,
     "prev": str,
 }
-_ACTION_RE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
-_TIME_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z")
+ACTION_RE = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+")
+TIME_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?Z")
 PROGRESS_EVERY = 8192
 
 
@@ -105,39 +105,93 @@ class _Scan:
     notes: list[str]
 
 
-def _entry_parser(data: bytes) -> Callable[[bytes], Any]:
-    """A function called on each line of `data` in turn: its JSON value, or None when it is not JSON.
-
-    The fast path decodes the whole log once and scans each line in place with the C scanner;
-    any line it cannot take exactly (bad UTF-8, spans or trails its newline) is parsed alone.
-    """
+def _parse_alone(line: bytes) -> Any:
+    """One line's JSON value, or None when it is not UTF-8 JSON."""
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = ""
-    scan_once = json.JSONDecoder().scan_once
-    find = text.find
-    cursor = [0]
+        return json.loads(line.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return None
 
-    def parse_alone(line: bytes) -> Any:
-        try:
-            return json.loads(line.decode("utf-8"))
-        except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-            return None
 
-    def parse(line: bytes) -> Any:
-        if not text:
-            return parse_alone(line)
-        start = cursor[0]
-        end_line = find("\n", start)
-        cursor[0] = end_line + 1
-        try:
-            value, end = scan_once(text, start)
-        except (StopIteration, ValueError):
-            return parse_alone(line)
-        return value if end == end_line else parse_alone(line)
+class _Checker:
+    """The full checks of one entry, run when the fast path in scan_log finds anything unusual."""
 
-    return parse
+    def __init__(self, expected_seq: int) -> None:
+        self.expected_seq = expected_seq
+        self.findings: list[Finding] = []
+        self.notes: list[str] = []
+        self.prev_breaks = 0
+        self.first_break: Finding | None = None
+        self.known_actions: set[str] = set()  # well-formed actions seen, for the fast path
+
+    def check(self, pos: int, entry: Any, root: bytes) -> None:
+        add = self.findings.append
+        if type(entry) is not dict:
+            add(Finding(pos, "json", "a JSON object", "a line that is not one", f"line {pos + 1}"))
+            self.expected_seq += 1
+            return
+        if entry.get("v") != ENTRY_VERSION:
+            add(
+                Finding(
+                    pos,
+                    "version",
+                    f"entry version {ENTRY_VERSION}",
+                    f"version {entry.get('v')!r}",
+                    "unknown entry format: this entry cannot be interpreted",
+                )
+            )
+            self.expected_seq += 1
+            return
+        bad = [k for k, t in ENTRY_FIELDS.items() if type(entry.get(k)) is not t]
+        if bad:
+            add(Finding(pos, "fields", "every entry field with its type", "bad " + ", ".join(bad), ""))
+        elif not (ACTION_RE.fullmatch(entry["action"]) and TIME_RE.fullmatch(entry["time"])):
+            add(Finding(pos, "fields", "a dotted action and an RFC 3339 UTC time", "malformed ones", ""))
+        elif entry["action"] != "audit.repair":
+            self.known_actions.add(entry["action"])
+        seq = entry.get("seq")
+        if seq != self.expected_seq:
+            add(
+                Finding(
+                    pos,
+                    "seq",
+                    f"seq {self.expected_seq}",
+                    f"seq {seq!r}",
+                    "entries were removed, reordered or inserted here",
+                )
+            )
+        self.expected_seq = seq + 1 if type(seq) is int else self.expected_seq + 1
+        prev = entry.get("prev")
+        if prev != root.hex():
+            self.prev_breaks += 1
+            if self.first_break is None:
+                self.first_break = Finding(
+                    pos,
+                    "prev",
+                    f"prev {_short(root)} (root of the {pos} entries before)",
+                    f"prev {_short(str(prev))}",
+                    f"the log before this entry differs from when it was written: entry {pos - 1} or "
+                    "an earlier one was changed, removed or inserted",
+                )
+                add(self.first_break)
+        detail = entry.get("detail")
+        if entry.get("action") == "audit.repair" and type(detail) is dict:
+            self.notes.append(
+                f"seq {pos}: a torn last line of {detail.get('torn_bytes')} bytes at byte "
+                f"{detail.get('torn_offset')} was cut off and kept as audit/{detail.get('kept_as')}"
+            )
+
+    def finish(self) -> None:
+        if self.prev_breaks > 1 and self.first_break is not None:
+            self.findings.append(
+                Finding(
+                    self.first_break.seq,
+                    "prev",
+                    "each later entry to chain to the log before it",
+                    f"{self.prev_breaks - 1} later entries that do not",
+                    "the chain cannot be re-established after the first break",
+                )
+            )
 
 
 def scan_log(
@@ -150,108 +204,74 @@ def scan_log(
 ) -> _Scan:
     """Hash every complete line into the tree; check entries from `check_from` on.
 
-    Roots at the sizes in `want_roots` (and at the end) are kept for checkpoint checks.
+    Roots at the sizes in `want_roots` (and at the end) are kept for checkpoint checks. Lines
+    are parsed in place in the log decoded once (the C scanner, no per-line decode); a line it
+    cannot take exactly (bad UTF-8, spanning or trailing its newline) is parsed on its own.
     """
     lines = data.split(b"\n")
     tail = lines.pop()
     total = len(lines)
-    findings: list[Finding] = []
-    notes: list[str] = []
-    leaves: list[bytes] = []
+    check_from = min(check_from, total)
+    leaves = [hashlib.sha256(b"\x00" + line).digest() for line in lines]
     roots: dict[int, bytes] = {}
     tree = merkle.MerkleTree()
-    sha256 = hashlib.sha256
-    skipped = sum(len(line) + 1 for line in lines[:check_from])
-    parse = _entry_parser(data[skipped:])
-    fields = tuple(ENTRY_FIELDS.items())
-    action_ok, time_ok = _ACTION_RE.fullmatch, _TIME_RE.fullmatch
-    expected_seq = check_from
-    prev_breaks = 0
-    first_break: Finding | None = None
-    for pos, line in enumerate(lines):
-        if pos >= check_from:
-            entry = parse(line)
-            root = tree.root()
-            if pos in want_roots:
-                roots[pos] = root
-            if not pos % PROGRESS_EVERY:
-                if cancel is not None and cancel.is_set():
-                    raise Cancelled("audit verification cancelled", "run `strongroom audit verify` again")
-                if on_event is not None:
-                    on_event(VerifyProgress(pos, total))
-            if type(entry) is not dict:
-                findings.append(
-                    Finding(pos, "json", "a JSON object", "a line that is not one", f"line {pos + 1}")
-                )
-                expected_seq += 1
-            elif entry.get("v") != ENTRY_VERSION:
-                findings.append(
-                    Finding(
-                        pos,
-                        "version",
-                        f"entry version {ENTRY_VERSION}",
-                        f"version {entry.get('v')!r}",
-                        "unknown entry format: this entry cannot be interpreted",
-                    )
-                )
-                expected_seq += 1
-            else:
-                get = entry.get
-                if any(type(get(k)) is not t for k, t in fields):
-                    bad = ", ".join(k for k, t in fields if type(get(k)) is not t)
-                    findings.append(
-                        Finding(pos, "fields", "every entry field with its type", f"bad {bad}", "")
-                    )
-                elif not (action_ok(entry["action"]) and time_ok(entry["time"])):
-                    findings.append(
-                        Finding(
-                            pos, "fields", "a dotted action and an RFC 3339 UTC time", "malformed ones", ""
-                        )
-                    )
-                seq = get("seq")
-                if seq != expected_seq:
-                    findings.append(
-                        Finding(
-                            pos,
-                            "seq",
-                            f"seq {expected_seq}",
-                            f"seq {seq!r}",
-                            "entries were removed, reordered or inserted here",
-                        )
-                    )
-                expected_seq = seq + 1 if type(seq) is int else expected_seq + 1
-                prev = get("prev")
-                if prev != root.hex():
-                    prev_breaks += 1
-                    if first_break is None:
-                        first_break = Finding(
-                            pos,
-                            "prev",
-                            f"prev {_short(root)} (root of the {pos} entries before)",
-                            f"prev {_short(str(prev))}",
-                            f"the log before this entry differs from when it was written: entry {pos - 1} or "
-                            "an earlier one was changed, removed or inserted",
-                        )
-                        findings.append(first_break)
-                if entry["action"] == "audit.repair" and type(entry.get("detail")) is dict:
-                    d = entry["detail"]
-                    notes.append(
-                        f"seq {pos}: a torn last line of {d.get('torn_bytes')} bytes at byte "
-                        f"{d.get('torn_offset')} was cut off and kept as audit/{d.get('kept_as')}"
-                    )
-        leaf = sha256(b"\x00" + line).digest()
-        leaves.append(leaf)
+    for leaf in leaves[:check_from]:
         tree.append(leaf)
-    if prev_breaks > 1 and first_break is not None:
-        findings.append(
-            Finding(
-                first_break.seq,
-                "prev",
-                "each later entry to chain to the log before it",
-                f"{prev_breaks - 1} later entries that do not",
-                "the chain cannot be re-established after the first break",
-            )
-        )
+    checker = _Checker(check_from)
+    try:
+        text = data[sum(len(line) + 1 for line in lines[:check_from]) :].decode("utf-8")
+    except UnicodeDecodeError:
+        text = ""
+    scan_once = json.JSONDecoder().scan_once
+    find = text.find
+    time_ok = TIME_RE.fullmatch
+    known_actions = checker.known_actions
+    tree_root, tree_append = tree.root, tree.append
+    cursor = 0
+    for pos in range(check_from, total):
+        line = lines[pos]
+        if text:
+            end_line = find("\n", cursor)
+            try:
+                entry, end = scan_once(text, cursor)
+                if end != end_line:
+                    entry = _parse_alone(line)
+            except (StopIteration, ValueError):
+                entry = _parse_alone(line)
+            cursor = end_line + 1
+        else:
+            entry = _parse_alone(line)
+        root = tree_root()
+        if pos in want_roots:
+            roots[pos] = root
+        if not pos % PROGRESS_EVERY:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("audit verification cancelled", "run `strongroom audit verify` again")
+            if on_event is not None:
+                on_event(VerifyProgress(pos, total))
+        # Fast path: a well-formed entry that chains; anything else gets the full checks.
+        if (
+            type(entry) is dict
+            and entry.get("v") == ENTRY_VERSION
+            and entry.get("seq") == checker.expected_seq
+            and entry.get("prev") == root.hex()
+            and type(entry.get("seq")) is int
+            and type(entry.get("time")) is str
+            and type(entry.get("actor")) is str
+            and type(entry.get("role")) is str
+            and type(entry.get("action")) is str
+            and type(entry.get("subject")) is str
+            and type(entry.get("outcome")) is str
+            and type(entry.get("detail")) is dict
+            and entry["action"] in known_actions
+            and time_ok(entry["time"])
+        ):
+            checker.expected_seq += 1
+        else:
+            checker.check(pos, entry, root)
+        tree_append(leaves[pos])
+    checker.finish()
+    findings, notes = checker.findings, checker.notes
     roots[total] = tree.root()
     if on_event is not None:
         on_event(VerifyProgress(total, total))
