@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import struct
 import threading
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -229,6 +231,7 @@ def test_progress_events_and_cancel(tmp_path: Path) -> None:
     make_folder(tmp_path / "src", {c: [(f"{i}.png", (4, 4), False) for i in range(300)] for c in ("a", "b")})
     events: list[ImportProgress] = []
     decode(tmp_path / "src", ImportOptions(workers=1), on_event=events.append)
+    assert events[0] == ImportProgress("scan", 600, 600, "files")
     decoding = [e for e in events if e.stage == "decode"]
     assert decoding[-1] == ImportProgress("decode", 600, 600, "images")
     assert [e.done for e in decoding] == sorted(e.done for e in decoding)
@@ -346,6 +349,18 @@ def test_garbage_with_an_image_name_is_corrupt(tmp_path: Path) -> None:
     make_folder(tmp_path / "src", {"a": [("1.png", (4, 4), True)], "b": [("1.png", (4, 4), True)]})
     (tmp_path / "src" / "a" / "2.jpg").write_bytes(b"definitely not a jpeg")
     expect_input_error(tmp_path / "src", r"corrupt image src/a/2\.jpg: its header is not readable as JPG")
+
+
+def test_image_declaring_huge_dimensions_is_refused_before_decoding(tmp_path: Path) -> None:
+    make_folder(tmp_path / "src", {"a": [("1.png", (4, 4), True)], "b": [("1.png", (4, 4), True)]})
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", 60_000, 60_000, 8, 0, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    (tmp_path / "src" / "b" / "huge.png").write_bytes(png)
+    expect_input_error(tmp_path / "src", r"image too large to decode safely: src/b/huge\.png")
 
 
 def test_first_bad_file_wins_in_parallel(tmp_path: Path) -> None:

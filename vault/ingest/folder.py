@@ -122,11 +122,13 @@ def decode_folder(root: Path, options: ImportOptions, progress: Progress) -> Dec
     listing = list_folder(root)
     files, shown = listing.files, listing.shown
     n = len(files)
+    progress.report("scan", n, n, "files")
     with open_image(files[0], shown[0]) as im:
         first = read_header(im, shown[0])
     fixed = options.image_size is not None
     guess = _final_size([first.size], options)
     channels = 1 if first.grey else 3
+    _check_memory(n, channels, guess)
     workers = _workers(options, n)
     zeros = shared_zeros if workers > 1 else np.zeros
     images = zeros((n, channels, guess[1], guess[0]), np.uint8)
@@ -152,6 +154,7 @@ def decode_folder(root: Path, options: ImportOptions, progress: Progress) -> Dec
     final_channels = 1 if grey.all() else 3
     if size != guess:
         del images
+        _check_memory(n, final_channels, size)
         images = np.zeros((n, final_channels, size[1], size[0]), np.uint8)
         done[:] = False
     elif final_channels != channels:
@@ -170,6 +173,19 @@ def decode_folder(root: Path, options: ImportOptions, progress: Progress) -> Dec
         notes.append(f"decoded by {workers} processes")
     return DecodedDataset("image", "image-folder", list(listing.classes), listing.labels, images, None,
                           root.name, notes)
+
+
+def _check_memory(n: int, channels: int, size: tuple[int, int]) -> None:
+    """Refuse up front a pixel array larger than this machine's memory, rather than fail inside numpy."""
+    needed = n * channels * size[0] * size[1]
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    if needed > physical * 0.8:
+        raise InputError(f"{n} images of {channels}x{size[1]}x{size[0]} need {needed / 2**30:.1f} GiB, more than this "
+                         f"machine's memory ({physical / 2**30:.1f} GiB)",
+                         "choose a smaller --image-size, or import the folder in parts")
 
 
 def _final_size(sizes: list[tuple[int, int]], options: ImportOptions) -> tuple[int, int]:

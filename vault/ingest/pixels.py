@@ -74,6 +74,10 @@ def open_image(path: str | Path, shown: str) -> Image.Image:
 
 def corrupt(shown: str, exc: BaseException) -> InputError:
     """The error for an image whose data cannot be decoded; never quotes the bytes themselves."""
+    if isinstance(exc, Image.DecompressionBombError):
+        return InputError(f"image too large to decode safely: {shown}",
+                          f"scale it below {Image.MAX_IMAGE_PIXELS} pixels, or remove it from the folder",
+                          detail={"file": shown, "problem": "too large"})
     truncated = isinstance(exc, EOFError) or "truncated" in str(exc).lower()
     what = "truncated" if truncated else "corrupt"
     return InputError(f"{what} image {shown}: its pixel data cannot be decoded",
