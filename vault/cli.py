@@ -255,12 +255,14 @@ def build_parser() -> argparse.ArgumentParser:
 def paths_to_keep(args: argparse.Namespace) -> list[Path]:
     """Paths the command reads or writes, kept reachable inside the private /tmp and /run."""
     paths = [common.vault_path(args)]
-    for value in vars(args).values():
+    outputs = {"out"}  # may not exist yet: kept (created) so what is written there survives
+    for name, value in vars(args).items():
+        if name == "policy" and isinstance(value, str):
+            value = Path(value)
         if isinstance(value, Path):
-            paths.append(value.expanduser().resolve())
-    for name in ("policy",):
-        if isinstance(getattr(args, name, None), str):
-            paths.append(Path(getattr(args, name)).expanduser().resolve())
+            path = value.expanduser().resolve()
+            if path.exists() or name in outputs:
+                paths.append(path)
     return paths
 
 

@@ -20,7 +20,7 @@ from vault.audit import AuditLog
 from vault.crypto import keys
 from vault.crypto.signing import SigningKey
 from vault.datasets import DatasetsMixin
-from vault.errors import AuthError, IntegrityError, IsolationError, PolicyDenied, StrongroomError
+from vault.errors import AuthError, IntegrityError, IsolationError, StrongroomError
 from vault.export import ExportMixin
 from vault.keys_door import KeysMixin
 from vault.netguard.vault_mixin import NetworkMixin
@@ -294,11 +294,7 @@ class Vault(DatasetsMixin, KeysMixin, VerifyMixin, ExportMixin, NetworkMixin, Po
                 policy_sha256=self.policy.sha256,
             )
         if not decision.allowed and not dry_run:
-            raise PolicyDenied(
-                f"refused by policy rule {decision.rule}: {decision.reason}",
-                "ask an admin to review the vault's policy (`strongroom policy show`), or change the request",
-                detail={"rule": decision.rule, **decision.facts},
-            )
+            raise decision.to_error()
         return decision
 
     # ----------------------------------------------------------------- master key rotation support

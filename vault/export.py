@@ -83,7 +83,7 @@ class ExportMixin:
         if approver:
             approvals.append(self._authenticate_approver(approver, approver_passphrase or b""))
         dataset = dict(model.get("dataset_facts") or {})
-        self._decide("model.export", model=model_id, dataset=dataset or None, dp=model.get("dp"),
+        self._decide("model.export", target=model_id, model=model.get("model"), dataset=dataset or None, dp=model.get("dp"),
                      epsilon=model.get("epsilon"), delta=model.get("delta"), approvals=tuple(approvals))
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise InputError(f"{out} exists and is not an empty directory", "choose a new --out directory")
