@@ -24,8 +24,8 @@ from vault.errors import AuthError, IntegrityError, IsolationError, StrongroomEr
 from vault.export import ExportMixin
 from vault.keys_door import KeysMixin
 from vault.netguard.vault_mixin import NetworkMixin
-from vault.policy_door import PolicyMixin, policy_record
 from vault.policy import Decision, Policy, Request
+from vault.policy_door import PolicyMixin, policy_record
 from vault.verify import VerifyMixin
 
 AUDIT_DIR = "audit"
