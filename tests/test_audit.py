@@ -268,3 +268,13 @@ def test_temp_files_of_a_killed_writer_are_removed(log: AuditLog, key: SigningKe
     log.write_checkpoint(key)
     assert not stale.exists()
     assert log.verify(key.public_pem()).ok
+
+
+def test_a_cache_with_a_wrong_tree_is_caught_by_the_checkpoint(log: AuditLog, key: SigningKey) -> None:
+    fill(log, 5)
+    log.write_checkpoint(key)
+    state = json.loads(log.state_path.read_text())
+    state["subtrees"] = [("00" * 32) for _ in state["subtrees"]]
+    log.state_path.write_text(json.dumps(state))
+    AuditLog(log.dir).append("bob", "admin", "session.unlock", "v")
+    assert log.verify(key.public_pem()).findings == []

@@ -10,7 +10,8 @@ Files in `<vault>/audit/`:
   pubkey.pem       the vault's Ed25519 public key, for auditors
   checkpoint       the latest signed checkpoint; checkpoints/<size>.txt keeps every one
   .lock            appenders take an exclusive flock on it, readers a shared one
-  state.json       a cache of the tree state (size, offset, compact range); never trusted
+  state.json       a cache of the tree state (size, offset, compact range) for cheap appends;
+                   checked before use, never read by verification or checkpoint signing
   torn/            bytes of a torn last line, kept when an append repairs it
 """
 
@@ -31,7 +32,7 @@ from typing import Any
 
 from vault import merkle
 from vault.audit_verify import ACTION_RE, AuditReport, Finding, VerifyProgress, scan_log, verify_snapshot
-from vault.checkpoint import sign_checkpoint, verify_checkpoint
+from vault.checkpoint import parse_checkpoint, sign_checkpoint, verify_checkpoint
 from vault.crypto.signing import SigningKey, load_public_pem
 from vault.errors import IntegrityError, StrongroomError, UsageError
 
@@ -255,6 +256,8 @@ class AuditLog:
         if state is None:
             with contextlib.suppress(OSError, ValueError):
                 state = _TreeState.from_json(json.loads(self.state_path.read_bytes()))
+            if state is not None and not self._agrees_with_checkpoint(state):
+                state = None
         if state is not None and file_size and self._still_valid(state, file_size):
             state.torn = None
             if file_size > state.offset:
@@ -269,6 +272,14 @@ class AuditLog:
             state = self._rescan()
         self._state = state
         return state
+
+    def _agrees_with_checkpoint(self, state: _TreeState) -> bool:
+        """A cache read from disk must not contradict the latest checkpoint when both have one size."""
+        try:
+            cp = parse_checkpoint(self.checkpoint_path.read_bytes())
+        except (OSError, StrongroomError):
+            return True
+        return cp.size != state.size or cp.root == state.tree.root()
 
     def _save_state(self, state: _TreeState) -> None:
         """Refresh the sidecar cache; not fsynced, as it is re-validated against the log on use."""
