@@ -1,0 +1,174 @@
+"""The privacy ledger: what every training run has cost each dataset, composed across runs.
+
+A ledger is keyed by the dataset's content digest, so the budget follows the records: a re-import
+or the same records under another name share one ledger. Each charge keeps the run's accountant
+history (Opacus' list of (noise_multiplier, sample_rate, steps) for the Poisson-subsampled
+Gaussian mechanism); the total is the composition of all histories by an accountant (PRV or RDP)
+at the ledger's delta, which is tighter than adding up per-run epsilons. A run without DP makes
+the total unbounded. The ledger state is plain JSON kept in the vault's encrypted catalog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from vault.train.privacy import check_accountant, epsilon_of
+
+History = Sequence[Sequence[float]]
+
+
+@dataclass(frozen=True)
+class Charge:
+    """One run's cost to one dataset. `outcome` is "ok", "cancelled" or "failed"; every outcome
+    is charged for the steps it actually took."""
+
+    run: str
+    dataset_digest: str
+    history: tuple[tuple[float, float, int], ...]
+    dp: bool
+    dataset: str = ""
+    version: int | None = None
+    created: str = ""
+    outcome: str = "ok"
+    epsilon: float | None = None  # the run's own epsilon at its own delta, for display
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run": self.run,
+            "dataset_digest": self.dataset_digest,
+            "history": [list(h) for h in self.history],
+            "dp": self.dp,
+            "dataset": self.dataset,
+            "version": self.version,
+            "created": self.created,
+            "outcome": self.outcome,
+            "epsilon": self.epsilon,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Charge:
+        return cls(
+            run=str(data["run"]),
+            dataset_digest=str(data["dataset_digest"]),
+            history=normalise(data.get("history", [])),
+            dp=bool(data["dp"]),
+            dataset=str(data.get("dataset", "")),
+            version=data.get("version"),
+            created=str(data.get("created", "")),
+            outcome=str(data.get("outcome", "ok")),
+            epsilon=data.get("epsilon"),
+        )
+
+
+def normalise(history: Iterable[Sequence[float]]) -> tuple[tuple[float, float, int], ...]:
+    out = []
+    for entry in history:
+        noise, rate, steps = entry
+        if not (float(noise) > 0 and 0 < float(rate) <= 1 and int(steps) >= 0):
+            raise ValueError(f"not an accountant history entry: {entry!r}")
+        if int(steps):
+            out.append((float(noise), float(rate), int(steps)))
+    return tuple(out)
+
+
+def compose(histories: Iterable[History], delta: float, accountant: str = "prv") -> float:
+    """Epsilon at `delta` of all the histories run one after another on the same records."""
+    if not 0 < delta < 1:
+        raise ValueError("delta must be in (0, 1)")
+    entries = [entry for history in histories for entry in normalise(history)]
+    return epsilon_of(entries, delta, check_accountant(accountant))
+
+
+@dataclass(frozen=True)
+class Spent:
+    epsilon: float | None  # None when unbounded
+    unbounded: bool
+    delta: float
+    accountant: str
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "epsilon_spent": self.epsilon,
+            "unbounded": self.unbounded,
+            "delta": self.delta,
+            "accountant": self.accountant,
+            "runs": self.runs,
+        }
+
+
+def spent(charges: Sequence[Charge], delta: float, accountant: str = "prv") -> Spent:
+    """The composed cost of all charges. Any non-DP charge makes it unbounded."""
+    runs = [c.to_json() for c in charges]
+    if any(not c.dp for c in charges):
+        return Spent(None, True, delta, accountant, runs)
+    return Spent(compose((c.history for c in charges), delta, accountant), False, delta, accountant, runs)
+
+
+def projected(
+    charges: Sequence[Charge],
+    planned_history: History,
+    delta: float,
+    *,
+    dp: bool = True,
+    accountant: str = "prv",
+) -> float | None:
+    """What the total would be after a planned run (None: unbounded). The policy refuses a run
+    whose projection passes the cap, before any record is read."""
+    if not dp or any(not c.dp for c in charges):
+        return None
+    return compose([*(c.history for c in charges), planned_history], delta, accountant)
+
+
+# ---- ledger state inside the catalog: {digest: {"digest", "delta", "accountant", "charges": [...]}}
+
+
+def entry(section: Mapping[str, Any], digest: str) -> dict[str, Any] | None:
+    found = section.get(digest)
+    return dict(found) if found is not None else None
+
+
+def charges_of(section: Mapping[str, Any], digest: str) -> list[Charge]:
+    found = section.get(digest)
+    return [Charge.from_json(c) for c in found.get("charges", [])] if found else []
+
+
+def ledger_delta(section: Mapping[str, Any], digest: str, default: float) -> float:
+    """The delta a dataset's ledger composes at: fixed by its first charge."""
+    found = section.get(digest)
+    return float(found["delta"]) if found else default
+
+
+def add_charge(
+    section: dict[str, Any], charge: Charge, *, delta: float, accountant: str = "prv"
+) -> dict[str, Any]:
+    """Appends a charge (in place) and returns the dataset's updated ledger entry."""
+    found = section.get(charge.dataset_digest)
+    if found is None:
+        found = {
+            "digest": charge.dataset_digest,
+            "delta": delta,
+            "accountant": check_accountant(accountant),
+            "charges": [],
+        }
+        section[charge.dataset_digest] = found
+    found["charges"].append(charge.to_json())
+    return found
+
+
+def summary(
+    section: Mapping[str, Any], digest: str, *, default_delta: float, cap: float | None = None
+) -> dict[str, Any]:
+    """A dataset's budget as the CLI prints it: epsilon_spent (None if unbounded), unbounded,
+    delta, epsilon_cap, runs."""
+    found = section.get(digest)
+    delta = float(found["delta"]) if found else default_delta
+    accountant = found.get("accountant", "prv") if found else "prv"
+    result = spent(charges_of(section, digest), delta, accountant).to_json()
+    if not found:
+        result["epsilon_spent"] = 0.0
+    result["epsilon_cap"] = cap
+    result["digest"] = digest
+    return result

@@ -1,0 +1,346 @@
+"""The model registry: image and text classifiers that Opacus can train with per-sample clipping.
+
+Every model turns raw records into tensors with `prepare` (fixed, per-record, learns nothing from
+the data: image scaling by constants, wavelet scattering, hashed tokens) and classifies them with
+`forward`. A model is rebuilt from its JSON config, so weights travel without code (safetensors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from vault.errors import UsageError
+from vault.train.scatter import Scattering
+from vault.train.text import HashingTokenizer
+
+# Fixed image scaling: pixels in [0, 255] map to [-1, 1]. Never statistics of the records.
+IMAGE_MEAN = 0.5
+IMAGE_STD = 0.5
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Default hyperparameters of a model; the engine fills in what the user left unset."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    max_grad_norm: float
+    momentum: float = 0.9
+    optimizer: str = "sgd"
+    min_batches_per_epoch: int = 8
+    physical_batch_size: int = 512
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    kind: str  # "image" | "text"
+    summary: str
+    build: Callable[[dict[str, Any]], nn.Module]
+    dp_recipe: Recipe
+    plain_recipe: Recipe
+    defaults: dict[str, Any]
+    min_image_side: int = 1
+
+
+def _groups(channels: int) -> int:
+    for g in (8, 4, 2):
+        if channels % g == 0:
+            return g
+    return 1
+
+
+class ImageModel(nn.Module):
+    kind = "image"
+
+    @torch.no_grad()
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, C, H, W) -> float input of `forward`."""
+        return (images.float() / 255.0 - IMAGE_MEAN) / IMAGE_STD
+
+
+class ScatterNet(ImageModel):
+    """Wavelet scattering (fixed), per-channel normalisation (no parameters), linear classifier."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        channels, height, width = config["input_shape"]
+        self.scattering = Scattering(orientations=config["orientations"], order=config["order"])
+        features = channels * self.scattering.paths()
+        self.norm = nn.GroupNorm(features, features, affine=False)
+        self.classifier = nn.Linear(features * ((height + 3) // 4) * ((width + 3) // 4), config["classes"])
+        nn.init.zeros_(self.classifier.weight)
+        nn.init.zeros_(self.classifier.bias)
+
+    @torch.no_grad()
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        return self.scattering(images.float() / 255.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.norm(x).flatten(1))
+
+
+class SmallCNN(ImageModel):
+    """Tanh CNN with GroupNorm (Papernot et al. 2021): bounded activations suit clipped gradients."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        channels = config["input_shape"][0]
+        widths = config["widths"]
+        layers: list[nn.Module] = []
+        previous = channels
+        for index, width in enumerate(widths):
+            layers += [
+                nn.Conv2d(previous, width, 3, padding=1),
+                nn.GroupNorm(_groups(width), width),
+                nn.Tanh(),
+            ]
+            layers.append(nn.MaxPool2d(2) if index < len(widths) - 1 else nn.AdaptiveAvgPool2d(2))
+            previous = width
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(previous * 4, 64), nn.Tanh(), nn.Linear(64, config["classes"])
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+def _resnet_block_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """torchvision BasicBlock.forward without in-place ReLU and in-place residual add."""
+    identity = x if block.downsample is None else block.downsample(x)
+    out = torch.relu(block.bn1(block.conv1(x)))
+    out = block.bn2(block.conv2(out))
+    return torch.relu(out + identity)
+
+
+class ResNet18(ImageModel):
+    """torchvision resnet18 with GroupNorm instead of BatchNorm (BatchNorm mixes records in a batch)
+    and out-of-place ReLU and residual adds (Opacus' backward hooks refuse in-place updates).
+    Images of 64 pixels or less get a 3x3 stem without max-pooling, as usual for CIFAR.
+    """
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        from torchvision.models import resnet18
+
+        channels, height, _ = config["input_shape"]
+        net = resnet18(num_classes=config["classes"], norm_layer=lambda c: nn.GroupNorm(min(32, c), c))
+        if channels != 3 or height <= 64:
+            small = height <= 64
+            net.conv1 = nn.Conv2d(
+                channels, 64, 3 if small else 7, 1 if small else 2, 1 if small else 3, bias=False
+            )
+            if small:
+                net.maxpool = nn.Identity()
+        for module in net.modules():
+            if isinstance(module, nn.ReLU):
+                module.inplace = False
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        net = self.net
+        x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+        for stage in (net.layer1, net.layer2, net.layer3, net.layer4):
+            for block in stage:
+                x = _resnet_block_forward(block, x)
+        return net.fc(torch.flatten(net.avgpool(x), 1))
+
+
+class TextModel(nn.Module):
+    kind = "text"
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        self.tokenizer = HashingTokenizer.from_json(config["tokenizer"])
+
+    @torch.no_grad()
+    def prepare(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.tokenizer.encode(texts)
+
+
+def _masked_mean(vectors: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    mask = (ids != 0).unsqueeze(-1).to(vectors.dtype)
+    return (vectors * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+class BagOfNgrams(TextModel):
+    """fastText-style bag of hashed n-grams: the mean of their embeddings, then a linear layer.
+
+    Written as nn.Embedding plus a masked mean (an EmbeddingBag in effect) because Opacus computes
+    Embedding gradient norms without materialising per-sample copies of the table (ghost clipping),
+    while its EmbeddingBag sampler allocates batch x table.
+    """
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config)
+        self.embedding = nn.Embedding(self.tokenizer.buckets, config["dim"])
+        nn.init.normal_(self.embedding.weight, std=0.1)
+        self.classifier = nn.Linear(config["dim"], config["classes"])
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.classifier(_masked_mean(self.embedding(ids), ids))
+
+
+class EncoderLayer(nn.Module):
+    """Pre-norm transformer encoder layer from Linear and LayerNorm only (all Opacus-supported)."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.up, self.down = nn.Linear(dim, 2 * dim), nn.Linear(2 * dim, dim)
+
+    def forward(self, x: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        n, t, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(n, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        attention_mask = (~padding)[:, None, None, :]
+        attended = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask)
+        x = x + self.proj(attended.transpose(1, 2).reshape(n, t, d))
+        return x + self.down(torch.nn.functional.gelu(self.up(self.norm2(x))))
+
+
+class SmallTransformer(TextModel):
+    """A small encoder over hashed word tokens with learned positions, mean-pooled."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config)
+        dim = config["dim"]
+        self.embedding = nn.Embedding(self.tokenizer.buckets, dim)
+        self.position = nn.Embedding(self.tokenizer.max_tokens, dim)
+        self.layers = nn.ModuleList(EncoderLayer(dim, config["heads"]) for _ in range(config["layers"]))
+        self.norm = nn.LayerNorm(dim)
+        self.classifier = nn.Linear(dim, config["classes"])
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(ids.shape[1], device=ids.device).repeat(ids.shape[0], 1)
+        x = self.embedding(ids) + self.position(positions)
+        padding = ids == 0
+        padding = padding & ~padding.all(1, keepdim=True)  # an all-padding text attends to itself
+        for layer in self.layers:
+            x = layer(x, padding)
+        return self.classifier(_masked_mean(self.norm(x), ids))
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            "scatternet",
+            "image",
+            "wavelet scattering features + linear classifier (Tramer & Boneh 2021); best under DP",
+            ScatterNet,
+            dp_recipe=Recipe(epochs=15, batch_size=500, lr=1.0, max_grad_norm=0.1),
+            plain_recipe=Recipe(epochs=15, batch_size=250, lr=0.5, max_grad_norm=0.1),
+            defaults={"order": 1, "orientations": 8},
+            min_image_side=16,
+        ),
+        ModelSpec(
+            "cnn",
+            "image",
+            "small tanh CNN with GroupNorm (Papernot et al. 2021)",
+            SmallCNN,
+            dp_recipe=Recipe(epochs=20, batch_size=512, lr=1.0, max_grad_norm=1.0),
+            plain_recipe=Recipe(epochs=10, batch_size=128, lr=0.05, max_grad_norm=1.0),
+            defaults={"widths": [16, 32, 64]},
+            min_image_side=8,
+        ),
+        ModelSpec(
+            "resnet18",
+            "image",
+            "torchvision ResNet-18, GroupNorm, out-of-place activations (for a GPU)",
+            ResNet18,
+            dp_recipe=Recipe(epochs=20, batch_size=1024, lr=2.0, max_grad_norm=1.0),
+            plain_recipe=Recipe(epochs=15, batch_size=128, lr=0.05, max_grad_norm=1.0),
+            defaults={},
+            min_image_side=8,
+        ),
+        ModelSpec(
+            "bow",
+            "text",
+            "bag of hashed word n-grams (fastText style)",
+            BagOfNgrams,
+            dp_recipe=Recipe(epochs=20, batch_size=512, lr=4.0, max_grad_norm=1.0),
+            plain_recipe=Recipe(epochs=10, batch_size=64, lr=0.5, max_grad_norm=1.0),
+            defaults={
+                "dim": 64,
+                "tokenizer": HashingTokenizer(buckets=1 << 15, ngrams=2, max_tokens=128).to_json(),
+            },
+        ),
+        ModelSpec(
+            "transformer",
+            "text",
+            "small transformer encoder over hashed word tokens",
+            SmallTransformer,
+            dp_recipe=Recipe(epochs=10, batch_size=512, lr=1e-3, max_grad_norm=1.0, optimizer="adam"),
+            plain_recipe=Recipe(epochs=5, batch_size=64, lr=1e-3, max_grad_norm=1.0, optimizer="adam"),
+            defaults={
+                "dim": 64,
+                "heads": 4,
+                "layers": 2,
+                "tokenizer": HashingTokenizer(buckets=1 << 14, ngrams=1, max_tokens=64).to_json(),
+            },
+        ),
+    )
+}
+
+AUTO = "auto"
+
+
+def default_model(kind: str, dp: bool) -> str:
+    """The model `auto` stands for: scattering features under DP for images, a CNN without."""
+    if kind == "image":
+        return "scatternet" if dp else "cnn"
+    return "bow"
+
+
+def spec_for(name: str, kind: str) -> ModelSpec:
+    """The registry entry for `name`, checked against the dataset's kind."""
+    spec = MODELS.get(name)
+    if spec is None:
+        raise UsageError(
+            f"unknown model {name!r}",
+            f"choose one of: {', '.join([AUTO, *MODELS])}",
+        )
+    if spec.kind != kind:
+        matching = ", ".join(n for n, s in MODELS.items() if s.kind == kind)
+        raise UsageError(
+            f"model {name!r} is for {spec.kind} data but the dataset holds {kind}",
+            f"for {kind} data use one of: {matching}",
+        )
+    return spec
+
+
+def model_config(
+    name: str, kind: str, classes: int, input_shape: Sequence[int] | None = None
+) -> dict[str, Any]:
+    """The JSON config that rebuilds the model: registry name, classes, input shape, options."""
+    spec = spec_for(name, kind)
+    config: dict[str, Any] = {"name": name, "kind": kind, "classes": int(classes), **spec.defaults}
+    if kind == "image":
+        if input_shape is None or len(input_shape) != 3:
+            raise UsageError(
+                "image models need an input shape (C, H, W)", "the dataset's images must be (N, C, H, W)"
+            )
+        config["input_shape"] = [int(v) for v in input_shape]
+        config["normalisation"] = {"mean": IMAGE_MEAN, "std": IMAGE_STD, "scale": 255}
+        side = min(config["input_shape"][1:])
+        if side < spec.min_image_side:
+            raise UsageError(
+                f"model {name!r} needs images of at least {spec.min_image_side} pixels a side, got {side}",
+                "choose another image model, e.g. --model cnn",
+            )
+    return config
+
+
+def build_model(config: dict[str, Any]) -> nn.Module:
+    spec = spec_for(config["name"], config["kind"])
+    return spec.build(config)
