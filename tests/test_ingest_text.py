@@ -95,6 +95,12 @@ def test_csv_fields_with_commas_quotes_and_newlines(tmp_path: Path) -> None:
     assert data.counts == {"x": 2, "y": 1}
 
 
+def test_fields_longer_than_the_csv_default_limit(tmp_path: Path) -> None:
+    long = "word, " * 40_000  # 240,000 characters; the csv module's default limit is 131,072
+    data = decode(write(tmp_path / "d.csv", csv_text([["text", "label"], [long, "a"], ["short", "b"]])))
+    assert data.texts == [long, "short"]
+
+
 def test_bom_and_crlf_are_tolerated(tmp_path: Path) -> None:
     content = codecs.BOM_UTF8 + "text,label\r\nhéllo,a\r\nwörld,b\r\n".encode()
     data = decode(write(tmp_path / "d.csv", content))

@@ -115,7 +115,8 @@ def _read_rows(content: str, delimiter: str, quoted: bool, source: Path,
     reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter, quotechar='"', doublequote=True,
                         quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE, strict=quoted)
     rows: list[tuple[int, list[str]]] = []
-    previous_limit = csv.field_size_limit(FIELD_LIMIT)
+    if csv.field_size_limit() < FIELD_LIMIT:
+        csv.field_size_limit(FIELD_LIMIT)  # process-wide; raising it harms no other reader
     start = 1
     try:
         for fields in reader:
@@ -125,14 +126,12 @@ def _read_rows(content: str, delimiter: str, quoted: bool, source: Path,
             progress.report("parse", reader.line_num, total_lines, "lines")
         progress.report("parse", total_lines, total_lines, "lines")
     except csv.Error as exc:
-        reason = str(exc).split(" (")[0] if "field larger" in str(exc) else str(exc)
+        reason = str(exc)
         raise _Malformed(
             f"{source.name} line {start}: malformed {'quoted ' if quoted else ''}field ({reason})",
             "inside a quoted field, write a double quote as two (\"\"), and close every quoted field",
             detail={"file": source.name, "line": start},
         ) from None
-    finally:
-        csv.field_size_limit(previous_limit)
     return rows
 
 

@@ -198,11 +198,3 @@ def most_common(values: Iterable[tuple[int, int]]) -> tuple[int, int]:
     """The most frequent (width, height); ties go to the larger area, then the wider."""
     counts = Counter(values)
     return max(counts, key=lambda wh: (counts[wh], wh[0] * wh[1], wh[0]))
-
-
-def display_path(path: Path, root: Path) -> str:
-    """A path relative to the source's parent, so messages name 'train/cat/0001.jpg', not /home/..."""
-    try:
-        return str(path.relative_to(root.parent))
-    except ValueError:
-        return str(path)
