@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from vault import merkle
-from vault.audit import AuditLog, canonical, parse_time
+from vault.audit import AuditLog, VerifyProgress, canonical, parse_time
 from vault.checkpoint import parse_checkpoint, verify_checkpoint
 from vault.crypto.signing import SigningKey
 from vault.errors import Cancelled, IntegrityError, UsageError
@@ -143,7 +143,8 @@ def test_checkpoint_is_written_atomically_with_history(log: AuditLog, key: Signi
     fill(log, 2)
     log.write_checkpoint(key)
     assert sorted(p.name for p in log.checkpoints_dir.iterdir()) == ["3.txt", "5.txt"]
-    assert log.latest_checkpoint() is not None and parse_checkpoint(log.latest_checkpoint()).size == 5
+    latest = log.latest_checkpoint()
+    assert latest is not None and parse_checkpoint(latest).size == 5
     assert not [p for p in log.dir.iterdir() if ".tmp" in p.name]
 
 
@@ -231,7 +232,7 @@ def test_torn_tail_is_reported_then_repaired_by_the_next_append(log: AuditLog, k
 
 def test_cancel_and_progress_events(log: AuditLog) -> None:
     fill(log, 3)
-    events = []
+    events: list[VerifyProgress] = []
     log.verify(on_event=events.append)
     assert events[-1].done == events[-1].total == 3
     stop = threading.Event()

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -165,12 +166,12 @@ class StandIn:
 
     def __init__(self, vault: Path) -> None:
         self.vault = vault
-        self.emitted: list[object] = []
+        self.emitted: list[Any] = []
 
     def vault_path(self, args: argparse.Namespace) -> Path:
         return self.vault
 
-    def emit_json(self, obj: object) -> None:
+    def emit_json(self, obj: Any) -> None:
         self.emitted.append(json.loads(json.dumps(obj)))
 
 

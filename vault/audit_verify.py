@@ -13,6 +13,7 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from json.scanner import make_scanner
 from typing import Any
 
 from vault import merkle
@@ -222,7 +223,7 @@ def scan_log(
         text = data[sum(len(line) + 1 for line in lines[:check_from]) :].decode("utf-8")
     except UnicodeDecodeError:
         text = ""
-    scan_once = json.JSONDecoder().scan_once
+    scan_once = make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # the stub names the class oddly
     find = text.find
     time_ok = TIME_RE.fullmatch
     known_actions = checker.known_actions
