@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import struct
+import tempfile
 import threading
 import zlib
 from pathlib import Path
@@ -246,6 +249,48 @@ def test_progress_events_and_cancel(tmp_path: Path) -> None:
         cancel.clear()
         with pytest.raises(Cancelled):
             decode(tmp_path / "src", ImportOptions(workers=workers), on_event=stop_midway, cancel=cancel)
+        assert child_pids() == set(), "a cancelled import leaves no decoding process behind"
+
+
+def child_pids() -> set[str]:
+    listings = list(Path("/proc/self/task").glob("*/children"))
+    if not listings:
+        pytest.skip("/proc/self/task/*/children is unavailable on this system")
+    return {pid for listing in listings for pid in listing.read_text().split()}
+
+
+def test_parallel_decode_maps_and_opens_no_files(tmp_path: Path) -> None:
+    """Pixels cross between processes through anonymous shared memory: no process of the import maps
+    or opens a new file in /dev/shm or the temp directory while it runs."""
+    make_folder(tmp_path / "src", {c: [(f"{i}.png", (6, 6), False) for i in range(150)] for c in ("a", "b")})
+    watched = (str(Path(tempfile.gettempdir()).resolve()), "/dev/shm", "/run/shm")
+
+    def files_in_watched_places() -> set[str]:
+        found = set()
+        for pid in ["self", *child_pids()]:
+            try:
+                maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
+                fds = list(Path(f"/proc/{pid}/fd").iterdir())
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # a helper that already finished
+            names = [line.split(maxsplit=5)[5] for line in maps if len(line.split(maxsplit=5)) == 6]
+            for fd in fds:
+                with contextlib.suppress(OSError):  # closed since the listing
+                    names.append(os.readlink(fd))
+            found.update(n for n in names if n.startswith(watched) and not n.startswith(str(tmp_path)))
+        return found
+
+    before = files_in_watched_places()  # e.g. pytest's own capture files
+    seen: set[str] = set()
+    helpers_seen = []
+
+    def look(event: ImportProgress) -> None:
+        helpers_seen.append(len(child_pids()))
+        seen.update(files_in_watched_places())
+
+    decode(tmp_path / "src", ImportOptions(workers=2), on_event=look)
+    assert max(helpers_seen) >= 1, "the helper process was running while we looked"
+    assert seen - before == set()
 
 
 # ---------------------------------------------------------------------------------------- bad input
