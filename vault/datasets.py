@@ -92,6 +92,7 @@ class DatasetsMixin:
     _new_data_key: Callable[[], tuple[bytes, str]]
 
     def datasets(self) -> list[dict[str, Any]]:
+        self._decide("dataset.read_metadata", target="datasets")
         catalog = self._read_catalog()
         return [public_info(name, e, e["versions"][-1]) for name, e in sorted(catalog["datasets"].items())]
 
@@ -113,7 +114,13 @@ class DatasetsMixin:
                        f"versions: {', '.join(str(v['version']) for v in entry['versions'])}")
 
     def dataset(self, name: str, version: int | None = None) -> dict[str, Any]:
+        return self._dataset_info(name, version, decide=True)
+
+    def _dataset_info(self, name: str, version: int | None, *, decide: bool) -> dict[str, Any]:
         catalog = self._read_catalog()
+        if decide:
+            entry = self._dataset_entry(catalog, name)
+            self._decide("dataset.read_metadata", dataset={"name": name, "sensitivity": entry["sensitivity"]})
         entry = self._dataset_entry(catalog, name)
         info = public_info(name, entry, self._version(entry, name, version))
         info["all_versions"] = [
@@ -124,7 +131,7 @@ class DatasetsMixin:
 
     def dataset_facts(self, name: str) -> dict[str, Any]:
         """What the policy needs to know about a dataset (no records)."""
-        info = self.dataset(name)
+        info = self._dataset_info(name, None, decide=False)
         return {k: info[k] for k in ("name", "sensitivity", "created", "digest", "kind", "samples", "ledger_id")}
 
     # ------------------------------------------------------------------ import
@@ -209,7 +216,7 @@ class DatasetsMixin:
                 self._record("dataset.import", name, "failed",
                              error=exc.title if isinstance(exc, StrongroomError) else type(exc).__name__)
             raise
-        return self.dataset(name)
+        return self._dataset_info(name, None, decide=False)
 
     # ------------------------------------------------------------------ load
     def load_dataset(self, name: str, *, purpose: str, version: int | None = None) -> LoadedDataset:

@@ -152,6 +152,11 @@ class Vault(DatasetsMixin, KeysMixin, VerifyMixin, ExportMixin, NetworkMixin, Po
         self.isolation = report
         if unlock:
             self._record("session.unlock", self.vault_id, "ok", pid=os.getpid())
+            try:
+                self._decide("unlock", target=self.user)
+            except StrongroomError:
+                self.close()
+                raise
         self._record("network.isolation", self.vault_id, "ok" if report.get("isolated") else "degraded", **report)
         required = self.policy.required_isolation
         if not netguard_state.meets(report, required):

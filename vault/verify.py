@@ -43,8 +43,10 @@ class VerifyMixin:
     _read_catalog: Callable[..., dict[str, Any]]
     _record: Callable[..., dict[str, Any]]
     _data_key: Callable[[str], bytes]
+    _decide: Callable[..., Any]
 
     def verify(self, on_event: Callable[[Any], None] | None = None) -> dict[str, Any]:
+        self._decide("verify", target="vault")
         findings: list[Finding] = []
         try:
             keyring.check_header_mac(self._master, store.read_header(self.path))
