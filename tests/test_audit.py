@@ -176,12 +176,43 @@ def test_an_edited_log_is_never_signed_over(log: AuditLog, key: SigningKey) -> N
     fill(log, 4)
     log.write_checkpoint(key)
     fill(log, 2)
-    lines = log.log_path.read_bytes().split(b"\n")
+    original = log.log_path.read_bytes()
+    lines = original.split(b"\n")
     lines[1] = lines[1].replace(b"alice", b"mallo")
     log.log_path.write_bytes(b"\n".join(lines))
+    # With the cached signed tree, the new checkpoint extends what was signed, not the edited file.
+    text = log.write_checkpoint(key)
+    signed = parse_checkpoint(text)
+    assert signed.size == 6
+    assert signed.root == merkle.root([merkle.leaf_hash(x) for x in original.split(b"\n")[:-1]])
+    assert {"prev", "checkpoint_root"} <= {f.kind for f in log.verify(key.public_pem()).findings}
+    # Without the cache, the signed prefix is hashed again and the edit is refused outright.
+    log.state_path.unlink()
+    fresh = AuditLog(log.dir)
     with pytest.raises(IntegrityError, match="was not signed"):
+        fresh.write_checkpoint(key, ORIGIN)
+    assert parse_checkpoint(log.latest_checkpoint() or "").size == 6
+
+
+def test_checkpoints_extend_the_cached_signed_tree(log: AuditLog, key: SigningKey) -> None:
+    for _ in range(3):
+        fill(log, 5)
         log.write_checkpoint(key)
-    assert parse_checkpoint(log.latest_checkpoint() or "").size == 4
+    assert json.loads(log.state_path.read_text())["signed"]["size"] == 15
+    fill(log, 2)
+    log.state_path.write_text(
+        log.state_path.read_text().replace('"signed":{"offset":', '"signed":{"offset":1')
+    )
+    AuditLog(log.dir).write_checkpoint(key, ORIGIN)  # a wrong cached offset falls back to a full scan
+    report = log.verify(key.public_pem())
+    assert report.ok and report.signed_size == 17
+    state = json.loads(log.state_path.read_text())
+    boundary = log.log_path.read_bytes().index(b"\n") + 1  # a line boundary, but the wrong one
+    state["signed"]["offset"] = boundary
+    log.state_path.write_text(json.dumps(state))
+    log.append("alice", "operator", "session.end", "v")
+    AuditLog(log.dir).write_checkpoint(key, ORIGIN)
+    assert log.verify(key.public_pem()).ok
 
 
 def test_unsigned_new_entries_that_do_not_chain_are_not_signed(log: AuditLog, key: SigningKey) -> None:

@@ -32,7 +32,7 @@ from typing import Any
 
 from vault import merkle
 from vault.audit_verify import ACTION_RE, AuditReport, Finding, VerifyProgress, scan_log, verify_snapshot
-from vault.checkpoint import parse_checkpoint, sign_checkpoint, verify_checkpoint
+from vault.checkpoint import Checkpoint, parse_checkpoint, sign_checkpoint, verify_checkpoint
 from vault.crypto.signing import SigningKey, load_public_pem
 from vault.errors import IntegrityError, StrongroomError, UsageError
 
@@ -130,6 +130,7 @@ class _TreeState:
     last_leaf: bytes = b""
     last_len: int = 0
     torn: tuple[int, bytes] | None = None
+    signed: dict[str, Any] | None = None  # size, byte offset and compact range at the last checkpoint
 
     def add(self, line: bytes) -> None:
         """Account for one complete line (without its newline)."""
@@ -145,14 +146,21 @@ class _TreeState:
             "subtrees": [h.hex() for h in self.tree.subtrees],
             "last_leaf": self.last_leaf.hex(),
             "last_len": self.last_len,
+            "signed": self.signed,
         }
 
     @classmethod
     def from_json(cls, obj: Any) -> _TreeState | None:
         try:
             tree = merkle.MerkleTree(obj["size"], [bytes.fromhex(h) for h in obj["subtrees"]])
+            signed = obj.get("signed")
             return cls(
-                obj["size"], int(obj["offset"]), tree, bytes.fromhex(obj["last_leaf"]), int(obj["last_len"])
+                obj["size"],
+                int(obj["offset"]),
+                tree,
+                bytes.fromhex(obj["last_leaf"]),
+                int(obj["last_len"]),
+                signed=signed if isinstance(signed, dict) else None,
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -420,21 +428,25 @@ class AuditLog:
     def write_checkpoint(self, signing_key: SigningKey, origin: str | None = None) -> str:
         """Sign the log's current size and root; write `checkpoint` and `checkpoints/<size>.txt`.
 
-        Refuses (IntegrityError) when the log no longer extends the previous checkpoint or the
-        entries added since do not chain, so an edited or cut-back log is never signed over.
+        What is signed is the previous checkpoint's tree extended by the entries written since,
+        each checked to chain; it refuses (IntegrityError) when they do not, or when the log no
+        longer extends the previous checkpoint. So an edit to the file never gets signed.
         """
         origin = origin or self.origin
         if not origin:
             raise ValueError("a checkpoint needs the log's origin, e.g. strongroom.local/vault/<vault_id>")
         with self._exclusive():
             self._install_pubkey(signing_key.public_pem())
-            size, root = self._checked_head(signing_key.public_raw())
+            state = self._current_state()
+            size, root, offset, subtrees = self._checked_head(signing_key.public_raw(), state.signed)
             text = sign_checkpoint(signing_key, origin, size, root)
             self.checkpoints_dir.mkdir(exist_ok=True, mode=0o755)
             self._remove_stale_temp_files()
             # The latest first: a crash between the two leaves history one behind, never ahead of it.
             _atomic_write(self.checkpoint_path, text.encode())
             _atomic_write(self.checkpoints_dir / f"{size}.txt", text.encode())
+            state.signed = {"size": size, "offset": offset, "subtrees": [h.hex() for h in subtrees]}
+            self._save_state(state)
         return text
 
     def _remove_stale_temp_files(self) -> None:
@@ -444,17 +456,41 @@ class AuditLog:
                 with contextlib.suppress(OSError):
                     path.unlink()
 
-    def _checked_head(self, public_raw: bytes) -> tuple[int, bytes]:
-        """Size and root of the log, after checking it against the previous checkpoint (lock held)."""
+    def _signed_base(
+        self, anchor: Checkpoint, cached: dict[str, Any] | None
+    ) -> tuple[merkle.MerkleTree, int] | None:
+        """The tree and byte offset at the last checkpoint, from the cache, if its root is the signed one.
+
+        A compact range whose root equals the signed root is the signed tree (short of a SHA-256
+        collision), so the entries before it need not be hashed again to extend it.
+        """
+        try:
+            assert cached is not None and cached["size"] == anchor.size
+            tree = merkle.MerkleTree(anchor.size, [bytes.fromhex(h) for h in cached["subtrees"]])
+            offset = int(cached["offset"])
+        except (AssertionError, KeyError, TypeError, ValueError):
+            return None
+        if tree.root() != anchor.root or offset < 0:
+            return None
+        if offset and self._read_log(offset - 1)[:1] != b"\n":
+            return None
+        return tree, offset
+
+    def _checked_head(
+        self, public_raw: bytes, cached: dict[str, Any] | None
+    ) -> tuple[int, bytes, int, list[bytes]]:
+        """Size, root, byte length and compact range of the log, checked against the last checkpoint.
+
+        Only entries after the last checkpoint are parsed and checked; the signed prefix is taken
+        from the cache when its root matches the signature, else hashed again from the file.
+        """
         anchor = None
         with contextlib.suppress(OSError, StrongroomError):
             anchor = verify_checkpoint(self.checkpoint_path.read_bytes(), public_raw)
-        data = self._read_log()
-        start = anchor.size if anchor is not None else 0
-        scan = scan_log(data, check_from=min(start, data.count(b"\n")), want_roots={start})
-        problems = [f for f in scan.findings if f.kind != "torn_tail"]
-        if anchor is not None and (anchor.size > scan.size or scan.roots.get(anchor.size) != anchor.root):
-            problems.insert(0, Finding(anchor.size - 1, "checkpoint_root", "", "", "signed entries changed"))
+        base = self._signed_base(anchor, cached) if anchor is not None else None
+        head, problems = self._scan_after(anchor, base)
+        if problems and base is not None:  # a stale cache must never block signing: hash it all
+            head, problems = self._scan_after(anchor, None)
         if problems:
             first = problems[0]
             raise IntegrityError(
@@ -462,7 +498,22 @@ class AuditLog:
                 f"({first.kind}): it was not signed",
                 "run `strongroom audit verify` and report the findings to the vault's administrator",
             )
-        return scan.size, scan.roots[scan.size]
+        return head
+
+    def _scan_after(
+        self, anchor: Checkpoint | None, base: tuple[merkle.MerkleTree, int] | None
+    ) -> tuple[tuple[int, bytes, int, list[bytes]], list[Finding]]:
+        start = base[1] if base is not None else 0
+        data = self._read_log(start)
+        signed_size = anchor.size if anchor is not None else 0
+        scan = scan_log(
+            data, base=base[0] if base else None, check_from=signed_size, want_roots={signed_size}
+        )
+        problems = [f for f in scan.findings if f.kind != "torn_tail"]
+        if anchor is not None and (anchor.size > scan.size or scan.roots.get(anchor.size) != anchor.root):
+            problems.insert(0, Finding(anchor.size - 1, "checkpoint_root", "", "", "signed entries changed"))
+        end = start + len(data) - (scan.torn[1] if scan.torn else 0)
+        return (scan.size, scan.roots[scan.size], end, scan.subtrees), problems
 
     # ------------------------------------------------------------------ reading
     def latest_checkpoint(self) -> str | None:

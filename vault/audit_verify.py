@@ -102,8 +102,9 @@ class _Scan:
     roots: dict[int, bytes]
     findings: list[Finding]
     size: int
-    torn: tuple[int, int] | None
+    torn: tuple[int, int] | None  # (offset in the scanned bytes, length)
     notes: list[str]
+    subtrees: list[bytes]  # the compact range at the end
 
 
 def _parse_alone(line: bytes) -> Any:
@@ -200,27 +201,31 @@ def scan_log(
     *,
     check_from: int = 0,
     want_roots: set[int] | frozenset[int] = frozenset(),
+    base: merkle.MerkleTree | None = None,
     on_event: Callable[[VerifyProgress], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> _Scan:
     """Hash every complete line into the tree; check entries from `check_from` on.
 
-    Roots at the sizes in `want_roots` (and at the end) are kept for checkpoint checks. Lines
+    With `base`, `data` is the rest of a log whose first `base.size` entries that tree holds:
+    positions, sequence numbers and roots continue from there, and `leaves` holds only the new
+    ones. Roots at the sizes in `want_roots` (and at the end) are kept for checkpoint checks. Lines
     are parsed in place in the log decoded once (the C scanner, no per-line decode); a line it
     cannot take exactly (bad UTF-8, spanning or trailing its newline) is parsed on its own.
     """
     lines = data.split(b"\n")
     tail = lines.pop()
-    total = len(lines)
-    check_from = min(check_from, total)
+    first = base.size if base is not None else 0
+    total = first + len(lines)
+    check_from = min(max(check_from, first), total)
     leaves = [hashlib.sha256(b"\x00" + line).digest() for line in lines]
     roots: dict[int, bytes] = {}
-    tree = merkle.MerkleTree()
-    for leaf in leaves[:check_from]:
+    tree = base.copy() if base is not None else merkle.MerkleTree()
+    for leaf in leaves[: check_from - first]:
         tree.append(leaf)
     checker = _Checker(check_from)
     try:
-        text = data[sum(len(line) + 1 for line in lines[:check_from]) :].decode("utf-8")
+        text = data[sum(len(line) + 1 for line in lines[: check_from - first]) :].decode("utf-8")
     except UnicodeDecodeError:
         text = ""
     scan_once = make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # the stub names the class oddly
@@ -230,7 +235,7 @@ def scan_log(
     tree_root, tree_append = tree.root, tree.append
     cursor = 0
     for pos in range(check_from, total):
-        line = lines[pos]
+        line = lines[pos - first]
         if text:
             end_line = find("\n", cursor)
             try:
@@ -270,7 +275,7 @@ def scan_log(
             checker.expected_seq += 1
         else:
             checker.check(pos, entry, root)
-        tree_append(leaves[pos])
+        tree_append(leaves[pos - first])
     checker.finish()
     findings, notes = checker.findings, checker.notes
     roots[total] = tree.root()
@@ -290,7 +295,7 @@ def scan_log(
                 "append cuts it off and records an audit.repair entry",
             )
         )
-    return _Scan(leaves, roots, findings, total, torn, notes)
+    return _Scan(leaves, roots, findings, total, torn, notes, tree.subtrees)
 
 
 def _trusted_key(
