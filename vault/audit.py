@@ -10,8 +10,8 @@ Files in `<vault>/audit/`:
   pubkey.pem       the vault's Ed25519 public key, for auditors
   checkpoint       the latest signed checkpoint; checkpoints/<size>.txt keeps every one
   .lock            appenders take an exclusive flock on it, readers a shared one
-  state.json       a cache of the tree state (size, offset, compact range) for cheap appends;
-                   checked before use, never read by verification or checkpoint signing
+  state.json       a cache of tree states (end of log, last checkpoint) for cheap appends and
+                   checkpoints; checked before use, rebuilt when wrong, never read by verify
   torn/            bytes of a torn last line, kept when an append repairs it
 """
 
@@ -31,7 +31,15 @@ from pathlib import Path
 from typing import Any
 
 from vault import merkle
-from vault.audit_verify import ACTION_RE, AuditReport, Finding, VerifyProgress, scan_log, verify_snapshot
+from vault.audit_verify import (
+    ACTION_RE,
+    ENTRY_VERSION,
+    AuditReport,
+    Finding,
+    VerifyProgress,
+    scan_log,
+    verify_snapshot,
+)
 from vault.checkpoint import Checkpoint, parse_checkpoint, sign_checkpoint, verify_checkpoint
 from vault.crypto.signing import SigningKey, load_public_pem
 from vault.errors import IntegrityError, StrongroomError, UsageError
@@ -46,7 +54,6 @@ __all__ = [
     "parse_time",
 ]
 
-ENTRY_VERSION = 1
 LOG_FILE = "log.jsonl"
 PUBKEY_FILE = "pubkey.pem"
 CHECKPOINT_FILE = "checkpoint"
