@@ -33,6 +33,14 @@ class TrainData:
     digest: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def from_records(
+        cls, kind: str, classes: Sequence[str], records: Any, labels: Any, **identity: Any
+    ) -> TrainData:
+        """From numpy arrays or tensors (images uint8 (N, C, H, W), labels int64) or a list of texts."""
+        x = torch.as_tensor(records) if kind == "image" else list(records)
+        return cls(kind, list(classes), x, torch.as_tensor(labels, dtype=torch.int64), **identity)
+
     def __len__(self) -> int:
         return int(self.y.shape[0])
 

@@ -353,6 +353,7 @@ def _dp_epochs(
     )
     params = [p for p in net.parameters() if p.requires_grad]
     try:
+        warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
         for epoch in range(1, run.epochs + 1):
             started = time.perf_counter()
             model.train()

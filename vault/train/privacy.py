@@ -48,20 +48,21 @@ def noise_multiplier_for(
 
     check_accountant(accountant)
     try:
-        return float(
-            get_noise_multiplier(
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            noise = get_noise_multiplier(
                 target_epsilon=epsilon,
                 target_delta=delta,
                 sample_rate=sample_rate,
                 epochs=epochs,
                 accountant=accountant,
             )
-        )
     except ValueError as error:
         raise UsageError(
             f"epsilon {epsilon} cannot be reached at delta {delta:g}: {error}",
             "raise --epsilon, or lower --epochs or --batch-size",
         ) from error
+    return float(noise)
 
 
 def epsilon_of(history: Iterable[Sequence[float]], delta: float, accountant: str = "prv") -> float:
@@ -104,7 +105,9 @@ class RunningBound:
         planned run, which bounds every prefix of it (epsilon grows with steps)."""
         if steps <= 0:
             return 0.0
-        eps, _ = self._rdp_module.get_privacy_spent(
-            orders=self.orders, rdp=self.per_step * steps, delta=self.delta
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "optimal order is the largest alpha": still a valid bound
+            eps, _ = self._rdp_module.get_privacy_spent(
+                orders=self.orders, rdp=self.per_step * steps, delta=self.delta
+            )
         return float(eps) if self.ceiling is None else min(float(eps), self.ceiling)

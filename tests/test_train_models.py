@@ -1,0 +1,100 @@
+"""Model registry, Opacus compatibility, the data-independent tokenizer and split, model cards."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zlib
+
+import pytest
+import torch
+from opacus.validators import ModuleValidator
+
+from vault.errors import UsageError
+from vault.train import TrainConfig, TrainData
+from vault.train.card import card_json, card_markdown
+from vault.train.data import split
+from vault.train.engine import train
+from vault.train.models import MODELS, build_model, default_model, model_config, spec_for
+from vault.train.text import HashingTokenizer
+
+SHAPES = {"image": (3, 16, 16), "text": None}
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_model_builds_passes_opacus_validation_and_classifies(name: str) -> None:
+    kind = MODELS[name].kind
+    config = model_config(name, kind, 4, SHAPES[kind])
+    model = build_model(config)
+    assert ModuleValidator.validate(model, strict=False) == []
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    assert not any(getattr(m, "inplace", False) for m in model.modules())
+    if kind == "image":
+        inputs = model.prepare(torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8))
+    else:
+        inputs = model.prepare(["a short text", ""])
+    assert model(inputs).shape == (2, 4)
+    rebuilt = build_model(config)
+    rebuilt.load_state_dict(model.state_dict())
+
+
+def test_registry_checks_kinds_and_names() -> None:
+    assert default_model("image", True) == "scatternet" and default_model("text", True) == "bow"
+    with pytest.raises(UsageError, match="for text data"):
+        spec_for("bow", "image")
+    with pytest.raises(UsageError, match="unknown model") as caught:
+        spec_for("vgg", "image")
+    assert "resnet18" in caught.value.hint
+    with pytest.raises(UsageError, match="at least 16 pixels"):
+        model_config("scatternet", "image", 2, (1, 8, 8))
+
+
+def test_tokenizer_is_fixed_and_independent_of_the_records() -> None:
+    tokenizer = HashingTokenizer(buckets=1 << 15, ngrams=2, max_tokens=8)
+    assert tokenizer.ids("Win CASH now") == [7438, 29485, 18452, 20203, 7806]
+    grams = ["win", "cash", "win cash", "now", "cash now"]  # words, each followed by its bigram
+    assert tokenizer.ids("Win CASH now") == [zlib.crc32(g.encode()) % ((1 << 15) - 1) + 1 for g in grams]
+    other_process = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from vault.train.text import HashingTokenizer as H; print(H(max_tokens=8).ids('Win CASH now'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert other_process.stdout.strip() == "[7438, 29485, 18452, 20203, 7806]"
+    encoded = tokenizer.encode(["one two three four five six seven", ""])
+    assert encoded.shape == (2, 8) and encoded[1].eq(0).all() and encoded[0].ne(0).all()
+    assert HashingTokenizer.from_json(tokenizer.to_json()) == tokenizer
+
+
+def test_split_is_fixed_by_the_seed_and_stratified() -> None:
+    labels = torch.tensor([0] * 50 + [1] * 30 + [2] * 20)
+    first, again, other = split(labels, 0.2, 7), split(labels, 0.2, 7), split(labels, 0.2, 8)
+    assert torch.equal(first.val, again.val) and not torch.equal(first.val, other.val)
+    assert torch.bincount(labels[first.val]).tolist() == [10, 6, 4]
+    assert set(first.train.tolist()).isdisjoint(first.val.tolist())
+    assert first.to_json()["val_indices_sha256"] == again.to_json()["val_indices_sha256"]
+
+
+def test_model_card_states_the_guarantee_and_the_leakage_check() -> None:
+    g = torch.Generator().manual_seed(1)
+    data = TrainData(
+        "image",
+        ["a", "b"],
+        torch.randint(0, 255, (120, 1, 16, 16), dtype=torch.uint8, generator=g),
+        torch.arange(120) % 2,
+    )
+    outcome = train(data, TrainConfig(model="scatternet", accountant="rdp", epochs=1, batch_size=20, seed=2))
+    card = card_json(outcome, model_id="m-1", dataset={"name": "faces", "version": 2, "digest": "sha256:ab"})
+    assert card["privacy"]["dp"] and card["privacy"]["accountant"] == "rdp"
+    assert card["privacy"]["noise_multiplier"] == outcome.dp.noise_multiplier
+    assert "adding or removing one record" in card["privacy"]["statement"]
+    assert card["leakage"]["bound_tpr_at_1pct_fpr"] is not None and card["metrics"]["confusion"]
+    text = card_markdown(card)
+    assert "faces" in text and "TPR at 1% FPR" in text and "Confusion matrix" in text
+    plain = train(data, TrainConfig(model="cnn", dp=False, epochs=1, seed=2))
+    statement = card_json(plain, model_id="m-2", dataset={"name": "faces"})["privacy"]["statement"]
+    assert "WITHOUT differential privacy" in statement
