@@ -17,8 +17,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -213,11 +211,12 @@ def _attempt(name: str, target: str, action: Callable[[], Any], *, isolated: boo
         return {**result, "blocked": True, "layer": "guard", "error": str(exc)}
     except Blocked as exc:
         return {**result, "blocked": True, "layer": exc.layer, "error": exc.error}
-    except urllib.error.URLError as exc:
-        reason = exc.reason
-        layer = "guard" if isinstance(reason, NetworkBlocked) else _layer(getattr(reason, "errno", None), isolated)
-        return {**result, "blocked": True, "layer": layer, "error": str(reason)}
     except OSError as exc:
+        reason = getattr(exc, "reason", None)  # urllib's URLError wraps the socket error
+        if isinstance(reason, NetworkBlocked):
+            return {**result, "blocked": True, "layer": "guard", "error": str(reason)}
+        if isinstance(reason, OSError):
+            return {**result, "blocked": True, "layer": _layer(reason.errno, isolated), "error": _describe(reason)}
         return {**result, "blocked": True, "layer": _layer(exc.errno, isolated), "error": _describe(exc)}
     return {**result, "blocked": False, "layer": None, "error": None,
             "got_through": detail if isinstance(detail, str) else "completed"}
@@ -254,6 +253,8 @@ def _udp(host: str, port: int) -> str:
 
 
 def _urllib(target: str, timeout: float) -> str:
+    import urllib.request  # here, not at the top: the Vault imports this module on every command
+
     with urllib.request.urlopen(f"http://{target}/", timeout=timeout) as response:  # noqa: S310 (the drill)
         return f"HTTP {response.status}"
 
