@@ -215,7 +215,9 @@ def _workers(options: ImportOptions, n: int) -> int:
         return max(1, min(options.workers, n))
     if n < PARALLEL_MIN_IMAGES or not hasattr(os, "fork"):
         return 1
-    return max(1, min(4, len(os.sched_getaffinity(0))))
+    cpus = len(os.sched_getaffinity(0))
+    idle = cpus - os.getloadavg()[0]  # a helper only pays off on a core nobody else is using
+    return max(1, min(4, cpus, int(idle) + 1))
 
 
 def _entries(folder: Path) -> tuple[list[os.DirEntry], int]:
