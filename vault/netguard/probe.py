@@ -422,15 +422,16 @@ def format_text(result: dict[str, Any]) -> str:
     lines = [f"isolation: {result['mode']} (layers: {' '.join(result['layers']) or 'none'})"]
     if evidence:
         inside = ", ".join(f"{i['name']} ({'up' if i['up'] else 'down'})" for i in evidence["interfaces"]) or "none"
-        host_up = ", ".join(evidence["host_interfaces_up"]) or "none up"
+        host_up = ", ".join(evidence["host_interfaces_up"]) or "none"
         lines.append(f"namespace {evidence['netns']} (host {evidence['host_netns']}); inside: {inside}; "
-                     f"host interfaces: {host_up}")
+                     f"host interfaces up outside: {host_up}")
     probe = result["probe"]
     width = max(len(a["name"]) for a in probe["attempts"])
     for a in probe["attempts"]:
         mark = "✓ blocked" if a["blocked"] else "✗ THROUGH"
-        how = a["layer"] if a["blocked"] else a.get("got_through", "")
-        lines.append(f"  {mark}  {a['name']:<{width}}  {a['target']}  [{how}] {a['error'] or ''}".rstrip())
+        how = f"by {a['layer']}: {a['error']}" if a["blocked"] else a.get("got_through", "")
+        lines.append(f"  {mark}  {a['name']:<{width}}  {a['target']}")
+        lines.append(f"  {'':9}  {'':<{width}}  {how}")
     seen = probe.get("sentinel")
     if seen:
         lines.append(f"host sentinel ({seen['tcp']}, {seen['unix']}): {seen.get('connections', 0)} TCP "
