@@ -129,13 +129,11 @@ class Backend:
     # Policy.
     def policy_show(self) -> dict[str, Any]:
         """The active policy: name, sha256, source, rules (id, effect, text) and its TOML text."""
-        policy = self._vault.policy
-        shown = as_dict(policy)
-        shown.setdefault("text", getattr(policy, "text", ""))
-        return shown
+        return as_dict(self._vault.policy_show())
 
     def policy_check(self, action: str, **facts: Any) -> dict[str, Any]:
-        return as_dict(self._vault.policy_check(action, **facts))
+        """A dry run (audited): allowed, outcome, rule, reason, facts."""
+        return as_dict(self._vault.policy_check(action, **{k: v for k, v in facts.items() if v is not None}))
 
 
 class AuditReader:

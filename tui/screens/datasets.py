@@ -86,8 +86,8 @@ class DatasetsScreen(AreaScreen):
         yield KeyTable(COLUMNS, id="datasets-table")
         with VerticalScroll(id="dataset-detail", classes="detail"):
             yield Static("", id="dataset-summary")
-            yield Static("", id="dataset-balance")
             yield Static("", id="dataset-samples")
+            yield Static("", id="dataset-balance")
 
     def refresh_area(self) -> None:
         def load() -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:

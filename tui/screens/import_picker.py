@@ -63,6 +63,8 @@ class ImportScreen(Screen[bool]):
         self.cancel_import: threading.Event | None = None
         self._workers: dict[Worker[Any], str] = {}
         self._imported = False
+        self.detect_worker: Worker[Any] | None = None
+        self.import_worker: Worker[Any] | None = None
 
     def compose(self) -> ComposeResult:
         from tui.app import AREAS
@@ -135,10 +137,17 @@ class ImportScreen(Screen[bool]):
     def action_preview(self) -> None:
         path = self._path()
         self.preview = None
+        try:
+            options = self._options()
+        except Exception as error:
+            self.app.show_error(error)
+            return
+        backend = self.app.backend
         self.query_one("#picker-preview", Static).update("… detecting (nothing is written)")
-        worker = self.run_worker(lambda: self.app.backend.detect(path, self._options()), thread=True,
+        worker = self.run_worker(lambda: backend.detect(path, options), thread=True,
                                  exclusive=True, group="detect", exit_on_error=False)
         self._workers[worker] = "detect"
+        self.detect_worker = worker
         self.previewed_path = path
 
     # Importing.
@@ -154,7 +163,7 @@ class ImportScreen(Screen[bool]):
             self.query_one("#picker-name", Input).focus()
             return
         sensitivity = str(self.query_one("#picker-sensitivity", Select).value)
-        path, options = self._path(), self._options()
+        path, options, backend = self._path(), self._options(), self.app.backend
         self.cancel_import = threading.Event()
         cancel = self.cancel_import
         last_post = [0.0]
@@ -171,10 +180,11 @@ class ImportScreen(Screen[bool]):
 
         self.query_one("#picker-status", Static).update(f"… importing {name}")
         worker = self.run_worker(
-            lambda: self.app.backend.import_dataset(path, name=name, sensitivity=sensitivity, options=options,
+            lambda: backend.import_dataset(path, name=name, sensitivity=sensitivity, options=options,
                                                     on_event=on_event, cancel=cancel),
             thread=True, exclusive=True, group="import", exit_on_error=False)
         self._workers[worker] = "import"
+        self.import_worker = worker
 
     def on_import_progress(self, message: ImportProgress) -> None:
         bar = self.query_one("#picker-progress", ProgressBar)

@@ -23,7 +23,7 @@ from tui.widgets.ledger_bar import ledger_bar
 
 MODELS = {"image": ("cnn", "resnet18"), "text": ("bow", "transformer")}
 NUMBER_FIELDS = ("epsilon", "delta", "epochs", "batch", "lr")
-DEFAULTS = {"epsilon": "3", "delta": "1e-5", "epochs": "3", "batch": "256", "lr": ""}
+DEFAULTS = {"epsilon": "3", "delta": "", "epochs": "", "batch": "", "lr": ""}
 
 
 def parse_request(dataset: str | None, model: str | None, dp: bool, values: dict[str, str]) -> dict[str, Any]:
@@ -85,14 +85,14 @@ class TrainScreen(AreaScreen):
                 yield Label("epsilon")
                 yield Input(DEFAULTS["epsilon"], id="train-epsilon", compact=True)
                 yield Label("delta")
-                yield Input(DEFAULTS["delta"], id="train-delta", compact=True)
+                yield Input(DEFAULTS["delta"], id="train-delta", compact=True, placeholder="auto")
             with Horizontal(classes="form-row"):
                 yield Label("epochs")
-                yield Input(DEFAULTS["epochs"], id="train-epochs", compact=True)
+                yield Input(DEFAULTS["epochs"], id="train-epochs", compact=True, placeholder="auto")
                 yield Label("batch")
-                yield Input(DEFAULTS["batch"], id="train-batch", compact=True)
+                yield Input(DEFAULTS["batch"], id="train-batch", compact=True, placeholder="auto")
                 yield Label("lr")
-                yield Input(DEFAULTS["lr"], id="train-lr", compact=True, placeholder="default")
+                yield Input(DEFAULTS["lr"], id="train-lr", compact=True, placeholder="auto")
             yield Static("policy: choose a dataset", id="train-check", classes="status-line")
         with Vertical(id="train-monitor"):
             yield Static("No run yet. ctrl+r starts one with the settings above.", id="train-status",
@@ -262,14 +262,14 @@ class TrainScreen(AreaScreen):
     def on_run_event(self, message: RunEvent) -> None:
         fields = message.update.fields
         if message.update.event == "EpochEnd":
-            for key in ("val_accuracy", "accuracy", "held_out_accuracy"):
+            for key in ("val_acc", "train_acc"):
                 value = fields.get(key)
                 if isinstance(value, (int, float)):
                     self.accuracies.append(float(value))
                     break
             self.query_one("#train-curves", Curves).update(self.losses, self.accuracies)
-            if "epsilon_so_far" in fields or "epsilon" in fields:
-                self.show_epsilon(fields.get("epsilon_so_far", fields.get("epsilon")))
+            if fields.get("epsilon") is not None:
+                self.show_epsilon(fields["epsilon"])
 
     def on_run_ended(self, message: RunEnded) -> None:
         status = self.query_one("#train-status", Static)
