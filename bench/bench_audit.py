@@ -26,24 +26,34 @@ ORIGIN = "strongroom.local/vault/bench0000bench00"
 DETAIL = {"purpose": "train", "version": 3, "records": 60000, "rule": "allow-operators-train-dp"}
 
 
-def bench_durable_appends(work: Path, count: int) -> tuple[float, float]:
-    log = AuditLog(work / "appends" / "audit", origin=ORIGIN)
-    log.append("alice", "operator", "session.unlock", "vault", "ok", {})
+def appends_per_second(log: AuditLog, count: int) -> float:
     start = time.perf_counter()
     for i in range(count):
         log.append("alice", "operator", "dataset.read", f"set{i % 7}", "ok", DETAIL)
-    ours = count / (time.perf_counter() - start)
+    return count / (time.perf_counter() - start)
 
-    line = log.log_path.read_bytes().split(b"\n")[1] + b"\n"
-    fd = os.open(work / "bare.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+def bare_per_second(path: Path, line: bytes, count: int) -> float:
+    """The peer: the same bytes with one write and one fsync each, nothing else."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         start = time.perf_counter()
         for _ in range(count):
             os.write(fd, line)
             os.fsync(fd)
-        bare = count / (time.perf_counter() - start)
+        return count / (time.perf_counter() - start)
     finally:
         os.close(fd)
+
+
+def compare_appends(log: AuditLog, bare_path: Path, count: int, rounds: int) -> tuple[float, float]:
+    """Best rate of ours and of the peer over interleaved rounds (a shared disk is noisy)."""
+    log.append("alice", "operator", "session.unlock", "vault", "ok", {})  # builds the tree state
+    line = log.log_path.read_bytes().rsplit(b"\n", 2)[-2] + b"\n"
+    ours = bare = 0.0
+    for _ in range(rounds):
+        ours = max(ours, appends_per_second(log, count // rounds))
+        bare = max(bare, bare_per_second(bare_path, line, count // rounds))
     return ours, bare
 
 
@@ -68,7 +78,10 @@ def make_log(audit_dir: Path, entries: int, key: SigningKey) -> str:
         data = canonical(entry)
         tree.append_data(data)
         chunks.append(data + b"\n")
-    (audit_dir / "log.jsonl").write_bytes(b"".join(chunks))
+    with open(audit_dir / "log.jsonl", "wb") as f:
+        f.write(b"".join(chunks))
+        f.flush()
+        os.fsync(f.fileno())  # so that the timed appends do not pay for flushing the whole log
     (audit_dir / "pubkey.pem").write_bytes(key.public_pem())
     text = sign_checkpoint(key, ORIGIN, entries, tree.root())
     (audit_dir / "checkpoint").write_text(text)
@@ -81,12 +94,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--entries", type=int, default=100_000, help="entries in the verified log")
     parser.add_argument("--appends", type=int, default=300, help="durable appends to time")
-    parser.add_argument("--repeat", type=int, default=3, help="verification runs (best is reported)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of each measurement (best is reported)")
     args = parser.parse_args()
     key = SigningKey.generate()
     with tempfile.TemporaryDirectory(prefix="bench-audit-") as tmp:
         work = Path(tmp)
-        ours, bare = bench_durable_appends(work, args.appends)
+        small = AuditLog(work / "small" / "audit", origin=ORIGIN)
+        ours, bare = compare_appends(small, work / "bare-small.log", args.appends, args.repeat)
         print(
             f"durable appends        {ours:10.0f} /s   bare write+fsync {bare:10.0f} /s   ratio {ours / bare:.2f}"
         )
@@ -106,17 +120,23 @@ def main() -> int:
             f"goal {GOAL_ENTRIES_PER_S} /s   ratio {rate / GOAL_ENTRIES_PER_S:.2f}"
         )
 
-        log.append("alice", "operator", "session.unlock", "vault", "ok", {})  # builds the state cache
-        count = min(args.appends, 100)
+        ours, bare = compare_appends(log, work / "bare-big.log", args.appends, args.repeat)
+        print(
+            f"durable appends to a {args.entries}-entry log {ours:8.0f} /s   bare write+fsync {bare:8.0f} /s   "
+            f"ratio {ours / bare:.2f}"
+        )
+        count = 100
         start = time.perf_counter()
+        log.write_checkpoint(key, ORIGIN)  # no cached signed tree yet: hashes the whole log once
+        cold = time.perf_counter() - start
         for i in range(count):
             log.append("alice", "operator", "dataset.read", f"set{i % 7}", "ok", DETAIL)
-        big = count / (time.perf_counter() - start)
-        print(f"durable appends to a {args.entries}-entry log {big:8.0f} /s   ratio to bare {big / bare:.2f}")
         start = time.perf_counter()
-        log.write_checkpoint(key, ORIGIN)
+        log.write_checkpoint(key, ORIGIN)  # extends the cached signed tree: only the new entries
+        warm = time.perf_counter() - start
         print(
-            f"checkpoint after {count} appends to a {args.entries}-entry log {time.perf_counter() - start:.3f} s"
+            f"checkpoint of a {args.entries}-entry log: first {cold:.3f} s, "
+            f"then after {count} more appends {warm:.3f} s"
         )
     return 0
 

@@ -116,9 +116,19 @@ def test_state_cache_survives_new_instances_and_foreign_appends(log: AuditLog) -
     other.append("bob", "admin", "keys.add", "carol", "ok", {})
     log.append("alice", "operator", "train.start", "run1", "ok", {})  # must catch up, not fork
     assert [e["seq"] for e in log.entries()] == list(range(7))
-    state = json.loads(log.state_path.read_text())
-    assert state["size"] == 7 and state["offset"] == log.log_path.stat().st_size
     assert log.verify().findings == []
+
+
+def test_state_cache_is_saved_at_checkpoints_and_caught_up_after(log: AuditLog, key: SigningKey) -> None:
+    fill(log, 5)
+    log.write_checkpoint(key)
+    state = json.loads(log.state_path.read_text())
+    assert state["size"] == 5 and state["offset"] == log.log_path.stat().st_size
+    assert state["signed"]["size"] == 5
+    fill(log, 3)
+    assert json.loads(log.state_path.read_text())["size"] == 5  # appends do not rewrite it
+    entry = AuditLog(log.dir).append("bob", "admin", "keys.add", "carol")  # catches up 3 entries
+    assert entry["seq"] == 8 and log.verify(key.public_pem()).findings == []
 
 
 def test_a_corrupt_or_lying_state_cache_is_ignored(log: AuditLog) -> None:

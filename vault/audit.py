@@ -285,6 +285,7 @@ class AuditLog:
             state.torn = None
         else:
             state = self._rescan()
+            self._save_state(state)
         self._state = state
         return state
 
@@ -350,9 +351,9 @@ class AuditLog:
             state = self._current_state()
             if state.torn is not None:
                 self._repair_torn_tail(state, actor, role)
-            entry = self._write_entry(state, actor, role, action, subject, outcome, detail)
-            self._save_state(state)
-            return entry
+            # state.json is refreshed at checkpoints, not here: renaming a file next to the log
+            # on every append would make each append's fsync commit that too.
+            return self._write_entry(state, actor, role, action, subject, outcome, detail)
 
     def _write_entry(
         self,
