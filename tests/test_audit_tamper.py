@@ -301,3 +301,12 @@ def test_forged_checkpoint_signature(v: Vaultish) -> None:
     text = v.log.checkpoint_path.read_text()
     v.log.checkpoint_path.write_text(text.replace("\n8\n", "\n7\n"))
     assert "checkpoint_signature" in kinds(v.verify())
+
+
+def test_deeply_nested_json_is_a_finding_not_a_crash(tmp_path: Path) -> None:
+    v = Vaultish(tmp_path, n=2, checkpoint_every=100)
+    v.write_lines([*v.lines, b"[" * 200_000 + b"]" * 200_000])
+    report = v.verify()
+    assert (2, "json") in [(f.seq, f.kind) for f in report.findings]
+    with pytest.raises(IntegrityError):
+        v.log.entries()

@@ -552,7 +552,7 @@ class AuditLog:
         for index, line in enumerate(lines):
             try:
                 entry = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 entry = None
             if not isinstance(entry, dict):
                 raise IntegrityError(

@@ -111,7 +111,7 @@ def _parse_alone(line: bytes) -> Any:
     """One line's JSON value, or None when it is not UTF-8 JSON."""
     try:
         return json.loads(line.decode("utf-8"))
-    except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         return None
 
 
@@ -242,7 +242,7 @@ def scan_log(
                 entry, end = scan_once(text, cursor)
                 if end != end_line:
                     entry = _parse_alone(line)
-            except (StopIteration, ValueError):
+            except (StopIteration, ValueError, RecursionError):
                 entry = _parse_alone(line)
             cursor = end_line + 1
         else:
