@@ -38,7 +38,7 @@ out["mnist_log"] = printed.getvalue()
 
 try:
     from torch.distributed import TCPStore
-    TCPStore("127.0.0.1", port, is_master=False, timeout=datetime.timedelta(seconds=3))
+    TCPStore("127.0.0.1", port, is_master=False, timeout=datetime.timedelta(seconds=1))
     out["tcpstore"] = "CONNECTED"
 except Exception as exc:
     out["tcpstore"] = f"{type(exc).__name__}: {exc}"[:400]
