@@ -57,9 +57,10 @@ def verification_text(report: dict[str, Any]) -> Text:
 def entry_detail(entry: dict[str, Any] | None) -> str:
     if entry is None:
         return ""
-    core = {"seq", "time", "actor", "role", "action", "subject", "outcome", "prev", "hash", "v", "version"}
-    extra = ", ".join(f"{k}={v}" for k, v in entry.items() if k not in core)
-    return f"#{entry.get('seq')} {entry.get('time')} {entry.get('actor')} ({entry.get('role')}): {extra}"
+    detail = entry.get("detail")
+    fields = detail if isinstance(detail, dict) else {}
+    extra = ", ".join(f"{k}={v}" for k, v in fields.items())
+    return f"#{entry.get('seq')} {entry.get('actor')} ({entry.get('role')}) {entry.get('action')}: {extra}"
 
 
 class AuditScreen(AreaScreen):
