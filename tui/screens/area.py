@@ -126,6 +126,10 @@ class AreaScreen(Screen[None]):
             table = self.filter_table()
             if table is not None:
                 table.filter(event.value)
+                self.filtered()
+
+    def filtered(self) -> None:
+        """Called after the filter changed what the table shows."""
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "filter":
@@ -143,6 +147,7 @@ class AreaScreen(Screen[None]):
             table = self.filter_table()
             if table is not None:
                 table.filter("")
+                self.filtered()
                 table.focus()
             return
         self.go_back()

@@ -45,8 +45,6 @@ def verification_text(report: dict[str, Any]) -> Text:
             text.append("\n▲ truncation cannot be ruled out without a saved checkpoint (c saves one)")
         return text
     text.append(f"✗ NOT verified: {len(findings)} problem{'s' if len(findings) != 1 else ''}", style="bold red")
-    if report.get("message"):
-        text.append(f" ({report['message']})")
     for finding in findings[:20]:
         text.append(f"\n✗ {finding_text(finding)}")
     if len(findings) > 20:
@@ -108,9 +106,8 @@ class AuditScreen(AreaScreen):
         self.query_one("#audit-count", Static).update(
             shown + (f" · filter: {log.filter_text}" if log.filter_text else "") + " · / filters · v re-verifies")
 
-    def on_input_changed(self, event: Input.Changed) -> None:
-        if event.input.id == "filter":
-            self.show_count()
+    def filtered(self) -> None:
+        self.show_count()
 
     def on_audit_log_view_highlighted(self, message: AuditLogView.Highlighted) -> None:
         self.query_one("#audit-detail", Static).update(Text(entry_detail(message.entry), no_wrap=True,
