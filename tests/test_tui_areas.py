@@ -12,13 +12,11 @@ import pytest
 pytest.importorskip("textual")
 
 from textual.widgets import Button, Input, ProgressBar, Static  # noqa: E402
-
 from textual.worker import WorkerFailed  # noqa: E402
 
 from tui.app import StrongroomApp  # noqa: E402
-from tui.screens.dialogs import ErrorDialog, InputDialog, TypedConfirmDialog  # noqa: E402
+from tui.screens.dialogs import ErrorDialog, TypedConfirmDialog  # noqa: E402
 from tui.screens.import_picker import ImportScreen  # noqa: E402
-from tui.widgets.log_view import AuditLogView  # noqa: E402
 from tui.widgets.tables import KeyTable  # noqa: E402
 
 PASSPHRASE = "correct horse battery staple"
