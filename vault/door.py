@@ -174,8 +174,11 @@ class Vault(DatasetsMixin, KeysMixin, VerifyMixin, ExportMixin, NetworkMixin, Po
             return
         self._closed = True
         with contextlib.suppress(StrongroomError, OSError):
+            from vault.netguard import recorder_errors
+
             blocked = netguard_state.blocked_count()
-            self._record("session.end", self.vault_id, "ok", network_blocked=blocked)
+            self._record("session.end", self.vault_id, "ok", network_blocked=blocked,
+                         network_blocked_unrecorded=recorder_errors())
             self.audit.write_checkpoint(self._signing_key(), self.origin)
         self._unwatch_network()
         self._lock.release()
