@@ -295,7 +295,7 @@ class Vault(DatasetsMixin, KeysMixin, VerifyMixin, ExportMixin, NetworkMixin, Po
         )
         decision = self.policy.decide(request)
         if record:
-            subject = (facts.get("dataset") or {}).get("name") or facts.get("model") or action
+            subject = (facts.get("dataset") or {}).get("name") or facts.get("target") or facts.get("model") or action
             self._record(
                 "policy.decision", str(subject), "allowed" if decision.allowed else "denied",
                 request_action=action, rule=decision.rule, reason=decision.reason, dry_run=dry_run,
