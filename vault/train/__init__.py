@@ -6,9 +6,20 @@ composes histories per dataset. `train` and `evaluate` work on records in memory
 (vault/train/service.py) reads and seals them.
 """
 
+from typing import Any
+
 from vault.train.config import DPFacts, TrainConfig, TrainOutcome
-from vault.train.data import TrainData
 from vault.train.events import EpochEnd, StepProgress, TrainEvent, TrainFinished, TrainStarted
+
+
+def __getattr__(name: str) -> Any:
+    # TrainData needs torch; importing it lazily keeps `import vault` (and the CLI) free of torch.
+    if name == "TrainData":
+        from vault.train.data import TrainData
+
+        return TrainData
+    raise AttributeError(name)
+
 
 __all__ = [
     "DPFacts",

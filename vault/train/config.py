@@ -7,11 +7,12 @@ actually used, so a model card never says "default".
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from vault.errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICES = ("auto", "cpu", "cuda")
 

@@ -293,21 +293,24 @@ class _Run:
 
     def check_cancel(self, bound: RunningBound | None) -> None:
         if self.cancel is not None and self.cancel.is_set():
-            epsilon = None
-            if self.plan.dp and self.history:
-                epsilon = epsilon_of(self.history, self.plan.delta or 0.0, self.plan.accountant)
-            raise Cancelled(
-                f"training cancelled after {self.steps} of {self.plan.total_steps} steps",
-                "no model was written; the steps taken are charged to the dataset's privacy ledger",
-                detail={
-                    "steps": self.steps,
-                    "dp": self.plan.dp,
-                    "history": [list(h) for h in self.history],
-                    "epsilon": epsilon,
-                    "delta": self.plan.delta,
-                    "accountant": self.plan.accountant,
-                },
-            )
+            raise self.cancelled()
+
+    def cancelled(self) -> Cancelled:
+        epsilon = None
+        if self.plan.dp and self.history:
+            epsilon = epsilon_of(self.history, self.plan.delta or 0.0, self.plan.accountant)
+        return Cancelled(
+            f"training cancelled after {self.steps} of {self.plan.total_steps} steps",
+            "no model was written; the steps taken are charged to the dataset's privacy ledger",
+            detail={
+                "steps": self.steps,
+                "dp": self.plan.dp,
+                "history": [list(h) for h in self.history],
+                "epsilon": epsilon,
+                "delta": self.plan.delta,
+                "accountant": self.plan.accountant,
+            },
+        )
 
 
 def _dp_epochs(
@@ -538,6 +541,8 @@ def train(
                 device=run.device,
             )
         )
+        if held_out.train.numel() != run.train_records or held_out.val.numel() != run.val_records:
+            raise InputError("the records do not match the dataset's metadata", "run `strongroom verify`")
         train_started = time.perf_counter()
         try:
             if run.dp:
@@ -549,6 +554,8 @@ def train(
                     state, net, train_x, train_y, (val_x, val_y), torch.Generator().manual_seed(seed)
                 )
                 history = []
+        except KeyboardInterrupt:
+            raise state.cancelled() from None
         except (RuntimeError, torch.OutOfMemoryError) as error:
             if _is_out_of_memory(error):
                 raise StrongroomError(
