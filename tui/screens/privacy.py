@@ -14,7 +14,7 @@ from tui.screens.area import AreaScreen
 from tui.widgets.ledger_bar import ledger_bar
 from tui.widgets.tables import KeyTable
 
-RUN_COLUMNS = ("dataset", "run / model", "DP", "ε", "δ", "steps", "when")
+RUN_COLUMNS = ("dataset", "run", "DP", "ε", "steps", "outcome", "when")
 
 
 def ledger_lines(budget: list[dict[str, Any]], width: int) -> Text:
@@ -35,21 +35,25 @@ def ledger_lines(budget: list[dict[str, Any]], width: int) -> Text:
     return text
 
 
+OUTCOMES = {"ok": "✓ ok", "cancelled": "■ cancelled", "failed": "✗ failed"}
+
+
 def run_rows(budget: list[dict[str, Any]]) -> list[tuple[str, tuple[str, ...]]]:
+    """One row per charge on each ledger: the run, DP or not, its own epsilon, steps taken, outcome."""
     rows = []
     for row in budget:
         for index, run in enumerate(row.get("runs") or []):
-            run = run if isinstance(run, dict) else {"id": str(run)}
-            ident = str(run.get("run", run.get("id", run.get("model", index))))
             eps = run.get("epsilon")
-            rows.append((f"{row.get('dataset')}/{ident}/{index}", (
+            steps = sum(int(entry[2]) for entry in run.get("history") or [] if len(entry) == 3)
+            outcome = str(run.get("outcome", ""))
+            rows.append((f"{row.get('dataset')}/{run.get('run', index)}/{index}", (
                 str(row.get("dataset", "")),
-                str(run.get("model", ident))[:14],
-                "✓ yes" if run.get("dp", eps is not None) else "✗ no",
+                str(run.get("run", "")),
+                "✓ DP" if run.get("dp") else "✗ no DP",
                 f"{eps:.2f}" if isinstance(eps, (int, float)) else "∞",
-                f"{run['delta']:g}" if isinstance(run.get("delta"), (int, float)) else "-",
-                str(run.get("steps", "-")),
-                str(run.get("created", run.get("time", "")))[:16].replace("T", " "),
+                str(steps),
+                OUTCOMES.get(outcome, outcome),
+                str(run.get("created", ""))[:16].replace("T", " "),
             )))
     return rows
 

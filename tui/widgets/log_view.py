@@ -125,7 +125,7 @@ class AuditLogView(ScrollView, can_focus=True):
 
     # Drawing.
     def _columns(self, width: int) -> list[tuple[str, int]]:
-        time_width = 20 if width >= 110 else 14
+        time_width = 21 if width >= 110 else 15
         fixed = 1 + 7 + time_width + 9 + 22 + 11
         return [("", 1), ("seq", 7), ("time", time_width), ("actor", 9), ("action", 22),
                 ("subject", max(8, width - fixed)), ("outcome", 11)]

@@ -1,0 +1,104 @@
+"""SVG snapshots of each area at 80x24, from the checked-in fixture vault (tests/snapshots).
+
+Snapshots live in tests/snapshots/test_tui_snapshots/. After a deliberate change: run
+`pytest tests/test_tui_snapshots.py --snapshot-update`, then look at every changed SVG before
+committing it. The fixture vault is rebuilt with tests/snapshots/make_fixture_vault.py.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pytest_textual_snapshot")
+
+from pytest_textual_snapshot import SVGImageExtension  # noqa: E402
+from textual._doc import take_svg_screenshot  # noqa: E402
+from textual.pilot import Pilot  # noqa: E402
+from textual.widgets import Input  # noqa: E402
+
+from tui.app import StrongroomApp  # noqa: E402
+
+FIXTURE = Path(__file__).resolve().parent / "snapshots" / "fixture-vault"
+PASSPHRASE = "correct horse battery staple"
+
+
+class StoredSVG(SVGImageExtension):
+    """pytest-textual-snapshot's SVG files, kept under tests/snapshots/ with the fixture vault."""
+
+    @classmethod
+    def dirname(cls, *, test_location) -> str:
+        return str(Path(__file__).resolve().parent / "snapshots" / test_location.basename)
+
+
+@pytest.fixture
+def vault_copy(tmp_path: Path) -> Path:
+    if not (FIXTURE / "vault.json").exists():
+        pytest.skip("tests/snapshots/fixture-vault is absent (make_fixture_vault.py builds it)")
+    target = tmp_path / "vault"
+    shutil.copytree(FIXTURE, target)
+    return target
+
+
+async def settle(pilot: Pilot) -> None:
+    """Until no worker runs (a finished worker may start the next, e.g. unlock -> area load)."""
+    for _ in range(10):
+        await pilot.pause()
+        if not any(worker.is_running for worker in pilot.app.workers):
+            break
+        await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def unlocked_then(*keys: str) -> Callable[[Pilot], Awaitable[None]]:
+    async def run_before(pilot: Pilot) -> None:
+        await pilot.pause()
+        field = pilot.app.screen.query_one("#passphrase", Input)
+        field.focus()
+        field.value = PASSPHRASE
+        await pilot.press("enter")
+        await settle(pilot)
+        for key in keys:
+            await pilot.press(key)
+            await settle(pilot)
+
+    return run_before
+
+
+def shot(app: StrongroomApp, run_before: Callable[[Pilot], Awaitable[None]] | None = None) -> str:
+    return take_svg_screenshot(app=app, terminal_size=(80, 24), run_before=run_before)
+
+
+def test_unlock_screen(snapshot, vault_copy: Path) -> None:
+    assert snapshot.use_extension(StoredSVG) == shot(StrongroomApp(vault_copy))
+
+
+def test_help_screen(snapshot, vault_copy: Path) -> None:
+    async def run_before(pilot: Pilot) -> None:
+        await pilot.press("f1")
+        await pilot.pause()
+
+    assert snapshot.use_extension(StoredSVG) == shot(StrongroomApp(vault_copy), run_before)
+
+
+def test_datasets_area_with_samples(snapshot, vault_copy: Path) -> None:
+    assert snapshot.use_extension(StoredSVG) == shot(StrongroomApp(vault_copy), unlocked_then("s"))
+
+
+def test_audit_area_for_an_auditor(snapshot, vault_copy: Path) -> None:
+    async def run_before(pilot: Pilot) -> None:
+        await settle(pilot)
+
+    assert snapshot.use_extension(StoredSVG) == shot(StrongroomApp(vault_copy, auditor=True), run_before)
+
+
+def test_policy_area(snapshot, vault_copy: Path) -> None:
+    assert snapshot.use_extension(StoredSVG) == shot(StrongroomApp(vault_copy), unlocked_then("6"))
+
+
+def test_high_contrast_datasets_area(snapshot, vault_copy: Path) -> None:
+    app = StrongroomApp(vault_copy, high_contrast=True)
+    assert snapshot.use_extension(StoredSVG) == shot(app, unlocked_then())
