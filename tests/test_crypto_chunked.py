@@ -196,3 +196,68 @@ def test_interoperates_with_cryptography_cobblestone() -> None:
     encryptor = cobblestone.Cobblestone256Encryptor(KEY, CONTEXT)
     theirs = encryptor.update(plaintext) + encryptor.finalize()
     assert open_sealed(KEY, CONTEXT, theirs) == plaintext
+
+
+@pytest.mark.parametrize("size", BOUNDARY_SIZES)
+def test_into_buffers_round_trip_and_leave_the_rest_alone(size: int) -> None:
+    plaintext = os.urandom(size)
+    sealed_buffer = bytearray(b"\xee" * (sealed_length(size) + 5))
+    assert chunked.seal_into(KEY, CONTEXT, plaintext, sealed_buffer) == sealed_length(size)
+    assert sealed_buffer[-5:] == b"\xee" * 5
+    sealed = bytes(sealed_buffer[:-5])
+    assert open_sealed(KEY, CONTEXT, sealed) == plaintext
+    plain_buffer = bytearray(b"\xee" * (size + 3))
+    assert chunked.open_sealed_into(KEY, CONTEXT, sealed, memoryview(plain_buffer)) == size
+    assert plain_buffer[:size] == plaintext and plain_buffer[size:] == b"\xee" * 3
+
+
+def test_into_buffers_refuse_short_or_read_only_output() -> None:
+    sealed = seal(KEY, CONTEXT, bytes(CHUNK_SIZE + 1))
+    with pytest.raises(ValueError, match="needs"):
+        chunked.seal_into(KEY, CONTEXT, bytes(CHUNK_SIZE + 1), bytearray(len(sealed) - 1))
+    with pytest.raises(ValueError, match="needs"):
+        chunked.open_sealed_into(KEY, CONTEXT, sealed, bytearray(CHUNK_SIZE))
+    with pytest.raises(TypeError):
+        chunked.open_sealed_into(KEY, CONTEXT, sealed, memoryview(bytearray(CHUNK_SIZE + 1)).toreadonly())
+
+
+def test_open_into_checks_the_commitment_and_wipes_what_a_failed_open_wrote() -> None:
+    plaintext = b"CANARY-PLAINTEXT " * 3000  # three chunks and a short final one
+    sealed = seal(KEY, CONTEXT, plaintext)
+    out = bytearray(len(plaintext))
+    with pytest.raises(IntegrityError, match="authentication") as caught:
+        chunked.open_sealed_into(KEY, CONTEXT + b"!", sealed, out)
+    assert "commitment" in caught.value.detail["reason"]
+    tampered = bytearray(sealed)
+    tampered[-1] ^= 1  # the first chunks authenticate and decrypt; the final one does not
+    with pytest.raises(IntegrityError) as caught:
+        chunked.open_sealed_into(KEY, CONTEXT, tampered, out)
+    assert "chunk failed" in caught.value.detail["reason"]
+    assert out == bytes(len(plaintext))
+
+
+def test_sealing_lends_a_read_only_view_only_inside_the_block() -> None:
+    plaintext = os.urandom(2 * CHUNK_SIZE + 3)
+    with chunked.sealing(KEY, CONTEXT, plaintext) as sealed:
+        assert sealed.readonly and len(sealed) == sealed_length(len(plaintext))
+        # Sealing again on this thread while the workspace is lent must not overwrite the view.
+        nested = seal(KEY, CONTEXT, b"other")
+        with chunked.sealing(KEY, CONTEXT, b"more") as inner:
+            assert open_sealed(KEY, CONTEXT, inner) == b"more"
+        assert open_sealed(KEY, CONTEXT, sealed) == plaintext
+    assert open_sealed(KEY, CONTEXT, nested) == b"other"
+    with pytest.raises(ValueError):
+        len(sealed)  # released on leaving the block
+
+
+def test_open_sealed_file_reads_into_the_workspace_and_wipes_it(tmp_path) -> None:
+    plaintext = b"CANARY-PLAINTEXT " * 5000
+    path = tmp_path / "object"
+    path.write_bytes(seal(KEY, CONTEXT, plaintext))
+    assert chunked.open_sealed_file(KEY, CONTEXT, path) == plaintext
+    assert b"CANARY" not in chunked._workspace_local.buffer
+    path.write_bytes(path.read_bytes()[:-1])
+    with pytest.raises(IntegrityError):
+        chunked.open_sealed_file(KEY, CONTEXT, path)
+    with pytest.raises(FileNotFoundError):
+        chunked.open_sealed_file(KEY, CONTEXT, tmp_path / "missing")

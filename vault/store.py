@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from vault.crypto import open_sealed, seal
+from vault.crypto.chunked import open_sealed_file, sealing
 from vault.errors import InputError, IntegrityError, NotFound, StrongroomError, VaultBusy
 
 FORMAT_NAME = "strongroom-vault"
@@ -194,24 +195,25 @@ class ObjectStore:
 
     def put(self, kind: str, ident: str, data: bytes | memoryview, key: bytes) -> dict[str, Any]:
         object_id = secrets.token_hex(16)
-        sealed = seal(key, object_context(self.vault_id, kind, ident, object_id), data)
         path = self.path_of(object_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, sealed)
-        return {"id": object_id, "kind": kind, "ident": ident, "size": len(data), "sealed_size": len(sealed)}
+        # The sealed object goes from the thread's reusable workspace straight to the file.
+        with sealing(key, object_context(self.vault_id, kind, ident, object_id), data) as sealed:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, sealed)
+            sealed_size = len(sealed)
+        return {"id": object_id, "kind": kind, "ident": ident, "size": len(data), "sealed_size": sealed_size}
 
     def get(self, ref: dict[str, Any], key: bytes) -> bytes:
         path = self.path_of(ref["id"])
         try:
-            sealed = path.read_bytes()
+            # Read into the thread's reusable workspace and decrypt there: no fresh buffer but the result.
+            return open_sealed_file(key, object_context(self.vault_id, ref["kind"], ref["ident"], ref["id"]), path)
         except FileNotFoundError:
             raise IntegrityError(
                 f"object {ref['id']} ({ref['kind']} {ref['ident']}) is missing",
                 "restore the vault from a backup; `strongroom verify` lists every affected object",
                 detail={"object": ref["id"]},
             ) from None
-        try:
-            return open_sealed(key, object_context(self.vault_id, ref["kind"], ref["ident"], ref["id"]), sealed)
         except IntegrityError:
             raise IntegrityError(
                 f"object {ref['id']} ({ref['kind']} {ref['ident']}) failed authentication: it was altered or damaged",

@@ -18,13 +18,17 @@ final chunk by its length, and truncation at a chunk boundary leaves no short ch
 The commitment binds the ciphertext to one key and context: a wrong key or context is refused
 before any chunk is decrypted. The per-chunk counter in the nonce refuses reordered chunks.
 
-`seal` and `open_sealed` run the chunk loop natively (pyca's Cobblestone-256); `seal_with_salt`
-spells the format out in Python, and the tests hold the two to each other and to Wycheproof.
+`seal_into` and `open_sealed_into` run the chunk loop natively (pyca's Cobblestone-256) straight
+into a caller's buffer; `open_sealed_file` reads a sealed file into a reusable per-thread
+buffer before decrypting it, and `sealing` lends a sealed object from a reusable per-thread buffer, so the
+object store writes it to disk without a copy; `seal` and `open_sealed` return bytes.
+`seal_with_salt` spells the format out in Python, and the tests hold it to the native loop and
+to Wycheproof.
 """
 
 from __future__ import annotations
 
-import hmac
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,10 +41,14 @@ __all__ = [
     "HEADER_LENGTH",
     "KEY_LENGTH",
     "open_sealed",
+    "open_sealed_file",
+    "open_sealed_into",
     "plaintext_length",
     "seal",
+    "seal_into",
     "seal_with_salt",
     "sealed_length",
+    "sealing",
 ]
 
 KEY_LENGTH = 32
@@ -83,14 +91,43 @@ def seal(key: bytes, context: bytes, plaintext: bytes | bytearray | memoryview) 
     The context must name what the object is (vault, kind, dataset, version): opening it under
     any other context fails. A fresh random salt makes every call produce a new ciphertext.
     """
+    with sealing(key, context, plaintext) as sealed:
+        return bytes(sealed)
+
+
+@contextmanager
+def sealing(key: bytes, context: bytes, plaintext: bytes | bytearray | memoryview) -> Iterator[memoryview]:
+    """`seal` without the copy out: a read-only view of the sealed object, valid inside the block.
+
+    The object is sealed into this thread's reusable workspace (a fresh buffer when the
+    workspace is already lent out, or the object is above WORKSPACE_LIMIT); hand the view
+    straight to a write and do not keep it, or any slice of it, past the block.
+    """
+    source = _byte_view(plaintext)
+    with _workspace(sealed_length(len(source))) as sink:
+        seal_into(key, context, source, sink)
+        with sink.toreadonly() as sealed:
+            yield sealed
+
+
+def seal_into(
+    key: bytes, context: bytes, plaintext: bytes | bytearray | memoryview, out: bytearray | memoryview
+) -> int:
+    """`seal` into the writable buffer `out`; returns the sealed length, `sealed_length(len(plaintext))`.
+
+    `out` must hold at least that many bytes and must not overlap `plaintext`; bytes past the
+    sealed object are left alone.
+    """
     _check_seal_key(key)
     source = _byte_view(plaintext)
+    sink = _writable_view(out)
     length = sealed_length(len(source))
+    if len(sink) < length:
+        raise ValueError(f"output buffer holds {len(sink)} bytes; the sealed object needs {length}")
     encryptor = _primitives.cobblestone256_encryptor(key, context)
-    with _workspace(length) as sink:
-        written = encryptor.update_into(source, sink)
-        sink[written:] = encryptor.finalize()
-        return bytes(sink)
+    written = encryptor.update_into(source, sink)
+    sink[written:length] = encryptor.finalize()
+    return length
 
 
 def seal_with_salt(
@@ -133,20 +170,76 @@ def open_sealed(key: bytes, context: bytes, ciphertext: bytes | bytearray | memo
     The error never carries plaintext; `detail["reason"]` says which check failed, so a
     verifier can report it. Length and commitment are checked before any chunk is decrypted.
     """
+    sealed = _byte_view(ciphertext)
+    decryptor = _decryptor_past_header(key, context, sealed)
+    try:
+        # pyca builds the full chunks' plaintext in one fresh bytes object; appending the short
+        # final chunk copies it once more, which measures cheaper than decrypting into the
+        # workspace, copying out and wiping it.
+        return decryptor.update(sealed[HEADER_LENGTH:]) + decryptor.finalize()
+    except (_primitives.AeadAuthenticationFailed, ValueError):
+        raise _chunk_failure() from None
+
+
+def open_sealed_file(key: bytes, context: bytes, path: str | os.PathLike[str]) -> bytes:
+    """`open_sealed` over the file at `path`, read into this thread's workspace, not fresh memory.
+
+    Reading a large object into a fresh buffer costs a page fault per 4 KiB, more than reading
+    and decrypting it; OSError (FileNotFoundError included) comes through unchanged. The
+    workspace holds only ciphertext.
+    """
+    with open(path, "rb", buffering=0) as file:
+        size = os.fstat(file.fileno()).st_size
+        with _workspace(size) as sealed:
+            got = 0
+            while got < size:
+                read = file.readinto(sealed[got:])
+                if not read:
+                    raise _failure("truncated or has trailing bytes", sealed_length=got)
+                got += read
+            return open_sealed(key, context, sealed)
+
+
+def open_sealed_into(
+    key: bytes, context: bytes, ciphertext: bytes | bytearray | memoryview, out: bytearray | memoryview
+) -> int:
+    """`open_sealed` into the writable buffer `out`; returns the plaintext length.
+
+    `out` must hold at least `plaintext_length(len(ciphertext))` bytes and must not overlap the
+    ciphertext. On IntegrityError no plaintext is left in `out`: what was written is zeroed.
+    """
+    sealed = _byte_view(ciphertext)
+    sink = _writable_view(out)
+    decryptor = _decryptor_past_header(key, context, sealed)
+    length = plaintext_length(len(sealed))
+    if len(sink) < length:
+        raise ValueError(f"output buffer holds {len(sink)} bytes; the plaintext needs {length}")
+    try:
+        written = decryptor.update_into(sealed[HEADER_LENGTH:], sink)
+        sink[written:length] = decryptor.finalize()
+    except (_primitives.AeadAuthenticationFailed, ValueError):
+        _wipe(sink[:length])
+        raise _chunk_failure() from None
+    return length
+
+
+def _decryptor_past_header(key: bytes, context: bytes, sealed: memoryview) -> _primitives.Cobblestone256Decryptor:
+    """A decryptor that has checked the key size, the object's length and the key commitment."""
     if len(key) != KEY_LENGTH:
         raise _failure("key has the wrong size", key_length=len(key))
-    sealed = _byte_view(ciphertext)
     plaintext_length(len(sealed))
-    _, _, commitment = _derive(key, sealed[:SALT_LENGTH], context)
-    if not hmac.compare_digest(commitment, sealed[SALT_LENGTH:HEADER_LENGTH]):
-        raise _failure("key commitment does not match (wrong key or context, or altered header)")
     decryptor = _primitives.cobblestone256_decryptor(key, context)
     try:
-        # The full chunks come back as one bytes object built in place; the final chunk is
-        # short, so joining it costs one copy at most (none when it is empty).
-        return decryptor.update(sealed) + decryptor.finalize()
-    except (_primitives.AeadAuthenticationFailed, ValueError):
-        raise _failure("a chunk failed authentication (altered, reordered or spliced)") from None
+        # The header alone yields no plaintext: the decryptor derives the keys from it and
+        # refuses a commitment that does not match before it reads any chunk.
+        decryptor.update(sealed[:HEADER_LENGTH])
+    except _primitives.AeadAuthenticationFailed:
+        raise _failure("key commitment does not match (wrong key or context, or altered header)") from None
+    return decryptor
+
+
+def _chunk_failure() -> IntegrityError:
+    return _failure("a chunk failed authentication (altered, reordered or spliced)")
 
 
 def _check_seal_key(key: bytes) -> None:
@@ -165,7 +258,7 @@ def _derive(key: bytes, salt: bytes | memoryview, context: bytes) -> tuple[bytes
 
 
 class _Workspace(threading.local):
-    """A per-thread buffer that seal encrypts into before copying the sealed object out.
+    """A per-thread buffer that seal encrypts into and open_sealed_file reads into, reused.
 
     A fresh multi-megabyte allocation costs more page faults than AES-GCM costs cycles, so
     objects up to WORKSPACE_LIMIT reuse one warm buffer per thread. It only ever holds
@@ -173,22 +266,45 @@ class _Workspace(threading.local):
     """
 
     buffer = bytearray()
+    lent = False
 
 
 WORKSPACE_LIMIT = 128 << 20
 _workspace_local = _Workspace()
+# Wiping copies from this (zero pages, never written) rather than allocating zeros each time.
+_ZEROS = bytes(1 << 20)
 
 
 @contextmanager
 def _workspace(length: int) -> Iterator[memoryview]:
-    if length > WORKSPACE_LIMIT:
-        buffer = bytearray(length)
-    else:
-        buffer = _workspace_local.buffer
-        if len(buffer) < length:
-            buffer = _workspace_local.buffer = bytearray(length)
-    with memoryview(buffer) as whole, whole[:length] as view:
-        yield view
+    local = _workspace_local
+    if length > WORKSPACE_LIMIT or local.lent:
+        # Too big to keep, or already lent out further up this thread's stack.
+        with memoryview(bytearray(length)) as fresh:
+            yield fresh
+        return
+    buffer = local.buffer
+    if len(buffer) < length:
+        buffer = local.buffer = bytearray(length)
+    local.lent = True
+    try:
+        with memoryview(buffer) as whole, whole[:length] as view:
+            yield view
+    finally:
+        local.lent = False
+
+
+def _wipe(view: memoryview) -> None:
+    for start in range(0, len(view), len(_ZEROS)):
+        stop = min(len(view), start + len(_ZEROS))
+        view[start:stop] = _ZEROS[: stop - start]
+
+
+def _writable_view(buffer: bytearray | memoryview) -> memoryview:
+    view = _byte_view(buffer)
+    if view.readonly:
+        raise TypeError("output buffer is read-only")
+    return view
 
 
 def _byte_view(data: bytes | bytearray | memoryview) -> memoryview:
