@@ -155,7 +155,7 @@ def test_checkpoint_is_written_atomically_with_history(log: AuditLog, key: Signi
     assert sorted(p.name for p in log.checkpoints_dir.iterdir()) == ["3.txt", "5.txt"]
     latest = log.latest_checkpoint()
     assert latest is not None and parse_checkpoint(latest).size == 5
-    assert not [p for p in log.dir.iterdir() if ".tmp" in p.name]
+    assert not [p for p in log.dir.iterdir() if p.name.startswith(".tmp-")]
 
 
 def test_checkpoint_of_an_empty_log(tmp_path: Path, key: SigningKey) -> None:
@@ -305,7 +305,7 @@ def _umask() -> int:
 
 def test_temp_files_of_a_killed_writer_are_removed(log: AuditLog, key: SigningKey) -> None:
     fill(log, 1)
-    stale = log.dir / ".checkpoint.tmp-999999-1"
+    stale = log.dir / ".tmp-0123456789abcdef"
     stale.write_text("half a checkpoint")
     log.write_checkpoint(key)
     assert not stale.exists()

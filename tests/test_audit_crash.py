@@ -92,7 +92,7 @@ def test_sigkill_during_appends_loses_no_durable_entry(tmp_path: Path) -> None:
     # The next writer carries on from wherever the crash left the log, and signs it.
     log.append("admin", "admin", "session.unlock", "vault")
     text = log.write_checkpoint(key)
-    assert not [p for p in log.dir.rglob("*") if ".tmp-" in p.name]
+    assert not [p for p in log.dir.rglob("*") if p.name.startswith(".tmp-")]
     assert parse_checkpoint(text).size == log.verify().entries
     final = log.verify(key.public_pem(), text)
     assert final.ok and final.truncation_ruled_out and final.unsigned == 0

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vault import merkle
+from vault import merkle, store
 from vault.audit_verify import (
     ACTION_RE,
     ENTRY_VERSION,
@@ -44,15 +44,7 @@ from vault.checkpoint import Checkpoint, parse_checkpoint, sign_checkpoint, veri
 from vault.crypto.signing import SigningKey, load_public_pem
 from vault.errors import IntegrityError, StrongroomError, UsageError
 
-__all__ = [
-    "ENTRY_VERSION",
-    "AuditLog",
-    "AuditReport",
-    "Finding",
-    "VerifyProgress",
-    "canonical",
-    "parse_time",
-]
+__all__ = ["ENTRY_VERSION", "AuditLog", "AuditReport", "Finding", "VerifyProgress", "canonical", "parse_time"]
 
 LOG_FILE = "log.jsonl"
 PUBKEY_FILE = "pubkey.pem"
@@ -83,36 +75,6 @@ def parse_time(text: str) -> dt.datetime:
             f"not a time: {text!r}", "use RFC 3339 like 2025-01-31T09:00:00Z, or a date like 2025-01-31"
         ) from None
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
-    """Temp file in the same directory, write, fsync, rename, fsync the directory."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            if durable:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        if durable:
-            _fsync_dir(path.parent)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
 
 
 def _write_failed(path: Path, exc: OSError) -> StrongroomError:
@@ -198,7 +160,7 @@ class AuditLog:
     def _ensure_dir(self) -> None:
         if not self.dir.is_dir():
             self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            _fsync_dir(self.dir.parent)
+            store.fsync_dir(self.dir.parent)
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -298,9 +260,9 @@ class AuditLog:
         return cp.size != state.size or cp.root == state.tree.root()
 
     def _save_state(self, state: _TreeState) -> None:
-        """Refresh the sidecar cache; not fsynced, as it is re-validated against the log on use."""
-        with contextlib.suppress(OSError):
-            _atomic_write(self.state_path, canonical(state.to_json()), durable=False)
+        """Refresh the sidecar cache (at checkpoints and after a full rescan)."""
+        with contextlib.suppress(OSError, StrongroomError):
+            store.atomic_write(self.state_path, canonical(state.to_json()))
 
     # ------------------------------------------------------------------ writing
     def init(self, public_pem: bytes) -> None:
@@ -318,7 +280,7 @@ class AuditLog:
         try:
             existing = self.pubkey_path.read_bytes()
         except FileNotFoundError:
-            _atomic_write(self.pubkey_path, public_pem)
+            store.atomic_write(self.pubkey_path, public_pem)
             return
         try:
             same = load_public_pem(existing) == raw
@@ -397,7 +359,7 @@ class AuditLog:
         finally:
             os.close(fd)
         if created:
-            _fsync_dir(self.dir)
+            store.fsync_dir(self.dir)
         state.add(data)
         return entry
 
@@ -408,7 +370,7 @@ class AuditLog:
         torn_dir = self.dir / TORN_DIR
         torn_dir.mkdir(exist_ok=True, mode=0o700)
         saved = torn_dir / f"{offset}.partial"
-        _atomic_write(saved, torn)
+        store.atomic_write(saved, torn)
         fd = os.open(self.log_path, os.O_WRONLY | os.O_CLOEXEC)
         try:
             os.ftruncate(fd, offset)
@@ -451,8 +413,8 @@ class AuditLog:
             self.checkpoints_dir.mkdir(exist_ok=True, mode=0o755)
             self._remove_stale_temp_files()
             # The latest first: a crash between the two leaves history one behind, never ahead of it.
-            _atomic_write(self.checkpoint_path, text.encode())
-            _atomic_write(self.checkpoints_dir / f"{size}.txt", text.encode())
+            store.atomic_write(self.checkpoint_path, text.encode())
+            store.atomic_write(self.checkpoints_dir / f"{size}.txt", text.encode())
             state.signed = {"size": size, "offset": offset, "subtrees": [h.hex() for h in subtrees]}
             self._save_state(state)
         return text
@@ -460,7 +422,7 @@ class AuditLog:
     def _remove_stale_temp_files(self) -> None:
         """Temp files left by a writer killed mid-write (lock held: no live writer owns one)."""
         for folder in (self.dir, self.checkpoints_dir, self.dir / TORN_DIR):
-            for path in folder.glob(".*.tmp-*"):
+            for path in folder.glob(f"{store.TMP_PREFIX}*"):
                 with contextlib.suppress(OSError):
                     path.unlink()
 
