@@ -311,11 +311,12 @@ def test_canary_records_never_reach_disk_in_plaintext(new_vault, tmp_path):
     v.load_dataset("pix", purpose="train")
     needles = [canary_text.encode(), canary_two.encode(), pattern.tobytes()[:32]]
     files = [f for f in v.path.rglob("*") if f.is_file()]
-    files += [f for f in Path(tempfile.gettempdir()).rglob("*")
-              if f.is_file() and not f.is_relative_to(tmp_path) and f.stat().st_size < 64 * 2**20]
+    files += [f for f in Path(tempfile.gettempdir()).rglob("*") if not f.is_relative_to(tmp_path)]
     scanned = 0
     for f in files:
-        try:
+        try:  # other processes' temp files may come and go while we look
+            if not f.is_file() or f.stat().st_size > 64 * 2**20:
+                continue
             blob = f.read_bytes()
         except OSError:
             continue
