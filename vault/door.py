@@ -26,6 +26,7 @@ from vault.keys_door import KeysMixin
 from vault.netguard.vault_mixin import NetworkMixin
 from vault.policy import Decision, Policy, Request
 from vault.policy_door import PolicyMixin, policy_record
+from vault.train.service import TrainingMixin
 from vault.verify import VerifyMixin
 
 AUDIT_DIR = "audit"
@@ -51,7 +52,7 @@ def empty_catalog(vault_id: str, signing_key: SigningKey, policy: Policy, create
     }
 
 
-class Vault(DatasetsMixin, KeysMixin, VerifyMixin, ExportMixin, NetworkMixin, PolicyMixin):
+class Vault(DatasetsMixin, KeysMixin, VerifyMixin, ExportMixin, NetworkMixin, PolicyMixin, TrainingMixin):
     """An opened vault. Create with `Vault.create`, open with `Vault.open`; use as a context manager."""
 
     def __init__(self, root: Path, header: dict[str, Any], user: str, role: str, master: bytes, private: bytes) -> None:
