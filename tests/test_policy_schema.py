@@ -98,7 +98,7 @@ BAD_INPUTS = {
     "version zero": (edited("version = 1", "version = 0"), "policy.version", "at least 1"),
     "version as text": (edited("version = 1", 'version = "1"'), "policy.version", "must be an integer"),
     "empty name": (edited('name = "default"', 'name = ""'), "policy.name", "non-empty string"),
-    "models not a list": (edited('allowed = ["cnn", "resnet18", "bow", "transformer"]', 'allowed = "cnn"'),
+    "models not a list": (edited('allowed = ["scatternet", "cnn", "resnet18", "bow", "transformer"]', 'allowed = "cnn"'),
                           "models.allowed", "must be an array"),
     "forbid without matchers": (DEFAULT_TEXT + '\n[[forbid]]\nid = "vague"\nreason = "r"\n',
                                 "forbid[0]", "sets no matcher"),
