@@ -96,6 +96,12 @@ class TrainingRun:
         except (BrokenPipeError, ValueError, OSError):
             pass
 
+    async def wait(self) -> None:
+        """Until the process has ended and its last message is posted (for tests and benchmarks)."""
+        import asyncio
+
+        await asyncio.to_thread(self._reader.join)
+
     def take_progress(self) -> RunUpdate | None:
         with self._lock:
             latest, self._latest = self._latest, None

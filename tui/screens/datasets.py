@@ -17,7 +17,8 @@ from tui.widgets.halfblock import image_row
 from tui.widgets.ledger_bar import remaining
 from tui.widgets.tables import KeyTable
 
-COLUMNS = ("name", "kind", "samples", "classes", "sensitivity", "ver", "budget left")
+COLUMNS = (("name", 16), ("kind", 5), ("samples", 7), ("classes", 7), ("sensitivity", 11), ("ver", 3),
+           ("budget left", 12))
 BAR_WIDTH = 20
 SAMPLES_SHOWN = 3
 
@@ -29,7 +30,7 @@ def budget_by_dataset(budget: list[dict[str, Any]]) -> dict[str, dict[str, Any]]
 def budget_cell(row: dict[str, Any] | None) -> str:
     if row is None or not row.get("runs"):
         cap = None if row is None else row.get("epsilon_cap")
-        return f"✓ {cap:.2f} ε" if cap is not None else "○ no runs"
+        return f"✓ {cap:.2f} ε" if cap is not None else "○ no cap"
     return remaining(row.get("epsilon_spent"), row.get("epsilon_cap"), bool(row.get("unbounded")))
 
 

@@ -15,7 +15,7 @@ from tui.keys import bindings
 from tui.screens.area import AreaScreen
 from tui.widgets.tables import KeyTable
 
-COLUMNS = ("id", "dataset", "model", "ε", "accuracy", "created")
+COLUMNS = (("id", 12), ("dataset", 12), ("model", 9), ("ε", 9), ("accuracy", 8), ("created", 16))
 
 
 def fmt_epsilon(value: Any) -> str:

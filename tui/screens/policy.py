@@ -17,7 +17,7 @@ from tui.screens.train import decision_text
 from tui.widgets.tables import KeyTable
 
 ACTIONS = ("train", "evaluate", "dataset.sample", "dataset.import", "dataset.delete", "model.export")
-RULE_COLUMNS = ("rule", "effect", "what it says")
+RULE_COLUMNS = (("rule", 28), ("effect", 8), ("what it says", None))
 
 
 def policy_header(policy: dict[str, Any]) -> Text:

@@ -14,7 +14,7 @@ from tui.screens.area import AreaScreen
 from tui.widgets.ledger_bar import ledger_bar
 from tui.widgets.tables import KeyTable
 
-RUN_COLUMNS = ("dataset", "run", "DP", "ε", "steps", "outcome", "when")
+RUN_COLUMNS = (("dataset", 12), ("run", 14), ("DP", 7), ("ε", 6), ("steps", 6), ("outcome", 11), ("when", 16))
 
 
 def ledger_lines(budget: list[dict[str, Any]], width: int) -> Text:

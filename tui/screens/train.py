@@ -19,11 +19,11 @@ from tui.keys import bindings
 from tui.screens.area import AreaScreen
 from tui.training import RunEnded, RunEvent, RunProgress, TrainingRun
 from tui.widgets.curves import Curves
-from tui.widgets.ledger_bar import ledger_bar
+from tui.widgets.ledger_bar import ledger_bar, target_bar
 
 MODELS = {"image": ("cnn", "resnet18"), "text": ("bow", "transformer")}
 NUMBER_FIELDS = ("epsilon", "delta", "epochs", "batch", "lr")
-DEFAULTS = {"epsilon": "3", "delta": "", "epochs": "", "batch": "", "lr": ""}
+DEFAULTS = {"epsilon": "3", "delta": "1e-5", "epochs": "", "batch": "", "lr": ""}
 
 
 def parse_request(dataset: str | None, model: str | None, dp: bool, values: dict[str, str]) -> dict[str, Any]:
@@ -257,7 +257,7 @@ class TrainScreen(AreaScreen):
         if self.target_epsilon is None:
             line.update(Text.assemble(("✗ no DP", "bold"), ": this run makes the dataset's ε unbounded"))
         elif isinstance(spent, (int, float)):
-            line.update(Text("run ε ").append_text(ledger_bar(float(spent), self.target_epsilon, width=16)))
+            line.update(Text("run ε ").append_text(target_bar(float(spent), self.target_epsilon)))
 
     def on_run_event(self, message: RunEvent) -> None:
         fields = message.update.fields

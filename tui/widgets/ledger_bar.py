@@ -46,3 +46,11 @@ def remaining(spent: float | None, cap: float | None, unbounded: bool = False) -
         return "○ no cap"
     left = cap - spent
     return f"✓ {left:.2f} ε" if left > 0.2 * cap else (f"▲ {left:.2f} ε" if left > 0 else "✗ 0 ε")
+
+
+def target_bar(spent: float, target: float, *, width: int = 16) -> Text:
+    """A run's epsilon so far against its own target: `[████░░] 1.20 of 3.00 ε target`."""
+    filled = min(width, round(width * spent / target)) if target > 0 else width
+    text = Text("[" + FULL * filled + EMPTY * (width - filled) + "] ")
+    text.append(f"{spent:.2f} of {target:.2f} ε target")
+    return text

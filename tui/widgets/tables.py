@@ -18,14 +18,16 @@ class KeyTable(DataTable[Cell]):
 
     BINDINGS = bindings("table")
 
-    def __init__(self, columns: Sequence[str], *, id: str | None = None) -> None:
+    def __init__(self, columns: Sequence[tuple[str, int | None]], *, id: str | None = None) -> None:
+        """`columns`: (label, width) pairs; a width of None sizes the column to its content."""
         super().__init__(id=id, cursor_type="row", zebra_stripes=False)
-        self._column_labels = list(columns)
+        self._column_specs = list(columns)
         self._rows: list[tuple[str, tuple[Cell, ...]]] = []
         self._filter = ""
 
     def on_mount(self) -> None:
-        self.add_columns(*self._column_labels)
+        for label, width in self._column_specs:
+            self.add_column(label, width=width)
 
     def set_rows(self, rows: Sequence[tuple[str, Sequence[Cell]]]) -> None:
         self._rows = [(key, tuple(cells)) for key, cells in rows]
