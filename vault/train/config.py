@@ -62,7 +62,7 @@ class DPFacts:
     accountant: str
     history: list[tuple[float, float, int]]
     sampling: str = "poisson"
-    clipping: str = "flat per-sample, ghost clipping"
+    clipping: str = "flat per-sample"
     noise_source: str = "os-csprng"
 
     def to_json(self) -> dict[str, Any]:

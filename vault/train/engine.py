@@ -46,6 +46,7 @@ from vault.train.privacy import (
 
 EventCallback = Callable[[Any], None]
 MAX_VAL_SPLIT = 0.5
+CLIPPING_MODES = {"ghost": "ghost clipping (Opacus)", "hooks": "per-sample gradients (Opacus hooks)"}
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class RunPlan:
     momentum: float
     optimizer: str
     max_grad_norm: float | None
+    grad_sample_mode: str
     records: int
     train_records: int
     val_records: int
@@ -93,6 +95,7 @@ class RunPlan:
             "momentum": self.momentum,
             "optimizer": self.optimizer,
             "max_grad_norm": self.max_grad_norm,
+            "grad_sample_mode": self.grad_sample_mode if self.dp else None,
             "val_split": self.val_split,
             "loss": "cross-entropy",
         }
@@ -211,6 +214,7 @@ def plan(
         momentum=recipe.momentum,
         optimizer=recipe.optimizer,
         max_grad_norm=max_grad_norm,
+        grad_sample_mode=recipe.grad_sample_mode,
         records=records,
         train_records=train_records,
         val_records=val_records,
@@ -332,7 +336,7 @@ def _dp_epochs(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         engine = PrivacyEngine(accountant=run.accountant)
-        model, optimizer, criterion, loader = engine.make_private(
+        private = engine.make_private(
             module=net,
             optimizer=_optimizer(net.parameters(), run),
             criterion=nn.CrossEntropyLoss(),
@@ -340,9 +344,13 @@ def _dp_epochs(
             noise_multiplier=run.noise_multiplier,
             max_grad_norm=run.max_grad_norm,
             poisson_sampling=True,
-            grad_sample_mode="ghost",
+            grad_sample_mode=run.grad_sample_mode,
             noise_generator=noise_generator,
         )
+    if run.grad_sample_mode == "ghost":
+        model, optimizer, criterion, loader = private
+    else:
+        (model, optimizer, loader), criterion = private, nn.CrossEntropyLoss()
     sampler = loader.batch_sampler
     if (
         not isinstance(sampler, UniformWithReplacementSampler)
@@ -370,7 +378,10 @@ def _dp_epochs(
                     optimizer.zero_grad()
                     if yb.numel() == 0:
                         for p in params:  # an empty Poisson batch still takes a noisy step
-                            p.grad = torch.zeros_like(p)
+                            if run.grad_sample_mode == "ghost":
+                                p.grad = torch.zeros_like(p)
+                            else:
+                                p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype, device=p.device)
                     else:
                         logits = model(xb)
                         loss = criterion(logits, yb)
@@ -585,6 +596,7 @@ def train(
                 max_grad_norm=run.max_grad_norm or 0.0,
                 accountant=run.accountant,
                 history=history,
+                clipping=f"flat per-sample, {CLIPPING_MODES[run.grad_sample_mode]}",
                 noise_source="derived from the seed (reproducible run)"
                 if config.reproducible
                 else "os-csprng",

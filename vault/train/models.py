@@ -35,6 +35,10 @@ class Recipe:
     optimizer: str = "sgd"
     min_batches_per_epoch: int = 8
     physical_batch_size: int = 512
+    # Opacus' per-sample gradient mode: "ghost" (norms without per-sample gradients; two backward
+    # passes) suits linear layers and embedding tables; "hooks" (per-sample gradients, one backward
+    # pass) is faster for a small CNN, whose per-sample gradients are small.
+    grad_sample_mode: str = "ghost"
 
 
 @dataclass(frozen=True)
@@ -248,7 +252,7 @@ MODELS: dict[str, ModelSpec] = {
             "image",
             "small tanh CNN with GroupNorm (Papernot et al. 2021)",
             SmallCNN,
-            dp_recipe=Recipe(epochs=20, batch_size=512, lr=1.0, max_grad_norm=1.0),
+            dp_recipe=Recipe(epochs=20, batch_size=512, lr=1.0, max_grad_norm=1.0, grad_sample_mode="hooks"),
             plain_recipe=Recipe(epochs=10, batch_size=128, lr=0.05, max_grad_norm=1.0),
             defaults={"widths": [16, 32, 64]},
             min_image_side=8,
