@@ -35,12 +35,14 @@ class StoredSVG(SVGImageExtension):
 
 
 @pytest.fixture
-def vault_copy(tmp_path: Path) -> Path:
+def vault_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the fixture vault, named relative to the working directory so the path on
+    screen is the same on every run."""
     if not (FIXTURE / "vault.json").exists():
         pytest.skip("tests/snapshots/fixture-vault is absent (make_fixture_vault.py builds it)")
-    target = tmp_path / "vault"
-    shutil.copytree(FIXTURE, target)
-    return target
+    shutil.copytree(FIXTURE, tmp_path / "vault")
+    monkeypatch.chdir(tmp_path)
+    return Path("vault")
 
 
 async def settle(pilot: Pilot) -> None:
@@ -73,7 +75,13 @@ def shot(app: StrongroomApp, run_before: Callable[[Pilot], Awaitable[None]] | No
 
 
 def test_unlock_screen(snapshot, vault_copy: Path) -> None:
-    assert snapshot.use_extension(StoredSVG) == shot(StrongroomApp(vault_copy))
+    async def run_before(pilot: Pilot) -> None:
+        await pilot.pause()
+        for field in pilot.app.screen.query(Input):
+            field.cursor_blink = False  # a blinking cursor would make the picture change with time
+        await pilot.pause()
+
+    assert snapshot.use_extension(StoredSVG) == shot(StrongroomApp(vault_copy), run_before)
 
 
 def test_help_screen(snapshot, vault_copy: Path) -> None:
@@ -97,6 +105,18 @@ def test_audit_area_for_an_auditor(snapshot, vault_copy: Path) -> None:
 
 def test_policy_area(snapshot, vault_copy: Path) -> None:
     assert snapshot.use_extension(StoredSVG) == shot(StrongroomApp(vault_copy), unlocked_then("6"))
+
+
+def test_train_area_form(snapshot, vault_copy: Path) -> None:
+    assert snapshot.use_extension(StoredSVG) == shot(StrongroomApp(vault_copy), unlocked_then("2"))
+
+
+def test_models_area_with_card(snapshot, vault_copy: Path) -> None:
+    assert snapshot.use_extension(StoredSVG) == shot(StrongroomApp(vault_copy), unlocked_then("3"))
+
+
+def test_privacy_area(snapshot, vault_copy: Path) -> None:
+    assert snapshot.use_extension(StoredSVG) == shot(StrongroomApp(vault_copy), unlocked_then("4"))
 
 
 def test_high_contrast_datasets_area(snapshot, vault_copy: Path) -> None:

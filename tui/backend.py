@@ -112,8 +112,9 @@ class Backend:
     def models(self) -> list[dict[str, Any]]:
         return as_dicts(self._vault.models())
 
-    def model_card(self, model_id: str) -> Any:
-        return self._vault.model_card(model_id)
+    def model_card(self, model_id: str) -> str:
+        """The model card as Markdown (DP statement, metrics, leakage check)."""
+        return str(self._vault.model_card(model_id, markdown=True))
 
     def evaluate(self, model_id: str, dataset: str) -> dict[str, Any]:
         return as_dict(self._vault.evaluate(model_id, dataset))

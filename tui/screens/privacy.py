@@ -14,7 +14,7 @@ from tui.screens.area import AreaScreen
 from tui.widgets.ledger_bar import ledger_bar
 from tui.widgets.tables import KeyTable
 
-RUN_COLUMNS = (("dataset", 12), ("run", 14), ("DP", 7), ("ε", 6), ("steps", 6), ("outcome", 11), ("when", 16))
+RUN_COLUMNS = (("dataset", 10), ("run", 14), ("DP", 7), ("ε", 6), ("steps", 5), ("outcome", 11), ("when", 11))
 
 
 def ledger_lines(budget: list[dict[str, Any]], width: int) -> Text:
@@ -22,14 +22,11 @@ def ledger_lines(budget: list[dict[str, Any]], width: int) -> Text:
     if not budget:
         return Text("No ledgers yet: a dataset's ledger starts with its first training run.", style="italic")
     name_width = min(18, max(len(str(row.get("dataset", ""))) for row in budget))
-    bar_width = max(8, min(30, width - name_width - 44))
+    bar_width = max(8, min(24, width - name_width - 46))
     for row in budget:
         text.append(f"{str(row.get('dataset', ''))[:name_width]:<{name_width}} ", style="bold")
         text.append_text(ledger_bar(row.get("epsilon_spent"), row.get("epsilon_cap"),
                                     unbounded=bool(row.get("unbounded")), width=bar_width))
-        delta = row.get("delta")
-        if isinstance(delta, (int, float)):
-            text.append(f"  δ {delta:g}")
         text.append("\n")
     text.rstrip()
     return text
@@ -53,7 +50,7 @@ def run_rows(budget: list[dict[str, Any]]) -> list[tuple[str, tuple[str, ...]]]:
                 f"{eps:.2f}" if isinstance(eps, (int, float)) else "∞",
                 str(steps),
                 OUTCOMES.get(outcome, outcome),
-                str(run.get("created", ""))[:16].replace("T", " "),
+                str(run.get("created", ""))[5:16].replace("T", " "),
             )))
     return rows
 
@@ -63,7 +60,7 @@ class PrivacyScreen(AreaScreen):
     BINDINGS = bindings("privacy")
 
     def compose_area(self) -> ComposeResult:
-        yield Static("Privacy budget per dataset (composed across runs by the accountant)",
+        yield Static("Privacy budget per dataset (runs composed by the accountant)",
                      classes="section-title")
         yield Static("", id="privacy-ledgers", classes="detail")
         yield Static("Runs charged to these ledgers", classes="section-title")
@@ -76,7 +73,6 @@ class PrivacyScreen(AreaScreen):
         width = self.size.width or 80
         ledgers = self.query_one("#privacy-ledgers", Static)
         ledgers.update(ledger_lines(budget, width))
-        ledgers.styles.height = max(1, len(budget))
         self.query_one("#privacy-runs", KeyTable).set_rows(run_rows(budget))
 
     def action_refresh(self) -> None:

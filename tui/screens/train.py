@@ -148,13 +148,13 @@ class TrainScreen(AreaScreen):
             model_select.set_options([(m, m) for m in models])
             model_select.value = models[0]
             self.show_budget()
-        self.schedule_check()
+        self.run_check()
 
     def on_switch_changed(self, event: Switch.Changed) -> None:
         self.query_one("#train-dp-word", Static).update("on" if event.value else "off")
         for name in ("epsilon", "delta"):
             self.query_one(f"#train-{name}", Input).disabled = not event.value
-        self.schedule_check()
+        self.run_check()
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id and event.input.id.startswith("train-"):
@@ -166,6 +166,9 @@ class TrainScreen(AreaScreen):
         self._check_timer = self.set_timer(0.25, self.run_check)
 
     def run_check(self) -> None:
+        if self._check_timer is not None:
+            self._check_timer.stop()
+            self._check_timer = None
         line = self.query_one("#train-check", Static)
         try:
             request = self.form()

@@ -12,7 +12,7 @@ def budget_state(spent: float | None, cap: float | None, unbounded: bool = False
     if unbounded or spent is None:
         return "✗", "unbounded (a run without DP)", "bold red"
     if cap is None:
-        return "○", "no cap set by policy", ""
+        return "○", "no cap", ""
     if spent > cap:
         return "✗", "over cap", "bold red"
     if cap > 0 and spent >= 0.8 * cap:
