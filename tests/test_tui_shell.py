@@ -166,3 +166,33 @@ async def test_auditor_mode_shows_only_the_audit_area_without_a_passphrase(vault
         assert app.current_mode == "audit"
         shown = app.export_screenshot()
         assert "verified" in shown
+
+
+def test_starting_the_tui_imports_neither_torch_nor_numpy() -> None:
+    """The unlock screen must appear within a second: heavy libraries load only when needed."""
+    import subprocess
+    import sys
+
+    code = ("import sys, vault.cli; vault.cli.build_parser(); import tui.app, tui.screens.unlock, tui.backend; "
+            "print(sorted(m for m in ('torch', 'numpy', 'opacus', 'textual_plotext') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.stdout.strip() == "[]"
+
+
+async def test_no_color_draws_in_greys_only(vault_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = StrongroomApp(vault_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await unlock(pilot)
+        await pilot.press("5")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        svg = app.export_screenshot()
+    assert app.no_color
+    colours = set(re.findall(r"#([0-9a-fA-F]{6})\b", svg))
+    window_chrome = {"ff5f57", "febc2e", "28c840", "c5c8c6"}  # the SVG's window buttons and default text
+    chromatic = {c for c in colours if len({c[0:2], c[2:4], c[4:6]}) > 1} - window_chrome
+    assert "verified" in svg and not chromatic

@@ -148,7 +148,7 @@ class AuditLogView(ScrollView, can_focus=True):
             return Strip([Segment(header[:width].ljust(width), Style(bold=True, underline=True))])
         row = int(self.scroll_offset.y) + y - 1
         if row >= len(self._visible):
-            return Strip.blank(width)
+            return Strip.blank(width, Style())
         selected = row == self.cursor
         key = (row, width, selected and self.has_focus)
         cached = self._cache.get(key)
