@@ -162,3 +162,46 @@ async def test_cancel_asks_first_then_stops_the_run(vault_dir: Path) -> None:
         assert not app.run_active
         budget = app.backend.budget()
         assert [run["outcome"] for run in budget[0]["runs"]] == ["cancelled"]
+
+
+async def test_export_under_a_two_person_policy_asks_for_the_approver(tmp_path: Path) -> None:
+    from vault.door import Vault
+    from vault.ingest import ImportOptions
+
+    strict = Path(__file__).resolve().parents[1] / "policies" / "strict.toml"
+    if not strict.exists() or not SMS.exists():
+        pytest.skip("policies/strict.toml or the demo data is absent")
+    path = tmp_path / "vault"
+    with Vault.create(path, passphrase=PASSPHRASE.encode(), policy_text=strict.read_text()) as vault:
+        vault.keys_add("ann", "operator", b"ann approves exports")
+        vault.import_dataset(SMS, name="sms", sensitivity="high",
+                             options=ImportOptions(fmt="tsv", header=False, text_column=1, label_column=0))
+        model_id = vault.train({"dataset": "sms", "model": "bow", "dp": True, "epsilon": 1.0, "epochs": 1})["model"]
+    app = StrongroomApp(path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        field = app.screen.query_one("#passphrase", Input)
+        field.focus()
+        field.value = PASSPHRASE
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("3")
+        await settle(pilot)
+        await pilot.press("x")
+        await pilot.pause()
+        out_dir = tmp_path / "exported"
+        app.screen.query_one("#value", Input).value = str(out_dir)
+        await pilot.press("enter")
+        await settle(pilot)
+        from tui.screens.dialogs import ApproverDialog
+
+        dialog = app.screen
+        assert isinstance(dialog, ApproverDialog) and dialog.focused.id == "cancel"
+        dialog.query_one("#approver", Input).value = "ann"
+        dialog.query_one("#approver-passphrase", Input).value = "ann approves exports"
+        assert "ann approves exports" not in app.export_screenshot()
+        dialog.query_one("#approver-passphrase", Input).focus()
+        await pilot.press("enter")
+        await settle(pilot)
+        assert text_of(app, "#models-status") == f"✓ exported {model_id[:12]} to {out_dir}"
+        assert (out_dir / "card.md").exists()
