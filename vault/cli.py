@@ -59,8 +59,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     if args.no_header:
         text_column = _index(text_column, "--text-column")
         label_column = _index(label_column, "--label-column")
+    quoting = {"auto": None, "csv": True, "none": False}[args.quoting]
     options = ImportOptions(fmt=args.format, labels=args.labels, image_size=args.image_size,
-                            text_column=text_column, label_column=label_column, header=not args.no_header)
+                            text_column=text_column, label_column=label_column, header=not args.no_header,
+                            quoting=quoting, workers=args.workers)
     with common.open_vault(args) as v:
         info = v.import_dataset(args.source, name=args.name, sensitivity=args.sensitivity, options=options,
                                 on_event=common.progress(args))
@@ -210,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "(several joined with commas, e.g. 1,2)")
     p.add_argument("--label-column", metavar="COL", help="label column: name, or 0-based index with --no-header")
     p.add_argument("--no-header", action="store_true", help="the text file has no header row")
+    p.add_argument("--quoting", choices=("auto", "csv", "none"), default="auto",
+                   help="TSV quoting: csv (RFC 4180 quotes), none (quotes are ordinary characters), "
+                   "auto (csv when the whole file parses that way; the default)")
+    p.add_argument("--workers", type=int, metavar="N", help="image decoding processes (default: automatic)")
 
     command("datasets", "list datasets", cmd_datasets)
     p = command("show", "show a dataset's metadata (records only with --sample, an audited read)", cmd_show)
