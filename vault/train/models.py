@@ -272,7 +272,14 @@ MODELS: dict[str, ModelSpec] = {
             "text",
             "bag of hashed word n-grams (fastText style)",
             BagOfNgrams,
-            dp_recipe=Recipe(epochs=20, batch_size=512, lr=4.0, max_grad_norm=1.0),
+            dp_recipe=Recipe(
+                epochs=20,
+                batch_size=1024,
+                lr=0.05,
+                max_grad_norm=0.1,
+                optimizer="adam",
+                min_batches_per_epoch=4,
+            ),
             plain_recipe=Recipe(epochs=10, batch_size=64, lr=0.5, max_grad_norm=1.0),
             defaults={
                 "dim": 64,
