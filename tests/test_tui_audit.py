@@ -147,3 +147,21 @@ async def test_the_log_view_draws_only_visible_rows_of_100000() -> None:
         await pilot.pause()
         assert view.cursor == 2 * (SIZE[1] - 2) + 1
         assert CountingLogView.lines_drawn <= 6 * SIZE[1]
+
+
+async def test_a_log_line_that_is_not_json_is_explained_by_verification(busy_vault: Path) -> None:
+    from tui.screens.dialogs import ErrorDialog
+
+    log_file = busy_vault / "audit" / "log.jsonl"
+    lines = log_file.read_bytes().split(b"\n")
+    lines[50] = b"this is not json"
+    log_file.write_bytes(b"\n".join(lines))
+    app = StrongroomApp(busy_vault, auditor=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await settle(pilot)
+        assert isinstance(app.screen, ErrorDialog)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert text_of(app, "#audit-count").startswith("✗ the log could not be read")
+        assert text_of(app, "#audit-verdict").startswith("✗ NOT verified")

@@ -196,3 +196,22 @@ async def test_no_color_draws_in_greys_only(vault_dir: Path, monkeypatch: pytest
     window_chrome = {"ff5f57", "febc2e", "28c840", "c5c8c6"}  # the SVG's window buttons and default text
     chromatic = {c for c in colours if len({c[0:2], c[2:4], c[4:6]}) > 1} - window_chrome
     assert "verified" in svg and not chromatic
+
+
+async def test_wide_terminals_get_plotext_curves_and_80_columns_sparklines(vault_dir: Path) -> None:
+    from textual.widgets import Sparkline
+    from textual_plotext import PlotextPlot
+
+    for size, wide in (((80, 24), False), ((120, 40), True)):
+        app = StrongroomApp(vault_dir)
+        async with app.run_test(size=size) as pilot:
+            await unlock(pilot)
+            await pilot.press("2")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            curves = app.screen.query_one("#train-curves")
+            curves.update([2.3, 1.9, 1.2, 0.8], [0.4, 0.7])
+            await pilot.pause()
+            assert bool(curves.query(PlotextPlot)) == wide
+            assert curves.query_one("#loss-spark", Sparkline).display == (not wide)
+            assert "0.8000" in str(curves.query_one("#loss-label").render())

@@ -68,6 +68,7 @@ class AuditScreen(AreaScreen):
     def __init__(self) -> None:
         super().__init__()
         self.verified: dict[str, Any] | None = None
+        self._verify_after_load = False
 
     def compose_area(self) -> ComposeResult:
         yield Static("… verifying the log in the background", id="audit-verdict")
@@ -78,8 +79,8 @@ class AuditScreen(AreaScreen):
     def on_mount(self) -> None:
         self.query_one("#filter", Input).placeholder = FILTER_HELP
         self.query_one("#audit-log").focus()
+        self._verify_after_load = True
         self.action_reload()
-        self.action_verify()
 
     def refresh_area(self) -> None:
         """The log is loaded on mount and with r; switching areas keeps it as it was."""
@@ -93,12 +94,23 @@ class AuditScreen(AreaScreen):
 
     def action_reload(self) -> None:
         self.query_one("#audit-count", Static).update("… reading the log")
-        self.call_core("audit-entries", self.reader.entries, done=self.show_entries)
+        self.call_core("audit-entries", self.reader.entries, done=self.show_entries, failed=self.entries_failed)
+
+    def entries_failed(self, error: BaseException) -> bool:
+        """An unreadable log is exactly what verification explains: run it, and show the error too."""
+        self.query_one("#audit-count", Static).update(f"✗ the log could not be read: {getattr(error, 'title', error)}")
+        if self._verify_after_load:
+            self._verify_after_load = False
+            self.action_verify()
+        return False
 
     def show_entries(self, entries: list[dict[str, Any]]) -> None:
         log = self.query_one("#audit-log", AuditLogView)
         log.set_entries(entries)
         self.show_count()
+        if self._verify_after_load:  # after the table is up, so the two reads do not compete
+            self._verify_after_load = False
+            self.action_verify()
 
     def show_count(self) -> None:
         log = self.query_one("#audit-log", AuditLogView)
