@@ -98,3 +98,36 @@ def test_model_card_states_the_guarantee_and_the_leakage_check() -> None:
     plain = train(data, TrainConfig(model="cnn", dp=False, epochs=1, seed=2))
     statement = card_json(plain, model_id="m-2", dataset={"name": "faces"})["privacy"]["statement"]
     assert "WITHOUT differential privacy" in statement
+
+
+def test_cli_lists_the_registry_and_starts_without_torch() -> None:
+    from vault.cli_train import MODEL_CHOICES
+
+    assert MODEL_CHOICES == ("auto", *MODELS)
+    probe = "import sys, vault.cli_train, vault.train.service, vault.ledger; print('torch' in sys.modules)"
+    assert (
+        subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        == "False"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-m", "vault.cli", "train", "--help"], capture_output=True, text=True
+    )
+    assert shown.returncode == 0
+    for flag in (
+        "--model",
+        "--no-dp",
+        "--epsilon",
+        "--delta",
+        "--max-grad-norm",
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--seed",
+        "--device",
+        "--val-split",
+        "--name",
+        "--json",
+    ):
+        assert flag in shown.stdout

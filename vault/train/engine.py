@@ -364,7 +364,6 @@ def _dp_epochs(
     )
     params = [p for p in net.parameters() if p.requires_grad]
     try:
-        warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
         for epoch in range(1, run.epochs + 1):
             started = time.perf_counter()
             model.train()
@@ -559,7 +558,13 @@ def train(
             if run.dp:
                 sampling = torch.Generator().manual_seed(sampling_seed)
                 noise = torch.Generator(device=device).manual_seed(noise_seed)
-                history = _dp_epochs(state, net, train_x, train_y, (val_x, val_y), (sampling, noise), device)
+                with warnings.catch_warnings():  # Opacus' hooks on a first layer whose input needs no grad
+                    warnings.filterwarnings(
+                        "ignore", message="Full backward hook is firing", category=UserWarning
+                    )
+                    history = _dp_epochs(
+                        state, net, train_x, train_y, (val_x, val_y), (sampling, noise), device
+                    )
             else:
                 _plain_epochs(
                     state, net, train_x, train_y, (val_x, val_y), torch.Generator().manual_seed(seed)
