@@ -79,7 +79,7 @@ def main() -> int:
         vault = Path(tmp) / "vault"
         imp = child("import", args.source, vault)
         print(f"import: {imp['n']} images in {imp['seconds']:.2f} s = {imp['n'] / imp['seconds']:.0f} images/s, "
-              f"peak RSS {imp['peak_rss_mib']:.0f} MiB (whole process, torch included)")
+              f"peak RSS {imp['peak_rss_mib']:.0f} MiB (whole process)")
         results: dict[str, list[dict]] = {"vault": [], "imagefolder:0": [], "imagefolder:2": []}
         for _ in range(args.repeat):
             for mode in results:
