@@ -80,7 +80,7 @@ def audit_vault(entries: int) -> Path:
     from vault.door import Vault
 
     path = WORK / f"audit-{entries}"
-    if (path / "vault.json").exists() and len(AuditLog(path / "audit").entries()) >= entries:
+    if (path / "vault.json").exists() and len(AuditLog(path / "audit").entries()) >= entries - 5:
         return path
     shutil.rmtree(path, ignore_errors=True)
     print(f"building a {entries:,}-entry audit log (durable appends; once) ...", flush=True)
