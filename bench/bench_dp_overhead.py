@@ -119,7 +119,7 @@ def main() -> int:
         print(f"skip: {MNIST} is absent")
         return 0
     print(
-        f"DP-SGD (Opacus, Poisson, ghost clipping) vs plain SGD, MNIST 8k, {args.epochs} epochs, {args.device}"
+        f"DP-SGD (Opacus, Poisson; ghost clipping, hooks for cnn) vs plain SGD, MNIST 8k, {args.epochs} epochs, {args.device}"
     )
     for model in args.models.split(","):
         private, plain = (
