@@ -132,6 +132,8 @@ class PolicyMixin:
             for key in ("epsilon", "delta"):
                 if facts.get(key) is None:
                     facts.pop(key, None)
+        if action == "train" and dataset_facts is not None:
+            self._fill_training_defaults(dataset_facts, facts)
         if action == "train" and facts.get("dp") is True and dataset_facts is not None \
                 and "projected_lifetime_epsilon" not in facts:
             facts["projected_lifetime_epsilon"] = self._projection(dataset_facts, facts)
@@ -170,11 +172,30 @@ class PolicyMixin:
             raise NotFound(f"cannot look up dataset {dataset!r} here", "pass the dataset's facts instead")
         return lookup(dataset)
 
+    @staticmethod
+    def _fill_training_defaults(dataset_facts: Mapping[str, Any], facts: dict[str, Any]) -> None:
+        """What `train` itself would use when the check leaves it out: the default model and delta."""
+        if facts.get("dp") is None:
+            facts["dp"] = True
+        if not facts.get("model") and dataset_facts.get("kind"):
+            from vault.train.config import default_model
+
+            facts["model"] = default_model(str(dataset_facts["kind"]), bool(facts["dp"]))
+        if facts["dp"] and facts.get("delta") is None and dataset_facts.get("samples"):
+            from vault.train.privacy import default_delta
+
+            facts["delta"] = default_delta(int(dataset_facts["samples"]))
+        if facts["dp"] and facts.get("epsilon") is None:
+            from vault.train.config import TrainConfig
+
+            facts["epsilon"] = TrainConfig().epsilon
+
     def _projection(self, dataset_facts: Mapping[str, Any], facts: Mapping[str, Any]) -> float | None:
         project: Callable[..., float | None] | None = getattr(self, "_projected_lifetime_epsilon", None)
         if project is None or facts.get("epsilon") is None:
             return None
-        return project(dict(dataset_facts), epsilon=facts.get("epsilon"), delta=facts.get("delta"))
+        return project(dict(dataset_facts), epsilon=facts.get("epsilon"), delta=facts.get("delta"),
+                       model=facts.get("model"))
 
 
 def iter_history(show: Mapping[str, Any]) -> Iterator[str]:

@@ -105,3 +105,10 @@ class TrainOutcome:
             "versions": self.versions,
             "epochs": self.epochs,
         }
+
+
+def default_model(kind: str, dp: bool) -> str:
+    """The model `auto` stands for: scattering features under DP for images, a CNN without."""
+    if kind == "image":
+        return "scatternet" if dp else "cnn"
+    return "bow"

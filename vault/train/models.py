@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from vault.errors import UsageError
+from vault.train.config import default_model  # noqa: F401  (re-exported)
 from vault.train.scatter import Scattering
 from vault.train.text import HashingTokenizer
 
@@ -304,13 +305,6 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 AUTO = "auto"
-
-
-def default_model(kind: str, dp: bool) -> str:
-    """The model `auto` stands for: scattering features under DP for images, a CNN without."""
-    if kind == "image":
-        return "scatternet" if dp else "cnn"
-    return "bow"
 
 
 def spec_for(name: str, kind: str) -> ModelSpec:

@@ -318,6 +318,28 @@ class TrainingMixin:
             "ledger": {k: spent[k] for k in ("epsilon_spent", "unbounded", "delta")},
         }
 
+    def _projected_lifetime_epsilon(
+        self, dataset_facts: dict[str, Any], *, epsilon: float, delta: float | None = None, model: str | None = None,
+    ) -> float | None:
+        """The dataset's composed epsilon if a DP run with these settings ran now (for dry-run checks)."""
+        from vault.train import engine
+        from vault.train.privacy import default_delta
+
+        info = self._dataset_info(dataset_facts["name"], None, decide=False)
+        config = TrainConfig(model=model or "auto", dp=True, epsilon=epsilon, delta=delta)
+        run = engine.plan(
+            kind=info["kind"],
+            classes=len(info["classes"]),
+            counts=[int(info["counts"].get(c, 0)) for c in info["classes"]],
+            input_shape=info.get("shape"),
+            config=config,
+        )
+        section = self._read_catalog().get("ledger", {})
+        ledger_delta = ledger.ledger_delta(section, info["ledger_id"], run.delta or default_delta(info["samples"]))
+        return ledger.projected(
+            ledger.charges_of(section, info["ledger_id"]), run.history(), ledger_delta, dp=True, accountant=run.accountant
+        )
+
     # ------------------------------------------------------------------ models and cards
     def _model_entry(self, catalog: dict[str, Any], model_id: str) -> dict[str, Any]:
         model = catalog.get("models", {}).get(model_id)
