@@ -91,17 +91,23 @@ class DatasetsScreen(AreaScreen):
             yield Static("", id="dataset-balance")
 
     def refresh_area(self) -> None:
-        def load() -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
-            datasets = self.backend.datasets()
+        # The table comes first; the budget column follows (composing the ledger can take a while
+        # the first time, while the accountants load).
+        self.call_core("datasets", self.backend.datasets, done=self.show_datasets_then_budget)
+
+    def show_datasets_then_budget(self, datasets: list[dict[str, Any]]) -> None:
+        self.show_datasets((datasets, None), pending=True)
+
+        def budget() -> list[dict[str, Any]] | None:
             try:
-                budget = self.backend.budget()
+                return self.backend.budget()
             except Exception:  # the table still lists the datasets; the column says what is missing
-                budget = None
-            return datasets, budget
+                return None
 
-        self.call_core("datasets", load, done=self.show_datasets)
+        self.call_core("budget", budget, done=lambda rows: self.show_datasets((datasets, rows)))
 
-    def show_datasets(self, loaded: tuple[list[dict[str, Any]], list[dict[str, Any]] | None]) -> None:
+    def show_datasets(self, loaded: tuple[list[dict[str, Any]], list[dict[str, Any]] | None], *,
+                      pending: bool = False) -> None:
         datasets, budget = loaded
         budgets = budget_by_dataset(budget or [])
         self.infos = {str(info["name"]): info for info in datasets}
@@ -111,7 +117,8 @@ class DatasetsScreen(AreaScreen):
             rows.append((name, (name, str(info.get("kind", "")), f"{int(info.get('samples', 0)):,}",
                                 str(len(info.get("classes") or [])), str(info.get("sensitivity", "")),
                                 str(info.get("version", "")),
-                                budget_cell(budgets.get(name)) if budget is not None else "? unreadable")))
+                                budget_cell(budgets.get(name)) if budget is not None
+                                else ("… reading" if pending else "? unreadable"))))
         table = self.query_one("#datasets-table", KeyTable)
         table.set_rows(rows)
         if not rows:

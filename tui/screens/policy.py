@@ -56,7 +56,7 @@ class PolicyScreen(AreaScreen):
                 yield Label("delta")
                 yield Input("1e-5", id="whatif-delta", compact=True)
                 yield Label("model")
-                yield Input("cnn", id="whatif-model", compact=True)
+                yield Input("", placeholder="auto", id="whatif-model", compact=True)
             yield Static("", id="whatif-result", classes="status-line")
         with VerticalScroll(id="policy-text-scroll"):
             yield Static("", id="policy-text", markup=False)
