@@ -320,3 +320,15 @@ def test_a_cache_with_a_wrong_tree_is_caught_by_the_checkpoint(log: AuditLog, ke
     log.state_path.write_text(json.dumps(state))
     AuditLog(log.dir).append("bob", "admin", "session.unlock", "v")
     assert log.verify(key.public_pem()).findings == []
+
+
+def test_lazy_entries_match_entries_and_parse_on_demand(tmp_path):
+    from vault.audit import AuditLog
+
+    log = AuditLog(tmp_path / "audit")
+    for i in range(30):
+        log.append("admin", "admin", "dataset.read", f"d{i}", "ok", {"n": i})
+    lazy = log.lazy_entries()
+    assert len(lazy) == 30 and lazy._parsed == {}
+    assert lazy[-1] == log.entries()[-1] and len(lazy._parsed) == 1
+    assert list(lazy) == log.entries() and lazy[2:4] == log.entries()[2:4]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -148,8 +148,9 @@ class AuditReader:
 
         return AuditLog(self.vault_path / "audit")
 
-    def entries(self) -> list[dict[str, Any]]:
-        return self._log().entries()
+    def entries(self) -> Sequence[dict[str, Any]]:
+        """The log's entries, parsed as the screen draws them."""
+        return self._log().lazy_entries()
 
     def verify(self, on_event: EventCallback | None = None) -> dict[str, Any]:
         """The verification report: ok, entries, signed_size, message, notes, findings (as dicts)."""

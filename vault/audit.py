@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from vault import merkle, store
+from vault.audit_entries import LazyEntries
 from vault.audit_verify import (
     ACTION_RE,
     ENTRY_VERSION,
@@ -541,6 +542,19 @@ class AuditLog:
                     continue
             out.append(entry)
         return out
+
+    def lazy_entries(self) -> LazyEntries:
+        """All complete entries, parsed on demand (for screens). Lines that are plainly not JSON
+        objects are refused at once, as `entries()` refuses them."""
+        with self._shared():
+            lines, _ = _split(self._read_log())
+        for index, line in enumerate(lines):
+            if not (line.startswith(b"{") and line.endswith(b"}")):
+                raise IntegrityError(
+                    f"audit log line {index + 1} is not a JSON object",
+                    "run `strongroom audit verify` to list every problem",
+                )
+        return LazyEntries(lines)
 
     def torn_tail(self) -> tuple[int, int] | None:
         """(byte offset, length) of a partial last line, or None."""
