@@ -11,17 +11,15 @@ import pytest
 
 pytest.importorskip("textual")
 
-from textual.widgets import Button, Input, ProgressBar, Static  # noqa: E402
+from textual.widgets import Button, Input, ProgressBar  # noqa: E402
 from textual.worker import WorkerFailed  # noqa: E402
 
+from tests.tui_support import DEMO, PASSPHRASE, SIZE, fresh_vault, settle, text_of, unlock  # noqa: E402
 from tui.app import StrongroomApp  # noqa: E402
 from tui.screens.dialogs import ErrorDialog, TypedConfirmDialog  # noqa: E402
 from tui.screens.import_picker import ImportScreen  # noqa: E402
 from tui.widgets.tables import KeyTable  # noqa: E402
 
-PASSPHRASE = "correct horse battery staple"
-SIZE = (80, 24)
-DEMO = Path(__file__).resolve().parents[1] / "vault" / "demo_data"
 IDX_IMAGES = DEMO / "mnist-1000-images-idx3-ubyte.gz"
 IDX_LABELS = DEMO / "mnist-1000-labels-idx1-ubyte.gz"
 SMS = DEMO / "sms-600.tsv"
@@ -29,13 +27,9 @@ SMS = DEMO / "sms-600.tsv"
 
 @pytest.fixture
 def vault_dir(tmp_path: Path) -> Path:
-    from vault.door import Vault
-
     if not IDX_IMAGES.exists():
         pytest.skip("vault/demo_data is absent")
-    path = tmp_path / "vault"
-    Vault.create(path, passphrase=PASSPHRASE.encode()).close()
-    return path
+    return fresh_vault(tmp_path)
 
 
 @pytest.fixture
@@ -52,29 +46,11 @@ def stocked_vault(vault_dir: Path) -> Path:
     return vault_dir
 
 
-async def settle(pilot) -> None:
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-
-
-async def unlock(pilot) -> None:
-    await pilot.pause()
-    field = pilot.app.screen.query_one("#passphrase", Input)
-    field.focus()
-    field.value = PASSPHRASE
-    await pilot.press("enter")
-    await settle(pilot)
-
-
 async def finished(pilot, worker) -> None:
     """Wait for one worker (the import screen's file tree keeps a worker alive, so not all)."""
     with contextlib.suppress(WorkerFailed):
         await worker.wait()
     await pilot.pause()
-
-
-def text_of(app, selector: str) -> str:
-    return str(app.screen.query_one(selector, Static).render())
 
 
 async def test_import_shows_a_preview_before_anything_is_written(vault_dir: Path) -> None:

@@ -10,14 +10,13 @@ import pytest
 pytest.importorskip("textual")
 
 from textual.app import App, ComposeResult  # noqa: E402
-from textual.widgets import Input, Static  # noqa: E402
+from textual.widgets import Input  # noqa: E402
 
+from tests.tui_support import PASSPHRASE, SIZE, settle, text_of  # noqa: E402
 from tui.app import StrongroomApp  # noqa: E402
 from tui.screens.dialogs import InputDialog  # noqa: E402
 from tui.widgets.log_view import AuditLogView, entry_matches, parse_filter  # noqa: E402
 
-PASSPHRASE = "correct horse battery staple"
-SIZE = (80, 24)
 ACTORS = ("ann", "bob", "cyd")
 ACTIONS = ("dataset.read", "policy.decision", "train.start")
 
@@ -33,15 +32,6 @@ def busy_vault(tmp_path: Path) -> Path:
             vault.audit.append(ACTORS[index % 3], "operator", ACTIONS[index % 3], f"set-{index % 7}",
                                "denied" if index % 50 == 0 else "ok", {"n": index})
     return path
-
-
-async def settle(pilot) -> None:
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-
-
-def text_of(app, selector: str) -> str:
-    return str(app.screen.query_one(selector, Static).render())
 
 
 async def test_auditor_sees_the_verdict_and_filters_by_actor_and_action(busy_vault: Path) -> None:

@@ -11,15 +11,14 @@ import pytest
 
 pytest.importorskip("textual")
 
-from textual.widgets import Input, Select, Static  # noqa: E402
+from textual.widgets import Input, Select  # noqa: E402
 from textual.worker import WorkerFailed  # noqa: E402
 
+from tests.tui_support import PASSPHRASE, SIZE, fresh_vault, settle, text_of, unlock  # noqa: E402
 from tui.app import StrongroomApp  # noqa: E402
 from tui.screens.dialogs import ConfirmDialog, InputDialog  # noqa: E402
 from tui.widgets.tables import KeyTable  # noqa: E402
 
-PASSPHRASE = "correct horse battery staple"
-SIZE = (80, 24)
 SMS = Path(__file__).resolve().parents[1] / "vault" / "demo_data" / "sms-600.tsv"
 
 pytestmark = pytest.mark.slow
@@ -27,36 +26,14 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def vault_dir(tmp_path: Path) -> Path:
-    from vault.door import Vault
-
     if not SMS.exists():
         pytest.skip("vault/demo_data/sms-600.tsv is absent")
-    path = tmp_path / "vault"
-    Vault.create(path, passphrase=PASSPHRASE.encode()).close()
-    return path
-
-
-async def settle(pilot) -> None:
-    for _ in range(10):
-        await pilot.pause()
-        if not any(worker.is_running for worker in pilot.app.workers):
-            break
-        await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-
-
-def text_of(app, selector: str) -> str:
-    return str(app.screen.query_one(selector, Static).render())
+    return fresh_vault(tmp_path)
 
 
 async def unlock_and_import_sms(pilot) -> None:
     app = pilot.app
-    await pilot.pause()
-    field = app.screen.query_one("#passphrase", Input)
-    field.focus()
-    field.value = PASSPHRASE
-    await pilot.press("enter")
-    await settle(pilot)
+    await unlock(pilot)
     await pilot.press("i")
     await pilot.pause()
     picker = app.screen

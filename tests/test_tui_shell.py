@@ -11,33 +11,17 @@ pytest.importorskip("textual")
 
 from textual.widgets import Input  # noqa: E402
 
+from tests.tui_support import PASSPHRASE, SIZE, fresh_vault, unlock  # noqa: E402
 from tui.app import StrongroomApp  # noqa: E402
 from tui.keys import KEYS  # noqa: E402
 from tui.screens.dialogs import ConfirmDialog, ErrorDialog  # noqa: E402
 from tui.screens.help import HelpScreen, help_text  # noqa: E402
 from tui.screens.unlock import UnlockScreen  # noqa: E402
 
-PASSPHRASE = "correct horse battery staple"
-SIZE = (80, 24)
-
 
 @pytest.fixture
 def vault_dir(tmp_path: Path) -> Path:
-    from vault.door import Vault
-
-    path = tmp_path / "vault"
-    Vault.create(path, passphrase=PASSPHRASE.encode()).close()
-    return path
-
-
-async def unlock(pilot, passphrase: str = PASSPHRASE) -> None:
-    await pilot.pause()
-    field = pilot.app.screen.query_one("#passphrase", Input)
-    field.focus()
-    field.value = passphrase
-    await pilot.press("enter")
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
+    return fresh_vault(tmp_path)
 
 
 async def dismiss_errors(pilot) -> None:

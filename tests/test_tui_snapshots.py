@@ -20,10 +20,10 @@ from textual._doc import take_svg_screenshot  # noqa: E402
 from textual.pilot import Pilot  # noqa: E402
 from textual.widgets import Input  # noqa: E402
 
+from tests.tui_support import settle, unlock  # noqa: E402
 from tui.app import StrongroomApp  # noqa: E402
 
 FIXTURE = Path(__file__).resolve().parent / "snapshots" / "fixture-vault"
-PASSPHRASE = "correct horse battery staple"
 
 
 class StoredSVG(SVGImageExtension):
@@ -45,24 +45,9 @@ def vault_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return Path("vault")
 
 
-async def settle(pilot: Pilot) -> None:
-    """Until no worker runs (a finished worker may start the next, e.g. unlock -> area load)."""
-    for _ in range(10):
-        await pilot.pause()
-        if not any(worker.is_running for worker in pilot.app.workers):
-            break
-        await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-
-
 def unlocked_then(*keys: str) -> Callable[[Pilot], Awaitable[None]]:
     async def run_before(pilot: Pilot) -> None:
-        await pilot.pause()
-        field = pilot.app.screen.query_one("#passphrase", Input)
-        field.focus()
-        field.value = PASSPHRASE
-        await pilot.press("enter")
-        await settle(pilot)
+        await unlock(pilot)
         for key in keys:
             await pilot.press(key)
             await settle(pilot)

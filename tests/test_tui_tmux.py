@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-PASSPHRASE = "correct horse battery staple"
+from tests.tui_support import PASSPHRASE, fresh_vault
+
 REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None,
@@ -58,11 +59,7 @@ class Pane:
 
 @pytest.fixture
 def vault_dir(tmp_path: Path) -> Path:
-    from vault.door import Vault
-
-    path = tmp_path / "vault"
-    Vault.create(path, passphrase=PASSPHRASE.encode()).close()
-    return path
+    return fresh_vault(tmp_path)
 
 
 def tui_env() -> dict[str, str]:
