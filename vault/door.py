@@ -10,8 +10,7 @@ import contextlib
 import datetime as dt
 import os
 import secrets
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -321,10 +320,3 @@ class Vault(DatasetsMixin, KeysMixin, VerifyMixin, ExportMixin, NetworkMixin, Po
             return
         os.replace(nxt, self.path / store.CATALOG_FILE)
         store.fsync_dir(self.path)
-
-
-def elapsed_since(t0: float) -> float:
-    return round(time.perf_counter() - t0, 3)
-
-
-OnEvent = Callable[[Any], None] | None
