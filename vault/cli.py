@@ -266,9 +266,11 @@ def paths_to_keep(args: argparse.Namespace) -> list[Path]:
         if name == "policy" and isinstance(value, str):
             value = Path(value)
         if isinstance(value, Path):
-            path = value.expanduser().resolve()
-            if path.exists() or name in outputs:
-                paths.append(path)
+            given, real = value.expanduser().absolute(), value.expanduser().resolve()
+            if real.exists() or name in outputs:
+                paths.append(real)
+                if given != real:  # reached through a symbolic link: keep the name the command uses too
+                    paths.append(given)
     return paths
 
 
