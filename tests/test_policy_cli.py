@@ -6,14 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from vault.door import Vault
-from vault.policy_door import PolicyMixin
-
 REPO = Path(__file__).resolve().parents[1]
 POLICIES = REPO / "policies"
 
-needs_wiring = pytest.mark.skipif(not issubclass(Vault, PolicyMixin),
-                                  reason="vault.door.Vault does not include PolicyMixin yet")
 
 
 @pytest.mark.parametrize("name", ["default", "strict", "research"])
@@ -51,7 +46,6 @@ def test_policy_test_on_an_invalid_file_names_the_key(cli, tmp_path: Path) -> No
     assert folder.code == 1 and "is a directory" in folder.err
 
 
-@needs_wiring
 def test_show_set_check_through_the_cli(cli) -> None:
     assert cli("init", "--policy", str(POLICIES / "strict.toml")).code == 0
     shown = cli("policy", "show", "--json")

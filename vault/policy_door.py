@@ -34,7 +34,7 @@ def policy_record(policy: Policy, *, set_by: str, when: str,
 
 
 class PolicyMixin:
-    """Vault methods for the policy. Uses the Vault's internals listed in the team brief."""
+    """Vault methods for the policy (mixed into `vault.Vault`; uses its `_record`, `_decide`, `_writing`)."""
 
     user: str
     role: str
