@@ -1,13 +1,14 @@
 """`strongroom tui [--auditor]`: open the terminal UI on a vault.
 
-Only argparse work happens at import; Textual loads when the command runs and torch only
-when a screen needs it, so the unlock screen appears within a second.
+The UI runs as `python -m tui` in place of this process (exec), so the core never imports the
+screen; that process isolates itself before anything starts a thread.
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import os
+import sys
 from typing import Any
 
 
@@ -24,24 +25,24 @@ def register(subparsers: Any, common: Any) -> None:
     parser.add_argument("--auditor", action="store_true",
                         help="open only the Audit area, read-only, without a passphrase")
     parser.add_argument("--high-contrast", action="store_true", help="start with the high-contrast theme (f2 toggles)")
-    parser.set_defaults(func=lambda args: run_tui(args, common))
+    parser.set_defaults(func=run_tui)
 
 
-def _isolate(args: argparse.Namespace) -> None:
-    """Isolate from the network first, before anything (numpy, Textual's input thread) starts a
-    thread; the vault named by --vault stays reachable inside the private mounts."""
-    from vault import netguard
+def tui_argv(args: argparse.Namespace) -> list[str]:
+    argv = [sys.executable, "-m", "tui"]
+    if args.vault:
+        argv += ["--vault", str(args.vault)]
+    if args.user:
+        argv += ["--user", args.user]
+    if args.auditor:
+        argv.append("--auditor")
+    if args.high_contrast:
+        argv.append("--high-contrast")
+    return argv
 
-    keep = [Path(args.vault).expanduser().resolve()] if getattr(args, "vault", None) else []
-    netguard.isolate_session(keep=keep)
 
-
-def run_tui(args: argparse.Namespace, common: Any) -> int:
-    if not args.auditor:
-        _isolate(args)
-    path = common.vault_path(args)
-    from tui.app import StrongroomApp
-
-    app = StrongroomApp(path, user=common.user(args), auditor=args.auditor, high_contrast=args.high_contrast)
-    app.run()
-    return int(app.return_code or 0)
+def run_tui(args: argparse.Namespace) -> int:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, tui_argv(args))
+    return 0  # not reached
