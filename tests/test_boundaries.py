@@ -37,3 +37,12 @@ def test_command_line_starts_without_torch_or_threads():
     proc = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["1", "False", "False"]
+
+
+def test_no_core_module_imports_the_screen_even_lazily():
+    """Imports inside functions count too: the UI runs in its own process (`python -m tui`)."""
+    import re
+
+    pattern = re.compile(r"^\s*(from|import)\s+(textual|rich|tui)\b", re.M)
+    offenders = [str(p.relative_to(REPO)) for p in (REPO / "vault").rglob("*.py") if pattern.search(p.read_text())]
+    assert offenders == []
