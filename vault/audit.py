@@ -44,6 +44,7 @@ from vault.audit_verify import (
 from vault.checkpoint import Checkpoint, parse_checkpoint, sign_checkpoint, verify_checkpoint
 from vault.crypto.signing import SigningKey, load_public_pem
 from vault.errors import IntegrityError, StrongroomError, UsageError
+from vault.store import utc_now
 
 __all__ = ["ENTRY_VERSION", "AuditLog", "AuditReport", "Finding", "VerifyProgress", "canonical", "parse_time"]
 
@@ -63,8 +64,6 @@ def canonical(obj: Any) -> bytes:
     ).encode()
 
 
-def utc_now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_time(text: str) -> dt.datetime:

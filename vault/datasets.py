@@ -18,7 +18,7 @@ import numpy as np
 
 from vault import shards
 from vault.errors import Cancelled, InputError, NotFound, StrongroomError
-from vault.store import check_name
+from vault.store import check_name, utc_now
 
 if TYPE_CHECKING:
     from vault.ingest import ImportOptions
@@ -191,7 +191,7 @@ class DatasetsMixin:
                     "counts": {str(k): int(v) for k, v in decoded.counts.items()},
                     "shape": list(decoded.shape) if decoded.shape else None,
                     "digest": digest,
-                    "created": _now(),
+                    "created": utc_now(),
                     "source_name": decoded.source_name,
                     "imported_by": self.user,
                     "wrapped_key": wrapped,
@@ -286,8 +286,3 @@ class DatasetsMixin:
             self._objects.remove(object_id)
         return {"name": name, "versions": len(entry["versions"]), "objects_removed": len(doomed)}
 
-
-def _now() -> str:
-    from vault.door import utc_now
-
-    return utc_now()

@@ -25,15 +25,12 @@ from vault.keys_door import KeysMixin
 from vault.netguard.vault_mixin import NetworkMixin
 from vault.policy import Decision, Policy, Request
 from vault.policy_door import PolicyMixin, policy_record
+from vault.store import utc_now
 from vault.train.service import TrainingMixin
 from vault.verify import VerifyMixin
 
 AUDIT_DIR = "audit"
 CATALOG_NEXT = "catalog.next.sealed"
-
-
-def utc_now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def empty_catalog(vault_id: str, signing_key: SigningKey, policy: Policy, created: str, user: str) -> dict[str, Any]:

@@ -60,9 +60,7 @@ class KeysMixin:
             header = self._fresh_header()
             if keyring.find_slot(header, name) is not None:
                 raise InputError(f"user {name!r} already has a key slot", "choose another name, or `keys remove` it first")
-            from vault.door import utc_now
-
-            slot, _ = keyring.new_slot(name, role, passphrase, self._master, utc_now())
+            slot, _ = keyring.new_slot(name, role, passphrase, self._master, store.utc_now())
             header["slots"].append(slot)
             self._record("keys.add", name, "ok", role=role, kdf={k: v for k, v in slot["kdf"].items() if k != "salt"})
             self._commit_header(header)

@@ -15,6 +15,7 @@ from vault import netguard_state
 from vault.errors import InputError, NotFound, UsageError
 from vault.policy import Decision, Policy, Request
 from vault.policy.request import REQUEST_FACTS
+from vault.store import utc_now
 
 CHECKABLE_FACTS = frozenset(REQUEST_FACTS) - {"actor", "role", "action", "dataset", "isolation", "now"}
 
@@ -80,7 +81,7 @@ class PolicyMixin:
                 f"(this session: {self.isolation.get('mode')!r}); setting it would lock every user out",
                 "set it on a host where namespaces and seccomp work, or require 'guard'; nothing was changed",
             )
-        when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        when = utc_now()
         with self._writing() as catalog:
             old = catalog["policy"]
             changed = old["sha256"] != new.sha256

@@ -9,7 +9,6 @@ the same digest whatever their name.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
 from vault.errors import IntegrityError
+from vault.store import canonical_json as _canonical
 
 SHARD_BYTES = 32 * 1024 * 1024
 
@@ -36,10 +36,6 @@ def content_digest(kind: str, classes: list[str], labels: np.ndarray, images: np
             h.update(len(data).to_bytes(8, "little"))
             h.update(data)
     return "sha256:" + h.hexdigest()
-
-
-def _canonical(obj: object) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def image_shards(images: np.ndarray, labels: np.ndarray) -> Iterator[tuple[int, int, bytes]]:

@@ -9,6 +9,7 @@ its catalog write are unreferenced, invisible, and removed by the next writer.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import errno
 import fcntl
 import json
@@ -29,6 +30,11 @@ CATALOG_FILE = "catalog.sealed"
 LOCK_FILE = "lock"
 OBJECTS_DIR = "objects"
 TMP_PREFIX = ".tmp-"
+
+
+def utc_now() -> str:
+    """The current time as RFC 3339 UTC with microseconds, as every record in the vault writes it."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def default_vault_path() -> Path:

@@ -8,7 +8,6 @@ vault as safetensors next to the model card; nothing is written in plaintext.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import secrets
 import threading
@@ -17,15 +16,12 @@ from typing import Any
 
 from vault import ledger
 from vault.errors import Cancelled, NotFound, StrongroomError, UsageError
+from vault.store import utc_now
 from vault.train.config import TrainConfig
 
 EventCallback = Callable[[Any], None] | None
 WEIGHTS, CARD_JSON, CARD_MD = "model.safetensors", "card.json", "card.md"
 REQUEST_ONLY = ("dataset", "name", "version")
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_request(
@@ -117,7 +113,7 @@ class TrainingMixin:
             accountant=run.accountant if run.dp else None,
         )
         run_id = f"run-{secrets.token_hex(5)}"
-        started = _now()
+        started = utc_now()
         self._record(
             "train.start",
             name,
@@ -164,7 +160,7 @@ class TrainingMixin:
                 **charge_base,
                 history=history,
                 dp=run.dp or steps == 0,
-                created=_now(),
+                created=utc_now(),
                 outcome="cancelled" if isinstance(error, (Cancelled, KeyboardInterrupt)) else "failed",
                 epsilon=epsilon,
             )
@@ -211,7 +207,7 @@ class TrainingMixin:
         from vault.train.weights import weights_to_bytes
 
         model_id = f"{run.model}-{secrets.token_hex(4)}"
-        created = _now()
+        created = utc_now()
         dataset_card = {
             "name": info["name"],
             "version": info["version"],
