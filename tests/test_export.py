@@ -110,3 +110,12 @@ def test_two_person_export_through_the_command(cli, vault_path, tmp_path):
     assert ok.code == 0, ok.err
     assert (tmp_path / "release" / "model.safetensors").is_file()
     assert ok.json()["approvals"] == [{"user": "olivia", "role": "operator"}]
+
+
+def test_an_unknown_model_is_refused_by_name(new_vault, tmp_path):
+    from vault.errors import NotFound
+
+    v = new_vault()
+    with pytest.raises(NotFound, match="no model 'nope'"):
+        v.export("nope", tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from vault import keyring, store
-from vault.errors import AuthError, InputError, NotFound, StrongroomError
+from vault.errors import AuthError, InputError, StrongroomError
 
 EXPORT_FILES = ("model.safetensors", "card.json", "card.md")
 
@@ -34,6 +34,7 @@ class ExportMixin:
     _get_object: Callable[..., bytes]
     _signing_key: Callable[[], Any]
     dataset_facts: Callable[[str], dict[str, Any]]
+    _model_entry: Callable[[dict[str, Any], str], dict[str, Any]]  # from TrainingMixin
 
     def _authenticate_approver(self, approver: str, passphrase: bytes) -> tuple[str, str]:
         if approver == self.user:
@@ -56,12 +57,7 @@ class ExportMixin:
 
     def model_files(self, model_id: str) -> dict[str, bytes]:
         """The exportable files of a model, decrypted in memory (weights, card JSON, card Markdown)."""
-        catalog = self._read_catalog()
-        model = catalog["models"].get(model_id)
-        if model is None:
-            known = ", ".join(sorted(catalog["models"])) or "none yet"
-            raise NotFound(f"no model {model_id!r}", f"`strongroom models` lists them (known: {known})")
-        objects = model.get("objects", {})
+        objects = self._model_entry(self._read_catalog(), model_id).get("objects", {})
         missing = [name for name in EXPORT_FILES if name not in objects]
         if missing:
             raise StrongroomError(f"model {model_id} lacks {', '.join(missing)}", "train it again")
@@ -72,13 +68,10 @@ class ExportMixin:
         """Write a model's files and a signed manifest to `out_dir` (which must not exist or be empty)."""
         out = Path(out_dir).expanduser()
         catalog = self._read_catalog()
-        model = catalog["models"].get(model_id)
-        if model is None and model_id in catalog["datasets"]:
+        if model_id not in catalog["models"] and model_id in catalog["datasets"]:
             # Raw records never leave: the policy's export.raw_data rule refuses, and says so.
             self._decide("dataset.export", dataset=self.dataset_facts(model_id))
-        if model is None:
-            known = ", ".join(sorted(catalog["models"])) or "none yet"
-            raise NotFound(f"no model {model_id!r}", f"`strongroom models` lists them (known: {known})")
+        model = self._model_entry(catalog, model_id)
         approvals: list[tuple[str, str]] = []
         if approver:
             approvals.append(self._authenticate_approver(approver, approver_passphrase or b""))
