@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from vault.errors import Cancelled, InputError, StrongroomError, UsageError
 from vault.train import models as registry
+from vault.train.bookkeeping import BookkeepingClipper
 from vault.train.config import DEVICES, DPFacts, TrainConfig, TrainOutcome
 from vault.train.data import BatchDataset, TrainData, check_data, collate_batch, prepare_all, select, split
 from vault.train.events import EpochEnd, StepProgress, TrainFinished, TrainStarted
@@ -46,7 +47,12 @@ from vault.train.privacy import (
 
 EventCallback = Callable[[Any], None]
 MAX_VAL_SPLIT = 0.5
-CLIPPING_MODES = {"ghost": "ghost clipping (Opacus)", "hooks": "per-sample gradients (Opacus hooks)"}
+PAD_FRACTION = 16  # book-keeping pads physical batches to multiples of physical size / 16
+CLIPPING_MODES = {
+    "bookkeeping": "book-keeping clipping (one backward pass; Opacus noise, sampling and accounting)",
+    "ghost": "ghost clipping (Opacus)",
+    "hooks": "per-sample gradients (Opacus hooks)",
+}
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,7 @@ class RunPlan:
     val_records: int
     val_split: float
     device: str
+    reproducible: bool = False
 
     @property
     def total_steps(self) -> int:
@@ -165,11 +172,12 @@ def plan(
             f"--batch-size {batch_size} is larger than the {train_records} training records",
             f"use --batch-size {max(1, train_records // 8)} or less",
         )
-    physical = (
-        min(batch_size, recipe.physical_batch_size)
-        if config.physical_batch_size is None
-        else int(config.physical_batch_size)
-    )
+    if config.physical_batch_size is not None:
+        physical = int(config.physical_batch_size)
+    elif config.dp:  # room for Poisson batches above their expected size (4 standard deviations)
+        physical = min(recipe.physical_batch_size, batch_size + math.ceil(4 * math.sqrt(batch_size)))
+    else:
+        physical = min(batch_size, recipe.physical_batch_size)
     if physical < 1:
         raise UsageError("the physical batch size must be at least 1", "use e.g. --physical-batch-size 128")
 
@@ -220,6 +228,7 @@ def plan(
         val_records=val_records,
         val_split=config.val_split,
         device=str(device),
+        reproducible=config.reproducible,
     )
 
 
@@ -317,25 +326,44 @@ class _Run:
         )
 
 
-def _dp_epochs(
-    state: _Run,
+def _make_private(
     net: nn.Module,
-    train_x: torch.Tensor,
-    train_y: torch.Tensor,
-    val: tuple[torch.Tensor, torch.Tensor],
+    loader: DataLoader,
+    run: RunPlan,
     generators: tuple[torch.Generator, torch.Generator],
-    device: torch.device,
-) -> list[tuple[float, float, int]]:
+) -> tuple[Any, Any, Any, DataLoader, Any]:
+    """(model, optimizer, criterion, Poisson loader, accountant) for the run's clipping mode.
+
+    Opacus' PrivacyEngine sets up "hooks" and "ghost"; "bookkeeping" is assembled from the same
+    Opacus parts (Poisson DPDataLoader, DPOptimizerFastGradientClipping for noise and scaling, the
+    accountant's step hook) around BookkeepingClipper, exactly as make_private would.
+    """
     from opacus import PrivacyEngine
-    from opacus.utils.batch_memory_manager import BatchMemoryManager
+    from opacus.accountants import create_accountant
+    from opacus.data_loader import DPDataLoader
+    from opacus.optimizers import DPOptimizerFastGradientClipping
     from opacus.utils.uniform_sampler import UniformWithReplacementSampler
 
-    run = state.plan
     sampling_generator, noise_generator = generators
-    loader = DataLoader(BatchDataset(train_x, train_y), batch_size=run.batch_size, collate_fn=collate_batch)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    if run.grad_sample_mode == "bookkeeping":
+        accountant = create_accountant(run.accountant)
+        loader = DPDataLoader.from_data_loader(loader, generator=sampling_generator)
+        sample_rate = 1 / len(loader)
+        optimizer = DPOptimizerFastGradientClipping(
+            _optimizer(net.parameters(), run),
+            noise_multiplier=run.noise_multiplier or 0.0,
+            max_grad_norm=run.max_grad_norm or 0.0,
+            expected_batch_size=int(len(loader.dataset) * sample_rate),
+            loss_reduction="mean",
+            generator=noise_generator,
+        )
+        optimizer.attach_step_hook(accountant.get_optimizer_hook_fn(sample_rate=sample_rate))
+        # a reproducible run always computes the same way; others time the exact variants once
+        model = BookkeepingClipper(net, run.max_grad_norm or 0.0, tune=not run.reproducible)
+        criterion = nn.CrossEntropyLoss(reduction="none")  # per-sample losses; the optimizer averages
+    else:
         engine = PrivacyEngine(accountant=run.accountant)
+        accountant = engine.accountant
         private = engine.make_private(
             module=net,
             optimizer=_optimizer(net.parameters(), run),
@@ -347,17 +375,79 @@ def _dp_epochs(
             grad_sample_mode=run.grad_sample_mode,
             noise_generator=noise_generator,
         )
-    if run.grad_sample_mode == "ghost":
-        model, optimizer, criterion, loader = private
-    else:
-        (model, optimizer, loader), criterion = private, nn.CrossEntropyLoss()
+        if run.grad_sample_mode == "ghost":
+            model, optimizer, criterion, loader = private
+        else:
+            (model, optimizer, loader), criterion = private, nn.CrossEntropyLoss()
+        loader.batch_sampler.generator = sampling_generator
     sampler = loader.batch_sampler
     if (
         not isinstance(sampler, UniformWithReplacementSampler)
         or abs(sampler.sample_rate - run.sample_rate) > 1e-12
     ):
         raise StrongroomError("Opacus did not set up Poisson sampling as planned", "report this as a bug")
-    sampler.generator = sampling_generator
+    return model, optimizer, criterion, loader, accountant
+
+
+def _padded(
+    xb: torch.Tensor, yb: torch.Tensor, quantum: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pads a physical batch with all-zero rows up to a multiple of `quantum`; returns the rows,
+    labels and loss weights (1 for records, 0 for padding)."""
+    n = yb.numel()
+    size = -(-n // quantum) * quantum
+    weight = torch.ones(size, dtype=torch.float32, device=yb.device)
+    if size == n:
+        return xb, yb, weight
+    weight[n:] = 0
+    return (
+        torch.cat([xb, xb.new_zeros((size - n, *xb.shape[1:]))]),
+        torch.cat([yb, yb.new_zeros(size - n)]),
+        weight,
+    )
+
+
+def _private_pass(
+    model: Any, criterion: Any, xb: torch.Tensor, yb: torch.Tensor, run: RunPlan
+) -> tuple[float, float]:
+    """Forward and backward of one physical batch under DP; returns (mean loss, correct count).
+
+    Book-keeping pads each physical batch to a multiple of 1/16 of the physical batch size:
+    Poisson batches vary in size, and tensors of ever-new sizes fragment the C allocator's heap
+    (peak memory grew 3x here); a handful of sizes recur instead. A padding row has loss weight
+    0, so its gradient, its norm and its share of the clipped sum are exactly zero.
+    """
+    n = yb.numel()
+    if not isinstance(model, BookkeepingClipper):
+        logits = model(xb)
+        loss = criterion(logits, yb)
+        loss.backward()
+        return float(loss.item()), float((logits.detach().argmax(1) == yb).sum())
+    xp, yp, weight = _padded(xb, yb, max(1, run.physical_batch_size // PAD_FRACTION))
+    logits = model(xp)
+    loss = (criterion(logits, yp) * weight).sum()
+    loss.backward()
+    model.clip()
+    return float(loss.item()) / n, float((logits.detach()[:n].argmax(1) == yb).sum())
+
+
+def _dp_epochs(
+    state: _Run,
+    net: nn.Module,
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    val: tuple[torch.Tensor, torch.Tensor],
+    generators: tuple[torch.Generator, torch.Generator],
+    device: torch.device,
+) -> list[tuple[float, float, int]]:
+    from opacus.utils.batch_memory_manager import BatchMemoryManager
+
+    run = state.plan
+    loader = DataLoader(BatchDataset(train_x, train_y), batch_size=run.batch_size, collate_fn=collate_batch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        private = _make_private(net, loader, run, generators)
+    model, optimizer, criterion, loader, accountant = private
     planned_epsilon = epsilon_of(run.history(), run.delta or 0.0, run.accountant)
     bound = RunningBound(
         run.noise_multiplier or 0.0, run.sample_rate, run.delta or 0.0, ceiling=planned_epsilon
@@ -377,25 +467,22 @@ def _dp_epochs(
                     optimizer.zero_grad()
                     if yb.numel() == 0:
                         for p in params:  # an empty Poisson batch still takes a noisy step
-                            if run.grad_sample_mode == "ghost":
+                            if run.grad_sample_mode != "hooks":
                                 p.grad = torch.zeros_like(p)
                             else:
                                 p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype, device=p.device)
                     else:
-                        logits = model(xb)
-                        loss = criterion(logits, yb)
-                        loss.backward()
-                        batch_loss = float(loss.item())
+                        batch_loss, batch_correct = _private_pass(model, criterion, xb, yb, run)
                         logical_loss += batch_loss * yb.numel()
                         loss_sum += batch_loss * yb.numel()
-                        correct += float((logits.detach().argmax(1) == yb).sum())
+                        correct += batch_correct
                         seen += yb.numel()
                     logical_size += yb.numel()
                     optimizer.step()
                     if optimizer._is_last_step_skipped:
                         continue
                     state.steps += 1
-                    state.history = [tuple(h) for h in engine.accountant.history]
+                    state.history = [tuple(h) for h in accountant.history]
                     state.emit(
                         StepProgress(
                             step=state.steps,
@@ -411,8 +498,8 @@ def _dp_epochs(
             epsilon = planned_epsilon if epoch == run.epochs else bound.epsilon(state.steps)
             _end_epoch(state, net, epoch, loss_sum, correct, seen, val, epsilon, started)
     finally:
-        model._close()
-    history = [tuple(h) for h in engine.accountant.history]
+        model.close() if isinstance(model, BookkeepingClipper) else model._close()
+    history = [tuple(h) for h in accountant.history]
     if history != run.history():  # the run took other steps than planned: account what it took
         state.epochs[-1]["epsilon"] = epsilon_of(history, run.delta or 0.0, run.accountant)
     return history

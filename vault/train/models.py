@@ -35,11 +35,11 @@ class Recipe:
     momentum: float = 0.9
     optimizer: str = "sgd"
     min_batches_per_epoch: int = 8
-    physical_batch_size: int = 512
-    # Opacus' per-sample gradient mode: "ghost" (norms without per-sample gradients; two backward
-    # passes) suits linear layers and embedding tables; "hooks" (per-sample gradients, one backward
-    # pass) is faster for a small CNN, whose per-sample gradients are small.
-    grad_sample_mode: str = "ghost"
+    physical_batch_size: int = 512  # the most records computed at once (memory)
+    # Per-sample clipping: "bookkeeping" (vault/train/bookkeeping.py: norms and the clipped sum
+    # from one backward pass), or Opacus' own "ghost" (norms, then a second backward pass) or
+    # "hooks" (every per-sample gradient materialised).
+    grad_sample_mode: str = "bookkeeping"
 
 
 @dataclass(frozen=True)
@@ -243,7 +243,7 @@ MODELS: dict[str, ModelSpec] = {
             "image",
             "wavelet scattering features + linear classifier (Tramer & Boneh 2021); best under DP",
             ScatterNet,
-            dp_recipe=Recipe(epochs=15, batch_size=500, lr=1.0, max_grad_norm=0.1),
+            dp_recipe=Recipe(epochs=15, batch_size=500, lr=1.0, max_grad_norm=0.1, physical_batch_size=640),
             plain_recipe=Recipe(epochs=15, batch_size=250, lr=0.5, max_grad_norm=0.1),
             defaults={"order": 1, "orientations": 8},
             min_image_side=16,
@@ -253,7 +253,7 @@ MODELS: dict[str, ModelSpec] = {
             "image",
             "small tanh CNN with GroupNorm (Papernot et al. 2021)",
             SmallCNN,
-            dp_recipe=Recipe(epochs=20, batch_size=512, lr=1.0, max_grad_norm=1.0, grad_sample_mode="hooks"),
+            dp_recipe=Recipe(epochs=20, batch_size=512, lr=1.0, max_grad_norm=1.0, physical_batch_size=640),
             plain_recipe=Recipe(epochs=10, batch_size=128, lr=0.05, max_grad_norm=1.0),
             defaults={"widths": [16, 32, 64]},
             min_image_side=8,
