@@ -57,14 +57,17 @@ def _decoder(mode: str):
                 image, labels[i] = dataset[i]
                 out[i] = np.asarray(image).transpose(2, 0, 1)
             return len(out)
+
         return decode_split
 
     from vault.ingest import ImportOptions, decode
+
     workers = {"ingest-1": 1, "ingest-2": 2}.get(mode)
     options = ImportOptions(workers=workers)
 
     def decode_split(path: Path) -> int:
         return decode(path, options).samples
+
     return decode_split
 
 
@@ -84,9 +87,16 @@ def measure(mode: str, root: Path, repeat: int) -> dict:
     _, traced_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     best = min(seconds)
-    return {"mode": mode, "images": images, "best_s": best, "median_s": statistics.median(seconds),
-            "images_per_s": images / best, "rss_base_mib": base, "rss_peak_mib": _max_rss_mib(),
-            "traced_peak_mib": traced_peak / 2**20}
+    return {
+        "mode": mode,
+        "images": images,
+        "best_s": best,
+        "median_s": statistics.median(seconds),
+        "images_per_s": images / best,
+        "rss_base_mib": base,
+        "rss_peak_mib": _max_rss_mib(),
+        "traced_peak_mib": traced_peak / 2**20,
+    }
 
 
 def main() -> int:
@@ -97,7 +107,10 @@ def main() -> int:
     parser.add_argument("--child", choices=sorted(MODES), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not args.dataset.is_dir():
-        print(f"dataset not found: {args.dataset} (the CIFAR-10 JPEG subset in ../shared/datasets)", file=sys.stderr)
+        print(
+            f"dataset not found: {args.dataset} (the CIFAR-10 JPEG subset in ../shared/datasets)",
+            file=sys.stderr,
+        )
         return 1
     if args.child:
         print(json.dumps(measure(args.child, args.dataset, args.repeat)))
@@ -106,8 +119,13 @@ def main() -> int:
     results: dict[str, dict] = {}
     for _ in range(args.rounds):  # modes interleaved, so a burst of load on the machine hits them all
         for mode in MODES:
-            run = subprocess.run([sys.executable, __file__, str(args.dataset), "--repeat", str(args.repeat),
-                                  "--child", mode], capture_output=True, text=True, cwd=REPO, check=False)
+            run = subprocess.run(
+                [sys.executable, __file__, str(args.dataset), "--repeat", str(args.repeat), "--child", mode],
+                capture_output=True,
+                text=True,
+                cwd=REPO,
+                check=False,
+            )
             if run.returncode != 0:
                 print(f"{mode} failed:\n{run.stderr}", file=sys.stderr)
                 return 1
@@ -117,15 +135,23 @@ def main() -> int:
                 results[mode] = result
 
     peer = results[PEER]
-    print(f"decode of {args.dataset.name} ({', '.join(p.name for p in splits(args.dataset))}): "
-          f"{peer['images']} images, best of {args.rounds} x {args.repeat} passes; {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f}")
-    print(f"{'mode':10} {'images/s':>9} {'x peer':>7} {'rss MiB':>8} {'rss+ MiB':>9} {'traced MiB':>11}  what")
+    print(
+        f"decode of {args.dataset.name} ({', '.join(p.name for p in splits(args.dataset))}): "
+        f"{peer['images']} images, best of {args.rounds} x {args.repeat} passes; {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"{'mode':10} {'images/s':>9} {'x peer':>7} {'rss MiB':>8} {'rss+ MiB':>9} {'traced MiB':>11}  what"
+    )
     for mode, r in results.items():
-        print(f"{mode:10} {r['images_per_s']:9.0f} {r['images_per_s'] / peer['images_per_s']:7.2f} "
-              f"{r['rss_peak_mib']:8.1f} {r['rss_peak_mib'] - r['rss_base_mib']:9.1f} "
-              f"{r['traced_peak_mib']:11.1f}  {MODES[mode]}")
-    print(f"ratio ingest/imagefolder throughput: {results['ingest']['images_per_s'] / peer['images_per_s']:.2f}")
+        print(
+            f"{mode:10} {r['images_per_s']:9.0f} {r['images_per_s'] / peer['images_per_s']:7.2f} "
+            f"{r['rss_peak_mib']:8.1f} {r['rss_peak_mib'] - r['rss_base_mib']:9.1f} "
+            f"{r['traced_peak_mib']:11.1f}  {MODES[mode]}"
+        )
+    print(
+        f"ratio ingest/imagefolder throughput: {results['ingest']['images_per_s'] / peer['images_per_s']:.2f}"
+    )
     return 0
 
 

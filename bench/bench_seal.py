@@ -86,7 +86,9 @@ def measure(mib: int, repeat: int) -> list[float]:
     def raw_encrypt_chunks() -> int:
         # The ceiling the format allows: raw AES-GCM in its 16 KiB chunks, into one reused buffer.
         for read, write in chunk_offsets:
-            encrypt_into(nonce, view[read : read + CHUNK_SIZE], None, chunk_sink[write : write + WIRE_CHUNK_SIZE])
+            encrypt_into(
+                nonce, view[read : read + CHUNK_SIZE], None, chunk_sink[write : write + WIRE_CHUNK_SIZE]
+            )
         return len(chunk_offsets)
 
     def store_seal() -> int:
@@ -97,14 +99,34 @@ def measure(mib: int, repeat: int) -> list[float]:
     goal_ratios = []
     for in_goal, raw_label, raw_action, label, action in (
         (True, "raw AES-256-GCM encrypt", raw_encrypt, "seal, as ObjectStore.put (sealing)", store_seal),
-        (True, "raw AES-256-GCM decrypt", raw_decrypt, "open, as ObjectStore.get (open_sealed)",
-         lambda: open_sealed(key, context, sealed)),
-        (False, "raw AES-256-GCM encrypt", raw_encrypt, "seal returning bytes (seal)",
-         lambda: seal(key, context, view)),
-        (False, "raw AES-256-GCM decrypt", raw_decrypt, "open into a reused buffer (open_sealed_into)",
-         lambda: open_sealed_into(key, context, sealed, reused)),
-        (False, "raw AES-256-GCM encrypt", raw_encrypt, "raw AES-256-GCM encrypt, 16 KiB calls",
-         raw_encrypt_chunks),
+        (
+            True,
+            "raw AES-256-GCM decrypt",
+            raw_decrypt,
+            "open, as ObjectStore.get (open_sealed)",
+            lambda: open_sealed(key, context, sealed),
+        ),
+        (
+            False,
+            "raw AES-256-GCM encrypt",
+            raw_encrypt,
+            "seal returning bytes (seal)",
+            lambda: seal(key, context, view),
+        ),
+        (
+            False,
+            "raw AES-256-GCM decrypt",
+            raw_decrypt,
+            "open into a reused buffer (open_sealed_into)",
+            lambda: open_sealed_into(key, context, sealed, reused),
+        ),
+        (
+            False,
+            "raw AES-256-GCM encrypt",
+            raw_encrypt,
+            "raw AES-256-GCM encrypt, 16 KiB calls",
+            raw_encrypt_chunks,
+        ),
     ):
         raw_s, our_s, ratio = paired(raw_action, action, repeat)
         note = "" if in_goal else "  (reference)"

@@ -49,11 +49,30 @@ def tmux_seconds_until(command: list[str], marker: str, timeout: float = 30.0) -
     name = f"bench-{uuid.uuid4().hex[:8]}"
     env = [f"{k}={v}" for k, v in os.environ.items() if k.startswith(("STRONGROOM_", "PATH", "HOME", "LANG"))]
     start = time.perf_counter()
-    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "80", "-y", "24", "env", *env,
-                    "TERM=xterm-256color", *command], check=True, cwd=REPO)
+    subprocess.run(
+        [
+            "tmux",
+            "new-session",
+            "-d",
+            "-s",
+            name,
+            "-x",
+            "80",
+            "-y",
+            "24",
+            "env",
+            *env,
+            "TERM=xterm-256color",
+            *command,
+        ],
+        check=True,
+        cwd=REPO,
+    )
     try:
         while time.perf_counter() - start < timeout:
-            pane = subprocess.run(["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True).stdout
+            pane = subprocess.run(
+                ["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True
+            ).stdout
             if marker in pane:
                 return time.perf_counter() - start
         raise RuntimeError(f"{marker!r} never appeared")
@@ -67,11 +86,17 @@ def bench_startup(vault: Path, repeat: int) -> None:
         return
     ours, peer = [], []
     for _ in range(repeat):
-        ours.append(tmux_seconds_until([sys.executable, "-m", "vault.cli", "tui", "--vault", str(vault)], "Passphrase"))
+        ours.append(
+            tmux_seconds_until(
+                [sys.executable, "-m", "vault.cli", "tui", "--vault", str(vault)], "Passphrase"
+            )
+        )
         peer.append(tmux_seconds_until([sys.executable, "-c", PEER_APP], "Passphrase"))
     o, p = statistics.median(ours), statistics.median(peer)
-    print(f"time to unlock screen: {o:.3f} s median of {repeat} (goal <= 1.0 s); "
-          f"minimal Textual app: {p:.3f} s; ratio {o / p:.2f}x the bare-Textual floor")
+    print(
+        f"time to unlock screen: {o:.3f} s median of {repeat} (goal <= 1.0 s); "
+        f"minimal Textual app: {p:.3f} s; ratio {o / p:.2f}x the bare-Textual floor"
+    )
 
 
 def audit_vault(entries: int) -> Path:
@@ -84,11 +109,20 @@ def audit_vault(entries: int) -> Path:
         return path
     shutil.rmtree(path, ignore_errors=True)
     print(f"building a {entries:,}-entry audit log (durable appends; once) ...", flush=True)
-    actors, actions = ("ann", "bob", "cyd", "dee"), ("dataset.read", "policy.decision", "train.start", "dataset.sample")
+    actors, actions = (
+        ("ann", "bob", "cyd", "dee"),
+        ("dataset.read", "policy.decision", "train.start", "dataset.sample"),
+    )
     with Vault.create(path, passphrase=PASSPHRASE.encode()) as vault:
         for index in range(entries - 5):
-            vault.audit.append(actors[index % 4], "operator", actions[index % 4], f"set-{index % 13}",
-                               "denied" if index % 97 == 0 else "ok", {"n": index})
+            vault.audit.append(
+                actors[index % 4],
+                "operator",
+                actions[index % 4],
+                f"set-{index % 13}",
+                "denied" if index % 97 == 0 else "ok",
+                {"n": index},
+            )
     return path
 
 
@@ -118,9 +152,11 @@ def bench_audit(entries: int) -> None:
     raw = len(AuditLog(vault / "audit").entries())
     parse = time.perf_counter() - start
     opened, verified, shown = asyncio.run(open_audit(vault))
-    print(f"audit area, {shown:,} entries: table shown after {opened:.3f} s (goal <= 1.0 s), verdict after "
-          f"{verified:.3f} s; AuditLog.entries() alone: {parse:.3f} s for {raw:,}; ratio {opened / parse:.2f}x "
-          "the parse floor")
+    print(
+        f"audit area, {shown:,} entries: table shown after {opened:.3f} s (goal <= 1.0 s), verdict after "
+        f"{verified:.3f} s; AuditLog.entries() alone: {parse:.3f} s for {raw:,}; ratio {opened / parse:.2f}x "
+        "the parse floor"
+    )
 
 
 async def key_latencies(vault: Path, during_run: bool, presses: int) -> list[float]:
@@ -183,8 +219,10 @@ def bench_keys(presses: int) -> None:
         return f"median {statistics.median(ordered) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms, max {ordered[-1] * 1000:.1f} ms"
 
     print(f"key response during a training run ({len(busy)} keys): {describe(busy)} (goal <= 50 ms)")
-    print(f"key response with no run ({len(idle)} keys): {describe(idle)}; median ratio "
-          f"{statistics.median(busy) / statistics.median(idle):.2f}x")
+    print(
+        f"key response with no run ({len(idle)} keys): {describe(idle)}; median ratio "
+        f"{statistics.median(busy) / statistics.median(idle):.2f}x"
+    )
 
 
 def main() -> int:

@@ -62,8 +62,13 @@ print(json.dumps({{"seconds": seconds, "n": n, "peak_rss_mib": resource.getrusag
 def child(mode: str, source: Path, vault: Path) -> dict:
     code = CHILD.format(repo=str(REPO), pw=PASSPHRASE)
     env = dict(os.environ, STRONGROOM_TEST_KDF="cheap", STRONGROOM_TEST_ISOLATION="waive")
-    out = subprocess.run([sys.executable, "-c", code, mode, str(source), str(vault)], env=env, check=True,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code, mode, str(source), str(vault)],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -78,8 +83,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         vault = Path(tmp) / "vault"
         imp = child("import", args.source, vault)
-        print(f"import: {imp['n']} images in {imp['seconds']:.2f} s = {imp['n'] / imp['seconds']:.0f} images/s, "
-              f"peak RSS {imp['peak_rss_mib']:.0f} MiB (whole process)")
+        print(
+            f"import: {imp['n']} images in {imp['seconds']:.2f} s = {imp['n'] / imp['seconds']:.0f} images/s, "
+            f"peak RSS {imp['peak_rss_mib']:.0f} MiB (whole process)"
+        )
         results: dict[str, list[dict]] = {"vault": [], "imagefolder:0": [], "imagefolder:2": []}
         for _ in range(args.repeat):
             for mode in results:
@@ -87,12 +94,16 @@ def main() -> int:
     med = {m: statistics.median(r["seconds"] for r in rs) for m, rs in results.items()}
     for mode, seconds in med.items():
         n = results[mode][0]["n"]
-        print(f"load via {mode:<14} {seconds * 1000:8.1f} ms  {n / seconds:10.0f} images/s  "
-              f"peak RSS {statistics.median(r['peak_rss_mib'] for r in results[mode]):.0f} MiB")
+        print(
+            f"load via {mode:<14} {seconds * 1000:8.1f} ms  {n / seconds:10.0f} images/s  "
+            f"peak RSS {statistics.median(r['peak_rss_mib'] for r in results[mode]):.0f} MiB"
+        )
     best_peer = min(med["imagefolder:0"], med["imagefolder:2"])
     ratio = best_peer / med["vault"]
-    print(f"ratio (best ImageFolder+DataLoader time / vault load time): {ratio:.1f}x  "
-          f"(goal >= {GOAL:.0f}x: {'met' if ratio >= GOAL else 'NOT met'})")
+    print(
+        f"ratio (best ImageFolder+DataLoader time / vault load time): {ratio:.1f}x  "
+        f"(goal >= {GOAL:.0f}x: {'met' if ratio >= GOAL else 'NOT met'})"
+    )
     return 0
 
 

@@ -21,8 +21,14 @@ PASSPHRASE = "correct horse battery staple"
 os.environ["STRONGROOM_TEST_KDF"] = "cheap"
 # In-process tests cannot isolate the pytest process itself; CLI tests run real isolated processes.
 os.environ["STRONGROOM_TEST_ISOLATION"] = "waive"
-for var in ("STRONGROOM_VAULT", "STRONGROOM_USER", "STRONGROOM_PASSPHRASE", "STRONGROOM_NEW_PASSPHRASE",
-            "STRONGROOM_APPROVER", "STRONGROOM_APPROVER_PASSPHRASE"):
+for var in (
+    "STRONGROOM_VAULT",
+    "STRONGROOM_USER",
+    "STRONGROOM_PASSPHRASE",
+    "STRONGROOM_NEW_PASSPHRASE",
+    "STRONGROOM_APPROVER",
+    "STRONGROOM_APPROVER_PASSPHRASE",
+):
     os.environ.pop(var, None)
 
 
@@ -30,7 +36,9 @@ def shared_path(*parts: str) -> Path:
     """A path under ../shared, or skip the test with the reason."""
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"../shared/{'/'.join(parts)} is absent (public datasets and vectors live beside the repo)")
+        pytest.skip(
+            f"../shared/{'/'.join(parts)} is absent (public datasets and vectors live beside the repo)"
+        )
     return path
 
 
@@ -75,10 +83,19 @@ class CliResult:
 def cli(vault_path: Path) -> Callable[..., CliResult]:
     """Run the real `strongroom` command in a subprocess against `vault_path`."""
 
-    def run(*args: str, env: dict[str, str] | None = None, input: str | None = None, timeout: float = 300,
-            isolation: str | None = "waive") -> CliResult:
-        full_env = dict(os.environ, STRONGROOM_VAULT=str(vault_path), STRONGROOM_PASSPHRASE=PASSPHRASE,
-                        PYTHONUNBUFFERED="1")
+    def run(
+        *args: str,
+        env: dict[str, str] | None = None,
+        input: str | None = None,
+        timeout: float = 300,
+        isolation: str | None = "waive",
+    ) -> CliResult:
+        full_env = dict(
+            os.environ,
+            STRONGROOM_VAULT=str(vault_path),
+            STRONGROOM_PASSPHRASE=PASSPHRASE,
+            PYTHONUNBUFFERED="1",
+        )
         full_env.pop("STRONGROOM_TEST_ISOLATION", None)
         if isolation:
             full_env["STRONGROOM_TEST_ISOLATION"] = isolation
@@ -86,8 +103,15 @@ def cli(vault_path: Path) -> Callable[..., CliResult]:
         for k, v in list(full_env.items()):
             if v is None:
                 del full_env[k]
-        proc = subprocess.run([sys.executable, "-m", "vault.cli", *args], env=full_env, cwd=REPO, text=True,
-                              capture_output=True, input=input, timeout=timeout)
+        proc = subprocess.run(
+            [sys.executable, "-m", "vault.cli", *args],
+            env=full_env,
+            cwd=REPO,
+            text=True,
+            capture_output=True,
+            input=input,
+            timeout=timeout,
+        )
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
     return run

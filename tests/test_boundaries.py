@@ -23,7 +23,9 @@ print(json.dumps({"modules": names, "ui": ui}))
 
 
 def test_core_never_imports_textual_rich_or_tui():
-    proc = subprocess.run([sys.executable, "-c", PROBE], cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert len(result["modules"]) > 20 and "vault.door" in result["modules"]
@@ -32,9 +34,13 @@ def test_core_never_imports_textual_rich_or_tui():
 
 def test_command_line_starts_without_torch_or_threads():
     """Isolation needs a single-threaded process: parsing the command line must not import torch."""
-    probe = ("import os, sys; from vault import cli; cli.build_parser(); "
-             "print(len(os.listdir('/proc/self/task')), 'torch' in sys.modules, 'numpy' in sys.modules)")
-    proc = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    probe = (
+        "import os, sys; from vault import cli; cli.build_parser(); "
+        "print(len(os.listdir('/proc/self/task')), 'torch' in sys.modules, 'numpy' in sys.modules)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["1", "False", "False"]
 
@@ -44,5 +50,7 @@ def test_no_core_module_imports_the_screen_even_lazily():
     import re
 
     pattern = re.compile(r"^\s*(from|import)\s+(textual|rich|tui)\b", re.M)
-    offenders = [str(p.relative_to(REPO)) for p in (REPO / "vault").rglob("*.py") if pattern.search(p.read_text())]
+    offenders = [
+        str(p.relative_to(REPO)) for p in (REPO / "vault").rglob("*.py") if pattern.search(p.read_text())
+    ]
     assert offenders == []

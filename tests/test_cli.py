@@ -18,7 +18,9 @@ def init(cli) -> None:
 def test_init_import_list_show_verify_delete(cli, tmp_path):
     init(cli)
     src = tmp_path / "t.csv"
-    src.write_text("text,label\n" + "".join(f"\"hello, number {i}\",{'a' if i % 2 else 'b'}\n" for i in range(20)))
+    src.write_text(
+        "text,label\n" + "".join(f'"hello, number {i}",{"a" if i % 2 else "b"}\n' for i in range(20))
+    )
     result = cli("import", str(src), "--name", "greetings", "--sensitivity", "low")
     assert result.code == 0, result.err
     listed = cli("datasets", "--json")
@@ -84,22 +86,53 @@ def test_passphrase_file_and_no_passphrase(cli, tmp_path):
 def test_real_datasets_import(cli, shared):
     init(cli)
     mnist = shared("datasets", "mnist")
-    result = cli("import", str(mnist / "t10k-images-idx3-ubyte.gz"), "--labels",
-                 str(mnist / "t10k-labels-idx1-ubyte.gz"), "--name", "mnist", "--json")
+    result = cli(
+        "import",
+        str(mnist / "t10k-images-idx3-ubyte.gz"),
+        "--labels",
+        str(mnist / "t10k-labels-idx1-ubyte.gz"),
+        "--name",
+        "mnist",
+        "--json",
+    )
     assert result.code == 0, result.err
     info = result.json()
     assert info["samples"] == 10_000 and info["shape"] == [1, 28, 28] and len(info["classes"]) == 10
     assert info["counts"]["0"] == 980 and info["counts"]["1"] == 1135
 
     sms = shared("datasets", "sms_spam_collection", "SMSSpamCollection")
-    result = cli("import", str(sms), "--format", "tsv", "--no-header", "--label-column", "0", "--text-column", "1",
-                 "--name", "sms", "--json")
+    result = cli(
+        "import",
+        str(sms),
+        "--format",
+        "tsv",
+        "--no-header",
+        "--label-column",
+        "0",
+        "--text-column",
+        "1",
+        "--name",
+        "sms",
+        "--json",
+    )
     assert result.code == 0, result.err
     assert result.json()["samples"] == 5574 and result.json()["counts"] == {"ham": 4827, "spam": 747}
 
     ag = shared("datasets", "ag_news", "test.csv")
-    result = cli("import", str(ag), "--format", "csv", "--no-header", "--label-column", "0", "--text-column", "1,2",
-                 "--name", "agnews", "--json")
+    result = cli(
+        "import",
+        str(ag),
+        "--format",
+        "csv",
+        "--no-header",
+        "--label-column",
+        "0",
+        "--text-column",
+        "1,2",
+        "--name",
+        "agnews",
+        "--json",
+    )
     assert result.code == 0, result.err
     assert result.json()["samples"] == 7600 and len(result.json()["classes"]) == 4
 
@@ -116,13 +149,32 @@ def test_real_datasets_import(cli, shared):
 
 def test_keys_commands(cli, tmp_path: Path):
     init(cli)
-    added = cli("keys", "add", "olivia", "--role", "operator", env={"STRONGROOM_NEW_PASSPHRASE": "olivia's passphrase"})
+    added = cli(
+        "keys",
+        "add",
+        "olivia",
+        "--role",
+        "operator",
+        env={"STRONGROOM_NEW_PASSPHRASE": "olivia's passphrase"},
+    )
     assert added.code == 0, added.err
     listed = cli("keys", "list", "--json").json()
     assert {(k["user"], k["role"]) for k in listed} == {("admin", "admin"), ("olivia", "operator")}
-    as_olivia = cli("datasets", env={"STRONGROOM_USER": "olivia", "STRONGROOM_PASSPHRASE": "olivia's passphrase"})
+    as_olivia = cli(
+        "datasets", env={"STRONGROOM_USER": "olivia", "STRONGROOM_PASSPHRASE": "olivia's passphrase"}
+    )
     assert as_olivia.code == 0, as_olivia.err
     assert cli("keys", "rotate").code == 0
-    assert cli("datasets", env={"STRONGROOM_USER": "olivia", "STRONGROOM_PASSPHRASE": "olivia's passphrase"}).code == 0
+    assert (
+        cli(
+            "datasets", env={"STRONGROOM_USER": "olivia", "STRONGROOM_PASSPHRASE": "olivia's passphrase"}
+        ).code
+        == 0
+    )
     assert cli("keys", "remove", "olivia").code == 0
-    assert cli("datasets", env={"STRONGROOM_USER": "olivia", "STRONGROOM_PASSPHRASE": "olivia's passphrase"}).code == 5
+    assert (
+        cli(
+            "datasets", env={"STRONGROOM_USER": "olivia", "STRONGROOM_PASSPHRASE": "olivia's passphrase"}
+        ).code
+        == 5
+    )

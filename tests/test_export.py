@@ -14,8 +14,9 @@ from tests.conftest import PASSPHRASE, REPO
 from vault.errors import AuthError, InputError, PolicyDenied
 
 STRICT = (REPO / "policies" / "strict.toml").read_text()
-ROWS = [("ham", f"see you at {h} o'clock, ok?") for h in range(1, 13)] + \
-       [("spam", f"WIN a {p} prize now, txt CLAIM to 8{p}") for p in range(100, 112)]
+ROWS = [("ham", f"see you at {h} o'clock, ok?") for h in range(1, 13)] + [
+    ("spam", f"WIN a {p} prize now, txt CLAIM to 8{p}") for p in range(100, 112)
+]
 
 
 def small_text(path: Path) -> Path:
@@ -25,8 +26,18 @@ def small_text(path: Path) -> Path:
 
 def trained(v, tmp_path: Path) -> str:
     v.import_dataset(small_text(tmp_path / "msgs.tsv"), name="msgs", sensitivity="medium")
-    result = v.train({"dataset": "msgs", "model": "bow", "dp": True, "epsilon": 2.0, "epochs": 2,
-                      "batch_size": 8, "val_split": 0.25, "seed": 1})
+    result = v.train(
+        {
+            "dataset": "msgs",
+            "model": "bow",
+            "dp": True,
+            "epsilon": 2.0,
+            "epochs": 2,
+            "batch_size": 8,
+            "val_split": 0.25,
+            "seed": 1,
+        }
+    )
     return result["model"]
 
 
@@ -35,8 +46,14 @@ def test_export_writes_model_card_and_a_manifest_openssl_verifies(new_vault, tmp
     model = trained(v, tmp_path)
     out = tmp_path / "release"
     result = v.export(model, out)
-    assert sorted(result["files"]) == ["MANIFEST.sha256", "MANIFEST.sig", "card.json", "card.md",
-                                       "model.safetensors", "signer.pub.pem"]
+    assert sorted(result["files"]) == [
+        "MANIFEST.sha256",
+        "MANIFEST.sig",
+        "card.json",
+        "card.md",
+        "model.safetensors",
+        "signer.pub.pem",
+    ]
     manifest = (out / "MANIFEST.sha256").read_text().splitlines()
     for line in manifest:
         digest, name = line.split("  ")
@@ -45,18 +62,53 @@ def test_export_writes_model_card_and_a_manifest_openssl_verifies(new_vault, tmp
     card = json.loads((out / "card.json").read_text())
     assert card["dataset"]["name"] == "msgs"
     for text in (t for _, t in ROWS):  # the card and weights never carry records
-        assert text.encode() not in (out / "card.json").read_bytes() + (out / "model.safetensors").read_bytes()
+        assert (
+            text.encode() not in (out / "card.json").read_bytes() + (out / "model.safetensors").read_bytes()
+        )
     if shutil.which("openssl"):
-        ok = subprocess.run(["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", "signer.pub.pem", "-rawin",
-                             "-in", "MANIFEST.sha256", "-sigfile", "MANIFEST.sig"], cwd=out, capture_output=True)
+        ok = subprocess.run(
+            [
+                "openssl",
+                "pkeyutl",
+                "-verify",
+                "-pubin",
+                "-inkey",
+                "signer.pub.pem",
+                "-rawin",
+                "-in",
+                "MANIFEST.sha256",
+                "-sigfile",
+                "MANIFEST.sig",
+            ],
+            cwd=out,
+            capture_output=True,
+        )
         assert ok.returncode == 0, ok.stderr
         (out / "MANIFEST.sha256").write_text("\n".join(manifest[::-1]) + "\n")
-        bad = subprocess.run(["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", "signer.pub.pem", "-rawin",
-                              "-in", "MANIFEST.sha256", "-sigfile", "MANIFEST.sig"], cwd=out, capture_output=True)
+        bad = subprocess.run(
+            [
+                "openssl",
+                "pkeyutl",
+                "-verify",
+                "-pubin",
+                "-inkey",
+                "signer.pub.pem",
+                "-rawin",
+                "-in",
+                "MANIFEST.sha256",
+                "-sigfile",
+                "MANIFEST.sig",
+            ],
+            cwd=out,
+            capture_output=True,
+        )
         assert bad.returncode != 0
     if shutil.which("sha256sum"):
         (out / "MANIFEST.sha256").write_text("\n".join(manifest) + "\n")
-        assert subprocess.run(["sha256sum", "-c", "MANIFEST.sha256"], cwd=out, capture_output=True).returncode == 0
+        assert (
+            subprocess.run(["sha256sum", "-c", "MANIFEST.sha256"], cwd=out, capture_output=True).returncode
+            == 0
+        )
     entries = v.audit.entries(action="model.export")
     assert entries and entries[-1]["subject"] == model
 
@@ -96,17 +148,49 @@ def test_two_person_export_through_the_command(cli, vault_path, tmp_path):
     policy = tmp_path / "strict.toml"
     policy.write_text(STRICT)
     assert cli("init", "--policy", str(policy)).code == 0
-    assert cli("keys", "add", "olivia", "--role", "operator",
-               env={"STRONGROOM_NEW_PASSPHRASE": "olivia's passphrase"}).code == 0
-    assert cli("import", str(small_text(tmp_path / "m.tsv")), "--name", "msgs", "--sensitivity", "medium").code == 0
-    trained_run = cli("train", "msgs", "--model", "bow", "--dp", "--epsilon", "2", "--epochs", "2",
-                      "--batch-size", "8", "--val-split", "0.25", "--json")
+    assert (
+        cli(
+            "keys",
+            "add",
+            "olivia",
+            "--role",
+            "operator",
+            env={"STRONGROOM_NEW_PASSPHRASE": "olivia's passphrase"},
+        ).code
+        == 0
+    )
+    assert (
+        cli("import", str(small_text(tmp_path / "m.tsv")), "--name", "msgs", "--sensitivity", "medium").code
+        == 0
+    )
+    trained_run = cli(
+        "train",
+        "msgs",
+        "--model",
+        "bow",
+        "--dp",
+        "--epsilon",
+        "2",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--val-split",
+        "0.25",
+        "--json",
+    )
     assert trained_run.code == 0, trained_run.err
     model = trained_run.json()["model"]
     refused = cli("export", model, "--out", str(tmp_path / "x"))
     assert refused.code == 3 and "export.approvals_required" in refused.err
-    ok = cli("export", model, "--out", str(tmp_path / "release"), "--json",
-             env={"STRONGROOM_APPROVER": "olivia", "STRONGROOM_APPROVER_PASSPHRASE": "olivia's passphrase"})
+    ok = cli(
+        "export",
+        model,
+        "--out",
+        str(tmp_path / "release"),
+        "--json",
+        env={"STRONGROOM_APPROVER": "olivia", "STRONGROOM_APPROVER_PASSPHRASE": "olivia's passphrase"},
+    )
     assert ok.code == 0, ok.err
     assert (tmp_path / "release" / "model.safetensors").is_file()
     assert ok.json()["approvals"] == [{"user": "olivia", "role": "operator"}]

@@ -26,8 +26,14 @@ def write_idx(path: Path, values: np.ndarray, type_code: int = 0x08, *, gz: bool
     return path
 
 
-def pair(tmp_path: Path, n: int = 12, *, gz: bool = False, shape: tuple[int, ...] = (5, 4),
-         labels: np.ndarray | None = None) -> tuple[Path, Path, np.ndarray, np.ndarray]:
+def pair(
+    tmp_path: Path,
+    n: int = 12,
+    *,
+    gz: bool = False,
+    shape: tuple[int, ...] = (5, 4),
+    labels: np.ndarray | None = None,
+) -> tuple[Path, Path, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(n)
     images = rng.integers(0, 256, (n, *shape), dtype=np.uint8)
     labels = labels if labels is not None else (np.arange(n) % 3).astype(np.uint8)
@@ -47,7 +53,12 @@ def test_round_trip_raw_and_gzip(tmp_path: Path, gz: bool) -> None:
     np.testing.assert_array_equal(data.images[:, 0], images)
     np.testing.assert_array_equal(data.labels, labels.astype(np.int64))
     preview = detect(images_path, ImportOptions(labels=labels_path))
-    assert (preview.fmt, preview.samples, preview.counts, preview.shape) == ("idx", 12, data.counts, (1, 5, 4))
+    assert (preview.fmt, preview.samples, preview.counts, preview.shape) == (
+        "idx",
+        12,
+        data.counts,
+        (1, 5, 4),
+    )
 
 
 def test_colour_idx_with_channel_dimension(tmp_path: Path) -> None:
@@ -111,7 +122,11 @@ def test_labels_file_not_found(tmp_path: Path) -> None:
 def test_mismatched_counts(tmp_path: Path) -> None:
     images_path, _, _, _ = pair(tmp_path, n=12)
     labels = write_idx(tmp_path / "other-labels", np.arange(10, dtype=np.uint8) % 2)
-    refused(images_path, labels, "IDX counts differ: images-idx3-ubyte holds 12 images, other-labels holds 10 labels")
+    refused(
+        images_path,
+        labels,
+        "IDX counts differ: images-idx3-ubyte holds 12 images, other-labels holds 10 labels",
+    )
 
 
 @pytest.mark.parametrize("which", ["images", "labels"])
@@ -147,8 +162,12 @@ def test_truncated_images(tmp_path: Path, gz: bool) -> None:
     raw = idx_bytes(images)[:-7]
     path = tmp_path / "short"
     path.write_bytes(gzip.compress(raw) if gz else raw)
-    refused(path, labels_path, "short is truncated: its header declares unsigned byte values shaped 12 x 5 x 4 "
-                               "(240 bytes of data) but the file holds 233")
+    refused(
+        path,
+        labels_path,
+        "short is truncated: its header declares unsigned byte values shaped 12 x 5 x 4 "
+        "(240 bytes of data) but the file holds 233",
+    )
 
 
 def test_truncated_gzip_stream(tmp_path: Path) -> None:

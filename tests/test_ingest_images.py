@@ -39,7 +39,9 @@ def chw(pixels: np.ndarray) -> np.ndarray:
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
 
 
-def make_folder(root: Path, spec: dict[str, list[tuple[str, tuple[int, int], bool]]]) -> dict[str, np.ndarray]:
+def make_folder(
+    root: Path, spec: dict[str, list[tuple[str, tuple[int, int], bool]]]
+) -> dict[str, np.ndarray]:
     """spec: class -> [(file name, (w, h), grey)]; returns file key 'class/name' -> pixels written."""
     written = {}
     for cls, files in spec.items():
@@ -137,8 +139,10 @@ def test_all_grey_gives_one_channel(tmp_path: Path) -> None:
 
 
 def test_mixed_sizes_resize_to_most_common(tmp_path: Path) -> None:
-    spec = {"a": [("1.png", (10, 6), False), ("2.png", (10, 6), False), ("3.png", (20, 12), False)],
-            "b": [("1.png", (10, 6), False), ("2.png", (3, 3), False)]}
+    spec = {
+        "a": [("1.png", (10, 6), False), ("2.png", (10, 6), False), ("3.png", (20, 12), False)],
+        "b": [("1.png", (10, 6), False), ("2.png", (3, 3), False)],
+    }
     written = make_folder(tmp_path / "src", spec)
     data = decode(tmp_path / "src")
     assert data.shape == (3, 6, 10)
@@ -150,8 +154,10 @@ def test_mixed_sizes_resize_to_most_common(tmp_path: Path) -> None:
 
 def test_first_image_of_odd_size_still_gives_most_common(tmp_path: Path) -> None:
     """The first file's size is only a guess; the most common size wins and everything is redone."""
-    spec = {"a": [("0.png", (9, 9), False), ("1.png", (4, 5), False)],
-            "b": [("1.png", (4, 5), False), ("2.png", (4, 5), False)]}
+    spec = {
+        "a": [("0.png", (9, 9), False), ("1.png", (4, 5), False)],
+        "b": [("1.png", (4, 5), False), ("2.png", (4, 5), False)],
+    }
     written = make_folder(tmp_path / "src", spec)
     serial = decode(tmp_path / "src", ImportOptions(workers=1))
     assert serial.shape == (3, 5, 4)
@@ -161,7 +167,9 @@ def test_first_image_of_odd_size_still_gives_most_common(tmp_path: Path) -> None
 
 
 def test_image_size_option_resizes_every_image(tmp_path: Path) -> None:
-    written = make_folder(tmp_path / "src", {"a": [("1.png", (8, 8), True)], "b": [("1.jpg", (64, 48), False)]})
+    written = make_folder(
+        tmp_path / "src", {"a": [("1.png", (8, 8), True)], "b": [("1.jpg", (64, 48), False)]}
+    )
     data = decode(tmp_path / "src", ImportOptions(image_size=16))
     assert data.shape == (3, 16, 16)
     expected = np.asarray(Image.fromarray(written["a/1.png"]).resize((16, 16), Image.Resampling.BILINEAR))
@@ -184,7 +192,7 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
 
 
 def test_sixteen_bit_grey_keeps_top_bits_and_alpha_is_dropped(tmp_path: Path) -> None:
-    wide = (np.arange(16, dtype=np.uint16).reshape(4, 4) * 4000)
+    wide = np.arange(16, dtype=np.uint16).reshape(4, 4) * 4000
     write(tmp_path / "src" / "a" / "w.png", wide)
     rgba = np.dstack([pattern(4, (4, 4), False), np.full((4, 4), 7, np.uint8)])
     write(tmp_path / "src" / "b" / "t.png", rgba)
@@ -194,8 +202,10 @@ def test_sixteen_bit_grey_keeps_top_bits_and_alpha_is_dropped(tmp_path: Path) ->
 
 
 def test_parallel_decode_matches_serial(tmp_path: Path) -> None:
-    spec = {cls: [(f"{i:03d}.png", (8, 8) if i % 7 else (12, 10), i % 3 == 0) for i in range(40)]
-            for cls in ("a", "b", "c")}
+    spec = {
+        cls: [(f"{i:03d}.png", (8, 8) if i % 7 else (12, 10), i % 3 == 0) for i in range(40)]
+        for cls in ("a", "b", "c")
+    }
     make_folder(tmp_path / "src", spec)
     serial = decode(tmp_path / "src", ImportOptions(workers=1))
     parallel = decode(tmp_path / "src", ImportOptions(workers=2))
@@ -210,7 +220,13 @@ def test_detect_matches_decode_without_decoding_pixels(tmp_path: Path) -> None:
     preview = detect(tmp_path / "src")
     data = decode(tmp_path / "src")
     assert (preview.fmt, preview.kind, preview.classes, preview.counts, preview.samples, preview.shape) == (
-        data.fmt, data.kind, data.classes, data.counts, data.samples, data.shape)
+        data.fmt,
+        data.kind,
+        data.classes,
+        data.counts,
+        data.samples,
+        data.shape,
+    )
     # a truncated pixel stream is invisible to the header scan, but decode finds it
     path = tmp_path / "src" / "b" / "1.bmp"
     path.write_bytes(path.read_bytes()[:-20])
@@ -341,7 +357,9 @@ def test_nested_folder_inside_class(tmp_path: Path) -> None:
 
 def test_split_folders_are_refused_with_a_hint(tmp_path: Path) -> None:
     for split in ("train", "test"):
-        make_folder(tmp_path / "src" / split, {"a": [("1.png", (4, 4), True)], "b": [("1.png", (4, 4), True)]})
+        make_folder(
+            tmp_path / "src" / split, {"a": [("1.png", (4, 4), True)], "b": [("1.png", (4, 4), True)]}
+        )
     err = expect_input_error(tmp_path / "src", r"src holds split folders \(test, train\), not class folders")
     assert str(tmp_path / "src" / "train") in err.hint
     assert decode(tmp_path / "src" / "train").samples == 2
@@ -403,13 +421,20 @@ def test_image_declaring_huge_dimensions_is_refused_before_decoding(tmp_path: Pa
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     header = struct.pack(">IIBBBBB", 60_000, 60_000, 8, 0, 0, 0, 0)
-    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
     (tmp_path / "src" / "b" / "huge.png").write_bytes(png)
     expect_input_error(tmp_path / "src", r"image too large to decode safely: src/b/huge\.png")
 
 
 def test_first_bad_file_wins_in_parallel(tmp_path: Path) -> None:
-    make_folder(tmp_path / "src", {c: [(f"{i:02d}.png", (4, 4), True) for i in range(30)] for c in ("a", "b")})
+    make_folder(
+        tmp_path / "src", {c: [(f"{i:02d}.png", (4, 4), True) for i in range(30)] for c in ("a", "b")}
+    )
     (tmp_path / "src" / "a" / "05.png").write_bytes(b"junk")
     (tmp_path / "src" / "b" / "20.png").write_bytes(b"junk")
     for workers in (1, 2, 3):

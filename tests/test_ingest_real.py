@@ -37,7 +37,9 @@ def test_mnist_idx_pair(shared) -> None:
 def test_mnist_with_the_training_labels_is_refused(shared) -> None:
     folder = shared("datasets", "mnist")
     with pytest.raises(InputError, match="IDX counts differ: .* 10000 images, .* 60000 labels"):
-        decode(folder / "t10k-images-idx3-ubyte.gz", ImportOptions(labels=folder / "train-labels-idx1-ubyte.gz"))
+        decode(
+            folder / "t10k-images-idx3-ubyte.gz", ImportOptions(labels=folder / "train-labels-idx1-ubyte.gz")
+        )
     with pytest.raises(UsageError, match="need a labels file"):
         decode(folder / "t10k-images-idx3-ubyte.gz")
 
@@ -76,7 +78,9 @@ def test_cifar_jpeg_folders(shared, split: str, per_class: int) -> None:
     assert data.shape == (3, 32, 32) == preview.shape
     first = np.asarray(Image.open(root / "airplane" / "0000.jpg").convert("RGB")).transpose(2, 0, 1)
     np.testing.assert_array_equal(data.images[0], first)
-    last = np.asarray(Image.open(root / "truck" / f"{per_class - 1:04d}.jpg").convert("RGB")).transpose(2, 0, 1)
+    last = np.asarray(Image.open(root / "truck" / f"{per_class - 1:04d}.jpg").convert("RGB")).transpose(
+        2, 0, 1
+    )
     np.testing.assert_array_equal(data.images[-1], last)
 
 

@@ -17,12 +17,14 @@ from vault.ingest import ImportOptions, ImportProgress, decode, detect
 
 # U+FEFF is left out: at the very start of a file it is the BOM, which is dropped by design.
 CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters="\ufeff")
-AWKWARD = st.text(alphabet=CHARS | st.sampled_from(',"\'\t\n\r;| '),
-                  max_size=30)
-LABEL = st.text(alphabet=CHARS | st.sampled_from(',"\n\t '), min_size=1,
-                max_size=8).filter(lambda s: s.strip() != "")
+AWKWARD = st.text(alphabet=CHARS | st.sampled_from(",\"'\t\n\r;| "), max_size=30)
+LABEL = st.text(alphabet=CHARS | st.sampled_from(',"\n\t '), min_size=1, max_size=8).filter(
+    lambda s: s.strip() != ""
+)
 RECORDS = st.lists(st.tuples(AWKWARD, LABEL), min_size=2, max_size=12)
-HYPOTHESIS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+HYPOTHESIS = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 def csv_text(rows: list[list[str]], delimiter: str = ",") -> str:
@@ -60,12 +62,15 @@ def test_csv_round_trip(tmp_path: Path, records: list[tuple[str, str]]) -> None:
 @given(records=RECORDS)
 def test_quoted_tsv_round_trip(tmp_path: Path, records: list[tuple[str, str]]) -> None:
     assume(len({label.strip() for _, label in records}) >= 2)
-    path = write(tmp_path / "data.tsv", csv_text([["label", "text"], *[[lab, t] for t, lab in records]], "\t"))
+    path = write(
+        tmp_path / "data.tsv", csv_text([["label", "text"], *[[lab, t] for t, lab in records]], "\t")
+    )
     check_round_trip(decode(path), records)
 
 
-PLAIN = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\t\n\r\ufeff"),
-                max_size=30)
+PLAIN = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\t\n\r\ufeff"), max_size=30
+)
 
 
 @HYPOTHESIS
@@ -115,7 +120,10 @@ def test_several_text_columns_are_joined_with_a_space(tmp_path: Path) -> None:
     by_list = decode(path, ImportOptions(header=False, text_column=[2, 1], label_column="0"))
     assert by_list.texts[0] == "Body one Title one"
     named = write(tmp_path / "named.csv", "cls,title,body\n3,T1,B1\n1,T2,B2\n")
-    assert decode(named, ImportOptions(text_column="title,body", label_column="cls")).texts == ["T1 B1", "T2 B2"]
+    assert decode(named, ImportOptions(text_column="title,body", label_column="cls")).texts == [
+        "T1 B1",
+        "T2 B2",
+    ]
 
 
 def test_numeric_labels_sort_numerically(tmp_path: Path) -> None:
@@ -135,7 +143,10 @@ def test_columns_by_name_are_case_insensitive_and_obvious_ones_are_found(tmp_pat
     data = decode(path)
     assert data.texts == ["hello", "bye"]
     assert any("columns used" in note for note in data.notes)
-    assert decode(path, ImportOptions(text_column="message", label_column="CATEGORY")).texts == ["hello", "bye"]
+    assert decode(path, ImportOptions(text_column="message", label_column="CATEGORY")).texts == [
+        "hello",
+        "bye",
+    ]
     two = write(tmp_path / "two.csv", "body_of_mail,label\nx,a\ny,b\n")
     assert decode(two).texts == ["x", "y"]  # one label name in a two-column file: the other is the text
 
@@ -155,7 +166,9 @@ def test_jsonl_arrays_and_integer_labels(tmp_path: Path) -> None:
     path = write(tmp_path / "d.jsonl", '[1, "first"]\n\n[2, "second"]\n')
     data = decode(path, ImportOptions(text_column=1, label_column=0))
     assert data.texts == ["first", "second"] and data.classes == ["1", "2"]
-    objects = write(tmp_path / "o.jsonl", '{"review": "good", "sentiment": 1}\n{"review": "bad", "sentiment": 0}\n')
+    objects = write(
+        tmp_path / "o.jsonl", '{"review": "good", "sentiment": 1}\n{"review": "bad", "sentiment": 0}\n'
+    )
     assert decode(objects).classes == ["0", "1"]
 
 
@@ -164,7 +177,9 @@ def test_tsv_with_stray_quotes_falls_back_to_plain(tmp_path: Path) -> None:
     data = decode(write(tmp_path / "sms.tsv", content), ImportOptions(header=False, label_column=0))
     assert data.texts == ['"Happy day" I said', 'Win "big" now', '"quoted"']
     assert any("plain TSV" in note for note in data.notes)
-    forced = decode(tmp_path / "sms.tsv", ImportOptions(header=False, quoting=False, text_column=1, label_column=0))
+    forced = decode(
+        tmp_path / "sms.tsv", ImportOptions(header=False, quoting=False, text_column=1, label_column=0)
+    )
     assert forced.texts == data.texts
     with pytest.raises(InputError, match="malformed quoted field"):
         decode(tmp_path / "sms.tsv", ImportOptions(header=False, quoting=True, label_column=0))
@@ -173,7 +188,10 @@ def test_tsv_with_stray_quotes_falls_back_to_plain(tmp_path: Path) -> None:
 def test_format_sniffed_from_content(tmp_path: Path) -> None:
     assert detect(write(tmp_path / "a", "text,label\nx,1\ny,2\n")).fmt == "csv"
     assert detect(write(tmp_path / "b", "text\tlabel\nx\t1\ny\t2\n")).fmt == "tsv"
-    assert detect(write(tmp_path / "c.txt", '{"text": "x", "label": 1}\n{"text": "y", "label": 2}\n')).fmt == "jsonl"
+    assert (
+        detect(write(tmp_path / "c.txt", '{"text": "x", "label": 1}\n{"text": "y", "label": 2}\n')).fmt
+        == "jsonl"
+    )
     mislabelled = write(tmp_path / "tabs.csv", "text\tlabel\nx\t1\ny\t2\n")
     assert decode(mislabelled, ImportOptions(fmt="tsv")).texts == ["x", "y"]  # --format beats the suffix
     with pytest.raises(UsageError, match="cannot tell the format"):
@@ -207,7 +225,9 @@ def test_missing_named_column_lists_the_available_ones(tmp_path: Path) -> None:
     path = write(tmp_path / "d.csv", f"id,body,label\n1,{SECRET},a\n2,x,b\n")
     err = refused(path, "d.csv has no column named 'text'", ImportOptions(text_column="text"))
     assert err.hint == "available columns: 0: id, 1: body, 2: label"
-    err = refused(path, "d.csv has no column 7: its rows have 3 field(s)", ImportOptions(text_column=7, label_column=2))
+    err = refused(
+        path, "d.csv has no column 7: its rows have 3 field(s)", ImportOptions(text_column=7, label_column=2)
+    )
     assert SECRET not in str(err)
 
 
@@ -221,28 +241,43 @@ def test_first_row_that_is_data_is_not_listed_as_column_names(tmp_path: Path) ->
 
 def test_names_need_a_header(tmp_path: Path) -> None:
     path = write(tmp_path / "d.csv", "x,1\ny,2\n")
-    refused(path, "--text-column 'text': d.csv has no header row", ImportOptions(header=False, text_column="text",
-                                                                                 label_column=1), UsageError)
+    refused(
+        path,
+        "--text-column 'text': d.csv has no header row",
+        ImportOptions(header=False, text_column="text", label_column=1),
+        UsageError,
+    )
 
 
 def test_ambiguous_columns_ask_for_flags(tmp_path: Path) -> None:
     path = write(tmp_path / "news.csv", '"3","Title","Body"\n"1","T","B"\n')
-    err = refused(path, "cannot tell which column of news.csv holds the text and which the label",
-                  ImportOptions(header=False), UsageError)
+    err = refused(
+        path,
+        "cannot tell which column of news.csv holds the text and which the label",
+        ImportOptions(header=False),
+        UsageError,
+    )
     assert "--text-column" in err.hint and "--label-column" in err.hint
     assert err.exit_code == 2
 
 
 def test_non_utf8_names_line_and_offset(tmp_path: Path) -> None:
     content = b"text,label\nfine,a\n" + b"caf\xe9 au lait,b\n"
-    err = refused(write(tmp_path / "latin.csv", content),
-                  "latin.csv is not UTF-8: invalid continuation byte at line 3, byte 4 of that line (file offset 21)")
+    err = refused(
+        write(tmp_path / "latin.csv", content),
+        "latin.csv is not UTF-8: invalid continuation byte at line 3, byte 4 of that line (file offset 21)",
+    )
     assert "iconv" in err.hint
     assert err.detail == {"file": "latin.csv", "line": 3, "offset": 21}
     with_bom = codecs.BOM_UTF8 + b"text,label\n\xff,a\n"
-    refused(write(tmp_path / "bom.csv", with_bom), "invalid start byte at line 2, byte 1 of that line (file offset 14)")
-    refused(write(tmp_path / "cut.jsonl", b'{"text": "x", "label": "a"}\n' + "é".encode()[:1]),
-            "unexpected end of data at line 2")
+    refused(
+        write(tmp_path / "bom.csv", with_bom),
+        "invalid start byte at line 2, byte 1 of that line (file offset 14)",
+    )
+    refused(
+        write(tmp_path / "cut.jsonl", b'{"text": "x", "label": "a"}\n' + "é".encode()[:1]),
+        "unexpected end of data at line 2",
+    )
 
 
 def test_row_without_a_label(tmp_path: Path) -> None:
@@ -250,15 +285,19 @@ def test_row_without_a_label(tmp_path: Path) -> None:
     err = refused(path, "d.csv row 2 (line 3) has no label (column 1, 'label' is missing)")
     assert SECRET not in str(err)
     assert err.detail == {"file": "d.csv", "row": 2, "line": 3}
-    jsonl = write(tmp_path / "d.jsonl", '{"text": "a", "label": "x"}\n{"text": "b"}\n{"text": "c", "label": null}\n')
+    jsonl = write(
+        tmp_path / "d.jsonl", '{"text": "a", "label": "x"}\n{"text": "b"}\n{"text": "c", "label": null}\n'
+    )
     refused(jsonl, "d.jsonl row 2 (line 2) has no label (key 'label' is missing)")
 
 
 def test_empty_label(tmp_path: Path) -> None:
     path = write(tmp_path / "d.csv", 'text,label\nok,a\n"multi\nline",b\nthird,  \n')
     refused(path, "d.csv row 3 (line 5) has an empty label")
-    refused(write(tmp_path / "e.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", "label": ""}\n'),
-            "e.jsonl row 2 (line 2) has an empty label")
+    refused(
+        write(tmp_path / "e.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", "label": ""}\n'),
+        "e.jsonl row 2 (line 2) has an empty label",
+    )
 
 
 def test_row_with_extra_fields(tmp_path: Path) -> None:
@@ -276,13 +315,22 @@ def test_invalid_jsonl(tmp_path: Path) -> None:
     path = write(tmp_path / "d.jsonl", '{"text": "a", "label": "x"}\n{"text": "' + SECRET + '", label: 1}\n')
     err = refused(path, "d.jsonl line 2 is not valid JSON: Expecting property name enclosed in double quotes")
     assert SECRET not in str(err)
-    refused(write(tmp_path / "n.jsonl", '{"text": "a", "label": "x"}\n42\n'), "line 2 holds a JSON number, not an object")
-    refused(write(tmp_path / "m.jsonl", '{"text": "a", "label": "x"}\n["b", "y"]\n'),
-            "line 2 holds a JSON array, but line 1 holds a object")
-    refused(write(tmp_path / "f.jsonl", '{"text": "a", "label": 1.5}\n{"text": "b", "label": "y"}\n'),
-            "row 1 (line 1): the label is a JSON number")
-    refused(write(tmp_path / "t.jsonl", '{"text": 5, "label": "x"}\n{"text": "b", "label": "y"}\n'),
-            "the text (key 'text') is a JSON number, not a string")
+    refused(
+        write(tmp_path / "n.jsonl", '{"text": "a", "label": "x"}\n42\n'),
+        "line 2 holds a JSON number, not an object",
+    )
+    refused(
+        write(tmp_path / "m.jsonl", '{"text": "a", "label": "x"}\n["b", "y"]\n'),
+        "line 2 holds a JSON array, but line 1 holds a object",
+    )
+    refused(
+        write(tmp_path / "f.jsonl", '{"text": "a", "label": 1.5}\n{"text": "b", "label": "y"}\n'),
+        "row 1 (line 1): the label is a JSON number",
+    )
+    refused(
+        write(tmp_path / "t.jsonl", '{"text": 5, "label": "x"}\n{"text": "b", "label": "y"}\n'),
+        "the text (key 'text') is a JSON number, not a string",
+    )
 
 
 def test_no_records_and_one_class(tmp_path: Path) -> None:
@@ -310,4 +358,6 @@ def test_option_problems_are_usage_errors(tmp_path: Path) -> None:
 
 def test_binary_and_compressed_files_are_not_text(tmp_path: Path) -> None:
     refused(write(tmp_path / "blob", b"\x89PNG\r\n\x1a\n\0\0\0"), "blob looks binary")
-    refused(write(tmp_path / "data.gz", b"\x1f\x8b\x08\0\0\0"), "data.gz is compressed but is not an IDX file")
+    refused(
+        write(tmp_path / "data.gz", b"\x1f\x8b\x08\0\0\0"), "data.gz is compressed but is not an IDX file"
+    )

@@ -110,11 +110,18 @@ def server() -> Any:
     srv.close()
 
 
-def run_python(code: str, *args: str, timeout: float = 120, cwd: Path = REPO,
-               prefix: list[str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_python(
+    code: str, *args: str, timeout: float = 120, cwd: Path = REPO, prefix: list[str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STRONGROOM_")}
-    return subprocess.run([*(prefix or []), sys.executable, "-c", textwrap.dedent(code), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [*(prefix or []), sys.executable, "-c", textwrap.dedent(code), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def last_json(proc: subprocess.CompletedProcess[str]) -> Any:
@@ -125,10 +132,14 @@ def last_json(proc: subprocess.CompletedProcess[str]) -> Any:
 @pytest.fixture(scope="module")
 def namespaces() -> dict[str, Any]:
     """The strongest isolation a fresh process reaches on this host; namespace tests skip without it."""
-    proc = run_python("from vault.netguard.__main__ import main; raise SystemExit(main(['report']))", cwd=Path("/"))
+    proc = run_python(
+        "from vault.netguard.__main__ import main; raise SystemExit(main(['report']))", cwd=Path("/")
+    )
     if proc.returncode == 6:
-        pytest.skip(f"this host forbids network namespaces, so only the 'guard' level is testable: "
-                    f"{proc.stderr.strip()[-400:]}")
+        pytest.skip(
+            f"this host forbids network namespaces, so only the 'guard' level is testable: "
+            f"{proc.stderr.strip()[-400:]}"
+        )
     assert proc.returncode == 0, proc.stderr
     return dict(json.loads(proc.stdout))
 
@@ -186,8 +197,10 @@ def test_isolated_process_reaches_nothing(server: CountingServer, namespaces: di
     assert r["tcp"] == f"{prefix}127.0.0.1:{server.port} from __main__"
     assert r["udp"] == f"{prefix}a new AF_INET SOCK_DGRAM socket from __main__"
     assert r["dns"] == f"{prefix}name lookup example.com:443 from __main__"
-    assert r["urllib"].startswith("URLError: <urlopen error [Errno 13] network access blocked by strongroom: "
-                                  f"127.0.0.1:{server.port} from http.client")
+    assert r["urllib"].startswith(
+        "URLError: <urlopen error [Errno 13] network access blocked by strongroom: "
+        f"127.0.0.1:{server.port} from http.client"
+    )
     assert r["socketpair"] == "CONNECTED"  # AF_UNIX stays allowed
     assert r["ctypes"] == "EACCES"  # C code: refused by seccomp, below the guard
     assert r["child"] == f"PermissionError errno={errno.EACCES}"  # a fresh interpreter, no guard: seccomp
@@ -214,10 +227,15 @@ def test_report_is_evidence(namespaces: dict[str, Any]) -> None:
     assert report["environment"]["HF_HUB_OFFLINE"] == "1"
     assert report["environment"]["TORCH_HOME"].startswith("/tmp/strongroom-cache")
     if os.geteuid() == 0:
-        assert "sys_admin" in report["capabilities"]["dropped"] and "net_raw" in report["capabilities"]["dropped"]
+        assert (
+            "sys_admin" in report["capabilities"]["dropped"]
+            and "net_raw" in report["capabilities"]["dropped"]
+        )
 
 
-def test_host_unix_sockets_unreachable_but_kept_paths_stay(tmp_path: Path, namespaces: dict[str, Any]) -> None:
+def test_host_unix_sockets_unreachable_but_kept_paths_stay(
+    tmp_path: Path, namespaces: dict[str, Any]
+) -> None:
     assert str(tmp_path).startswith("/tmp/"), "this test needs pytest's tmp_path under /tmp"
     (tmp_path / "host").mkdir()
     listener = UnixListener(str(tmp_path / "host" / "service.sock"))
@@ -313,7 +331,9 @@ flt.load()
 
 @pytest.mark.parametrize("host", ["no-namespaces", "no-namespaces-no-seccomp"])
 def test_guard_fallback_where_the_host_forbids_namespaces(server: CountingServer, host: str) -> None:
-    code = FORBID + r"""
+    code = (
+        FORBID
+        + r"""
 import json, socket, subprocess
 from vault import netguard
 warnings = []
@@ -329,14 +349,21 @@ child = subprocess.run([sys.executable, "-c", "import socket,sys; socket.create_
 print(json.dumps({"report": report.to_json(), "warnings": warnings, "tcp": tcp,
                   "child": child.stdout.strip() or child.stderr.strip().splitlines()[-1]}))
 """
+    )
     out = last_json(run_python(code, str(server.port), host))
     connections, _ = server.close()
     report = out["report"]
     assert report["mode"] == "guard" and report["isolated"] is True
     assert "netns" not in report["layers"] and "guard" in report["layers"]
     assert report["netns"] == report["host_netns"]
-    assert any(w.startswith("LOUD WARNING: network namespaces are unavailable here (unshare(") for w in out["warnings"])
-    assert out["tcp"] == f"[Errno 13] network access blocked by strongroom: 127.0.0.1:{server.port} from __main__"
+    assert any(
+        w.startswith("LOUD WARNING: network namespaces are unavailable here (unshare(")
+        for w in out["warnings"]
+    )
+    assert (
+        out["tcp"]
+        == f"[Errno 13] network access blocked by strongroom: 127.0.0.1:{server.port} from __main__"
+    )
     if host == "no-namespaces":
         assert "seccomp" in report["layers"]
     else:
@@ -348,22 +375,32 @@ print(json.dumps({"report": report.to_json(), "warnings": warnings, "tcp": tcp,
 
 
 def test_required_level_unreachable_exits_6_with_the_fix() -> None:
-    code = FORBID + r"""
+    code = (
+        FORBID
+        + r"""
 from vault.netguard.__main__ import main
 raise SystemExit(main(["report", "--require", "namespace+seccomp"]))
 """
+    )
     proc = run_python(code)
     assert proc.returncode == 6
-    assert "network isolation 'namespace+seccomp' is required but only 'guard' could be reached" in proc.stderr
+    assert (
+        "network isolation 'namespace+seccomp' is required but only 'guard' could be reached" in proc.stderr
+    )
     assert "unshare(CLONE_NEWUSER|CLONE_NEWNET|CLONE_NEWNS): EPERM" in proc.stderr
     assert "user namespaces" in proc.stderr and "'guard'" in proc.stderr
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv to become "
-                    "an unprivileged user")
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("setpriv"),
+    reason="needs root and setpriv to become an unprivileged user",
+)
 def test_unprivileged_user_isolates_through_a_user_namespace(namespaces: dict[str, Any]) -> None:
-    proc = run_python("from vault.netguard.__main__ import main; raise SystemExit(main(['report']))", cwd=Path("/"),
-                      prefix=["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
+    proc = run_python(
+        "from vault.netguard.__main__ import main; raise SystemExit(main(['report']))",
+        cwd=Path("/"),
+        prefix=["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"],
+    )
     if proc.returncode == 6:
         pytest.skip(f"unprivileged user namespaces are disabled here: {proc.stderr.strip()[-300:]}")
     report = json.loads(proc.stdout)
@@ -373,7 +410,9 @@ def test_unprivileged_user_isolates_through_a_user_namespace(namespaces: dict[st
 
 
 def test_second_isolate_returns_the_same_report_and_refuses_a_stronger_one() -> None:
-    code = FORBID + r"""
+    code = (
+        FORBID
+        + r"""
 import json
 from vault import netguard
 from vault.errors import IsolationError
@@ -386,17 +425,28 @@ except IsolationError as e:
     stronger = e.title
 print(json.dumps({"same": first is again, "stronger": stronger}))
 """
+    )
     out = last_json(run_python(code))
-    assert out == {"same": True, "stronger": "this process is already isolated at 'guard', below the required "
-                                           "'namespace+seccomp'"}
+    assert out == {
+        "same": True,
+        "stronger": "this process is already isolated at 'guard', below the required 'namespace+seccomp'",
+    }
 
 
 # ----------------------------------------------------------------------------- the fire drill
-def test_netcheck_cli_contract_against_my_listeners(cli: Any, server: CountingServer, tmp_path: Path,
-                                                    namespaces: dict[str, Any]) -> None:
+def test_netcheck_cli_contract_against_my_listeners(
+    cli: Any, server: CountingServer, tmp_path: Path, namespaces: dict[str, Any]
+) -> None:
     listener = UnixListener(str(tmp_path / "host.sock"))
-    result = cli("netcheck", "--json", "--no-record", "--probe", f"127.0.0.1:{server.port}",
-                 "--unix-socket", listener.address)
+    result = cli(
+        "netcheck",
+        "--json",
+        "--no-record",
+        "--probe",
+        f"127.0.0.1:{server.port}",
+        "--unix-socket",
+        listener.address,
+    )
     assert server.close() == (0, 0) and listener.close() == 0
     assert result.code == 0, result.err
     out = result.json()
@@ -404,9 +454,20 @@ def test_netcheck_cli_contract_against_my_listeners(cli: Any, server: CountingSe
     probe = out["probe"]
     assert probe["all_blocked"] is True and probe["sentinel"] is None
     names = {a["name"]: a for a in probe["attempts"]}
-    assert set(names) == {"tcp_connect", "dns_lookup", "udp_send", "urllib", "ctypes_socket", "ctypes_dns",
-                          "packet_socket", "vsock_socket", "child_process", "escape_setns", "unix_socket",
-                          "unix_socket_via_proc"}
+    assert set(names) == {
+        "tcp_connect",
+        "dns_lookup",
+        "udp_send",
+        "urllib",
+        "ctypes_socket",
+        "ctypes_dns",
+        "packet_socket",
+        "vsock_socket",
+        "child_process",
+        "escape_setns",
+        "unix_socket",
+        "unix_socket_via_proc",
+    }
     assert all(set(a) >= {"name", "target", "blocked", "error"} and a["blocked"] for a in probe["attempts"])
     assert names["tcp_connect"]["layer"] == "guard" and names["ctypes_socket"]["layer"] == "seccomp"
     assert names["child_process"]["layer"] == "seccomp" and names["unix_socket"]["layer"] == "mountns"
@@ -432,7 +493,9 @@ def test_netcheck_records_the_drill_in_the_audit_log(cli: Any, namespaces: dict[
     assert evidence["mode"] == "namespace+seccomp" and evidence["interfaces"] == [{"name": "lo", "up": True}]
     assert "host_interfaces" in evidence and evidence["seccomp"]["status"] == "filter"
     blocked = [e for e in entries if e["action"] == "network.blocked"]
-    assert len(blocked) == 4 and all(e["detail"]["drill"] == "netcheck" and e["outcome"] == "denied" for e in blocked)
+    assert len(blocked) == 4 and all(
+        e["detail"]["drill"] == "netcheck" and e["outcome"] == "denied" for e in blocked
+    )
     drill = next(e for e in entries if e["action"] == "network.netcheck")
     assert drill["outcome"] == "ok" and drill["detail"]["all_blocked"] is True
     assert drill["detail"]["sentinel"]["connections"] == 0
@@ -465,12 +528,19 @@ def test_guard_classifies_without_being_installed() -> None:
         assert guard.classify("socket.__new__", (None, socket.AF_UNIX, socket.SOCK_STREAM, 0)) is None
         assert guard.classify("socket.__new__", (None, -1, -1, -1)) is None
         assert guard.classify("socket.__new__", (None, socket.AF_INET6, socket.SOCK_STREAM, 0)) == (
-            "a new AF_INET6 SOCK_STREAM socket", "AF_INET6")
+            "a new AF_INET6 SOCK_STREAM socket",
+            "AF_INET6",
+        )
         assert guard.classify("socket.connect", (unix, "/run/x.sock")) is None
-        assert guard.classify("socket.connect", (inet, ("10.0.0.1", 443))) == ("connect 10.0.0.1:443", "AF_INET")
+        assert guard.classify("socket.connect", (inet, ("10.0.0.1", 443))) == (
+            "connect 10.0.0.1:443",
+            "AF_INET",
+        )
         assert guard.classify("socket.sendto", (inet, ("::1", 53))) == ("sendto [::1]:53", "AF_INET")
         assert guard.classify("socket.getaddrinfo", ("example.com", 80, 0, 0, 0)) == (
-            "name lookup example.com:80", "DNS")
+            "name lookup example.com:80",
+            "DNS",
+        )
         assert guard.classify("socket.getaddrinfo", ("127.0.0.1", 80, 0, 0, 0)) == ("127.0.0.1:80", "address")
         assert guard.classify("socket.gethostbyname", ("example.org",)) == ("name lookup example.org", "DNS")
         assert guard.classify("socket.gethostname", ()) is None
@@ -485,13 +555,32 @@ def test_network_blocked_is_a_clean_permission_error() -> None:
     assert isinstance(exc, PermissionError) and isinstance(exc, OSError) and exc.errno == errno.EACCES
     assert str(exc) == "[Errno 13] network access blocked by strongroom: 10.0.0.1:443 from requests.adapters"
     back = pickle.loads(pickle.dumps(exc))
-    assert (back.destination, back.module, back.event, str(back)) == (exc.destination, exc.module, exc.event, str(exc))
+    assert (back.destination, back.module, back.event, str(back)) == (
+        exc.destination,
+        exc.module,
+        exc.event,
+        str(exc),
+    )
 
 
 def report_at(mode: str) -> IsolationReport:
-    return IsolationReport(mode=mode, layers=(), required="guard", netns="net:[1]", host_netns="net:[1]",
-                           user_namespace=False, interfaces=(), host_interfaces=(), seccomp={}, landlock={},
-                           capabilities={}, private_mounts=(), host_unix_sockets={}, environment={}, cache_dir="")
+    return IsolationReport(
+        mode=mode,
+        layers=(),
+        required="guard",
+        netns="net:[1]",
+        host_netns="net:[1]",
+        user_namespace=False,
+        interfaces=(),
+        host_interfaces=(),
+        seccomp={},
+        landlock={},
+        capabilities={},
+        private_mounts=(),
+        host_unix_sockets={},
+        environment={},
+        cache_dir="",
+    )
 
 
 def test_meets_orders_the_levels() -> None:

@@ -55,14 +55,22 @@ def test_torch_inside_isolation(server: CountingServer, tmp_path: Path, namespac
     out = last_json(proc)
     assert server.close() == (0, 0), "torch reached the host's loopback from inside the isolation"
     assert out["mode"] == "namespace+seccomp"
-    assert out["dataloader"] == {"batches": 8, "label_sum": sum(range(32))}  # two workers, AF_UNIX, private shm
+    assert out["dataloader"] == {
+        "batches": 8,
+        "label_sum": sum(range(32)),
+    }  # two workers, AF_UNIX, private shm
     assert out["mnist"].startswith("RuntimeError: Error downloading")
-    assert (out["mnist"] + out["mnist_log"]).count("network access blocked by strongroom") >= 2  # every mirror
+    assert (out["mnist"] + out["mnist_log"]).count(
+        "network access blocked by strongroom"
+    ) >= 2  # every mirror
     mnist_attempts = [b for b in out["blocked"] if b["module"] == "http.client"]
-    assert len(mnist_attempts) >= 2 and all(b["destination"].startswith("name lookup ") for b in mnist_attempts)
+    assert len(mnist_attempts) >= 2 and all(
+        b["destination"].startswith("name lookup ") for b in mnist_attempts
+    )
     assert all(b["origin"].startswith("torchvision.datasets") for b in mnist_attempts)
     # TCPStore is C++: no audit hook sees it; seccomp refuses its socket() with EACCES.
-    assert out["tcpstore"] != "CONNECTED" and ("Permission denied" in out["tcpstore"]
-                                              or f"errno: {errno.EACCES}" in out["tcpstore"]), out["tcpstore"]
+    assert out["tcpstore"] != "CONNECTED" and (
+        "Permission denied" in out["tcpstore"] or f"errno: {errno.EACCES}" in out["tcpstore"]
+    ), out["tcpstore"]
     assert out["cache"]["TORCH_HOME"].startswith("/tmp/strongroom-cache/torch")
     assert not (tmp_path / "mnist" / "MNIST" / "raw" / "train-images-idx3-ubyte").exists()

@@ -10,7 +10,6 @@ REPO = Path(__file__).resolve().parents[1]
 POLICIES = REPO / "policies"
 
 
-
 @pytest.mark.parametrize("name", ["default", "strict", "research"])
 def test_policy_test_passes_on_each_shipped_file(cli, name: str) -> None:
     result = cli("policy", "test", str(POLICIES / f"{name}.toml"), "--json")
@@ -24,8 +23,12 @@ def test_policy_test_passes_on_each_shipped_file(cli, name: str) -> None:
 
 def test_policy_test_fails_with_the_failing_case(cli, tmp_path: Path) -> None:
     file = tmp_path / "broken.toml"
-    file.write_text((POLICIES / "strict.toml").read_text("utf-8").replace(
-        'rule = "forbid.no-browsing-high"', 'rule = "roles.admin"'), "utf-8")
+    file.write_text(
+        (POLICIES / "strict.toml")
+        .read_text("utf-8")
+        .replace('rule = "forbid.no-browsing-high"', 'rule = "roles.admin"'),
+        "utf-8",
+    )
     result = cli("policy", "test", str(file))
     assert result.code == 1
     assert "✗ FAIL  even an admin may not browse high-sensitivity records" in result.out
@@ -34,8 +37,12 @@ def test_policy_test_fails_with_the_failing_case(cli, tmp_path: Path) -> None:
 
 def test_policy_test_on_an_invalid_file_names_the_key(cli, tmp_path: Path) -> None:
     file = tmp_path / "bad.toml"
-    file.write_text((POLICIES / "default.toml").read_text("utf-8").replace(
-        "max_lifetime_epsilon = 20.0", "max_lifetime_epsilon = -20.0"), "utf-8")
+    file.write_text(
+        (POLICIES / "default.toml")
+        .read_text("utf-8")
+        .replace("max_lifetime_epsilon = 20.0", "max_lifetime_epsilon = -20.0"),
+        "utf-8",
+    )
     result = cli("policy", "test", str(file))
     assert result.code == 1
     assert result.err.startswith("strongroom: policy ")
@@ -58,12 +65,25 @@ def test_show_set_check_through_the_cli(cli) -> None:
     assert check.code == 3  # no dataset: the request is incomplete, refused
     assert check.json()["rule"] == "request.incomplete"
 
-    assert cli("keys", "add", "olivia", "--role", "operator",
-               env={"STRONGROOM_NEW_PASSPHRASE": "olivia's long passphrase"}).code == 0
+    assert (
+        cli(
+            "keys",
+            "add",
+            "olivia",
+            "--role",
+            "operator",
+            env={"STRONGROOM_NEW_PASSPHRASE": "olivia's long passphrase"},
+        ).code
+        == 0
+    )
     as_olivia = cli("policy", "check", "keys.manage", "--as-user", "olivia", "--json")
     assert as_olivia.code == 3 and as_olivia.json()["rule"] == "roles.operator"
-    refused = cli("policy", "set", str(POLICIES / "default.toml"),
-                  env={"STRONGROOM_USER": "olivia", "STRONGROOM_PASSPHRASE": "olivia's long passphrase"})
+    refused = cli(
+        "policy",
+        "set",
+        str(POLICIES / "default.toml"),
+        env={"STRONGROOM_USER": "olivia", "STRONGROOM_PASSPHRASE": "olivia's long passphrase"},
+    )
     assert refused.code == 3 and "roles.operator" in refused.err
 
     changed = cli("policy", "set", str(POLICIES / "default.toml"), "--json")

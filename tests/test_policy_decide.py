@@ -24,17 +24,28 @@ XRAYS = {"name": "xrays", "sensitivity": "high", "created": "2025-12-01T00:00:00
 
 
 def train(**changes: object) -> Request:
-    base = Request(actor="olivia", role="operator", action="train", dataset=XRAYS, dp=True, epsilon=2.0,
-                   delta=1e-5, model="cnn", projected_lifetime_epsilon=4.0, isolation="namespace+seccomp", now=NOW)
+    base = Request(
+        actor="olivia",
+        role="operator",
+        action="train",
+        dataset=XRAYS,
+        dp=True,
+        epsilon=2.0,
+        delta=1e-5,
+        model="cnn",
+        projected_lifetime_epsilon=4.0,
+        isolation="namespace+seccomp",
+        now=NOW,
+    )
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
 def export(**changes: object) -> Request:
-    return replace(train(action="model.export", target="model-1", projected_lifetime_epsilon=None),
-                   **changes)  # type: ignore[arg-type]
+    return replace(train(action="model.export", target="model-1", projected_lifetime_epsilon=None), **changes)  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------- the files' own tests
+
 
 @pytest.mark.parametrize("name", BUILTIN_NAMES)
 def test_shipped_policy_passes_its_own_tests(name: str) -> None:
@@ -47,10 +58,14 @@ def test_shipped_policy_passes_its_own_tests(name: str) -> None:
 
 def test_policy_test_reports_a_case_that_fails() -> None:
     text = (REPO / "policies" / "default.toml").read_text("utf-8")
-    text = text.replace('reason_contains = "epsilon 12 per run is above the cap of 10"',
-                        'reason_contains = "epsilon 12 per run is above the cap of 11"')
-    text = text.replace('name = "delta above 1e-5 is refused"\nexpect = "denied"',
-                        'name = "delta above 1e-5 is refused"\nexpect = "allowed"')
+    text = text.replace(
+        'reason_contains = "epsilon 12 per run is above the cap of 10"',
+        'reason_contains = "epsilon 12 per run is above the cap of 11"',
+    )
+    text = text.replace(
+        'name = "delta above 1e-5 is refused"\nexpect = "denied"',
+        'name = "delta above 1e-5 is refused"\nexpect = "allowed"',
+    )
     results = {r.name: r for r in Policy.load(text).run_tests()}
     cap = results["a run above 10 epsilon is refused with the numbers"]
     assert not cap.passed and "lacks 'epsilon 12 per run is above the cap of 11'" in cap.problem
@@ -68,6 +83,7 @@ def test_policy_test_checks_the_rule_too() -> None:
 
 
 # ----------------------------------------------------------------------------- semantics
+
 
 def test_deny_by_default_names_the_role_table() -> None:
     decision = DEFAULT.decide(Request(actor="carol", role="auditor", action="dataset.delete", dataset=XRAYS))
@@ -142,6 +158,7 @@ def test_isolation_is_checked_when_reported() -> None:
 
 # ----------------------------------------------------------------------------- approvals
 
+
 def test_an_approver_who_is_the_requester_is_refused_in_every_policy() -> None:
     for policy in (DEFAULT, STRICT, RESEARCH):
         decision = policy.decide(export(approvals=(("olivia", "operator"),)))
@@ -169,6 +186,7 @@ def test_exporting_a_model_checks_how_it_was_trained() -> None:
 
 # ----------------------------------------------------------------------------- retention
 
+
 def test_expired_dataset_is_refused_with_its_age() -> None:
     old = {**XRAYS, "created": (NOW - timedelta(days=400)).isoformat()}
     for action in ("train", "evaluate", "dataset.sample"):
@@ -178,31 +196,38 @@ def test_expired_dataset_is_refused_with_its_age() -> None:
             assert decision.rule == "retention.max_dataset_age_days"
             assert "400.0 days ago" in decision.reason and "365 days" in decision.reason
     # metadata and deletion of expired records stay possible
-    assert STRICT.decide(Request(actor="a", role="admin", action="dataset.delete", dataset=old, now=NOW)).allowed
-    assert STRICT.decide(Request(actor="c", role="auditor", action="dataset.read_metadata", dataset=old,
-                                 now=NOW)).allowed
+    assert STRICT.decide(
+        Request(actor="a", role="admin", action="dataset.delete", dataset=old, now=NOW)
+    ).allowed
+    assert STRICT.decide(
+        Request(actor="c", role="auditor", action="dataset.read_metadata", dataset=old, now=NOW)
+    ).allowed
     fresh = {**XRAYS, "created": (NOW - timedelta(days=364)).isoformat()}
     assert STRICT.decide(train(dataset=fresh)).allowed
 
 
 # ----------------------------------------------------------------------------- bad requests
 
-@pytest.mark.parametrize("changes,rule,words", [
-    ({"action": "fly"}, "request.invalid", "unknown action"),
-    ({"role": "root"}, "request.invalid", "unknown role"),
-    ({"dataset": {**XRAYS, "sensitivity": "secret"}}, "request.invalid", "unknown sensitivity"),
-    ({"epsilon": -1.0}, "request.invalid", "epsilon must be"),
-    ({"epsilon": 0.0}, "request.invalid", "epsilon must be"),
-    ({"epsilon": math.nan}, "request.invalid", "epsilon must be"),
-    ({"delta": 1.0}, "request.invalid", "delta must be below 1"),
-    ({"dp": "yes"}, "request.invalid", "dp must be"),
-    ({"isolation": "vpn"}, "request.invalid", "unknown isolation"),
-    ({"approvals": (("bob",),)}, "request.invalid", "(user, role)"),
-    ({"actor": ""}, "request.invalid", "no actor"),
-    ({"dataset": None}, "request.incomplete", "train needs dataset"),
-    ({"model": None, "dp": None}, "request.incomplete", "dp, model"),
-    ({"dataset": {"name": "xrays"}}, "request.incomplete", "dataset.sensitivity"),
-])
+
+@pytest.mark.parametrize(
+    "changes,rule,words",
+    [
+        ({"action": "fly"}, "request.invalid", "unknown action"),
+        ({"role": "root"}, "request.invalid", "unknown role"),
+        ({"dataset": {**XRAYS, "sensitivity": "secret"}}, "request.invalid", "unknown sensitivity"),
+        ({"epsilon": -1.0}, "request.invalid", "epsilon must be"),
+        ({"epsilon": 0.0}, "request.invalid", "epsilon must be"),
+        ({"epsilon": math.nan}, "request.invalid", "epsilon must be"),
+        ({"delta": 1.0}, "request.invalid", "delta must be below 1"),
+        ({"dp": "yes"}, "request.invalid", "dp must be"),
+        ({"isolation": "vpn"}, "request.invalid", "unknown isolation"),
+        ({"approvals": (("bob",),)}, "request.invalid", "(user, role)"),
+        ({"actor": ""}, "request.invalid", "no actor"),
+        ({"dataset": None}, "request.incomplete", "train needs dataset"),
+        ({"model": None, "dp": None}, "request.incomplete", "dp, model"),
+        ({"dataset": {"name": "xrays"}}, "request.incomplete", "dataset.sensitivity"),
+    ],
+)
 def test_bad_request_is_denied_not_raised(changes: dict[str, object], rule: str, words: str) -> None:
     decision = DEFAULT.decide(train(**changes))
     assert not decision.allowed
@@ -224,11 +249,14 @@ requests = st.builds(
     role=st.sampled_from(ROLES),
     action=st.sampled_from(ACTIONS),
     target=st.none() | st.just("model-1"),
-    dataset=st.none() | st.fixed_dictionaries({
-        "name": st.sampled_from(["xrays", "claims", "sms"]),
-        "sensitivity": st.sampled_from(SENSITIVITIES),
-        "created": st.just("2025-12-01T00:00:00Z"),
-    }),
+    dataset=st.none()
+    | st.fixed_dictionaries(
+        {
+            "name": st.sampled_from(["xrays", "claims", "sms"]),
+            "sensitivity": st.sampled_from(SENSITIVITIES),
+            "created": st.just("2025-12-01T00:00:00Z"),
+        }
+    ),
     dp=st.none() | st.booleans(),
     epsilon=st.none() | st.floats(0.1, 30),
     delta=st.none() | st.sampled_from([1e-7, 1e-5, 1e-3]),
@@ -244,8 +272,14 @@ MATCHERS = ("actions", "roles", "datasets", "sensitivity", "models", "dp")
 
 def request_values(request: Request) -> dict[str, object]:
     dataset = request.dataset or {}
-    return {"actions": request.action, "roles": request.role, "datasets": dataset.get("name"),
-            "sensitivity": dataset.get("sensitivity"), "models": request.model, "dp": request.dp}
+    return {
+        "actions": request.action,
+        "roles": request.role,
+        "datasets": dataset.get("name"),
+        "sensitivity": dataset.get("sensitivity"),
+        "models": request.model,
+        "dp": request.dp,
+    }
 
 
 def forbid_text(values: dict[str, object], actor: str) -> str:
@@ -255,11 +289,15 @@ def forbid_text(values: dict[str, object], actor: str) -> str:
     return "\n" + "\n".join(lines) + "\n"
 
 
-BASE_TEXTS = {name: (REPO / "policies" / f"{name}.toml").read_text("utf-8") for name in ("research", "strict")}
+BASE_TEXTS = {
+    name: (REPO / "policies" / f"{name}.toml").read_text("utf-8") for name in ("research", "strict")
+}
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(request=requests, chosen=st.sets(st.sampled_from(MATCHERS)), base_name=st.sampled_from(sorted(BASE_TEXTS)))
+@given(
+    request=requests, chosen=st.sets(st.sampled_from(MATCHERS)), base_name=st.sampled_from(sorted(BASE_TEXTS))
+)
 def test_a_matching_forbid_always_wins(request: Request, chosen: set[str], base_name: str) -> None:
     base = BASE_TEXTS[base_name]
     values = {k: v for k, v in request_values(request).items() if k in chosen and v is not None}
@@ -280,7 +318,11 @@ def test_a_forbid_that_does_not_match_changes_nothing(request: Request, base_nam
     other_actor = "zed"  # never generated
     decision = Policy.load(base + forbid_text({"actions": request.action}, other_actor)).decide(request)
     without = Policy.load(base).decide(request)
-    assert (decision.allowed, decision.rule, decision.reason) == (without.allowed, without.rule, without.reason)
+    assert (decision.allowed, decision.rule, decision.reason) == (
+        without.allowed,
+        without.rule,
+        without.reason,
+    )
 
 
 @settings(max_examples=300, deadline=None)
@@ -297,16 +339,45 @@ def test_every_decision_names_a_known_rule_and_never_raises(request: Request, na
         assert decision.rule == f"roles.{request.role}"
 
 
-junk = st.none() | st.booleans() | st.integers(-3, 3) | st.floats(allow_nan=True) | st.text(max_size=5) | st.lists(
-    st.integers(), max_size=2) | st.dictionaries(st.text(max_size=3), st.integers(), max_size=2)
+junk = (
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 3)
+    | st.floats(allow_nan=True)
+    | st.text(max_size=5)
+    | st.lists(st.integers(), max_size=2)
+    | st.dictionaries(st.text(max_size=3), st.integers(), max_size=2)
+)
 
 
 @settings(max_examples=300, deadline=None)
-@given(fields=st.fixed_dictionaries({}, optional={name: junk for name in (
-    "target", "dataset", "dp", "epsilon", "delta", "model", "projected_lifetime_epsilon", "lifetime_delta",
-    "accountant", "approvals", "isolation", "now")}), role=junk | st.sampled_from(ROLES),
-    action=junk | st.sampled_from(ACTIONS))
-def test_junk_requests_are_denied_never_raised(fields: dict[str, object], role: object, action: object) -> None:
+@given(
+    fields=st.fixed_dictionaries(
+        {},
+        optional={
+            name: junk
+            for name in (
+                "target",
+                "dataset",
+                "dp",
+                "epsilon",
+                "delta",
+                "model",
+                "projected_lifetime_epsilon",
+                "lifetime_delta",
+                "accountant",
+                "approvals",
+                "isolation",
+                "now",
+            )
+        },
+    ),
+    role=junk | st.sampled_from(ROLES),
+    action=junk | st.sampled_from(ACTIONS),
+)
+def test_junk_requests_are_denied_never_raised(
+    fields: dict[str, object], role: object, action: object
+) -> None:
     request = Request(actor="alice", role=role, action=action, **fields)  # type: ignore[arg-type]
     decision = STRICT.decide(request)
     assert decision.rule and decision.reason

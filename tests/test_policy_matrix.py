@@ -16,8 +16,15 @@ import pytest
 from vault.policy import ACTIONS, ROLES, SENSITIVITIES, Policy, Request
 
 EVERYTHING = set(ACTIONS) - {"dataset.export"}
-METADATA = {"unlock", "policy.show", "dataset.read_metadata", "model.read_metadata", "budget.read", "netcheck",
-            "verify"}
+METADATA = {
+    "unlock",
+    "policy.show",
+    "dataset.read_metadata",
+    "model.read_metadata",
+    "budget.read",
+    "netcheck",
+    "verify",
+}
 OPERATOR = METADATA | {"dataset.import", "train", "evaluate", "model.export"}
 AUDITOR = METADATA | {"audit.read"}
 
@@ -33,14 +40,24 @@ class Expected:
 
 
 SHIPPED = {
-    "default": Expected({"admin": EVERYTHING, "operator": OPERATOR, "auditor": AUDITOR},
-                        {"high"}, 10.0, 20.0, 1e-5, 0),
-    "strict": Expected({"admin": EVERYTHING, "operator": OPERATOR, "auditor": AUDITOR},
-                       {"medium", "high"}, 3.0, 6.0, 1e-5, 1),
-    "research": Expected({"admin": EVERYTHING,
-                          "operator": OPERATOR | {"dataset.sample", "dataset.delete", "audit.read"},
-                          "auditor": AUDITOR},
-                         set(), None, None, None, 0),
+    "default": Expected(
+        {"admin": EVERYTHING, "operator": OPERATOR, "auditor": AUDITOR}, {"high"}, 10.0, 20.0, 1e-5, 0
+    ),
+    "strict": Expected(
+        {"admin": EVERYTHING, "operator": OPERATOR, "auditor": AUDITOR}, {"medium", "high"}, 3.0, 6.0, 1e-5, 1
+    ),
+    "research": Expected(
+        {
+            "admin": EVERYTHING,
+            "operator": OPERATOR | {"dataset.sample", "dataset.delete", "audit.read"},
+            "auditor": AUDITOR,
+        },
+        set(),
+        None,
+        None,
+        None,
+        0,
+    ),
 }
 
 
@@ -66,8 +83,9 @@ PARAMS = [
 ]
 
 
-def build_request(policy_name: str, role: str, action: str, sensitivity: str, params: Params,
-                  approved: bool) -> Request:
+def build_request(
+    policy_name: str, role: str, action: str, sensitivity: str, params: Params, approved: bool
+) -> Request:
     exp = SHIPPED[policy_name]
     per_run = exp.per_run or 8.0
     lifetime = exp.lifetime or 16.0
@@ -82,16 +100,18 @@ def build_request(policy_name: str, role: str, action: str, sensitivity: str, pa
         epsilon=per_run * params.epsilon_of_cap if params.dp else None,
         delta=delta_cap * params.delta_of_cap if params.dp else None,
         model="cnn",
-        projected_lifetime_epsilon=(lifetime * params.lifetime_of_cap
-                                    if params.dp and params.lifetime_of_cap is not None else None),
+        projected_lifetime_epsilon=(
+            lifetime * params.lifetime_of_cap if params.dp and params.lifetime_of_cap is not None else None
+        ),
         approvals=(("second", "operator"),) if approved else (),
         isolation="namespace+seccomp",
         now=None,
     )
 
 
-def expected_outcome(policy_name: str, role: str, action: str, sensitivity: str, params: Params,
-                     approved: bool) -> tuple[bool, set[str]]:
+def expected_outcome(
+    policy_name: str, role: str, action: str, sensitivity: str, params: Params, approved: bool
+) -> tuple[bool, set[str]]:
     """(allowed, acceptable deciding rules) from the issue's statements."""
     exp = SHIPPED[policy_name]
     if action == "dataset.export":
@@ -113,8 +133,11 @@ def expected_outcome(policy_name: str, role: str, action: str, sensitivity: str,
             denials.append("privacy.max_epsilon_per_run")
         if exp.max_delta is not None and params.delta_of_cap > 1:
             denials.append("privacy.max_delta")
-        if action == "train" and exp.lifetime is not None and (
-                params.lifetime_of_cap is None or params.lifetime_of_cap > 1):
+        if (
+            action == "train"
+            and exp.lifetime is not None
+            and (params.lifetime_of_cap is None or params.lifetime_of_cap > 1)
+        ):
             denials.append("privacy.max_lifetime_epsilon")
     if action == "model.export" and exp.approvals and not approved:
         denials.append("export.approvals_required")
@@ -124,10 +147,18 @@ def expected_outcome(policy_name: str, role: str, action: str, sensitivity: str,
 
 
 CASES = [
-    pytest.param(name, role, action, sensitivity, params, approved,
-                 id=f"{name}-{role}-{action}-{sensitivity}-{params.label}-{'approved' if approved else 'alone'}")
+    pytest.param(
+        name,
+        role,
+        action,
+        sensitivity,
+        params,
+        approved,
+        id=f"{name}-{role}-{action}-{sensitivity}-{params.label}-{'approved' if approved else 'alone'}",
+    )
     for name, role, action, sensitivity, params, approved in itertools.product(
-        SHIPPED, ROLES, ACTIONS, SENSITIVITIES, PARAMS, (False, True))
+        SHIPPED, ROLES, ACTIONS, SENSITIVITIES, PARAMS, (False, True)
+    )
     # approvals only matter for exports; the other actions are covered once
     if approved is False or action == "model.export"
 ]
@@ -139,8 +170,15 @@ def shipped() -> dict[str, Policy]:
 
 
 @pytest.mark.parametrize("name,role,action,sensitivity,params,approved", CASES)
-def test_decision_matrix(shipped: dict[str, Policy], name: str, role: str, action: str, sensitivity: str,
-                         params: Params, approved: bool) -> None:
+def test_decision_matrix(
+    shipped: dict[str, Policy],
+    name: str,
+    role: str,
+    action: str,
+    sensitivity: str,
+    params: Params,
+    approved: bool,
+) -> None:
     policy = shipped[name]
     request = build_request(name, role, action, sensitivity, params, approved)
     decision = policy.decide(request)
@@ -154,9 +192,19 @@ def test_matrix_covers_every_rule_family(shipped: dict[str, Policy]) -> None:
     for case in CASES:
         _allowed, rules = expected_outcome(*case.values)
         seen |= rules
-    for rule in ("export.raw_data", "forbid.no-browsing-high", "forbid.only-dp-models-leave", "roles.admin",
-                 "roles.operator", "roles.auditor", "privacy.dp_required", "privacy.max_epsilon_per_run",
-                 "privacy.max_delta", "privacy.max_lifetime_epsilon", "export.approvals_required"):
+    for rule in (
+        "export.raw_data",
+        "forbid.no-browsing-high",
+        "forbid.only-dp-models-leave",
+        "roles.admin",
+        "roles.operator",
+        "roles.auditor",
+        "privacy.dp_required",
+        "privacy.max_epsilon_per_run",
+        "privacy.max_delta",
+        "privacy.max_lifetime_epsilon",
+        "export.approvals_required",
+    ):
         assert rule in seen
 
 

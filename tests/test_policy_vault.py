@@ -61,7 +61,9 @@ def test_show_returns_name_hash_rules_and_text_and_is_audited(make_vault: Callab
     assert decisions(v, request_action="policy.show")[-1]["outcome"] == "allowed"
 
 
-def test_policy_file_edited_after_init_changes_nothing(make_vault: Callable[..., Any], tmp_path: Path) -> None:
+def test_policy_file_edited_after_init_changes_nothing(
+    make_vault: Callable[..., Any], tmp_path: Path
+) -> None:
     file = tmp_path / "mine.toml"
     file.write_text(STRICT_TEXT, "utf-8")
     v = make_vault(policy_text=file.read_text("utf-8"), policy_source=str(file))
@@ -86,8 +88,9 @@ def test_admin_sets_policy_audited_with_old_and_new_hash(make_vault: Callable[..
     shown = v.policy_show()
     assert shown["set_by"] == "admin" and shown["history"][-1]["sha256"] == old
     # the new policy decides from now on
-    denied = v.policy_check("train", dataset=XRAYS, dp=True, epsilon=5.0, delta=1e-5, model="cnn",
-                            projected_lifetime_epsilon=5.0)
+    denied = v.policy_check(
+        "train", dataset=XRAYS, dp=True, epsilon=5.0, delta=1e-5, model="cnn", projected_lifetime_epsilon=5.0
+    )
     assert denied.rule == "privacy.max_epsilon_per_run"
     # and it survives reopening
     v.close()
@@ -122,8 +125,10 @@ def test_bad_policies_are_refused_and_nothing_changes(make_vault: Callable[..., 
     with pytest.raises(InputError) as bad:
         v.policy_set(STRICT_TEXT.replace("raw_data = false", "raw_data = true"), source="x.toml")
     assert "export.raw_data" in bad.value.title
-    failing = STRICT_TEXT.replace('reason_contains = "epsilon 4 per run is above the cap of 3"',
-                                  'reason_contains = "a different number"')
+    failing = STRICT_TEXT.replace(
+        'reason_contains = "epsilon 4 per run is above the cap of 3"',
+        'reason_contains = "a different number"',
+    )
     with pytest.raises(InputError) as untested:
         v.policy_set(failing, source="x.toml")
     assert "1 of its own" in untested.value.title and untested.value.detail["failed"]
@@ -143,15 +148,18 @@ def test_a_policy_this_host_cannot_isolate_for_is_refused(make_vault: Callable[.
 def test_check_is_a_dry_run_that_is_audited(make_vault: Callable[..., Any]) -> None:
     v = make_vault(policy_text=STRICT_TEXT)
     generation = v._read_catalog()["generation"]
-    allowed = v.policy_check("train", dataset=XRAYS, dp=True, epsilon=2.0, delta=1e-5, model="cnn",
-                             projected_lifetime_epsilon=4.0)
+    allowed = v.policy_check(
+        "train", dataset=XRAYS, dp=True, epsilon=2.0, delta=1e-5, model="cnn", projected_lifetime_epsilon=4.0
+    )
     assert allowed.allowed and allowed.rule == "roles.admin"
     denied = v.policy_check("train", dataset=XRAYS, dp=False, model="cnn")
     assert not denied.allowed and denied.rule == "privacy.dp_required"
     assert v._read_catalog()["generation"] == generation
     dry = decisions(v, dry_run=True)
-    assert [(e["outcome"], e["detail"]["rule"]) for e in dry[-2:]] == [("allowed", "roles.admin"),
-                                                                      ("denied", "privacy.dp_required")]
+    assert [(e["outcome"], e["detail"]["rule"]) for e in dry[-2:]] == [
+        ("allowed", "roles.admin"),
+        ("denied", "privacy.dp_required"),
+    ]
     assert dry[-1]["subject"] == "xrays"
 
 
@@ -160,11 +168,26 @@ def test_check_as_another_user_and_with_an_approver(make_vault: Callable[..., An
     v.keys_add("olivia", "operator", b"olivia's long passphrase")
     v.keys_add("carol", "auditor", b"carol's long passphrase")
     v.keys_add("bob", "operator", b"bob's long passphrase")
-    as_auditor = v.policy_check("train", as_user="carol", dataset=XRAYS, dp=True, epsilon=1.0, delta=1e-5,
-                                model="cnn", projected_lifetime_epsilon=1.0)
+    as_auditor = v.policy_check(
+        "train",
+        as_user="carol",
+        dataset=XRAYS,
+        dp=True,
+        epsilon=1.0,
+        delta=1e-5,
+        model="cnn",
+        projected_lifetime_epsilon=1.0,
+    )
     assert as_auditor.rule == "roles.auditor" and as_auditor.facts["actor"] == "carol"
     assert decisions(v, as_user="carol")[-1]["detail"]["as_role"] == "auditor"
-    export_facts = {"dataset": XRAYS, "dp": True, "epsilon": 2.0, "delta": 1e-5, "model": "cnn", "target": "m1"}
+    export_facts = {
+        "dataset": XRAYS,
+        "dp": True,
+        "epsilon": 2.0,
+        "delta": 1e-5,
+        "model": "cnn",
+        "target": "m1",
+    }
     alone = v.policy_check("model.export", as_user="olivia", **export_facts)
     assert alone.rule == "export.approvals_required"
     approved = v.policy_check("model.export", as_user="olivia", approved_by=["bob"], **export_facts)

@@ -39,10 +39,15 @@ def stocked_vault(vault_dir: Path) -> Path:
     from vault.ingest import ImportOptions
 
     with Vault.open(vault_dir, user="admin", passphrase=PASSPHRASE.encode()) as vault:
-        vault.import_dataset(IDX_IMAGES, name="digits", sensitivity="medium",
-                             options=ImportOptions(labels=IDX_LABELS))
-        vault.import_dataset(SMS, name="sms", sensitivity="high",
-                             options=ImportOptions(fmt="tsv", header=False, text_column=1, label_column=0))
+        vault.import_dataset(
+            IDX_IMAGES, name="digits", sensitivity="medium", options=ImportOptions(labels=IDX_LABELS)
+        )
+        vault.import_dataset(
+            SMS,
+            name="sms",
+            sensitivity="high",
+            options=ImportOptions(fmt="tsv", header=False, text_column=1, label_column=0),
+        )
     return vault_dir
 
 

@@ -29,8 +29,14 @@ def busy_vault(tmp_path: Path) -> Path:
     path = tmp_path / "vault"
     with Vault.create(path, passphrase=PASSPHRASE.encode()) as vault:
         for index in range(600):
-            vault.audit.append(ACTORS[index % 3], "operator", ACTIONS[index % 3], f"set-{index % 7}",
-                               "denied" if index % 50 == 0 else "ok", {"n": index})
+            vault.audit.append(
+                ACTORS[index % 3],
+                "operator",
+                ACTIONS[index % 3],
+                f"set-{index % 7}",
+                "denied" if index % 50 == 0 else "ok",
+                {"n": index},
+            )
     return path
 
 
@@ -77,7 +83,9 @@ async def test_a_tampered_entry_is_reported_with_its_sequence_number(busy_vault:
         await pilot.press("v")
         await settle(pilot)
         verdict = text_of(app, "#audit-verdict")
-        assert verdict.startswith("✗ NOT verified") and "✗ seq 101: prev" in verdict and "entry 100" in verdict
+        assert (
+            verdict.startswith("✗ NOT verified") and "✗ seq 101: prev" in verdict and "entry 100" in verdict
+        )
 
 
 async def test_c_saves_the_signed_checkpoint_to_a_file(busy_vault: Path, tmp_path: Path) -> None:
@@ -119,8 +127,18 @@ class LogApp(App[None]):
 
 
 async def test_the_log_view_draws_only_visible_rows_of_100000() -> None:
-    entries = [{"seq": i, "time": f"2025-01-01T00:00:{i % 60:02d}Z", "actor": ACTORS[i % 3], "role": "operator",
-                "action": ACTIONS[i % 3], "subject": f"s{i}", "outcome": "ok"} for i in range(100_000)]
+    entries = [
+        {
+            "seq": i,
+            "time": f"2025-01-01T00:00:{i % 60:02d}Z",
+            "actor": ACTORS[i % 3],
+            "role": "operator",
+            "action": ACTIONS[i % 3],
+            "subject": f"s{i}",
+            "outcome": "ok",
+        }
+        for i in range(100_000)
+    ]
     app = LogApp()
     async with app.run_test(size=SIZE) as pilot:
         view = app.query_one(CountingLogView)

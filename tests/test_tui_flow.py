@@ -151,9 +151,15 @@ async def test_export_under_a_two_person_policy_asks_for_the_approver(tmp_path: 
     path = tmp_path / "vault"
     with Vault.create(path, passphrase=PASSPHRASE.encode(), policy_text=strict.read_text()) as vault:
         vault.keys_add("ann", "operator", b"ann approves exports")
-        vault.import_dataset(SMS, name="sms", sensitivity="high",
-                             options=ImportOptions(fmt="tsv", header=False, text_column=1, label_column=0))
-        model_id = vault.train({"dataset": "sms", "model": "bow", "dp": True, "epsilon": 1.0, "epochs": 1})["model"]
+        vault.import_dataset(
+            SMS,
+            name="sms",
+            sensitivity="high",
+            options=ImportOptions(fmt="tsv", header=False, text_column=1, label_column=0),
+        )
+        model_id = vault.train({"dataset": "sms", "model": "bow", "dp": True, "epsilon": 1.0, "epochs": 1})[
+            "model"
+        ]
     app = StrongroomApp(path)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()

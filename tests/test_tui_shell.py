@@ -72,7 +72,9 @@ async def test_number_keys_switch_areas_and_help_lists_every_key(vault_dir: Path
     app = StrongroomApp(vault_dir)
     async with app.run_test(size=SIZE) as pilot:
         await unlock(pilot)
-        for key, area in zip("234561", ("train", "models", "privacy", "audit", "policy", "datasets"), strict=True):
+        for key, area in zip(
+            "234561", ("train", "models", "privacy", "audit", "policy", "datasets"), strict=True
+        ):
             await dismiss_errors(pilot)  # an area whose core part is absent says so in a dialog
             await pilot.press(key)
             await app.workers.wait_for_complete()
@@ -157,10 +159,17 @@ def test_starting_the_tui_imports_neither_torch_nor_numpy() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, vault.cli; vault.cli.build_parser(); import tui.app, tui.screens.unlock, tui.backend; "
-            "print(sorted(m for m in ('torch', 'numpy', 'opacus', 'textual_plotext') if m in sys.modules))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                          cwd=Path(__file__).resolve().parents[1])
+    code = (
+        "import sys, vault.cli; vault.cli.build_parser(); import tui.app, tui.screens.unlock, tui.backend; "
+        "print(sorted(m for m in ('torch', 'numpy', 'opacus', 'textual_plotext') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert done.stdout.strip() == "[]"
 
 

@@ -18,8 +18,9 @@ from tests.tui_support import PASSPHRASE, fresh_vault
 
 REPO = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None,
-                                reason="tmux is absent (apt-get install tmux; .ci/run installs it)")
+pytestmark = pytest.mark.skipif(
+    shutil.which("tmux") is None, reason="tmux is absent (apt-get install tmux; .ci/run installs it)"
+)
 
 
 class Pane:
@@ -28,15 +29,20 @@ class Pane:
     def __init__(self, command: list[str], env: dict[str, str]) -> None:
         self.name = f"strongroom-test-{uuid.uuid4().hex[:8]}"
         exports = [f"{key}={value}" for key, value in env.items()]
-        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", "80", "-y", "24",
-                        "env", *exports, *command], check=True, cwd=REPO)
+        subprocess.run(
+            ["tmux", "new-session", "-d", "-s", self.name, "-x", "80", "-y", "24", "env", *exports, *command],
+            check=True,
+            cwd=REPO,
+        )
 
     def text(self) -> str:
         done = subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True, text=True)
         return done.stdout
 
     def send(self, *keys: str, literal: bool = False) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, *(["-l"] if literal else []), *keys], check=True)
+        subprocess.run(
+            ["tmux", "send-keys", "-t", self.name, *(["-l"] if literal else []), *keys], check=True
+        )
 
     def wait_for(self, condition: Callable[[str], bool], what: str, timeout: float = 30.0) -> str:
         """Poll the pane until `condition(text)` holds (a deadline, not a sleep)."""
@@ -88,8 +94,10 @@ def test_unlock_switch_areas_help_and_quit_in_a_real_terminal(vault_dir: Path) -
         pane.wait_for(lambda text: "Everywhere" not in text, "help to close")
         assert PASSPHRASE not in pane.text()
         pane.send("C-q")
-        pane.wait_for(lambda text: not pane.alive() or "Passphrase" not in text and "Audit" not in text,
-                      "the app to quit")
+        pane.wait_for(
+            lambda text: not pane.alive() or "Passphrase" not in text and "Audit" not in text,
+            "the app to quit",
+        )
     finally:
         pane.close()
 

@@ -29,12 +29,20 @@ def write_png_folder(root: Path, classes: dict[str, int], size: int = 8, seed: i
     for cls, count in classes.items():
         (root / cls).mkdir(parents=True, exist_ok=True)
         for i in range(count):
-            Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / cls / f"{i}.png")
+            Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(
+                root / cls / f"{i}.png"
+            )
     return root
 
 
-TEXT_ROWS = [("ham", "see you at noon"), ("spam", "WIN a prize, call now"), ("ham", "ok, thanks!"),
-             ("spam", "free entry: text WIN"), ("ham", "running late"), ("ham", "dinner?")]
+TEXT_ROWS = [
+    ("ham", "see you at noon"),
+    ("spam", "WIN a prize, call now"),
+    ("ham", "ok, thanks!"),
+    ("spam", "free entry: text WIN"),
+    ("ham", "running late"),
+    ("ham", "dinner?"),
+]
 
 
 def test_create_open_and_wrong_passphrase(new_vault, vault_path):
@@ -74,11 +82,14 @@ def test_create_refuses_existing_directory(new_vault, vault_path):
         Vault.create(vault_path, passphrase=PASSPHRASE.encode())
 
 
-@pytest.mark.parametrize(("field", "value", "word"), [
-    ("iterations", 0, "iterations"),
-    ("memory_kib", 8 * 1024 * 1024, "memory"),
-    ("lanes", 1000, "lanes"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "word"),
+    [
+        ("iterations", 0, "iterations"),
+        ("memory_kib", 8 * 1024 * 1024, "memory"),
+        ("lanes", 1000, "lanes"),
+    ],
+)
 def test_kdf_parameters_outside_floor_or_ceiling_are_refused(new_vault, vault_path, field, value, word):
     from vault.door import Vault
 
@@ -115,7 +126,11 @@ def test_text_import_load_round_trip_and_versions(new_vault, tmp_path):
     assert data.x == [t for _, t in TEXT_ROWS]
     assert [data.classes[i] for i in data.y.tolist()] == [label for label, _ in TEXT_ROWS]
     again = v.import_dataset(src, name="sms", sensitivity="medium")
-    assert again["version"] == 2 and again["digest"] == info["digest"] and again["ledger_id"] == info["ledger_id"]
+    assert (
+        again["version"] == 2
+        and again["digest"] == info["digest"]
+        and again["ledger_id"] == info["ledger_id"]
+    )
     listed = v.datasets()
     assert [d["name"] for d in listed] == ["sms"] and listed[0]["version"] == 2
     reads = [json.loads(line) for line in (v.path / "audit" / "log.jsonl").read_text().splitlines()]
@@ -136,9 +151,20 @@ def test_image_folder_import_round_trip(new_vault, tmp_path):
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\t\x00\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"),
-                        min_size=1, max_size=40).filter(lambda s: s.strip() == s and s != ""),
-                min_size=2, max_size=30))
+@given(
+    st.lists(
+        st.text(
+            alphabet=st.characters(
+                blacklist_categories=("Cs",),
+                blacklist_characters="\r\n\t\x00\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029",
+            ),
+            min_size=1,
+            max_size=40,
+        ).filter(lambda s: s.strip() == s and s != ""),
+        min_size=2,
+        max_size=30,
+    )
+)
 def test_text_shards_round_trip(texts):
     from vault import shards
 
@@ -225,14 +251,20 @@ def test_flipped_byte_in_catalog_refuses_to_open(new_vault, vault_path):
 def test_second_writer_is_told_the_vault_is_busy(new_vault, tmp_path):
     v = new_vault()
     holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import fcntl, os, sys
-            fd = os.open({str(v.path / 'lock')!r}, os.O_RDWR)
+            fd = os.open({str(v.path / "lock")!r}, os.O_RDWR)
             fcntl.flock(fd, fcntl.LOCK_EX)
             print("held", flush=True)
             sys.stdin.read()
-        """)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        """),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
@@ -250,7 +282,11 @@ def test_keys_add_remove_passwd_rotate(new_vault, vault_path, tmp_path):
     v.import_dataset(write_text_dataset(tmp_path / "t.tsv", TEXT_ROWS), name="t")
     v.keys_add("olivia", "operator", b"olivia passphrase")
     v.keys_add("aud", "auditor", b"auditor passphrase")
-    assert {(k["user"], k["role"]) for k in v.keys_list()} == {("admin", "admin"), ("olivia", "operator"), ("aud", "auditor")}
+    assert {(k["user"], k["role"]) for k in v.keys_list()} == {
+        ("admin", "admin"),
+        ("olivia", "operator"),
+        ("aud", "auditor"),
+    }
     with pytest.raises(InputError, match="last admin"):
         v.keys_remove("admin")
     result = v.keys_rotate()

@@ -23,8 +23,10 @@ def make_text_source(path: Path, rows: int) -> Path:
     with path.open("w", encoding="utf-8") as f:
         f.write("label,text\n")
         for i in range(rows):
-            f.write(f"{'spam' if i % 7 == 0 else 'ham'},\"message number {i} with some padding text to make it longer "
-                    f"{'x' * (i % 50)}\"\n")
+            f.write(
+                f'{"spam" if i % 7 == 0 else "ham"},"message number {i} with some padding text to make it longer '
+                f'{"x" * (i % 50)}"\n'
+            )
     return path
 
 
@@ -33,8 +35,13 @@ def cli_env(vault: Path) -> dict[str, str]:
 
 
 def start_import(vault: Path, source: Path, name: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "vault.cli", "import", str(source), "--name", name],
-                            env=cli_env(vault), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "vault.cli", "import", str(source), "--name", name],
+        env=cli_env(vault),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def check_consistent(vault: Path, name: str, expected_rows: int) -> str:
@@ -79,7 +86,9 @@ def test_kill_9_during_import_leaves_vault_before_or_after(new_vault, vault_path
 
 def _mount_tmpfs(where: Path, size: str) -> bool:
     where.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True
+    )
     return proc.returncode == 0
 
 
@@ -93,13 +102,19 @@ def test_disk_full_mid_import_leaves_vault_unchanged(tmp_path):
         vault = mnt / "vault"
         with Vault.create(vault, passphrase=PASSPHRASE.encode()) as v:
             v.import_dataset(make_text_source(tmp_path / "small.csv", 200), name="small")
-            before = {p.relative_to(vault): p.read_bytes() for p in vault.rglob("*")
-                      if p.is_file() and p.parent.name != "audit" and p.name != "lock"}
+            before = {
+                p.relative_to(vault): p.read_bytes()
+                for p in vault.rglob("*")
+                if p.is_file() and p.parent.name != "audit" and p.name != "lock"
+            }
             big = make_text_source(tmp_path / "big.csv", 80_000)
             with pytest.raises(StrongroomError, match="full"):
                 v.import_dataset(big, name="big")
-            after = {p.relative_to(vault): p.read_bytes() for p in vault.rglob("*")
-                     if p.is_file() and p.parent.name != "audit" and p.name != "lock"}
+            after = {
+                p.relative_to(vault): p.read_bytes()
+                for p in vault.rglob("*")
+                if p.is_file() and p.parent.name != "audit" and p.name != "lock"
+            }
             assert after == before
             assert [d["name"] for d in v.datasets()] == ["small"]
             assert v.verify()["ok"]

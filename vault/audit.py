@@ -64,8 +64,6 @@ def canonical(obj: Any) -> bytes:
     ).encode()
 
 
-
-
 def parse_time(text: str) -> dt.datetime:
     """An RFC 3339 time or a plain date (taken as UTC midnight); UsageError otherwise."""
     try:

@@ -33,7 +33,12 @@ class LazyEntries(Sequence[dict[str, Any]]):
             except (ValueError, RecursionError):
                 entry = None
             if not isinstance(entry, dict):
-                entry = {"seq": index, "action": "(unreadable line)", "outcome": "not json", "actor": "?",
-                         "subject": f"line {index + 1}"}
+                entry = {
+                    "seq": index,
+                    "action": "(unreadable line)",
+                    "outcome": "not json",
+                    "actor": "?",
+                    "subject": f"line {index + 1}",
+                }
             self._parsed[index] = entry
         return entry

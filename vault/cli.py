@@ -15,8 +15,14 @@ from typing import Any
 from vault import cli_common as common
 from vault.errors import StrongroomError, UsageError
 
-FEATURE_MODULES = ("vault.cli_audit", "vault.cli_net", "vault.cli_train", "vault.cli_policy",
-                   "vault.cli_export", "vault.cli_tui")
+FEATURE_MODULES = (
+    "vault.cli_audit",
+    "vault.cli_net",
+    "vault.cli_train",
+    "vault.cli_policy",
+    "vault.cli_export",
+    "vault.cli_tui",
+)
 # Commands that never touch the vault's secrets or that must see the host as it is.
 NO_ISOLATION = {"audit", "netcheck", "tui", None}
 
@@ -37,17 +43,28 @@ def cmd_init(args: argparse.Namespace) -> int:
         try:
             policy_text = Path(args.policy).read_text("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"cannot read policy file {args.policy}: {exc}", "check the path (e.g. policies/strict.toml)") from None
+            raise UsageError(
+                f"cannot read policy file {args.policy}: {exc}", "check the path (e.g. policies/strict.toml)"
+            ) from None
         source = str(args.policy)
     path = common.vault_path(args)
     pw = common.passphrase(args, prompt=f"New passphrase for {common.user(args)}", confirm=True)
-    with Vault.create(path, user=common.user(args), passphrase=pw, policy_text=policy_text, policy_source=source) as v:
-        info = {"vault": str(path), "vault_id": v.vault_id, "admin": v.user, "policy": v.policy.name,
-                "policy_sha256": v.policy.sha256}
+    with Vault.create(
+        path, user=common.user(args), passphrase=pw, policy_text=policy_text, policy_source=source
+    ) as v:
+        info = {
+            "vault": str(path),
+            "vault_id": v.vault_id,
+            "admin": v.user,
+            "policy": v.policy.name,
+            "policy_sha256": v.policy.sha256,
+        }
     if args.json:
         common.emit_json(info)
     else:
-        print(f"created vault {path} (id {info['vault_id']}), admin {info['admin']!r}, policy {info['policy']}")
+        print(
+            f"created vault {path} (id {info['vault_id']}), admin {info['admin']!r}, policy {info['policy']}"
+        )
     return 0
 
 
@@ -60,17 +77,31 @@ def cmd_import(args: argparse.Namespace) -> int:
         text_column = _index(text_column, "--text-column")
         label_column = _index(label_column, "--label-column")
     quoting = {"auto": None, "csv": True, "none": False}[args.quoting]
-    options = ImportOptions(fmt=args.format, labels=args.labels, image_size=args.image_size,
-                            text_column=text_column, label_column=label_column, header=not args.no_header,
-                            quoting=quoting, workers=args.workers)
+    options = ImportOptions(
+        fmt=args.format,
+        labels=args.labels,
+        image_size=args.image_size,
+        text_column=text_column,
+        label_column=label_column,
+        header=not args.no_header,
+        quoting=quoting,
+        workers=args.workers,
+    )
     with common.open_vault(args) as v:
-        info = v.import_dataset(args.source, name=args.name, sensitivity=args.sensitivity, options=options,
-                                on_event=common.progress(args))
+        info = v.import_dataset(
+            args.source,
+            name=args.name,
+            sensitivity=args.sensitivity,
+            options=options,
+            on_event=common.progress(args),
+        )
     if args.json:
         common.emit_json(info)
     else:
-        print(f"imported {info['name']} v{info['version']}: {info['samples']} {info['kind']} records, "
-              f"{len(info['classes'])} classes, {info['sensitivity']} sensitivity, {info['digest'][:19]}")
+        print(
+            f"imported {info['name']} v{info['version']}: {info['samples']} {info['kind']} records, "
+            f"{len(info['classes'])} classes, {info['sensitivity']} sensitivity, {info['digest'][:19]}"
+        )
     return 0
 
 
@@ -79,7 +110,9 @@ def _index(value: Any, flag: str) -> Any:
         return None
     parts = str(value).split(",")
     if not all(p.strip().isdigit() for p in parts):
-        raise UsageError(f"{flag} must be a 0-based column index with --no-header (got {value!r})", f"e.g. {flag} 1")
+        raise UsageError(
+            f"{flag} must be a 0-based column index with --no-header (got {value!r})", f"e.g. {flag} 1"
+        )
     return int(parts[0]) if len(parts) == 1 else ",".join(p.strip() for p in parts)
 
 
@@ -92,10 +125,23 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     if not rows:
         print("no datasets yet (hint: `strongroom import SOURCE --name NAME`)")
         return 0
-    print(common.table(
-        [[r["name"], str(r["version"]), r["kind"], str(r["samples"]), str(len(r["classes"])), r["sensitivity"],
-          r["digest"][7:19]] for r in rows],
-        ["NAME", "VER", "KIND", "SAMPLES", "CLASSES", "SENSITIVITY", "DIGEST"]))
+    print(
+        common.table(
+            [
+                [
+                    r["name"],
+                    str(r["version"]),
+                    r["kind"],
+                    str(r["samples"]),
+                    str(len(r["classes"])),
+                    r["sensitivity"],
+                    r["digest"][7:19],
+                ]
+                for r in rows
+            ],
+            ["NAME", "VER", "KIND", "SAMPLES", "CLASSES", "SENSITIVITY", "DIGEST"],
+        )
+    )
     return 0
 
 
@@ -107,7 +153,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         common.emit_json(info)
         return 0
-    print(f"{info['name']} v{info['version']} ({info['kind']}, {info['format']}, {info['sensitivity']} sensitivity)")
+    print(
+        f"{info['name']} v{info['version']} ({info['kind']}, {info['format']}, {info['sensitivity']} sensitivity)"
+    )
     print(f"  samples  {info['samples']}   shape {info['shape']}   digest {info['digest']}")
     print(f"  created  {info['created']}   versions {info['versions']}")
     total = max(1, info["samples"])
@@ -118,8 +166,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         if "text" in rec:
             print(f"  [{rec['index']}] {rec['label']}: {rec['text'][:100]}")
         else:
-            print(f"  [{rec['index']}] {rec['label']}: image {len(rec['pixels'])}x{len(rec['pixels'][0])}x"
-                  f"{len(rec['pixels'][0][0])}")
+            print(
+                f"  [{rec['index']}] {rec['label']}: image {len(rec['pixels'])}x{len(rec['pixels'][0])}x"
+                f"{len(rec['pixels'][0][0])}"
+            )
     return 0
 
 
@@ -131,12 +181,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
     else:
         for f in report["findings"]:
             mark = "✗" if f["severity"] == "error" else "!"
-            print(f"{mark} {f['severity']}: {f['object']} ({f['kind']}): expected {f['expected']}, found {f['found']}: "
-                  f"{f['message']}")
+            print(
+                f"{mark} {f['severity']}: {f['object']} ({f['kind']}): expected {f['expected']}, found {f['found']}: "
+                f"{f['message']}"
+            )
         word = "✓ verified" if report["ok"] else "✗ FAILED"
-        print(f"{word}: {report['objects_checked']} objects in {report['datasets']} datasets and "
-              f"{report['models']} models authenticated, catalog and header intact" if report["ok"] else
-              f"{word}: {sum(f['severity'] == 'error' for f in report['findings'])} problem(s)")
+        print(
+            f"{word}: {report['objects_checked']} objects in {report['datasets']} datasets and "
+            f"{report['models']} models authenticated, catalog and header intact"
+            if report["ok"]
+            else f"{word}: {sum(f['severity'] == 'error' for f in report['findings'])} problem(s)"
+        )
     return 0 if report["ok"] else 4
 
 
@@ -144,7 +199,9 @@ def cmd_delete(args: argparse.Namespace) -> int:
     if not args.yes:
         if not sys.stdin.isatty():
             raise UsageError(f"deleting {args.name!r} needs confirmation", "pass --yes in scripts")
-        typed = input(f"This destroys {args.name!r} and its keys; it cannot be undone.\nType the dataset's name to confirm: ")
+        typed = input(
+            f"This destroys {args.name!r} and its keys; it cannot be undone.\nType the dataset's name to confirm: "
+        )
         if typed.strip() != args.name:
             print("names differ; nothing was deleted", file=sys.stderr)
             return 1
@@ -153,8 +210,10 @@ def cmd_delete(args: argparse.Namespace) -> int:
     if args.json:
         common.emit_json(result)
     else:
-        print(f"deleted {result['name']}: {result['versions']} version(s), keys destroyed, "
-              f"{result['objects_removed']} objects removed")
+        print(
+            f"deleted {result['name']}: {result['versions']} version(s), keys destroyed, "
+            f"{result['objects_removed']} objects removed"
+        )
     return 0
 
 
@@ -165,12 +224,26 @@ def cmd_keys(args: argparse.Namespace) -> int:
             if args.json:
                 common.emit_json(rows)
             else:
-                print(common.table([[r["user"], r["role"], r["created"][:19],
-                                     f"argon2id m={r['kdf']['memory_kib']}KiB t={r['kdf']['iterations']} "
-                                     f"p={r['kdf']['lanes']}"] for r in rows], ["USER", "ROLE", "CREATED", "KDF"]))
+                print(
+                    common.table(
+                        [
+                            [
+                                r["user"],
+                                r["role"],
+                                r["created"][:19],
+                                f"argon2id m={r['kdf']['memory_kib']}KiB t={r['kdf']['iterations']} "
+                                f"p={r['kdf']['lanes']}",
+                            ]
+                            for r in rows
+                        ],
+                        ["USER", "ROLE", "CREATED", "KDF"],
+                    )
+                )
             return 0
         if args.keys_cmd == "add":
-            result = v.keys_add(args.name, args.role, common.new_passphrase(args, f"Passphrase for {args.name}"))
+            result = v.keys_add(
+                args.name, args.role, common.new_passphrase(args, f"Passphrase for {args.name}")
+            )
         elif args.keys_cmd == "remove":
             result = v.keys_remove(args.name)
         elif args.keys_cmd == "passwd":
@@ -185,8 +258,11 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="strongroom", description="Strongroom: an encrypted vault for sensitive records; "
-                    "private training on this host; models out, never data.")
+    parser = Parser(
+        prog="strongroom",
+        description="Strongroom: an encrypted vault for sensitive records; "
+        "private training on this host; models out, never data.",
+    )
     parser.add_argument("--version", action="version", version="strongroom 0.1.0")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
@@ -203,18 +279,37 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("import", "import a dataset (image folder, IDX, CSV/TSV/JSONL) as a new version", cmd_import)
     p.add_argument("source", type=Path, help="folder of class sub-folders, IDX images file, or text file")
     p.add_argument("--name", required=True, help="dataset name")
-    p.add_argument("--sensitivity", choices=("low", "medium", "high"), default="high",
-                   help="how sensitive the records are (default: high)")
-    p.add_argument("--format", choices=("image-folder", "idx", "csv", "tsv", "jsonl"), help="skip auto-detection")
-    p.add_argument("--labels", type=Path, metavar="LABELS.idx", help="IDX labels file (with an IDX images file)")
-    p.add_argument("--image-size", type=int, metavar="N", help="resize images to N x N (default: most common size)")
-    p.add_argument("--text-column", metavar="COL", help="text column: name, or 0-based index with --no-header "
-                   "(several joined with commas, e.g. 1,2)")
-    p.add_argument("--label-column", metavar="COL", help="label column: name, or 0-based index with --no-header")
+    p.add_argument(
+        "--sensitivity",
+        choices=("low", "medium", "high"),
+        default="high",
+        help="how sensitive the records are (default: high)",
+    )
+    p.add_argument(
+        "--format", choices=("image-folder", "idx", "csv", "tsv", "jsonl"), help="skip auto-detection"
+    )
+    p.add_argument(
+        "--labels", type=Path, metavar="LABELS.idx", help="IDX labels file (with an IDX images file)"
+    )
+    p.add_argument(
+        "--image-size", type=int, metavar="N", help="resize images to N x N (default: most common size)"
+    )
+    p.add_argument(
+        "--text-column",
+        metavar="COL",
+        help="text column: name, or 0-based index with --no-header (several joined with commas, e.g. 1,2)",
+    )
+    p.add_argument(
+        "--label-column", metavar="COL", help="label column: name, or 0-based index with --no-header"
+    )
     p.add_argument("--no-header", action="store_true", help="the text file has no header row")
-    p.add_argument("--quoting", choices=("auto", "csv", "none"), default="auto",
-                   help="TSV quoting: csv (RFC 4180 quotes), none (quotes are ordinary characters), "
-                   "auto (csv when the whole file parses that way; the default)")
+    p.add_argument(
+        "--quoting",
+        choices=("auto", "csv", "none"),
+        default="auto",
+        help="TSV quoting: csv (RFC 4180 quotes), none (quotes are ordinary characters), "
+        "auto (csv when the whole file parses that way; the default)",
+    )
     p.add_argument("--workers", type=int, metavar="N", help="image decoding processes (default: automatic)")
 
     command("datasets", "list datasets", cmd_datasets)
@@ -227,14 +322,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--yes", action="store_true", help="do not ask to type the name (for scripts)")
 
-    keys_parser = sub.add_parser("keys", help="manage users' key slots", description="manage users' key slots")
+    keys_parser = sub.add_parser(
+        "keys", help="manage users' key slots", description="manage users' key slots"
+    )
     ksub = keys_parser.add_subparsers(dest="keys_cmd", metavar="ACTION", required=True, parser_class=Parser)
 
     def key_cmd(name: str, help_text: str) -> argparse.ArgumentParser:
         p = ksub.add_parser(name, help=help_text, description=help_text)
         common.add_vault_options(p)
         p.add_argument("--json", action="store_true", help="print JSON for scripts")
-        p.add_argument("--new-passphrase-file", type=Path, metavar="FILE", help="read the new passphrase from FILE")
+        p.add_argument(
+            "--new-passphrase-file", type=Path, metavar="FILE", help="read the new passphrase from FILE"
+        )
         p.set_defaults(func=cmd_keys)
         return p
 
@@ -295,7 +394,9 @@ def main(argv: list[str] | None = None) -> int:
         report_error(exc)
         return exc.exit_code
     except KeyboardInterrupt:
-        sys.stderr.write("strongroom: interrupted (hint: the vault is as it was before the command, or after it)\n")
+        sys.stderr.write(
+            "strongroom: interrupted (hint: the vault is as it was before the command, or after it)\n"
+        )
         return 130
 
 

@@ -19,11 +19,20 @@ from vault.errors import UsageError
 
 
 def add_vault_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--vault", metavar="PATH", help="vault directory (default: $STRONGROOM_VAULT, "
-                        "else ~/.local/share/strongroom/vault)")
-    parser.add_argument("--user", metavar="NAME", help="key slot to open (default: $STRONGROOM_USER, else admin)")
-    parser.add_argument("--passphrase-file", metavar="FILE", type=Path,
-                        help="read the passphrase from the first line of FILE instead of prompting")
+    parser.add_argument(
+        "--vault",
+        metavar="PATH",
+        help="vault directory (default: $STRONGROOM_VAULT, else ~/.local/share/strongroom/vault)",
+    )
+    parser.add_argument(
+        "--user", metavar="NAME", help="key slot to open (default: $STRONGROOM_USER, else admin)"
+    )
+    parser.add_argument(
+        "--passphrase-file",
+        metavar="FILE",
+        type=Path,
+        help="read the passphrase from the first line of FILE instead of prompting",
+    )
 
 
 def vault_path(args: argparse.Namespace) -> Path:
@@ -40,15 +49,23 @@ def _read_passphrase_file(path: Path) -> bytes:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise UsageError(f"cannot read passphrase file {path}: {exc.strerror}", "check the path and its permissions") from None
+        raise UsageError(
+            f"cannot read passphrase file {path}: {exc.strerror}", "check the path and its permissions"
+        ) from None
     line = data.split(b"\n", 1)[0].rstrip(b"\r")
     if not line:
         raise UsageError(f"passphrase file {path} is empty", "put the passphrase on its first line")
     return line
 
 
-def passphrase(args: argparse.Namespace, *, prompt: str = "Passphrase", env: str = "STRONGROOM_PASSPHRASE",
-               file_attr: str = "passphrase_file", confirm: bool = False) -> bytes:
+def passphrase(
+    args: argparse.Namespace,
+    *,
+    prompt: str = "Passphrase",
+    env: str = "STRONGROOM_PASSPHRASE",
+    file_attr: str = "passphrase_file",
+    confirm: bool = False,
+) -> bytes:
     """The passphrase from --passphrase-file, the environment, or a no-echo prompt."""
     path = getattr(args, file_attr, None)
     if path:
@@ -58,8 +75,9 @@ def passphrase(args: argparse.Namespace, *, prompt: str = "Passphrase", env: str
         return value.encode("utf-8")
     if not sys.stdin.isatty():
         flag = "--" + file_attr.replace("_", "-")
-        raise UsageError(f"no passphrase given and no terminal to ask on ({prompt.lower()})",
-                         f"set {env} or use {flag}")
+        raise UsageError(
+            f"no passphrase given and no terminal to ask on ({prompt.lower()})", f"set {env} or use {flag}"
+        )
     first = getpass.getpass(f"{prompt}: ")
     if confirm:
         again = getpass.getpass(f"{prompt} (again): ")
@@ -69,8 +87,9 @@ def passphrase(args: argparse.Namespace, *, prompt: str = "Passphrase", env: str
 
 
 def new_passphrase(args: argparse.Namespace, prompt: str = "New passphrase") -> bytes:
-    return passphrase(args, prompt=prompt, env="STRONGROOM_NEW_PASSPHRASE", file_attr="new_passphrase_file",
-                      confirm=True)
+    return passphrase(
+        args, prompt=prompt, env="STRONGROOM_NEW_PASSPHRASE", file_attr="new_passphrase_file", confirm=True
+    )
 
 
 def open_vault(args: argparse.Namespace) -> Any:

@@ -16,28 +16,44 @@ def cmd_export(args: argparse.Namespace, common: Any) -> int:
     approver = args.approver or os.environ.get("STRONGROOM_APPROVER") or None
     approver_pw = None
     if approver:
-        approver_pw = common.passphrase(args, prompt=f"Passphrase of approver {approver}",
-                                        env="STRONGROOM_APPROVER_PASSPHRASE", file_attr="approver_passphrase_file")
+        approver_pw = common.passphrase(
+            args,
+            prompt=f"Passphrase of approver {approver}",
+            env="STRONGROOM_APPROVER_PASSPHRASE",
+            file_attr="approver_passphrase_file",
+        )
     with common.open_vault(args) as v:
         result = v.export(args.model, args.out, approver=approver, approver_passphrase=approver_pw)
     if args.json:
         common.emit_json(result)
     else:
         approved = ", ".join(f"{a['user']} ({a['role']})" for a in result["approvals"]) or "none required"
-        print(f"exported {result['model']} to {result['out']}: {', '.join(result['files'])}; approvals: {approved}")
-        print(f"check: cd {result['out']} && sha256sum -c MANIFEST.sha256 && openssl pkeyutl -verify -pubin "
-              "-inkey signer.pub.pem -rawin -in MANIFEST.sha256 -sigfile MANIFEST.sig")
+        print(
+            f"exported {result['model']} to {result['out']}: {', '.join(result['files'])}; approvals: {approved}"
+        )
+        print(
+            f"check: cd {result['out']} && sha256sum -c MANIFEST.sha256 && openssl pkeyutl -verify -pubin "
+            "-inkey signer.pub.pem -rawin -in MANIFEST.sha256 -sigfile MANIFEST.sig"
+        )
     return 0
 
 
 def register(sub: Any, common: Any) -> None:
-    p = sub.add_parser("export", help="export a model with its card and a signed manifest (never records)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "export",
+        help="export a model with its card and a signed manifest (never records)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     common.add_vault_options(p)
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.add_argument("model", help="model id (see `strongroom models`)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="new or empty directory to write")
     p.add_argument("--approver", metavar="NAME", help="second person approving the export (if policy asks)")
-    p.add_argument("--approver-passphrase-file", type=Path, metavar="FILE",
-                   help="read the approver's passphrase from FILE")
+    p.add_argument(
+        "--approver-passphrase-file",
+        type=Path,
+        metavar="FILE",
+        help="read the approver's passphrase from FILE",
+    )
     p.set_defaults(func=lambda args: cmd_export(args, common))

@@ -17,15 +17,25 @@ from vault.netguard.vault_mixin import recorded_netcheck
 
 def register(subparsers: Any, common: Any) -> None:
     help_text = "fire drill: try every way to the network from inside the isolation (exit 0: all blocked)"
-    p = subparsers.add_parser("netcheck", help=help_text, description=help_text + ". Without --probe and "
-                              "--unix-socket, a sentinel on the host listens and counts what arrives. With a "
-                              "vault named (--vault or $STRONGROOM_VAULT) the drill is recorded in its audit log.")
+    p = subparsers.add_parser(
+        "netcheck",
+        help=help_text,
+        description=help_text + ". Without --probe and "
+        "--unix-socket, a sentinel on the host listens and counts what arrives. With a "
+        "vault named (--vault or $STRONGROOM_VAULT) the drill is recorded in its audit log.",
+    )
     common.add_vault_options(p)
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
-    p.add_argument("--probe", metavar="HOST:PORT", help="a TCP listener of yours on the host to aim at "
-                   "(default: the sentinel's, on 127.0.0.1)")
-    p.add_argument("--unix-socket", metavar="PATH", help="a Unix socket a host process listens on "
-                   "(default: the sentinel's, under /tmp)")
+    p.add_argument(
+        "--probe",
+        metavar="HOST:PORT",
+        help="a TCP listener of yours on the host to aim at (default: the sentinel's, on 127.0.0.1)",
+    )
+    p.add_argument(
+        "--unix-socket",
+        metavar="PATH",
+        help="a Unix socket a host process listens on (default: the sentinel's, under /tmp)",
+    )
     p.add_argument("--no-record", action="store_true", help="do not open the vault or write to its audit log")
     p.add_argument("--timeout", type=float, default=2.0, metavar="SECONDS", help="per attempt (default 2)")
     p.set_defaults(func=lambda args: cmd_netcheck(args, common))
@@ -42,8 +52,13 @@ def cmd_netcheck(args: argparse.Namespace, common: Any) -> int:
         return functools.partial(recorded_netcheck, vault)
 
     try:
-        result = isolated_drill(args.probe, unix_socket=args.unix_socket, keep=keep, timeout=args.timeout,
-                                inside=inside if record else None)
+        result = isolated_drill(
+            args.probe,
+            unix_socket=args.unix_socket,
+            keep=keep,
+            timeout=args.timeout,
+            inside=inside if record else None,
+        )
     finally:
         for vault in opened:
             vault.close()

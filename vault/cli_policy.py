@@ -20,7 +20,9 @@ def read_policy_file(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise NotFound(f"policy file {path} does not exist", "check the path (e.g. policies/strict.toml)") from None
+        raise NotFound(
+            f"policy file {path} does not exist", "check the path (e.g. policies/strict.toml)"
+        ) from None
     except IsADirectoryError:
         raise InputError(f"{path} is a directory, not a policy file", "name a .toml file") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -38,8 +40,10 @@ def cmd_show(args: argparse.Namespace, common: Any) -> int:
         print(f"  {shown['description']}")
     print(f"  set {shown.get('set')} by {shown.get('set_by') or 'init'} from {shown.get('source')}")
     print()
-    rows = [[rule["id"], "✓ permit" if rule["effect"] == "permit" else "⊘ forbid", rule["text"]]
-            for rule in shown["rules"]]
+    rows = [
+        [rule["id"], "✓ permit" if rule["effect"] == "permit" else "⊘ forbid", rule["text"]]
+        for rule in shown["rules"]
+    ]
     print(common.table(rows, ["RULE", "EFFECT", "WHAT IT SAYS"]))
     history = list(iter_history(shown))
     if history:
@@ -55,8 +59,10 @@ def cmd_set(args: argparse.Namespace, common: Any) -> int:
     if args.json:
         common.emit_json(result)
     elif result["changed"]:
-        print(f"policy set: {result['old_name']} {result['old_sha256'][:16]} -> {result['name']} "
-              f"{result['sha256'][:16]} (audited)")
+        print(
+            f"policy set: {result['old_name']} {result['old_sha256'][:16]} -> {result['name']} "
+            f"{result['sha256'][:16]} (audited)"
+        )
     else:
         print(f"policy unchanged: {result['name']} {result['sha256'][:16]} is already the vault's policy")
     return 0
@@ -74,8 +80,9 @@ def cmd_check(args: argparse.Namespace, common: Any) -> int:
         if value is not None:
             facts[name] = value
     with common.open_vault(args) as v:
-        decision = v.policy_check(args.action, dataset=args.dataset, as_user=args.as_user,
-                                  approved_by=args.approved_by, **facts)
+        decision = v.policy_check(
+            args.action, dataset=args.dataset, as_user=args.as_user, approved_by=args.approved_by, **facts
+        )
     if args.json:
         common.emit_json({**decision.to_json(), "dry_run": True})
     else:
@@ -90,9 +97,17 @@ def cmd_test(args: argparse.Namespace, common: Any) -> int:
     results = policy.run_tests()
     passed = sum(result.passed for result in results)
     if args.json:
-        common.emit_json({"policy": policy.name, "sha256": policy.sha256, "source": str(args.file),
-                          "passed": passed, "failed": len(results) - passed, "ok": passed == len(results),
-                          "results": [result.to_json() for result in results]})
+        common.emit_json(
+            {
+                "policy": policy.name,
+                "sha256": policy.sha256,
+                "source": str(args.file),
+                "passed": passed,
+                "failed": len(results) - passed,
+                "ok": passed == len(results),
+                "results": [result.to_json() for result in results],
+            }
+        )
     else:
         for result in results:
             mark = "✓ pass" if result.passed else "✗ FAIL"
@@ -107,10 +122,15 @@ def cmd_test(args: argparse.Namespace, common: Any) -> int:
 
 
 def register(sub: Any, common: Any) -> None:
-    parser = sub.add_parser("policy", help="show, set, dry-run and test the vault's policy",
-                            description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    actions = parser.add_subparsers(dest="policy_cmd", metavar="ACTION", required=True,
-                                    parser_class=type(parser))
+    parser = sub.add_parser(
+        "policy",
+        help="show, set, dry-run and test the vault's policy",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = parser.add_subparsers(
+        dest="policy_cmd", metavar="ACTION", required=True, parser_class=type(parser)
+    )
 
     def action(name: str, help_text: str, func: Any, *, vault: bool = True) -> argparse.ArgumentParser:
         p = actions.add_parser(name, help=help_text, description=help_text)
@@ -121,9 +141,13 @@ def register(sub: Any, common: Any) -> None:
         return p
 
     action("show", "show the vault's policy: name, hash, every rule, who set it", cmd_show)
-    p = action("set", "replace the vault's policy with FILE (admin only; audited with old and new hash)", cmd_set)
+    p = action(
+        "set", "replace the vault's policy with FILE (admin only; audited with old and new hash)", cmd_set
+    )
     p.add_argument("file", type=Path, metavar="FILE")
-    p = action("check", "dry run: what would the policy decide, and by which rule (exit 3 if refused)", cmd_check)
+    p = action(
+        "check", "dry run: what would the policy decide, and by which rule (exit 3 if refused)", cmd_check
+    )
     p.add_argument("action", choices=ACTIONS, metavar="ACTION", help=f"one of: {', '.join(ACTIONS)}")
     p.add_argument("--dataset", metavar="NAME", help="the dataset the action touches")
     dp = p.add_mutually_exclusive_group()
@@ -133,8 +157,15 @@ def register(sub: Any, common: Any) -> None:
     p.add_argument("--delta", type=float, metavar="D", help="the run's delta")
     p.add_argument("--model", metavar="M", help="model architecture (cnn, resnet18, bow, transformer)")
     p.add_argument("--target", metavar="ID", help="what the action is about (a user, a model id)")
-    p.add_argument("--approved-by", action="append", metavar="USER", default=[],
-                   help="for model.export: a user who would approve (repeatable; not authenticated in a dry run)")
+    p.add_argument(
+        "--approved-by",
+        action="append",
+        metavar="USER",
+        default=[],
+        help="for model.export: a user who would approve (repeatable; not authenticated in a dry run)",
+    )
     p.add_argument("--as-user", metavar="U", help="decide for another user of this vault (their role)")
-    p = action("test", "run the [[test]] cases written in a policy FILE (needs no vault)", cmd_test, vault=False)
+    p = action(
+        "test", "run the [[test]] cases written in a policy FILE (needs no vault)", cmd_test, vault=False
+    )
     p.add_argument("file", type=Path, metavar="FILE")

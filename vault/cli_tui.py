@@ -19,12 +19,20 @@ def register(subparsers: Any, common: Any) -> None:
         description="Open the terminal UI. The passphrase is asked on the unlock screen, never on the "
         "command line. --auditor opens only the audit log, read-only, without a passphrase.",
     )
-    parser.add_argument("--vault", metavar="PATH", help="vault directory (default: $STRONGROOM_VAULT, "
-                        "else ~/.local/share/strongroom/vault)")
-    parser.add_argument("--user", metavar="NAME", help="user to unlock as (default: $STRONGROOM_USER, else admin)")
-    parser.add_argument("--auditor", action="store_true",
-                        help="open only the Audit area, read-only, without a passphrase")
-    parser.add_argument("--high-contrast", action="store_true", help="start with the high-contrast theme (f2 toggles)")
+    parser.add_argument(
+        "--vault",
+        metavar="PATH",
+        help="vault directory (default: $STRONGROOM_VAULT, else ~/.local/share/strongroom/vault)",
+    )
+    parser.add_argument(
+        "--user", metavar="NAME", help="user to unlock as (default: $STRONGROOM_USER, else admin)"
+    )
+    parser.add_argument(
+        "--auditor", action="store_true", help="open only the Audit area, read-only, without a passphrase"
+    )
+    parser.add_argument(
+        "--high-contrast", action="store_true", help="start with the high-contrast theme (f2 toggles)"
+    )
     parser.set_defaults(func=run_tui)
 
 

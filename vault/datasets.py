@@ -25,8 +25,22 @@ if TYPE_CHECKING:
 
 SENSITIVITIES = ("low", "medium", "high")
 PURPOSES = ("train", "evaluate", "sample", "verify", "export-check")
-PUBLIC_FIELDS = ("name", "version", "kind", "samples", "classes", "sensitivity", "digest", "created",
-                 "counts", "shape", "format", "source_name", "ledger_id", "versions")
+PUBLIC_FIELDS = (
+    "name",
+    "version",
+    "kind",
+    "samples",
+    "classes",
+    "sensitivity",
+    "digest",
+    "created",
+    "counts",
+    "shape",
+    "format",
+    "source_name",
+    "ledger_id",
+    "versions",
+)
 
 
 @dataclass
@@ -110,8 +124,10 @@ class DatasetsMixin:
         for v in entry["versions"]:
             if v["version"] == version:
                 return v
-        raise NotFound(f"dataset {name!r} has no version {version}",
-                       f"versions: {', '.join(str(v['version']) for v in entry['versions'])}")
+        raise NotFound(
+            f"dataset {name!r} has no version {version}",
+            f"versions: {', '.join(str(v['version']) for v in entry['versions'])}",
+        )
 
     def dataset(self, name: str, version: int | None = None) -> dict[str, Any]:
         return self._dataset_info(name, version, decide=True)
@@ -132,7 +148,9 @@ class DatasetsMixin:
     def dataset_facts(self, name: str) -> dict[str, Any]:
         """What the policy needs to know about a dataset (no records)."""
         info = self._dataset_info(name, None, decide=False)
-        return {k: info[k] for k in ("name", "sensitivity", "created", "digest", "kind", "samples", "ledger_id")}
+        return {
+            k: info[k] for k in ("name", "sensitivity", "created", "digest", "kind", "samples", "ledger_id")
+        }
 
     # ------------------------------------------------------------------ import
     def import_dataset(
@@ -149,11 +167,15 @@ class DatasetsMixin:
 
         check_name(name)
         if sensitivity not in SENSITIVITIES:
-            raise InputError(f"unknown sensitivity {sensitivity!r}", f"choose one of: {', '.join(SENSITIVITIES)}")
+            raise InputError(
+                f"unknown sensitivity {sensitivity!r}", f"choose one of: {', '.join(SENSITIVITIES)}"
+            )
         source = Path(source).expanduser()
         self._decide("dataset.import", dataset={"name": name, "sensitivity": sensitivity})
         decoded = decode(source, options or ImportOptions(), on_event=on_event, cancel=cancel)
-        digest = shards.content_digest(decoded.kind, decoded.classes, decoded.labels, decoded.images, decoded.texts)
+        digest = shards.content_digest(
+            decoded.kind, decoded.classes, decoded.labels, decoded.images, decoded.texts
+        )
         if decoded.kind == "image":
             assert decoded.images is not None
             pieces = shards.image_shards(decoded.images, decoded.labels)
@@ -175,7 +197,9 @@ class DatasetsMixin:
                 key, wrapped = self._new_data_key()
                 for i, (start, stop, blob) in enumerate(pieces):
                     if cancel is not None and cancel.is_set():
-                        raise Cancelled("import cancelled; nothing was added to the vault", "run the import again")
+                        raise Cancelled(
+                            "import cancelled; nothing was added to the vault", "run the import again"
+                        )
                     ident = f"dataset={name}/version={version_no}/shard={i}"
                     ref = self._objects.put("shard", ident, blob, key)
                     ref.update(start=start, stop=stop)
@@ -198,14 +222,30 @@ class DatasetsMixin:
                     "shards": refs,
                 }
                 if entry is None:
-                    entry = {"name": name, "sensitivity": sensitivity, "created": version["created"],
-                             "ledger_id": ledger_id, "versions": []}
+                    entry = {
+                        "name": name,
+                        "sensitivity": sensitivity,
+                        "created": version["created"],
+                        "ledger_id": ledger_id,
+                        "versions": [],
+                    }
                     catalog["datasets"][name] = entry
                 entry["versions"].append(version)
                 catalog["ledger_index"].setdefault(digest, entry["ledger_id"])
-                self._record("dataset.import", name, "ok", version=version_no, samples=total, kind=decoded.kind,
-                             format=decoded.fmt, classes=len(decoded.classes), digest=digest,
-                             sensitivity=sensitivity, source=decoded.source_name, shards=len(refs))
+                self._record(
+                    "dataset.import",
+                    name,
+                    "ok",
+                    version=version_no,
+                    samples=total,
+                    kind=decoded.kind,
+                    format=decoded.fmt,
+                    classes=len(decoded.classes),
+                    digest=digest,
+                    sensitivity=sensitivity,
+                    source=decoded.source_name,
+                    shards=len(refs),
+                )
         except (StrongroomError, OSError) as exc:
             with contextlib.suppress(StrongroomError, OSError):  # drop objects the catalog never took
                 live = self._referenced_objects(self._read_catalog())
@@ -213,8 +253,12 @@ class DatasetsMixin:
                     if ref["id"] not in live:
                         self._objects.remove(ref["id"])
             with contextlib.suppress(StrongroomError, OSError):
-                self._record("dataset.import", name, "failed",
-                             error=exc.title if isinstance(exc, StrongroomError) else type(exc).__name__)
+                self._record(
+                    "dataset.import",
+                    name,
+                    "failed",
+                    error=exc.title if isinstance(exc, StrongroomError) else type(exc).__name__,
+                )
             raise
         return self._dataset_info(name, None, decide=False)
 
@@ -226,8 +270,15 @@ class DatasetsMixin:
         catalog = self._read_catalog()
         entry = self._dataset_entry(catalog, name)
         ver = self._version(entry, name, version)
-        self._record("dataset.read", name, "ok", version=ver["version"], purpose=purpose, samples=ver["samples"],
-                     digest=ver["digest"])
+        self._record(
+            "dataset.read",
+            name,
+            "ok",
+            version=ver["version"],
+            purpose=purpose,
+            samples=ver["samples"],
+            digest=ver["digest"],
+        )
         key = self._data_key(ver["wrapped_key"])
         labels = np.empty(ver["samples"], dtype=np.int64)
         images = texts = None
@@ -239,7 +290,9 @@ class DatasetsMixin:
             content = shards.unpack(ver["kind"], self._objects.get(ref, key), f"object {ref['id']}")
             start, stop = ref["start"], ref["stop"]
             if len(content.labels) != stop - start:
-                raise StrongroomError(f"object {ref['id']} holds the wrong number of records", "run `strongroom verify`")
+                raise StrongroomError(
+                    f"object {ref['id']} holds the wrong number of records", "run `strongroom verify`"
+                )
             labels[start:stop] = content.labels
             if images is not None:
                 images[start:stop] = content.images
@@ -250,9 +303,16 @@ class DatasetsMixin:
 
         x: Any = torch.from_numpy(images) if images is not None else texts
         return LoadedDataset(
-            name=name, version=ver["version"], kind=ver["kind"], classes=list(ver["classes"]), x=x,
-            y=torch.from_numpy(labels), digest=ver["digest"], ledger_id=entry["ledger_id"],
-            sensitivity=entry["sensitivity"], info=public_info(name, entry, ver),
+            name=name,
+            version=ver["version"],
+            kind=ver["kind"],
+            classes=list(ver["classes"]),
+            x=x,
+            y=torch.from_numpy(labels),
+            digest=ver["digest"],
+            ledger_id=entry["ledger_id"],
+            sensitivity=entry["sensitivity"],
+            info=public_info(name, entry, ver),
         )
 
     def sample(self, name: str, n: int = 5, *, version: int | None = None) -> dict[str, Any]:
@@ -280,9 +340,14 @@ class DatasetsMixin:
             entry = self._dataset_entry(catalog, name)
             doomed = [ref["id"] for v in entry["versions"] for ref in v["shards"]]
             del catalog["datasets"][name]
-            self._record("dataset.delete", name, "ok", versions=len(entry["versions"]), objects=len(doomed),
-                         ledger_kept=entry["ledger_id"])
+            self._record(
+                "dataset.delete",
+                name,
+                "ok",
+                versions=len(entry["versions"]),
+                objects=len(doomed),
+                ledger_kept=entry["ledger_id"],
+            )
         for object_id in doomed:
             self._objects.remove(object_id)
         return {"name": name, "versions": len(entry["versions"]), "objects_removed": len(doomed)}
-

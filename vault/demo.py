@@ -38,14 +38,36 @@ def ensure_demo_vault(path: Path, env: dict[str, str]) -> None:
     run_step("strongroom init", "init", "--vault", str(path), env=env)
     run_step(
         "strongroom import mnist-demo (1,000 handwritten digits, IDX)",
-        "import", str(DATA / "mnist-1000-images-idx3-ubyte.gz"), "--labels",
-        str(DATA / "mnist-1000-labels-idx1-ubyte.gz"), "--name", "mnist-demo", "--sensitivity", "medium",
-        "--vault", str(path), env=env,
+        "import",
+        str(DATA / "mnist-1000-images-idx3-ubyte.gz"),
+        "--labels",
+        str(DATA / "mnist-1000-labels-idx1-ubyte.gz"),
+        "--name",
+        "mnist-demo",
+        "--sensitivity",
+        "medium",
+        "--vault",
+        str(path),
+        env=env,
     )
     run_step(
         "strongroom import sms-demo (600 SMS messages, ham/spam, TSV)",
-        "import", str(DATA / "sms-600.tsv"), "--format", "tsv", "--no-header", "--label-column", "0",
-        "--text-column", "1", "--name", "sms-demo", "--sensitivity", "medium", "--vault", str(path), env=env,
+        "import",
+        str(DATA / "sms-600.tsv"),
+        "--format",
+        "tsv",
+        "--no-header",
+        "--label-column",
+        "0",
+        "--text-column",
+        "1",
+        "--name",
+        "sms-demo",
+        "--sensitivity",
+        "medium",
+        "--vault",
+        str(path),
+        env=env,
     )
 
 
@@ -62,8 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.open and sys.stdin.isatty() and sys.stdout.isatty():
         os.execv(sys.executable, [sys.executable, "-m", "vault.cli", "tui", "--vault", str(path)])
     if args.open:
-        print("(no terminal attached: not opening the terminal UI; run `.venv/bin/strongroom tui --vault "
-              f"{path}` in a terminal)")
+        print(
+            "(no terminal attached: not opening the terminal UI; run `.venv/bin/strongroom tui --vault "
+            f"{path}` in a terminal)"
+        )
     return 0
 
 

@@ -33,7 +33,9 @@ AUDIT_DIR = "audit"
 CATALOG_NEXT = "catalog.next.sealed"
 
 
-def empty_catalog(vault_id: str, signing_key: SigningKey, policy: Policy, created: str, user: str) -> dict[str, Any]:
+def empty_catalog(
+    vault_id: str, signing_key: SigningKey, policy: Policy, created: str, user: str
+) -> dict[str, Any]:
     return {
         "vault_id": vault_id,
         "generation": 0,
@@ -51,7 +53,9 @@ def empty_catalog(vault_id: str, signing_key: SigningKey, policy: Policy, create
 class Vault(DatasetsMixin, KeysMixin, VerifyMixin, ExportMixin, NetworkMixin, PolicyMixin, TrainingMixin):
     """An opened vault. Create with `Vault.create`, open with `Vault.open`; use as a context manager."""
 
-    def __init__(self, root: Path, header: dict[str, Any], user: str, role: str, master: bytes, private: bytes) -> None:
+    def __init__(
+        self, root: Path, header: dict[str, Any], user: str, role: str, master: bytes, private: bytes
+    ) -> None:
         self.path = root
         self.vault_id: str = header["vault_id"]
         self.user = user
@@ -80,7 +84,9 @@ class Vault(DatasetsMixin, KeysMixin, VerifyMixin, ExportMixin, NetworkMixin, Po
     ) -> Vault:
         root = Path(path).expanduser()
         store.check_name(user, "user")
-        policy = Policy.load(policy_text, source=policy_source) if policy_text is not None else Policy.default()
+        policy = (
+            Policy.load(policy_text, source=policy_source) if policy_text is not None else Policy.default()
+        )
         if root.exists() and any(root.iterdir()):
             what = "a vault" if (root / store.HEADER_FILE).exists() else "a non-empty directory"
             raise StrongroomError(
@@ -104,13 +110,26 @@ class Vault(DatasetsMixin, KeysMixin, VerifyMixin, ExportMixin, NetworkMixin, Po
         header["mac"] = keyring.header_mac(master, header)
         signing_key = SigningKey.generate()
         with store.VaultLock(root):
-            store.write_catalog(root, vault_id, keyring.catalog_key(master), empty_catalog(vault_id, signing_key, policy, created, user))
+            store.write_catalog(
+                root,
+                vault_id,
+                keyring.catalog_key(master),
+                empty_catalog(vault_id, signing_key, policy, created, user),
+            )
             audit = AuditLog(root / AUDIT_DIR)
             audit.init(signing_key.public_pem())
             audit.append(
-                user, "admin", "vault.init", vault_id, "ok",
-                {"policy": policy.name, "policy_sha256": policy.sha256, "format_version": store.FORMAT_VERSION,
-                 "kdf": {k: v for k, v in header["slots"][0]["kdf"].items() if k != "salt"}},
+                user,
+                "admin",
+                "vault.init",
+                vault_id,
+                "ok",
+                {
+                    "policy": policy.name,
+                    "policy_sha256": policy.sha256,
+                    "format_version": store.FORMAT_VERSION,
+                    "kdf": {k: v for k, v in header["slots"][0]["kdf"].items() if k != "salt"},
+                },
             )
             # The header goes last: until it exists, the directory is not a vault.
             store.atomic_write(root / store.HEADER_FILE, store.canonical_json(header))
@@ -127,7 +146,11 @@ class Vault(DatasetsMixin, KeysMixin, VerifyMixin, ExportMixin, NetworkMixin, Po
         except AuthError:
             with contextlib.suppress(OSError, StrongroomError):
                 AuditLog(root / AUDIT_DIR).append(
-                    user, "unknown", "session.unlock_failed", header["vault_id"], "denied",
+                    user,
+                    "unknown",
+                    "session.unlock_failed",
+                    header["vault_id"],
+                    "denied",
                     {"reason": "unknown user or wrong passphrase", "pid": os.getpid()},
                 )
             raise
@@ -137,7 +160,9 @@ class Vault(DatasetsMixin, KeysMixin, VerifyMixin, ExportMixin, NetworkMixin, Po
         return vault
 
     @classmethod
-    def _open_unlocked(cls, root: Path, header: dict[str, Any], user: str, role: str, master: bytes, private: bytes) -> Vault:
+    def _open_unlocked(
+        cls, root: Path, header: dict[str, Any], user: str, role: str, master: bytes, private: bytes
+    ) -> Vault:
         vault = cls(root, header, user, role, master, private)
         vault._recover_rotation()
         vault._read_catalog()
@@ -154,11 +179,18 @@ class Vault(DatasetsMixin, KeysMixin, VerifyMixin, ExportMixin, NetworkMixin, Po
             except StrongroomError:
                 self.close()
                 raise
-        self._record("network.isolation", self.vault_id, "ok" if report.get("isolated") else "degraded", **report)
+        self._record(
+            "network.isolation", self.vault_id, "ok" if report.get("isolated") else "degraded", **report
+        )
         required = self.policy.required_isolation
         if not netguard_state.meets(report, required):
-            self._record("policy.decision", "isolation", "denied", rule="isolation.required",
-                         reason=f"policy requires {required}, this session has {report.get('mode')}")
+            self._record(
+                "policy.decision",
+                "isolation",
+                "denied",
+                rule="isolation.required",
+                reason=f"policy requires {required}, this session has {report.get('mode')}",
+            )
             self.close()
             raise IsolationError(
                 f"network isolation {report.get('mode')!r} is below the {required!r} that the vault's policy requires",
@@ -174,8 +206,13 @@ class Vault(DatasetsMixin, KeysMixin, VerifyMixin, ExportMixin, NetworkMixin, Po
             from vault.netguard import recorder_errors
 
             blocked = netguard_state.blocked_count()
-            self._record("session.end", self.vault_id, "ok", network_blocked=blocked,
-                         network_blocked_unrecorded=recorder_errors())
+            self._record(
+                "session.end",
+                self.vault_id,
+                "ok",
+                network_blocked=blocked,
+                network_blocked_unrecorded=recorder_errors(),
+            )
             self.audit.write_checkpoint(self._signing_key(), self.origin)
         self._unwatch_network()
         self._lock.release()
@@ -205,7 +242,9 @@ class Vault(DatasetsMixin, KeysMixin, VerifyMixin, ExportMixin, NetworkMixin, Po
         self._check_open()
         catalog = store.read_catalog(self.path, self.vault_id, self._catalog_key)
         if catalog.get("vault_id") != self.vault_id:
-            raise IntegrityError("the catalog belongs to another vault", "restore catalog.sealed from this vault's backup")
+            raise IntegrityError(
+                "the catalog belongs to another vault", "restore catalog.sealed from this vault's backup"
+            )
         self._catalog_cache = catalog
         return catalog
 
@@ -238,7 +277,9 @@ class Vault(DatasetsMixin, KeysMixin, VerifyMixin, ExportMixin, NetworkMixin, Po
                 refs.add(ref["id"])
         return refs
 
-    def _put_object(self, kind: str, ident: str, data: bytes | memoryview, key: bytes | None = None) -> dict[str, Any]:
+    def _put_object(
+        self, kind: str, ident: str, data: bytes | memoryview, key: bytes | None = None
+    ) -> dict[str, Any]:
         """Seal `data` as a new object. Without `key`, a fresh data key is made, wrapped by the master key."""
         self._check_open()
         wrapped = None
@@ -254,7 +295,9 @@ class Vault(DatasetsMixin, KeysMixin, VerifyMixin, ExportMixin, NetworkMixin, Po
         try:
             return keys.unwrap_key(self._master, keyring.unb64(wrapped_b64, "wrapped_key"))
         except IntegrityError:
-            raise IntegrityError("a data key failed to unwrap: the catalog was altered", "run `strongroom verify`") from None
+            raise IntegrityError(
+                "a data key failed to unwrap: the catalog was altered", "run `strongroom verify`"
+            ) from None
 
     def _new_data_key(self) -> tuple[bytes, str]:
         key = keys.random_key()
@@ -286,16 +329,29 @@ class Vault(DatasetsMixin, KeysMixin, VerifyMixin, ExportMixin, NetworkMixin, Po
     def _decide(self, action: str, *, record: bool = True, dry_run: bool = False, **facts: Any) -> Decision:
         """Ask the policy; record the decision (allowed or denied, with the rule); raise when denied."""
         request = Request(
-            actor=self.user, role=self.role, action=action,
+            actor=self.user,
+            role=self.role,
+            action=action,
             isolation=None if self.isolation.get("waived_by_test_switch") else self.isolation.get("mode"),
-            now=dt.datetime.now(dt.UTC), **facts,
+            now=dt.datetime.now(dt.UTC),
+            **facts,
         )
         decision = self.policy.decide(request)
         if record:
-            subject = (facts.get("dataset") or {}).get("name") or facts.get("target") or facts.get("model") or action
+            subject = (
+                (facts.get("dataset") or {}).get("name")
+                or facts.get("target")
+                or facts.get("model")
+                or action
+            )
             self._record(
-                "policy.decision", str(subject), "allowed" if decision.allowed else "denied",
-                request_action=action, rule=decision.rule, reason=decision.reason, dry_run=dry_run,
+                "policy.decision",
+                str(subject),
+                "allowed" if decision.allowed else "denied",
+                request_action=action,
+                rule=decision.rule,
+                reason=decision.reason,
+                dry_run=dry_run,
                 policy_sha256=self.policy.sha256,
             )
         if not decision.allowed and not dry_run:

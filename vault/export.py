@@ -63,8 +63,14 @@ class ExportMixin:
             raise StrongroomError(f"model {model_id} lacks {', '.join(missing)}", "train it again")
         return {name: self._get_object(objects[name]) for name in EXPORT_FILES}
 
-    def export(self, model_id: str, out_dir: Path | str, *, approver: str | None = None,
-               approver_passphrase: bytes | None = None) -> dict[str, Any]:
+    def export(
+        self,
+        model_id: str,
+        out_dir: Path | str,
+        *,
+        approver: str | None = None,
+        approver_passphrase: bytes | None = None,
+    ) -> dict[str, Any]:
         """Write a model's files and a signed manifest to `out_dir` (which must not exist or be empty)."""
         out = Path(out_dir).expanduser()
         catalog = self._read_catalog()
@@ -76,19 +82,33 @@ class ExportMixin:
         if approver:
             approvals.append(self._authenticate_approver(approver, approver_passphrase or b""))
         dataset = dict(model.get("dataset_facts") or {})
-        self._decide("model.export", target=model_id, model=model.get("model"), dataset=dataset or None, dp=model.get("dp"),
-                     epsilon=model.get("epsilon"), delta=model.get("delta"), approvals=tuple(approvals))
+        self._decide(
+            "model.export",
+            target=model_id,
+            model=model.get("model"),
+            dataset=dataset or None,
+            dp=model.get("dp"),
+            epsilon=model.get("epsilon"),
+            delta=model.get("delta"),
+            approvals=tuple(approvals),
+        )
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise InputError(f"{out} exists and is not an empty directory", "choose a new --out directory")
         files = self.model_files(model_id)
-        manifest = "".join(f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in sorted(files.items()))
+        manifest = "".join(
+            f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in sorted(files.items())
+        )
         signing_key = self._signing_key()
         signature = signing_key.sign(manifest.encode("utf-8"))
         out.mkdir(parents=True, exist_ok=True)
         written = []
         try:
-            for name, data in [*files.items(), ("MANIFEST.sha256", manifest.encode()), ("MANIFEST.sig", signature),
-                               ("signer.pub.pem", signing_key.public_pem())]:
+            for name, data in [
+                *files.items(),
+                ("MANIFEST.sha256", manifest.encode()),
+                ("MANIFEST.sig", signature),
+                ("signer.pub.pem", signing_key.public_pem()),
+            ]:
                 store.atomic_write(out / name, data)
                 os.chmod(out / name, 0o644)
                 written.append(name)
@@ -97,8 +117,18 @@ class ExportMixin:
                 with contextlib.suppress(FileNotFoundError):
                     (out / name).unlink()
             raise
-        self._record("model.export", model_id, "ok", out=str(out), files=sorted(written),
-                     manifest_sha256=hashlib.sha256(manifest.encode()).hexdigest(),
-                     approvals=[{"user": u, "role": r} for u, r in approvals])
-        return {"model": model_id, "out": str(out), "files": sorted(written),
-                "approvals": [{"user": u, "role": r} for u, r in approvals]}
+        self._record(
+            "model.export",
+            model_id,
+            "ok",
+            out=str(out),
+            files=sorted(written),
+            manifest_sha256=hashlib.sha256(manifest.encode()).hexdigest(),
+            approvals=[{"user": u, "role": r} for u, r in approvals],
+        )
+        return {
+            "model": model_id,
+            "out": str(out),
+            "files": sorted(written),
+            "approvals": [{"user": u, "role": r} for u, r in approvals],
+        }

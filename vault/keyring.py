@@ -35,7 +35,9 @@ def unb64(text: Any, field: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
     except (TypeError, ValueError):
-        raise IntegrityError(f"key slot field {field!r} is damaged", "restore vault.json from a backup") from None
+        raise IntegrityError(
+            f"key slot field {field!r} is damaged", "restore vault.json from a backup"
+        ) from None
 
 
 def check_role(role: str) -> str:
@@ -57,7 +59,9 @@ def seal_master(slot: dict[str, Any], master: bytes) -> None:
     slot["wrapped_master"] = b64(keys.wrap_key(_slot_wrap_key(shared, eph_public, recipient), master))
 
 
-def new_slot(user: str, role: str, passphrase: bytes, master: bytes, created: str) -> tuple[dict[str, Any], bytes]:
+def new_slot(
+    user: str, role: str, passphrase: bytes, master: bytes, created: str
+) -> tuple[dict[str, Any], bytes]:
     """A new slot for `user`, and the slot's private key (kept in memory by the session)."""
     check_role(role)
     private, public = keys.x25519_keypair()
@@ -70,7 +74,9 @@ def new_slot(user: str, role: str, passphrase: bytes, master: bytes, created: st
 def set_passphrase(slot: dict[str, Any], private: bytes, passphrase: bytes) -> None:
     """Wrap the slot's private key under a new passphrase, with a fresh salt."""
     if len(passphrase) < 8:
-        raise InputError("passphrase too short (under 8 characters)", "choose a passphrase of at least 8 characters")
+        raise InputError(
+            "passphrase too short (under 8 characters)", "choose a passphrase of at least 8 characters"
+        )
     params = keys.kdf_for_new_slot()
     slot["kdf"] = params.to_json()
     slot["wrapped_private"] = b64(keys.wrap_key(keys.derive_kek(passphrase, params), private))
@@ -92,7 +98,9 @@ def unlock(header: dict[str, Any], user: str, passphrase: bytes) -> tuple[bytes,
     try:
         params = keys.KdfParams.from_json(slot["kdf"])
     except (KeyError, TypeError, ValueError):
-        raise IntegrityError(f"key slot of {user!r} has damaged KDF parameters", "restore vault.json from a backup") from None
+        raise IntegrityError(
+            f"key slot of {user!r} has damaged KDF parameters", "restore vault.json from a backup"
+        ) from None
     keys.check_kdf_params(params)
     kek = keys.derive_kek(passphrase, params)
     try:
@@ -103,7 +111,9 @@ def unlock(header: dict[str, Any], user: str, passphrase: bytes) -> tuple[bytes,
         public = unb64(slot["public"], "public")
         eph = unb64(slot["ephemeral"], "ephemeral")
         shared = keys.x25519_exchange(private, eph)
-        master = keys.unwrap_key(_slot_wrap_key(shared, eph, public), unb64(slot["wrapped_master"], "wrapped_master"))
+        master = keys.unwrap_key(
+            _slot_wrap_key(shared, eph, public), unb64(slot["wrapped_master"], "wrapped_master")
+        )
     except (IntegrityError, KeyError, ValueError):
         raise IntegrityError(
             f"key slot of {user!r} is damaged: the passphrase is right but the master key cannot be unwrapped",

@@ -47,8 +47,12 @@ class KeysMixin:
     def keys_list(self) -> list[dict[str, Any]]:
         header = self._fresh_header()
         return [
-            {"user": s["user"], "role": s["role"], "created": s["created"],
-             "kdf": {k: v for k, v in s["kdf"].items() if k != "salt"}}
+            {
+                "user": s["user"],
+                "role": s["role"],
+                "created": s["created"],
+                "kdf": {k: v for k, v in s["kdf"].items() if k != "salt"},
+            }
             for s in header["slots"]
         ]
 
@@ -59,10 +63,14 @@ class KeysMixin:
         with self._lock:
             header = self._fresh_header()
             if keyring.find_slot(header, name) is not None:
-                raise InputError(f"user {name!r} already has a key slot", "choose another name, or `keys remove` it first")
+                raise InputError(
+                    f"user {name!r} already has a key slot", "choose another name, or `keys remove` it first"
+                )
             slot, _ = keyring.new_slot(name, role, passphrase, self._master, store.utc_now())
             header["slots"].append(slot)
-            self._record("keys.add", name, "ok", role=role, kdf={k: v for k, v in slot["kdf"].items() if k != "salt"})
+            self._record(
+                "keys.add", name, "ok", role=role, kdf={k: v for k, v in slot["kdf"].items() if k != "salt"}
+            )
             self._commit_header(header)
         return {"user": name, "role": role}
 
@@ -82,9 +90,12 @@ class KeysMixin:
             header["slots"] = [s for s in header["slots"] if s["user"] != name]
             self._record("keys.remove", name, "ok", role=slot["role"])
             self._commit_header(header)
-        return {"user": name, "removed": True,
-                "note": "a removed user who copied the master key could still read old copies; "
-                        "run `strongroom keys rotate` to replace it"}
+        return {
+            "user": name,
+            "removed": True,
+            "note": "a removed user who copied the master key could still read old copies; "
+            "run `strongroom keys rotate` to replace it",
+        }
 
     def keys_passwd(self, new_passphrase: bytes) -> dict[str, Any]:
         self._check_open()
@@ -120,9 +131,13 @@ class KeysMixin:
             catalog["generation"] = int(catalog.get("generation", 0)) + 1
             for slot in header["slots"]:
                 keyring.seal_master(slot, new_master)
-            self._record("keys.rotate", self.vault_id, "ok", data_keys_rewrapped=rewrapped, slots=len(header["slots"]))
+            self._record(
+                "keys.rotate", self.vault_id, "ok", data_keys_rewrapped=rewrapped, slots=len(header["slots"])
+            )
             next_path = self.path / CATALOG_NEXT
-            store.atomic_write(next_path, store.seal_catalog(self.vault_id, keyring.catalog_key(new_master), catalog))
+            store.atomic_write(
+                next_path, store.seal_catalog(self.vault_id, keyring.catalog_key(new_master), catalog)
+            )
             self._commit_header(header, new_master)  # the commit point
             os.replace(next_path, self.path / store.CATALOG_FILE)
             store.fsync_dir(self.path)

@@ -20,8 +20,9 @@ from vault.store import utc_now
 CHECKABLE_FACTS = frozenset(REQUEST_FACTS) - {"actor", "role", "action", "dataset", "isolation", "now"}
 
 
-def policy_record(policy: Policy, *, set_by: str, when: str,
-                  history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def policy_record(
+    policy: Policy, *, set_by: str, when: str, history: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """The catalog's "policy" section for `policy` (the text is the source of truth)."""
     return {
         "text": policy.text,
@@ -87,25 +88,47 @@ class PolicyMixin:
             changed = old["sha256"] != new.sha256
             if changed:
                 history = list(old.get("history", []))
-                history.append({
-                    "sha256": old["sha256"],
-                    "name": old.get("name") or Policy.load(old["text"]).name,
-                    "source": old.get("source"),
-                    "set": old.get("set"),
-                    "set_by": old.get("set_by"),
-                    "replaced": when,
-                })
+                history.append(
+                    {
+                        "sha256": old["sha256"],
+                        "name": old.get("name") or Policy.load(old["text"]).name,
+                        "source": old.get("source"),
+                        "set": old.get("set"),
+                        "set_by": old.get("set_by"),
+                        "replaced": when,
+                    }
+                )
                 catalog["policy"] = policy_record(new, set_by=self.user, when=when, history=history)
             old_name = old.get("name") or Policy.load(old["text"]).name
-            self._record("policy.set", new.name, "ok" if changed else "unchanged",
-                         old_sha256=old["sha256"], new_sha256=new.sha256, old_name=old_name, new_name=new.name,
-                         source=source)
-        return {"changed": changed, "name": new.name, "sha256": new.sha256, "old_name": old_name,
-                "old_sha256": old["sha256"], "set": when if changed else old.get("set"),
-                "set_by": self.user if changed else old.get("set_by")}
+            self._record(
+                "policy.set",
+                new.name,
+                "ok" if changed else "unchanged",
+                old_sha256=old["sha256"],
+                new_sha256=new.sha256,
+                old_name=old_name,
+                new_name=new.name,
+                source=source,
+            )
+        return {
+            "changed": changed,
+            "name": new.name,
+            "sha256": new.sha256,
+            "old_name": old_name,
+            "old_sha256": old["sha256"],
+            "set": when if changed else old.get("set"),
+            "set_by": self.user if changed else old.get("set_by"),
+        }
 
-    def policy_check(self, action: str, *, dataset: str | Mapping[str, Any] | None = None,
-                     as_user: str | None = None, approved_by: Sequence[str] = (), **facts: Any) -> Decision:
+    def policy_check(
+        self,
+        action: str,
+        *,
+        dataset: str | Mapping[str, Any] | None = None,
+        as_user: str | None = None,
+        approved_by: Sequence[str] = (),
+        **facts: Any,
+    ) -> Decision:
         """A dry run: what would the policy decide for `action`? Changes nothing; audited as a dry run.
 
         dataset may be a dataset's name (its facts are looked up) or a table of facts; approved_by
@@ -115,8 +138,10 @@ class PolicyMixin:
         """
         unknown = sorted(set(facts) - CHECKABLE_FACTS)
         if unknown:
-            raise UsageError(f"policy check got unknown fact(s): {', '.join(unknown)}",
-                             f"facts a policy decides on: {', '.join(sorted(CHECKABLE_FACTS))}")
+            raise UsageError(
+                f"policy check got unknown fact(s): {', '.join(unknown)}",
+                f"facts a policy decides on: {', '.join(sorted(CHECKABLE_FACTS))}",
+            )
         policy = self.policy
         actor, role = self.user, self.role
         if as_user is not None and as_user != self.user:
@@ -135,14 +160,26 @@ class PolicyMixin:
                     facts.pop(key, None)
         if action == "train" and dataset_facts is not None:
             self._fill_training_defaults(dataset_facts, facts)
-        if action == "train" and facts.get("dp") is True and dataset_facts is not None \
-                and "projected_lifetime_epsilon" not in facts:
+        if (
+            action == "train"
+            and facts.get("dp") is True
+            and dataset_facts is not None
+            and "projected_lifetime_epsilon" not in facts
+        ):
             facts["projected_lifetime_epsilon"] = self._projection(dataset_facts, facts)
         decision = policy.decide(self._request(action, actor, role, facts))
         subject = (dataset_facts or {}).get("name") or facts.get("target") or facts.get("model") or action
-        self._record("policy.decision", str(subject), decision.outcome, request_action=action,
-                     rule=decision.rule, reason=decision.reason, dry_run=True, policy_sha256=policy.sha256,
-                     **({"as_user": actor, "as_role": role} if actor != self.user else {}))
+        self._record(
+            "policy.decision",
+            str(subject),
+            decision.outcome,
+            request_action=action,
+            rule=decision.rule,
+            reason=decision.reason,
+            dry_run=True,
+            policy_sha256=policy.sha256,
+            **({"as_user": actor, "as_role": role} if actor != self.user else {}),
+        )
         return decision
 
     # helpers ---------------------------------------------------------------------------------
@@ -151,9 +188,15 @@ class PolicyMixin:
         waived = self.isolation.get("waived_by_test_switch")
         approvals = tuple(tuple(pair) for pair in facts.get("approvals", ()))
         rest = {k: v for k, v in facts.items() if k != "approvals"}
-        return Request(actor=actor, role=role, action=action, approvals=approvals,  # type: ignore[arg-type]
-                       isolation=None if waived else self.isolation.get("mode"),
-                       now=dt.datetime.now(dt.UTC), **rest)
+        return Request(
+            actor=actor,
+            role=role,
+            action=action,
+            approvals=approvals,  # type: ignore[arg-type]
+            isolation=None if waived else self.isolation.get("mode"),
+            now=dt.datetime.now(dt.UTC),
+            **rest,
+        )
 
     def _role_of(self, user: str) -> str:
         keys_list: Callable[[], list[dict[str, Any]]] | None = getattr(self, "keys_list", None)
@@ -195,12 +238,18 @@ class PolicyMixin:
         project: Callable[..., float | None] | None = getattr(self, "_projected_lifetime_epsilon", None)
         if project is None or facts.get("epsilon") is None:
             return None
-        return project(dict(dataset_facts), epsilon=facts.get("epsilon"), delta=facts.get("delta"),
-                       model=facts.get("model"))
+        return project(
+            dict(dataset_facts),
+            epsilon=facts.get("epsilon"),
+            delta=facts.get("delta"),
+            model=facts.get("model"),
+        )
 
 
 def iter_history(show: Mapping[str, Any]) -> Iterator[str]:
     """Lines describing a policy's history, newest first (for `policy show`)."""
     for entry in reversed(show.get("history") or []):
-        yield (f"  replaced {entry.get('replaced')}: {entry.get('name')} {str(entry.get('sha256'))[:16]} "
-               f"(set {entry.get('set')} by {entry.get('set_by') or 'init'})")
+        yield (
+            f"  replaced {entry.get('replaced')}: {entry.get('name')} {str(entry.get('sha256'))[:16]} "
+            f"(set {entry.get('set')} by {entry.get('set_by') or 'init'})"
+        )

@@ -23,7 +23,9 @@ from vault.store import canonical_json as _canonical
 SHARD_BYTES = 32 * 1024 * 1024
 
 
-def content_digest(kind: str, classes: list[str], labels: np.ndarray, images: np.ndarray | None, texts: list[str] | None) -> str:
+def content_digest(
+    kind: str, classes: list[str], labels: np.ndarray, images: np.ndarray | None, texts: list[str] | None
+) -> str:
     h = hashlib.sha256()
     h.update(_canonical({"kind": kind, "classes": classes}))
     h.update(np.ascontiguousarray(labels, dtype="<i8").tobytes())
@@ -42,10 +44,16 @@ def image_shards(images: np.ndarray, labels: np.ndarray) -> Iterator[tuple[int, 
     per = max(1, SHARD_BYTES // max(1, int(np.prod(images.shape[1:]))))
     for start in range(0, len(labels), per):
         stop = min(len(labels), start + per)
-        yield start, stop, st_save({
-            "images": np.ascontiguousarray(images[start:stop]),
-            "labels": np.ascontiguousarray(labels[start:stop], dtype=np.int64),
-        })
+        yield (
+            start,
+            stop,
+            st_save(
+                {
+                    "images": np.ascontiguousarray(images[start:stop]),
+                    "labels": np.ascontiguousarray(labels[start:stop], dtype=np.int64),
+                }
+            ),
+        )
 
 
 def text_shards(texts: list[str], labels: np.ndarray) -> Iterator[tuple[int, int, bytes]]:
@@ -61,11 +69,17 @@ def text_shards(texts: list[str], labels: np.ndarray) -> Iterator[tuple[int, int
             stop += 1
         offsets = np.zeros(len(chunks) + 1, dtype=np.int64)
         np.cumsum([len(c) for c in chunks], out=offsets[1:])
-        yield start, stop, st_save({
-            "utf8": np.frombuffer(b"".join(chunks), dtype=np.uint8).copy(),
-            "offsets": offsets,
-            "labels": np.ascontiguousarray(labels[start:stop], dtype=np.int64),
-        })
+        yield (
+            start,
+            stop,
+            st_save(
+                {
+                    "utf8": np.frombuffer(b"".join(chunks), dtype=np.uint8).copy(),
+                    "offsets": offsets,
+                    "labels": np.ascontiguousarray(labels[start:stop], dtype=np.int64),
+                }
+            ),
+        )
         start = stop
 
 
@@ -89,8 +103,16 @@ def unpack(kind: str, data: bytes, where: str) -> ShardContent:
         offsets = tensors["offsets"].tolist()
         if len(offsets) != len(labels) + 1:
             raise ValueError("offsets")
-        return ShardContent(labels=labels, texts=[raw[a:b].decode("utf-8") for a, b in zip(offsets, offsets[1:], strict=False)])
-    except (KeyError, ValueError, UnicodeDecodeError, Exception) as exc:  # safetensors raises its own error type
+        return ShardContent(
+            labels=labels,
+            texts=[raw[a:b].decode("utf-8") for a, b in zip(offsets, offsets[1:], strict=False)],
+        )
+    except (
+        KeyError,
+        ValueError,
+        UnicodeDecodeError,
+        Exception,
+    ) as exc:  # safetensors raises its own error type
         if isinstance(exc, IntegrityError):
             raise
         raise IntegrityError(

@@ -125,7 +125,9 @@ def read_header(root: Path) -> dict[str, Any]:
         )
     for key, kind in (("vault_id", str), ("slots", list), ("mac", str)):
         if not isinstance(header.get(key), kind):
-            raise IntegrityError(f"{HEADER_FILE} field {key!r} is missing or damaged", "restore vault.json from a backup")
+            raise IntegrityError(
+                f"{HEADER_FILE} field {key!r} is missing or damaged", "restore vault.json from a backup"
+            )
     return header
 
 
@@ -196,7 +198,9 @@ class ObjectStore:
 
     def path_of(self, object_id: str) -> Path:
         if len(object_id) != 32 or any(c not in "0123456789abcdef" for c in object_id):
-            raise IntegrityError(f"catalog names a malformed object id {object_id!r}", "run `strongroom verify`")
+            raise IntegrityError(
+                f"catalog names a malformed object id {object_id!r}", "run `strongroom verify`"
+            )
         return self.dir / object_id[:2] / object_id
 
     def put(self, kind: str, ident: str, data: bytes | memoryview, key: bytes) -> dict[str, Any]:
@@ -213,7 +217,9 @@ class ObjectStore:
         path = self.path_of(ref["id"])
         try:
             # Read into the thread's reusable workspace and decrypt there: no fresh buffer but the result.
-            return open_sealed_file(key, object_context(self.vault_id, ref["kind"], ref["ident"], ref["id"]), path)
+            return open_sealed_file(
+                key, object_context(self.vault_id, ref["kind"], ref["ident"], ref["id"]), path
+            )
         except FileNotFoundError:
             raise IntegrityError(
                 f"object {ref['id']} ({ref['kind']} {ref['ident']}) is missing",
@@ -277,7 +283,9 @@ def read_catalog(root: Path, vault_id: str, key: bytes, filename: str = CATALOG_
     try:
         catalog = json.loads(plain)
     except json.JSONDecodeError:
-        raise IntegrityError("the vault's catalog is not valid JSON", "restore catalog.sealed from a backup") from None
+        raise IntegrityError(
+            "the vault's catalog is not valid JSON", "restore catalog.sealed from a backup"
+        ) from None
     return catalog
 
 

@@ -74,7 +74,9 @@ class VerifyMixin:
                     self._objects.get(ref, self._data_key(ref["wrapped_key"]))
                     checked += 1
                 except IntegrityError as exc:
-                    findings.append(Finding(ref["id"], f"model {subject}", "authentic object", "failed", exc.title))
+                    findings.append(
+                        Finding(ref["id"], f"model {subject}", "authentic object", "failed", exc.title)
+                    )
                 done += 1
                 if on_event:
                     on_event(VerifyProgress(done, total, ref["id"]))
@@ -85,8 +87,16 @@ class VerifyMixin:
                 referenced.add(ref["id"])
         for object_id in self._objects.all_ids():
             if object_id not in referenced:
-                findings.append(Finding(object_id, "object", "referenced by the catalog", "unreferenced",
-                                        "left by an interrupted write; the next write removes it", "warning"))
+                findings.append(
+                    Finding(
+                        object_id,
+                        "object",
+                        "referenced by the catalog",
+                        "unreferenced",
+                        "left by an interrupted write; the next write removes it",
+                        "warning",
+                    )
+                )
         errors = [f for f in findings if f.severity == "error"]
         report = {
             "ok": not errors,
@@ -95,17 +105,26 @@ class VerifyMixin:
             "models": len(catalog["models"]),
             "findings": [f.to_json() for f in findings],
         }
-        self._record("vault.verify", self.vault_id if hasattr(self, "vault_id") else "vault",
-                     "ok" if report["ok"] else "failed", objects=checked, findings=len(errors))
+        self._record(
+            "vault.verify",
+            self.vault_id if hasattr(self, "vault_id") else "vault",
+            "ok" if report["ok"] else "failed",
+            objects=checked,
+            findings=len(errors),
+        )
         return report
 
-    def _verify_version(self, ver: dict[str, Any], findings: list[Finding], on_event: Any, done: int, total: int) -> tuple[int, int]:
+    def _verify_version(
+        self, ver: dict[str, Any], findings: list[Finding], on_event: Any, done: int, total: int
+    ) -> tuple[int, int]:
         name = ver["name"]
         label = f"dataset {name} v{ver['version']}"
         try:
             key = self._data_key(ver["wrapped_key"])
         except IntegrityError as exc:
-            findings.append(Finding(f"catalog:{name}/v{ver['version']}", label, "data key unwraps", "failed", exc.title))
+            findings.append(
+                Finding(f"catalog:{name}/v{ver['version']}", label, "data key unwraps", "failed", exc.title)
+            )
             return done + len(ver["shards"]), 0
         import numpy as np
 
@@ -125,17 +144,32 @@ class VerifyMixin:
                     texts.extend(content.texts or [])
             except IntegrityError as exc:
                 intact = False
-                findings.append(Finding(ref["id"], f"{label} shard {ref['ident'].rsplit('=', 1)[-1]}",
-                                        "authentic object", "failed authentication or missing", exc.title))
+                findings.append(
+                    Finding(
+                        ref["id"],
+                        f"{label} shard {ref['ident'].rsplit('=', 1)[-1]}",
+                        "authentic object",
+                        "failed authentication or missing",
+                        exc.title,
+                    )
+                )
             done += 1
             if on_event:
                 on_event(VerifyProgress(done, total, ref["id"]))
         if intact:
             all_labels = np.concatenate(labels) if labels else np.empty(0, dtype=np.int64)
             all_images = np.concatenate(images) if images else None
-            digest = shards.content_digest(ver["kind"], ver["classes"], all_labels, all_images,
-                                           texts if ver["kind"] == "text" else None)
+            digest = shards.content_digest(
+                ver["kind"], ver["classes"], all_labels, all_images, texts if ver["kind"] == "text" else None
+            )
             if digest != ver["digest"]:
-                findings.append(Finding(f"catalog:{name}/v{ver['version']}", label, ver["digest"], digest,
-                                        "records do not match the recorded content digest"))
+                findings.append(
+                    Finding(
+                        f"catalog:{name}/v{ver['version']}",
+                        label,
+                        ver["digest"],
+                        digest,
+                        "records do not match the recorded content digest",
+                    )
+                )
         return done, checked

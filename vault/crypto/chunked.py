@@ -223,7 +223,9 @@ def open_sealed_into(
     return length
 
 
-def _decryptor_past_header(key: bytes, context: bytes, sealed: memoryview) -> _primitives.Cobblestone256Decryptor:
+def _decryptor_past_header(
+    key: bytes, context: bytes, sealed: memoryview
+) -> _primitives.Cobblestone256Decryptor:
     """A decryptor that has checked the key size, the object's length and the key commitment."""
     if len(key) != KEY_LENGTH:
         raise _failure("key has the wrong size", key_length=len(key))

@@ -38,5 +38,13 @@ Cancelled when the cancel event is set.
 from vault.ingest.importer import decode, detect, resolve_format
 from vault.ingest.types import FORMATS, DecodedDataset, ImportOptions, ImportProgress, Preview
 
-__all__ = ["FORMATS", "DecodedDataset", "ImportOptions", "ImportProgress", "Preview", "decode", "detect",
-           "resolve_format"]
+__all__ = [
+    "FORMATS",
+    "DecodedDataset",
+    "ImportOptions",
+    "ImportProgress",
+    "Preview",
+    "decode",
+    "detect",
+    "resolve_format",
+]

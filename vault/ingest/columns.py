@@ -18,10 +18,25 @@ from pathlib import Path
 from vault.errors import InputError, UsageError
 from vault.ingest.types import ColumnSpec
 
-TEXT_NAMES = frozenset({"text", "texts", "sentence", "message", "content", "body", "review", "document",
-                        "comment", "tweet", "sms", "utterance"})
-LABEL_NAMES = frozenset({"label", "labels", "class", "category", "target", "sentiment", "y", "tag",
-                         "class_name", "classname"})
+TEXT_NAMES = frozenset(
+    {
+        "text",
+        "texts",
+        "sentence",
+        "message",
+        "content",
+        "body",
+        "review",
+        "document",
+        "comment",
+        "tweet",
+        "sms",
+        "utterance",
+    }
+)
+LABEL_NAMES = frozenset(
+    {"label", "labels", "class", "category", "target", "sentiment", "y", "tag", "class_name", "classname"}
+)
 LABEL_MAX_DISTINCT = 100
 _NAME_LIKE = re.compile(r"[^\x00-\x1f\x7f]{1,40}")
 
@@ -62,8 +77,16 @@ def parse_spec(spec: ColumnSpec, flag: str) -> list[Key] | None:
     return keys
 
 
-def resolve(text_spec: ColumnSpec, label_spec: ColumnSpec, *, source: Path, names: Sequence[str] | None,
-            width: int | None, header_row: bool, sample: Sequence[Sequence[str]]) -> Columns:
+def resolve(
+    text_spec: ColumnSpec,
+    label_spec: ColumnSpec,
+    *,
+    source: Path,
+    names: Sequence[str] | None,
+    width: int | None,
+    header_row: bool,
+    sample: Sequence[Sequence[str]],
+) -> Columns:
     """Resolve both specs against the file. names: header row or JSONL keys (None without names);
     width: fields per row (None for JSONL objects); sample: rows for the distinct-values test."""
     text_keys = parse_spec(text_spec, "--text-column")
@@ -76,20 +99,27 @@ def resolve(text_spec: ColumnSpec, label_spec: ColumnSpec, *, source: Path, name
     if not text or label is None:
         text, label, notes = _choose(text, label, names, width, sample)
         if not text or label is None:
-            raise UsageError(f"cannot tell which column of {source.name} holds the text and which the label",
-                             _name_them_hint(names, width, header_row))
+            raise UsageError(
+                f"cannot tell which column of {source.name} holds the text and which the label",
+                _name_them_hint(names, width, header_row),
+            )
     if label in text:
-        raise UsageError("the label column is also a text column", "name different columns for text and label")
+        raise UsageError(
+            "the label column is also a text column", "name different columns for text and label"
+        )
     return Columns(tuple(text), label, notes)
 
 
-def _locate(key: Key, role: str, source: Path, names: Sequence[str] | None, width: int | None,
-            header_row: bool) -> Key:
+def _locate(
+    key: Key, role: str, source: Path, names: Sequence[str] | None, width: int | None, header_row: bool
+) -> Key:
     flag = f"--{role}-column"
     if width is None:  # JSONL objects: keys are names
         if isinstance(key, int):
-            raise UsageError(f"{flag} {key}: the records of {source.name} are JSON objects, named by key",
-                             f"name the key, e.g. {flag} {role}")
+            raise UsageError(
+                f"{flag} {key}: the records of {source.name} are JSON objects, named by key",
+                f"name the key, e.g. {flag} {role}",
+            )
         return key
     if isinstance(key, str):
         if names is not None:
@@ -100,22 +130,35 @@ def _locate(key: Key, role: str, source: Path, names: Sequence[str] | None, widt
                 return folded[0]
             if key.isdigit():
                 return _locate(int(key), role, source, names, width, header_row)
-            raise InputError(f"{source.name} has no column named {key!r}",
-                             f"available columns: {available(names, width)}")
+            raise InputError(
+                f"{source.name} has no column named {key!r}", f"available columns: {available(names, width)}"
+            )
         if key.isdigit():
             return _locate(int(key), role, source, names, width, header_row)
-        reason = ("has no header row (--no-header)" if not header_row
-                  else "holds JSON arrays, whose fields have no names")
-        raise UsageError(f"{flag} {key!r}: {source.name} {reason}",
-                         f"give the 0-based column index instead, e.g. {flag} {1 if role == 'text' else 0}")
+        reason = (
+            "has no header row (--no-header)"
+            if not header_row
+            else "holds JSON arrays, whose fields have no names"
+        )
+        raise UsageError(
+            f"{flag} {key!r}: {source.name} {reason}",
+            f"give the 0-based column index instead, e.g. {flag} {1 if role == 'text' else 0}",
+        )
     if key >= width:
-        raise InputError(f"{source.name} has no column {key}: its rows have {width} field(s)",
-                         f"available columns: {available(names, width)}")
+        raise InputError(
+            f"{source.name} has no column {key}: its rows have {width} field(s)",
+            f"available columns: {available(names, width)}",
+        )
     return key
 
 
-def _choose(text: list[Key], label: Key | None, names: Sequence[str] | None, width: int | None,
-            sample: Sequence[Sequence[str]]) -> tuple[list[Key], Key | None, list[str]]:
+def _choose(
+    text: list[Key],
+    label: Key | None,
+    names: Sequence[str] | None,
+    width: int | None,
+    sample: Sequence[Sequence[str]],
+) -> tuple[list[Key], Key | None, list[str]]:
     """Fill in whichever of text/label was not given, where the file makes it obvious."""
     if width is None:
         pool: list[Key] = list(names or [])
@@ -141,11 +184,14 @@ def _choose(text: list[Key], label: Key | None, names: Sequence[str] | None, wid
         if guess is not None:
             label, text = guess, [1 - guess]
             distinct = len({row[guess] for row in sample if len(row) == 2})
-            notes.append(f"columns chosen automatically: label = column {guess} ({distinct} distinct values), "
-                         f"text = column {1 - guess}; name them with --text-column/--label-column to override")
+            notes.append(
+                f"columns chosen automatically: label = column {guess} ({distinct} distinct values), "
+                f"text = column {1 - guess}; name them with --text-column/--label-column to override"
+            )
     elif text and label is not None:
-        notes.append(f"columns used: text = {', '.join(_show(k, named) for k in text)}, "
-                     f"label = {_show(label, named)}")
+        notes.append(
+            f"columns used: text = {', '.join(_show(k, named) for k in text)}, label = {_show(label, named)}"
+        )
     return text, label, notes
 
 

@@ -54,19 +54,25 @@ def list_folder(root: Path) -> Listing:
         raise InputError(f"{root.name} is empty", LAYOUT_HINT)
     if not dirs:
         if any(Path(e.name).suffix.lower() in IMAGE_SUFFIXES for e in loose):
-            raise InputError(f"{root.name} holds images but no class folders",
-                             "point at the folder above it if that holds one folder per class; "
-                             "otherwise move the images into one folder per class")
+            raise InputError(
+                f"{root.name} holds images but no class folders",
+                "point at the folder above it if that holds one folder per class; "
+                "otherwise move the images into one folder per class",
+            )
         raise InputError(f"{root.name} holds no class folders", LAYOUT_HINT)
     if all(d.name.lower() in SPLIT_NAMES for d in dirs) and all(_has_subfolder(d.path) for d in dirs):
         names = ", ".join(d.name for d in dirs)
         example = next((d.name for d in dirs if d.name.lower().startswith("train")), dirs[0].name)
-        raise InputError(f"{root.name} holds split folders ({names}), not class folders",
-                         f"import one split at a time, e.g. {Path(root, example)}")
+        raise InputError(
+            f"{root.name} holds split folders ({names}), not class folders",
+            f"import one split at a time, e.g. {Path(root, example)}",
+        )
     stray = [e.name for e in loose if Path(e.name).suffix.lower() in IMAGE_SUFFIXES]
     if stray:
-        raise InputError(f"{len(stray)} image(s) in {root.name} lie outside the class folders, e.g. {stray[0]}",
-                         "move each image into its class folder, or remove it")
+        raise InputError(
+            f"{len(stray)} image(s) in {root.name} lie outside the class folders, e.g. {stray[0]}",
+            "move each image into its class folder, or remove it",
+        )
     notes = []
     if loose:
         names = ", ".join(e.name for e in loose[:5]) + (", ..." if len(loose) > 5 else "")
@@ -82,12 +88,16 @@ def list_folder(root: Path) -> Listing:
         hidden += hidden_inside
         sub = [e.name for e in inside if e.is_dir()]
         if sub:
-            raise InputError(f"class folder {root.name}/{d.name} holds a folder ({sub[0]})",
-                             "an image folder has two levels, SOURCE/CLASS/IMAGE: move the images up "
-                             "into the class folder or remove the inner folder")
+            raise InputError(
+                f"class folder {root.name}/{d.name} holds a folder ({sub[0]})",
+                "an image folder has two levels, SOURCE/CLASS/IMAGE: move the images up "
+                "into the class folder or remove the inner folder",
+            )
         if not inside:
-            raise InputError(f"class folder {root.name}/{d.name} has no images",
-                             "add images to it or remove the empty folder")
+            raise InputError(
+                f"class folder {root.name}/{d.name} has no images",
+                "add images to it or remove the empty folder",
+            )
         prefix = f"{root.name}/{d.name}/"
         files.extend(e.path for e in inside)
         shown.extend(prefix + e.name for e in inside)
@@ -113,9 +123,15 @@ def detect_folder(root: Path, options: ImportOptions, progress: Progress) -> Pre
     notes = [*listing.notes, *_layout_notes(n, listing, sizes, size, channels, headers, options)]
     notes.append("headers read; pixel data is checked when the images are decoded")
     counts = np.bincount(listing.labels, minlength=len(listing.classes))
-    return Preview("image-folder", "image", list(listing.classes),
-                   {c: int(k) for c, k in zip(listing.classes, counts, strict=True)}, n,
-                   (channels, size[1], size[0]), notes)
+    return Preview(
+        "image-folder",
+        "image",
+        list(listing.classes),
+        {c: int(k) for c, k in zip(listing.classes, counts, strict=True)},
+        n,
+        (channels, size[1], size[0]),
+        notes,
+    )
 
 
 def decode_folder(root: Path, options: ImportOptions, progress: Progress) -> DecodedDataset:
@@ -171,8 +187,9 @@ def decode_folder(root: Path, options: ImportOptions, progress: Progress) -> Dec
     notes = [*listing.notes, *_layout_notes(n, listing, size_list, size, final_channels, headers, options)]
     if workers > 1:
         notes.append(f"decoded by {workers} processes")
-    return DecodedDataset("image", "image-folder", list(listing.classes), listing.labels, images, None,
-                          root.name, notes)
+    return DecodedDataset(
+        "image", "image-folder", list(listing.classes), listing.labels, images, None, root.name, notes
+    )
 
 
 def _check_memory(n: int, channels: int, size: tuple[int, int]) -> None:
@@ -183,9 +200,11 @@ def _check_memory(n: int, channels: int, size: tuple[int, int]) -> None:
     except (ValueError, OSError, AttributeError):
         return
     if needed > physical * 0.8:
-        raise InputError(f"{n} images of {channels}x{size[1]}x{size[0]} need {needed / 2**30:.1f} GiB, more than this "
-                         f"machine's memory ({physical / 2**30:.1f} GiB)",
-                         "choose a smaller --image-size, or import the folder in parts")
+        raise InputError(
+            f"{n} images of {channels}x{size[1]}x{size[0]} need {needed / 2**30:.1f} GiB, more than this "
+            f"machine's memory ({physical / 2**30:.1f} GiB)",
+            "choose a smaller --image-size, or import the folder in parts",
+        )
 
 
 def _final_size(sizes: list[tuple[int, int]], options: ImportOptions) -> tuple[int, int]:
@@ -194,16 +213,27 @@ def _final_size(sizes: list[tuple[int, int]], options: ImportOptions) -> tuple[i
     return most_common(sizes)
 
 
-def _layout_notes(n: int, listing: Listing, sizes: list[tuple[int, int]], size: tuple[int, int],
-                  channels: int, headers: list[Header], options: ImportOptions) -> list[str]:
+def _layout_notes(
+    n: int,
+    listing: Listing,
+    sizes: list[tuple[int, int]],
+    size: tuple[int, int],
+    channels: int,
+    headers: list[Header],
+    options: ImportOptions,
+) -> list[str]:
     why = "--image-size" if options.image_size is not None else "the most common size"
-    notes = [f"{n} images in {len(listing.classes)} class folders",
-             f"shape {channels}x{size[1]}x{size[0]} (C x H x W; {size[0]}x{size[1]} is {why})"]
+    notes = [
+        f"{n} images in {len(listing.classes)} class folders",
+        f"shape {channels}x{size[1]}x{size[0]} (C x H x W; {size[0]}x{size[1]} is {why})",
+    ]
     resized = sum(1 for s in sizes if s != size)
     if resized:
         other = Counter(s for s in sizes if s != size).most_common(1)[0][0]
-        notes.append(f"{resized} image(s) of another size (e.g. {other[0]}x{other[1]}) "
-                     f"resized to {size[0]}x{size[1]}, aspect ratio not kept")
+        notes.append(
+            f"{resized} image(s) of another size (e.g. {other[0]}x{other[1]}) "
+            f"resized to {size[0]}x{size[1]}, aspect ratio not kept"
+        )
     grey_count = sum(1 for h in headers if h.grey)
     if channels == 3 and grey_count:
         notes.append(f"{grey_count} grey image(s) stored as RGB, since the folder also holds colour images")
@@ -228,7 +258,9 @@ def _entries(folder: Path) -> tuple[list[os.DirEntry], int]:
     except NotADirectoryError:
         raise InputError(f"{folder.name} is not a folder", LAYOUT_HINT) from None
     except OSError as exc:
-        raise InputError(f"cannot list {folder}: {exc.strerror}", "check that the folder is readable") from None
+        raise InputError(
+            f"cannot list {folder}: {exc.strerror}", "check that the folder is readable"
+        ) from None
     visible = sorted((e for e in everything if not e.name.startswith(".")), key=lambda e: e.name)
     return visible, len(everything) - len(visible)
 

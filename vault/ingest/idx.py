@@ -40,7 +40,9 @@ _TYPES: dict[int, tuple[np.dtype, str]] = {
     0x0E: (np.dtype(">f8"), "64-bit float"),
 }
 _INTEGER_TYPES = (0x08, 0x09, 0x0B, 0x0C)
-_MAGIC_HINT = "an IDX file starts with 0x0000, a type byte and a dimension count, e.g. 0x00000803 for MNIST images"
+_MAGIC_HINT = (
+    "an IDX file starts with 0x0000, a type byte and a dimension count, e.g. 0x00000803 for MNIST images"
+)
 
 
 @dataclass(frozen=True)
@@ -107,8 +109,10 @@ def decode_idx(source: Path, options: ImportOptions, progress: Progress) -> Deco
         images = pixels.reshape(n, 1, *image_header.dims[1:])
     else:
         images = np.ascontiguousarray(pixels.reshape(image_header.dims).transpose(0, 3, 1, 2))
-    notes = [f"{n} images of {images.shape[3]}x{images.shape[2]}, {images.shape[1]} channel(s)",
-             f"classes are the label values present, sorted numerically: {', '.join(classes)}"]
+    notes = [
+        f"{n} images of {images.shape[3]}x{images.shape[2]}, {images.shape[1]} channel(s)",
+        f"classes are the label values present, sorted numerically: {', '.join(classes)}",
+    ]
     side = options.image_size
     if side is not None and images.shape[2:] != (side, side):
         images = _resize(images, side, progress)
@@ -146,8 +150,11 @@ def read_values(path: Path, header: IdxHeader, progress: Progress) -> np.ndarray
         if found != expected:
             raise _length_error(path, header, found)
     elif expected > header.disk_bytes * MAX_DEFLATE_RATIO:
-        raise InputError(f"{path.name} is corrupt: its header claims {expected} bytes of {header.describe()}, "
-                         "more than the compressed file can hold", "copy the file again")
+        raise InputError(
+            f"{path.name} is corrupt: its header claims {expected} bytes of {header.describe()}, "
+            "more than the compressed file can hold",
+            "copy the file again",
+        )
     buffer = np.empty(expected, dtype=np.uint8)
     view = buffer.data
     done = 0
@@ -155,7 +162,7 @@ def read_values(path: Path, header: IdxHeader, progress: Progress) -> np.ndarray
         with _open(path) as stream:
             stream.read(header.header_bytes)
             while done < expected:
-                got = stream.readinto(view[done:done + _CHUNK])
+                got = stream.readinto(view[done : done + _CHUNK])
                 if not got:
                     raise _length_error(path, header, done)
                 done += got
@@ -173,20 +180,29 @@ def read_values(path: Path, header: IdxHeader, progress: Progress) -> np.ndarray
 def _check_images(path: Path, header: IdxHeader) -> None:
     dims = header.dims
     if len(dims) == 1:
-        raise UsageError(f"{path.name} is an IDX labels file, not images",
-                         "pass the images file as SOURCE and this one with --labels")
+        raise UsageError(
+            f"{path.name} is an IDX labels file, not images",
+            "pass the images file as SOURCE and this one with --labels",
+        )
     shape_ok = len(dims) == 3 or (len(dims) == 4 and dims[3] in (1, 3))
     if header.type_code != 0x08 or not shape_ok:
-        raise InputError(f"{path.name} holds {header.describe()}, not images",
-                         "IDX images are unsigned bytes shaped count x rows x cols (or x 1 or 3 channels)")
+        raise InputError(
+            f"{path.name} holds {header.describe()}, not images",
+            "IDX images are unsigned bytes shaped count x rows x cols (or x 1 or 3 channels)",
+        )
     if 0 in dims[1:]:
-        raise InputError(f"{path.name} declares images of zero size ({header.describe()})", "copy the file again")
+        raise InputError(
+            f"{path.name} declares images of zero size ({header.describe()})", "copy the file again"
+        )
 
 
 def _check_labels(path: Path, header: IdxHeader) -> None:
     if len(header.dims) != 1 or header.type_code not in _INTEGER_TYPES:
-        hint = ("this looks like an images file: pass it as SOURCE and its labels with --labels"
-                if len(header.dims) >= 3 else "IDX labels are integers shaped (count)")
+        hint = (
+            "this looks like an images file: pass it as SOURCE and its labels with --labels"
+            if len(header.dims) >= 3
+            else "IDX labels are integers shaped (count)"
+        )
         raise InputError(f"{path.name} holds {header.describe()}, not labels", hint)
 
 
@@ -210,8 +226,10 @@ def _length_error(path: Path, header: IdxHeader, found: int) -> InputError:
             f"but the file holds {found}",
             "copy the file again, or pair it with the header that matches its data",
         )
-    return InputError(f"{path.name} has {found - expected} byte(s) after the {header.describe()} its header declares",
-                      "copy the file again; an IDX file holds exactly the values its header declares")
+    return InputError(
+        f"{path.name} has {found - expected} byte(s) after the {header.describe()} its header declares",
+        "copy the file again; an IDX file holds exactly the values its header declares",
+    )
 
 
 def _read_error(path: Path, exc: BaseException) -> InputError:

@@ -69,6 +69,7 @@ def run_split(n: int, job: Job, workers: int, on_done: Callable[[int], None]) ->
                 counters[k] = done
                 if done % _TICKS_PER_REPORT == 0 or done == size:
                     on_done(int(counters[:workers].sum()))
+
             job(bounds[k], bounds[k + 1], tick)
         while children:
             outcome = _drain(children[0], counters, workers, on_done)
@@ -96,9 +97,12 @@ def _fork(job: Job, lo: int, hi: int, counters: np.ndarray, k: int) -> tuple[int
     return pid, read_fd
 
 
-def _child(job: Job, lo: int, hi: int, counters: np.ndarray, k: int, write_fd: int) -> None:  # pragma: no cover
+def _child(
+    job: Job, lo: int, hi: int, counters: np.ndarray, k: int, write_fd: int
+) -> None:  # pragma: no cover
     status = 1
     try:
+
         def tick(done: int) -> None:
             counters[k] = done
             if counters[-1]:
@@ -116,13 +120,14 @@ def _child(job: Job, lo: int, hi: int, counters: np.ndarray, k: int, write_fd: i
     try:
         data = json.dumps(message, default=str).encode()
         while data:
-            data = data[os.write(write_fd, data):]
+            data = data[os.write(write_fd, data) :]
     finally:
         os._exit(status)
 
 
-def _drain(child: tuple[int, int], counters: np.ndarray, workers: int,
-           on_done: Callable[[int], None]) -> tuple[dict, int]:
+def _drain(
+    child: tuple[int, int], counters: np.ndarray, workers: int, on_done: Callable[[int], None]
+) -> tuple[dict, int]:
     """Wait for a child's report, keeping progress and cancellation alive; reaps the child."""
     pid, read_fd = child
     chunks = []
@@ -149,10 +154,12 @@ def _raise_failure(message: dict, status: int) -> None:
     if message.get("error") in _ERROR_CLASSES:
         cls = _ERROR_CLASSES[message["error"]]
         raise cls(message.get("title", ""), message.get("hint", ""), detail=message.get("detail") or None)
-    reason = message.get("crash") or (f"signal {-os.waitstatus_to_exitcode(status)}"
-                                      if os.WIFSIGNALED(status) else "no report")
-    raise StrongroomError(f"an image decoding process failed ({reason})",
-                          "run the import again with one worker (workers=1)")
+    reason = message.get("crash") or (
+        f"signal {-os.waitstatus_to_exitcode(status)}" if os.WIFSIGNALED(status) else "no report"
+    )
+    raise StrongroomError(
+        f"an image decoding process failed ({reason})", "run the import again with one worker (workers=1)"
+    )
 
 
 def _end(pid: int, read_fd: int) -> None:

@@ -33,8 +33,16 @@ _TRANSPOSE = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError,
-                  Image.DecompressionBombError)
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    struct.error,
+    zlib.error,
+    IndexError,
+    Image.DecompressionBombError,
+)
 
 Image.init()  # load every format plugin now, not lazily inside a forked decoder
 
@@ -60,13 +68,19 @@ def open_image(path: str | Path, shown: str) -> Image.Image:
     except Image.UnidentifiedImageError:
         suffix = Path(path).suffix
         if suffix.lower() in IMAGE_SUFFIXES:
-            raise InputError(f"corrupt image {shown}: its header is not readable as {suffix[1:].upper()}",
-                             "re-export the image, or remove it from the folder") from None
-        raise InputError(f"not a PNG, JPEG, BMP or GIF image: {shown}",
-                         "remove it from the image folder (or convert it to PNG)") from None
+            raise InputError(
+                f"corrupt image {shown}: its header is not readable as {suffix[1:].upper()}",
+                "re-export the image, or remove it from the folder",
+            ) from None
+        raise InputError(
+            f"not a PNG, JPEG, BMP or GIF image: {shown}",
+            "remove it from the image folder (or convert it to PNG)",
+        ) from None
     except OSError as exc:
         if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
-            raise InputError(f"cannot read {shown}: {exc.strerror}", "check that the file is readable") from None
+            raise InputError(
+                f"cannot read {shown}: {exc.strerror}", "check that the file is readable"
+            ) from None
         raise corrupt(shown, exc) from None
     except _DECODE_ERRORS as exc:
         raise corrupt(shown, exc) from None
@@ -75,14 +89,18 @@ def open_image(path: str | Path, shown: str) -> Image.Image:
 def corrupt(shown: str, exc: BaseException) -> InputError:
     """The error for an image whose data cannot be decoded; never quotes the bytes themselves."""
     if isinstance(exc, Image.DecompressionBombError):
-        return InputError(f"image too large to decode safely: {shown}",
-                          f"scale it below {Image.MAX_IMAGE_PIXELS} pixels, or remove it from the folder",
-                          detail={"file": shown, "problem": "too large"})
+        return InputError(
+            f"image too large to decode safely: {shown}",
+            f"scale it below {Image.MAX_IMAGE_PIXELS} pixels, or remove it from the folder",
+            detail={"file": shown, "problem": "too large"},
+        )
     truncated = isinstance(exc, EOFError) or "truncated" in str(exc).lower()
     what = "truncated" if truncated else "corrupt"
-    return InputError(f"{what} image {shown}: its pixel data cannot be decoded",
-                      "re-export or re-copy the image, or remove it from the folder",
-                      detail={"file": shown, "problem": what})
+    return InputError(
+        f"{what} image {shown}: its pixel data cannot be decoded",
+        "re-export or re-copy the image, or remove it from the folder",
+        detail={"file": shown, "problem": what},
+    )
 
 
 def read_header(im: Image.Image, shown: str) -> Header:

@@ -47,15 +47,26 @@ def decode_text(source: Path, fmt: str, options: ImportOptions, progress: Progre
     else:
         table = parse_delimited(content, source, fmt, options, progress)
     if not table.records:
-        raise InputError(f"{source.name} holds no records", "a text dataset needs at least one row with a label")
+        raise InputError(
+            f"{source.name} holds no records", "a text dataset needs at least one row with a label"
+        )
     sample = [fields for _, fields in table.records[:_SAMPLE_ROWS] if isinstance(fields, list)]
-    columns = resolve(options.text_column, options.label_column, source=source, names=table.names,
-                      width=table.width, header_row=options.header and fmt != "jsonl", sample=sample)
+    columns = resolve(
+        options.text_column,
+        options.label_column,
+        source=source,
+        names=table.names,
+        width=table.width,
+        header_row=options.header and fmt != "jsonl",
+        sample=sample,
+    )
     texts, names = extract(table, columns, source, fmt, options.header and fmt != "jsonl")
     classes = class_order(names)
     require_two_classes(classes, source, "label value")
     notes = [f"{len(texts)} records, {len(classes)} classes", *table.notes, *columns.notes]
-    return DecodedDataset("text", fmt, classes, encode_labels(names, classes), None, texts, source.name, notes)
+    return DecodedDataset(
+        "text", fmt, classes, encode_labels(names, classes), None, texts, source.name, notes
+    )
 
 
 def read_utf8(path: Path) -> str:
@@ -63,7 +74,9 @@ def read_utf8(path: Path) -> str:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}", "check the path and its permissions") from None
+        raise InputError(
+            f"cannot read {path}: {exc.strerror}", "check the path and its permissions"
+        ) from None
     skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:
         return data[skip:].decode("utf-8")
@@ -80,7 +93,9 @@ def read_utf8(path: Path) -> str:
         ) from None
 
 
-def parse_delimited(content: str, source: Path, fmt: str, options: ImportOptions, progress: Progress) -> Table:
+def parse_delimited(
+    content: str, source: Path, fmt: str, options: ImportOptions, progress: Progress
+) -> Table:
     delimiter = "," if fmt == "csv" else "\t"
     notes: list[str] = []
     guessing = fmt == "tsv" and options.quoting is None
@@ -96,8 +111,11 @@ def parse_delimited(content: str, source: Path, fmt: str, options: ImportOptions
     except _Malformed as exc:
         raise InputError(exc.title, exc.hint, detail=exc.detail) from None
     if fmt == "tsv" and '"' in content:
-        notes.append("double quotes read as CSV-style quoting" if quoted
-                     else "plain TSV: double quotes are kept as ordinary characters")
+        notes.append(
+            "double quotes read as CSV-style quoting"
+            if quoted
+            else "plain TSV: double quotes are kept as ordinary characters"
+        )
     names: list[str] | None = None
     if options.header and rows:
         names = rows.pop(0)[1]
@@ -109,11 +127,18 @@ class _Malformed(InputError):
     """Quoting that does not parse; plain TSV is tried next when the reading was a guess."""
 
 
-def _read_rows(content: str, delimiter: str, quoted: bool, source: Path,
-               progress: Progress) -> list[tuple[int, list[str]]]:
+def _read_rows(
+    content: str, delimiter: str, quoted: bool, source: Path, progress: Progress
+) -> list[tuple[int, list[str]]]:
     total_lines = content.count("\n") + 1
-    reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter, quotechar='"', doublequote=True,
-                        quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE, strict=quoted)
+    reader = csv.reader(
+        io.StringIO(content, newline=""),
+        delimiter=delimiter,
+        quotechar='"',
+        doublequote=True,
+        quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE,
+        strict=quoted,
+    )
     rows: list[tuple[int, list[str]]] = []
     if csv.field_size_limit() < FIELD_LIMIT:
         csv.field_size_limit(FIELD_LIMIT)  # process-wide; raising it harms no other reader
@@ -129,7 +154,7 @@ def _read_rows(content: str, delimiter: str, quoted: bool, source: Path,
         reason = str(exc)
         raise _Malformed(
             f"{source.name} line {start}: malformed {'quoted ' if quoted else ''}field ({reason})",
-            "inside a quoted field, write a double quote as two (\"\"), and close every quoted field",
+            'inside a quoted field, write a double quote as two (""), and close every quoted field',
             detail={"file": source.name, "line": start},
         ) from None
     return rows
@@ -145,19 +170,25 @@ def parse_jsonl(content: str, source: Path, progress: Progress) -> Table:
             try:
                 value = json.loads(stripped)
             except json.JSONDecodeError as exc:
-                raise InputError(f"{source.name} line {number} is not valid JSON: {exc.msg} (column {exc.colno})",
-                                 'write one JSON object per line, e.g. {"text": "...", "label": "..."}',
-                                 detail={"file": source.name, "line": number}) from None
+                raise InputError(
+                    f"{source.name} line {number} is not valid JSON: {exc.msg} (column {exc.colno})",
+                    'write one JSON object per line, e.g. {"text": "...", "label": "..."}',
+                    detail={"file": source.name, "line": number},
+                ) from None
             kind = type(value)
             if kind not in (dict, list):
-                raise InputError(f"{source.name} line {number} holds a JSON {_json_type(value)}, not an object",
-                                 'write one JSON object per line, e.g. {"text": "...", "label": "..."}')
+                raise InputError(
+                    f"{source.name} line {number} holds a JSON {_json_type(value)}, not an object",
+                    'write one JSON object per line, e.g. {"text": "...", "label": "..."}',
+                )
             if shape is None:
                 shape = kind
             elif kind is not shape:
-                raise InputError(f"{source.name} line {number} holds a JSON {_json_type(value)}, but line "
-                                 f"{records[0][0]} holds a {_json_type(records[0][1])}",
-                                 "use objects on every line (or arrays on every line)")
+                raise InputError(
+                    f"{source.name} line {number} holds a JSON {_json_type(value)}, but line "
+                    f"{records[0][0]} holds a {_json_type(records[0][1])}",
+                    "use objects on every line (or arrays on every line)",
+                )
             records.append((number, value))
         progress.report("parse", number, len(lines), "lines")
     names: list[str] | None = None
@@ -169,7 +200,9 @@ def parse_jsonl(content: str, source: Path, progress: Progress) -> Table:
     return Table(records, names, width, [])
 
 
-def extract(table: Table, columns: Columns, source: Path, fmt: str, header: bool) -> tuple[list[str], list[str]]:
+def extract(
+    table: Table, columns: Columns, source: Path, fmt: str, header: bool
+) -> tuple[list[str], list[str]]:
     """Texts and label names, checking every record: label present and non-empty, text present."""
     texts: list[str] = []
     labels: list[str] = []
@@ -178,28 +211,41 @@ def extract(table: Table, columns: Columns, source: Path, fmt: str, header: bool
         where = f"{source.name} row {row} (line {line})"
         label = _field(fields, columns.label)
         if label is None:
-            raise InputError(f"{where} has no label ({_named(columns.label, table.names)} is missing)",
-                             "give every row a label, or remove the rows without one",
-                             detail={"file": source.name, "row": row, "line": line})
+            raise InputError(
+                f"{where} has no label ({_named(columns.label, table.names)} is missing)",
+                "give every row a label, or remove the rows without one",
+                detail={"file": source.name, "row": row, "line": line},
+            )
         label = (_json_label(label, where) if fmt == "jsonl" else str(label)).strip()
         if not label:
-            raise InputError(f"{where} has an empty label", "give every row a label, or remove the rows without one",
-                             detail={"file": source.name, "row": row, "line": line})
+            raise InputError(
+                f"{where} has an empty label",
+                "give every row a label, or remove the rows without one",
+                detail={"file": source.name, "row": row, "line": line},
+            )
         parts = []
         for key in columns.text:
             value = _field(fields, key)
             if value is None:
-                raise InputError(f"{where} has no text ({_named(key, table.names)} is missing)",
-                                 "give every row its text, or remove the incomplete rows",
-                                 detail={"file": source.name, "row": row, "line": line})
+                raise InputError(
+                    f"{where} has no text ({_named(key, table.names)} is missing)",
+                    "give every row its text, or remove the incomplete rows",
+                    detail={"file": source.name, "row": row, "line": line},
+                )
             if not isinstance(value, str):
-                raise InputError(f"{where}: the text ({_named(key, table.names)}) is a JSON {_json_type(value)}, "
-                                 "not a string", "store the text as a JSON string")
+                raise InputError(
+                    f"{where}: the text ({_named(key, table.names)}) is a JSON {_json_type(value)}, "
+                    "not a string",
+                    "store the text as a JSON string",
+                )
             parts.append(value)
         if table.width is not None and fmt != "jsonl" and len(fields) != table.width:
             expected = "the header has" if first_line_is_header else "the first row has"
-            raise InputError(f"{where} has {len(fields)} fields; {expected} {table.width}",
-                             _width_hint(fmt), detail={"file": source.name, "row": row, "line": line})
+            raise InputError(
+                f"{where} has {len(fields)} fields; {expected} {table.width}",
+                _width_hint(fmt),
+                detail={"file": source.name, "row": row, "line": line},
+            )
         texts.append(parts[0] if len(parts) == 1 else " ".join(parts))
         labels.append(label)
     return texts, labels
@@ -218,14 +264,22 @@ def _json_label(value: object, where: str) -> str:
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
-    raise InputError(f"{where}: the label is a JSON {_json_type(value)}", "labels must be strings or integers")
+    raise InputError(
+        f"{where}: the label is a JSON {_json_type(value)}", "labels must be strings or integers"
+    )
 
 
 def _json_type(value: object) -> str:
     if isinstance(value, bool):
         return "boolean"
-    return {dict: "object", list: "array", str: "string", int: "number", float: "number",
-            type(None): "null"}.get(type(value), type(value).__name__)
+    return {
+        dict: "object",
+        list: "array",
+        str: "string",
+        int: "number",
+        float: "number",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
 
 
 def _named(key: Key, names: Sequence[str] | None) -> str:

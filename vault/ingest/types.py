@@ -138,8 +138,9 @@ class DecodedDataset:
         return tuple(int(d) for d in self.images.shape[1:]) if self.images is not None else None
 
     def preview(self) -> Preview:
-        return Preview(self.fmt, self.kind, list(self.classes), self.counts, self.samples, self.shape,
-                       list(self.notes))
+        return Preview(
+            self.fmt, self.kind, list(self.classes), self.counts, self.samples, self.shape, list(self.notes)
+        )
 
 
 Listener = Callable[[ImportProgress], None] | None
@@ -148,8 +149,9 @@ Listener = Callable[[ImportProgress], None] | None
 class Progress:
     """Sends throttled ImportProgress events and turns a set cancel flag into Cancelled."""
 
-    def __init__(self, on_event: Listener = None, cancel: threading.Event | None = None, *,
-                 every: int = 256) -> None:
+    def __init__(
+        self, on_event: Listener = None, cancel: threading.Event | None = None, *, every: int = 256
+    ) -> None:
         self.on_event = on_event
         self.cancel = cancel
         self.every = every
@@ -185,8 +187,10 @@ def require_two_classes(classes: list[str], source: Path, unit: str) -> None:
     """A classifier needs two classes; unit names what a class is here ("class folder", "label")."""
     if len(classes) < 2:
         found = f"only one {unit} ({classes[0]})" if classes else f"no {unit}"
-        raise InputError(f"{source.name} has {found}",
-                         f"a classifier needs at least two classes: add records with another {unit}")
+        raise InputError(
+            f"{source.name} has {found}",
+            f"a classifier needs at least two classes: add records with another {unit}",
+        )
 
 
 def encode_labels(names: Sequence[str], classes: list[str]) -> np.ndarray:

@@ -1,7 +1,7 @@
 """`python -m vault.netguard`: the fire drill and the isolation report without a vault.
 
-    python -m vault.netguard netcheck [--probe HOST:PORT] [--unix-socket PATH] [--json]
-    python -m vault.netguard report [--require LEVEL] [--keep PATH ...]
+python -m vault.netguard netcheck [--probe HOST:PORT] [--unix-socket PATH] [--json]
+python -m vault.netguard report [--require LEVEL] [--keep PATH ...]
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("netcheck", help="isolate, then try every way out")
     check.add_argument("--probe", metavar="HOST:PORT", help="TCP target (default: a sentinel on 127.0.0.1)")
-    check.add_argument("--unix-socket", metavar="PATH", help="a host Unix socket (default: a sentinel's under /tmp)")
+    check.add_argument(
+        "--unix-socket", metavar="PATH", help="a host Unix socket (default: a sentinel's under /tmp)"
+    )
     check.add_argument("--json", action="store_true")
     show = sub.add_parser("report", help="isolate and print the evidence")
     show.add_argument("--require", choices=LEVELS, default="namespace+seccomp")

@@ -42,12 +42,47 @@ AF_VSOCK = 40
 
 # Capability numbers (linux/capability.h), for names in the evidence.
 CAP_NAMES = (
-    "chown", "dac_override", "dac_read_search", "fowner", "fsetid", "kill", "setgid", "setuid",
-    "setpcap", "linux_immutable", "net_bind_service", "net_broadcast", "net_admin", "net_raw",
-    "ipc_lock", "ipc_owner", "sys_module", "sys_rawio", "sys_chroot", "sys_ptrace", "sys_pacct",
-    "sys_admin", "sys_boot", "sys_nice", "sys_resource", "sys_time", "sys_tty_config", "mknod",
-    "lease", "audit_write", "audit_control", "setfcap", "mac_override", "mac_admin", "syslog",
-    "wake_alarm", "block_suspend", "audit_read", "perfmon", "bpf", "checkpoint_restore",
+    "chown",
+    "dac_override",
+    "dac_read_search",
+    "fowner",
+    "fsetid",
+    "kill",
+    "setgid",
+    "setuid",
+    "setpcap",
+    "linux_immutable",
+    "net_bind_service",
+    "net_broadcast",
+    "net_admin",
+    "net_raw",
+    "ipc_lock",
+    "ipc_owner",
+    "sys_module",
+    "sys_rawio",
+    "sys_chroot",
+    "sys_ptrace",
+    "sys_pacct",
+    "sys_admin",
+    "sys_boot",
+    "sys_nice",
+    "sys_resource",
+    "sys_time",
+    "sys_tty_config",
+    "mknod",
+    "lease",
+    "audit_write",
+    "audit_control",
+    "setfcap",
+    "mac_override",
+    "mac_admin",
+    "syslog",
+    "wake_alarm",
+    "block_suspend",
+    "audit_read",
+    "perfmon",
+    "bpf",
+    "checkpoint_restore",
 )
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -122,7 +157,9 @@ def host_interfaces() -> list[dict[str, object]]:
         if kind == str(ARPHRD_LOOPBACK) or name == "lo":
             continue
         flag_bits = int(flags, 16) if flags else 0
-        found.append({"name": name, "up": bool(flag_bits & IFF_UP), "operstate": read("operstate") or "unknown"})
+        found.append(
+            {"name": name, "up": bool(flag_bits & IFF_UP), "operstate": read("operstate") or "unknown"}
+        )
     return found
 
 
@@ -153,7 +190,11 @@ class _CapHeader(ctypes.Structure):
 
 
 class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
 
 
 def last_cap() -> int:
@@ -249,7 +290,9 @@ def host_unix_sockets() -> list[UnixSocketEntry]:
             continue
         listening = bool(int(fields[3], 16) & 0x10000)
         path = fields[7]
-        seen[path] = UnixSocketEntry(path, listening or seen.get(path, UnixSocketEntry(path, False)).listening)
+        seen[path] = UnixSocketEntry(
+            path, listening or seen.get(path, UnixSocketEntry(path, False)).listening
+        )
     return sorted(seen.values(), key=lambda e: e.path)
 
 
@@ -277,7 +320,9 @@ def landlock_abi() -> int:
     numbers = _landlock_numbers()
     if numbers is None:
         return 0
-    version = libc.syscall(numbers[0], None, ctypes.c_size_t(0), ctypes.c_uint32(LANDLOCK_CREATE_RULESET_VERSION))
+    version = libc.syscall(
+        numbers[0], None, ctypes.c_size_t(0), ctypes.c_uint32(LANDLOCK_CREATE_RULESET_VERSION)
+    )
     return max(0, int(version))
 
 
@@ -291,7 +336,9 @@ def landlock_restrict(abi: int) -> list[str]:
     numbers = _landlock_numbers()
     if numbers is None or abi < 1:
         raise OSError(errno.ENOSYS, "Landlock is not available on this kernel")
-    denies = ["ptrace-class access to processes outside strongroom (/proc/PID/root, /proc/PID/ns, pidfd_getfd)"]
+    denies = [
+        "ptrace-class access to processes outside strongroom (/proc/PID/root, /proc/PID/ns, pidfd_getfd)"
+    ]
     fields = [0, 0, 0]
     size = 8
     if abi >= 4:

@@ -22,11 +22,33 @@ ALLOWED_FAMILIES = ("AF_UNIX",)
 # Syscalls that would leave the namespaces, undo the private mounts, borrow another process's
 # sockets, or create sockets without socket(2) (io_uring bypasses seccomp for its own operations).
 DENIED_SYSCALLS = (
-    "setns", "unshare", "mount", "umount2", "pivot_root", "chroot",
-    "move_mount", "open_tree", "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr",
-    "open_by_handle_at", "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd",
-    "io_uring_setup", "io_uring_enter", "io_uring_register",
-    "bpf", "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
+    "setns",
+    "unshare",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "move_mount",
+    "open_tree",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "mount_setattr",
+    "open_by_handle_at",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "pidfd_getfd",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "bpf",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
 )
 
 SELFTEST_FAMILIES = {
@@ -59,8 +81,12 @@ def install() -> dict[str, Any]:
             continue
         denied.append(call)
     flt.load()
-    return {"socket_families_allowed": list(ALLOWED_FAMILIES), "denied_syscalls": denied,
-            "unknown_syscalls": unknown, "bad_arch_action": "kill process"}
+    return {
+        "socket_families_allowed": list(ALLOWED_FAMILIES),
+        "denied_syscalls": denied,
+        "unknown_syscalls": unknown,
+        "bad_arch_action": "kill process",
+    }
 
 
 def selftest() -> dict[str, str]:

@@ -189,7 +189,11 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
     try:
         module, origin, stack = _caller()
         attempt: dict[str, Any] = {
-            "event": event, "destination": destination, "family": family, "module": module, "origin": origin,
+            "event": event,
+            "destination": destination,
+            "family": family,
+            "module": module,
+            "origin": origin,
             "stack": stack,
             "at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         }

@@ -30,7 +30,9 @@ TEST_SWITCH = "STRONGROOM_TEST_ISOLATION"
 MASKED_ROOTS = ("/tmp", "/var/tmp", "/run", "/dev/shm")
 # As root, the capabilities that file access needs stay; everything else (sys_admin, net_admin,
 # net_raw, sys_ptrace, dac_read_search, ...) goes from every set, for this process and its children.
-ROOT_KEPT_CAPS = frozenset({0, 1, 3, 4, 5, 6, 7, 14})  # chown dac_override fowner fsetid kill setgid setuid ipc_lock
+ROOT_KEPT_CAPS = frozenset(
+    {0, 1, 3, 4, 5, 6, 7, 14}
+)  # chown dac_override fowner fsetid kill setgid setuid ipc_lock
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 NAMESPACE_HINT = (
     "run strongroom as root, or where unprivileged user namespaces are allowed "
@@ -74,16 +76,26 @@ class IsolationReport:
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
-            "isolated": self.isolated, "mode": self.mode, "layers": list(self.layers), "required": self.required,
-            "netns": self.netns, "host_netns": self.host_netns, "user_namespace": self.user_namespace,
+            "isolated": self.isolated,
+            "mode": self.mode,
+            "layers": list(self.layers),
+            "required": self.required,
+            "netns": self.netns,
+            "host_netns": self.host_netns,
+            "user_namespace": self.user_namespace,
             "interfaces": [dict(i) for i in self.interfaces],
             "host_interfaces": [dict(i) for i in self.host_interfaces],
             "host_interfaces_up": sorted(str(i["name"]) for i in self.host_interfaces if i.get("up")),
-            "seccomp": dict(self.seccomp), "landlock": dict(self.landlock), "capabilities": dict(self.capabilities),
+            "seccomp": dict(self.seccomp),
+            "landlock": dict(self.landlock),
+            "capabilities": dict(self.capabilities),
             "private_mounts": [dict(m) for m in self.private_mounts],
-            "host_unix_sockets": dict(self.host_unix_sockets), "environment": dict(self.environment),
-            "cache_dir": self.cache_dir, "closed_fds": [dict(f) for f in self.closed_fds],
-            "warnings": list(self.warnings), "pid": self.pid,
+            "host_unix_sockets": dict(self.host_unix_sockets),
+            "environment": dict(self.environment),
+            "cache_dir": self.cache_dir,
+            "closed_fds": [dict(f) for f in self.closed_fds],
+            "warnings": list(self.warnings),
+            "pid": self.pid,
         }
         if self.waived_by_test_switch:
             data["waived_by_test_switch"] = True
@@ -186,12 +198,23 @@ def isolate(
 
     mode = "namespace+seccomp" if (netns_ok and mounts_ok and seccomp_ok) else "guard"
     report = IsolationReport(
-        mode=mode, layers=tuple(layers), required=required, netns=_linux.namespace_id("net"),
-        host_netns=host_netns, user_namespace=bool(namespaces.get("user_namespace")),
-        interfaces=tuple(interfaces), host_interfaces=tuple(host_interfaces), seccomp=seccomp,
-        landlock=landlock, capabilities=capabilities, private_mounts=tuple(mounts),
+        mode=mode,
+        layers=tuple(layers),
+        required=required,
+        netns=_linux.namespace_id("net"),
+        host_netns=host_netns,
+        user_namespace=bool(namespaces.get("user_namespace")),
+        interfaces=tuple(interfaces),
+        host_interfaces=tuple(host_interfaces),
+        seccomp=seccomp,
+        landlock=landlock,
+        capabilities=capabilities,
+        private_mounts=tuple(mounts),
         host_unix_sockets={"seen": len(host_sockets), "reachable": reachable},
-        environment=environment, cache_dir=cache_dir, closed_fds=tuple(closed), warnings=tuple(warnings),
+        environment=environment,
+        cache_dir=cache_dir,
+        closed_fds=tuple(closed),
+        warnings=tuple(warnings),
         waived_by_test_switch=os.environ.get(TEST_SWITCH) == "waive",
     )
     _report = report
@@ -202,7 +225,8 @@ def isolate(
         why = namespaces.get("error") or "; ".join(warnings) or "a layer failed"
         raise IsolationError(
             f"network isolation {required!r} is required but only {mode!r} could be reached: {why}",
-            NAMESPACE_HINT, detail=report.to_json(),
+            NAMESPACE_HINT,
+            detail=report.to_json(),
         )
     return report
 
@@ -283,7 +307,13 @@ def _inside(path: str, root: str) -> bool:
 
 def _plan_keeps(keep: Iterable[str | os.PathLike[str]], warnings: list[str]) -> list[_Keep]:
     roots = _masked_roots()
-    runtime = [sys.prefix, sys.exec_prefix, sys.base_prefix, str(Path(__file__).resolve().parents[2]), *sys.path]
+    runtime = [
+        sys.prefix,
+        sys.exec_prefix,
+        sys.base_prefix,
+        str(Path(__file__).resolve().parents[2]),
+        *sys.path,
+    ]
     try:
         runtime.append(os.getcwd())
     except OSError:
@@ -418,8 +448,10 @@ def _reenter_working_directory(warnings: list[str]) -> None:
         warnings.append("the working directory is not reachable inside the isolation; working from /")
         return
     if cwd in _masked_roots():
-        warnings.append(f"the working directory {cwd} is now a private, empty directory; name files by "
-                        "paths outside it, or start strongroom from another directory")
+        warnings.append(
+            f"the working directory {cwd} is now a private, empty directory; name files by "
+            "paths outside it, or start strongroom from another directory"
+        )
 
 
 def _private_cache(private_tmp: bool) -> tuple[str, dict[str, str]]:
@@ -430,8 +462,12 @@ def _private_cache(private_tmp: bool) -> tuple[str, dict[str, str]]:
     else:
         cache = tempfile.mkdtemp(prefix="strongroom-cache-")
         atexit.register(shutil.rmtree, cache, True)
-    environment = dict(OFFLINE_ENV, TORCH_HOME=f"{cache}/torch", XDG_CACHE_HOME=f"{cache}/xdg",
-                       HF_HOME=f"{cache}/huggingface")
+    environment = dict(
+        OFFLINE_ENV,
+        TORCH_HOME=f"{cache}/torch",
+        XDG_CACHE_HOME=f"{cache}/xdg",
+        HF_HOME=f"{cache}/huggingface",
+    )
     if private_tmp:
         environment["TMPDIR"] = "/tmp"
         tempfile.tempdir = None
@@ -446,15 +482,20 @@ def _drop_capabilities(namespaces: dict[str, Any], warnings: list[str]) -> dict[
     except OSError as exc:
         warnings.append(f"could not drop capabilities: {exc.strerror}")
         return {"dropped": [], "kept": [], "error": str(exc)}
-    return {"dropped": [_linux.cap_name(c) for c in dropped], "kept": sorted(_linux.cap_name(c) for c in keep),
-            "effective": hex(_linux.effective_caps())}
+    return {
+        "dropped": [_linux.cap_name(c) for c in dropped],
+        "kept": sorted(_linux.cap_name(c) for c in keep),
+        "effective": hex(_linux.effective_caps()),
+    }
 
 
 def _apply_landlock(warnings: list[str]) -> dict[str, Any]:
     abi = _linux.landlock_abi()
     if abi < 1:
-        warnings.append("Landlock is unavailable: a root process outside strongroom holding no more "
-                        "capabilities than it does could be reached through /proc/PID/root")
+        warnings.append(
+            "Landlock is unavailable: a root process outside strongroom holding no more "
+            "capabilities than it does could be reached through /proc/PID/root"
+        )
         return {"status": "unavailable", "abi": 0}
     try:
         denies = _linux.landlock_restrict(abi)
@@ -468,8 +509,10 @@ def _apply_seccomp(warnings: list[str]) -> dict[str, Any]:
     try:
         installed = _seccomp.install()
     except OSError as exc:
-        warnings.append(f"seccomp filter unavailable: {exc.strerror or exc}; C code and child processes "
-                        "are not stopped by the kernel from creating internet sockets")
+        warnings.append(
+            f"seccomp filter unavailable: {exc.strerror or exc}; C code and child processes "
+            "are not stopped by the kernel from creating internet sockets"
+        )
         return {"status": "unavailable", "error": str(exc.strerror or exc)}
     selftest = _seccomp.selftest()
     status = "filter" if all(v in ("EACCES", "EPERM") for v in selftest.values()) else "ineffective"

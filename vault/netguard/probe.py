@@ -55,14 +55,18 @@ class HostSentinel:
     @classmethod
     def start(cls) -> HostSentinel:
         if current_report() is not None:
-            raise UsageError("the host sentinel must start before isolate()",
-                             "start it first; inside the isolation it could not listen on the host")
+            raise UsageError(
+                "the host sentinel must start before isolate()",
+                "start it first; inside the isolation it could not listen on the host",
+            )
         tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         tcp.bind(("127.0.0.1", 0))
         tcp.listen(64)
         port = tcp.getsockname()[1]
         udp: socket.socket | None = _bound_udp(port)
-        directory = tempfile.mkdtemp(prefix="strongroom-sentinel-", dir="/tmp" if os.path.isdir("/tmp") else None)
+        directory = tempfile.mkdtemp(
+            prefix="strongroom-sentinel-", dir="/tmp" if os.path.isdir("/tmp") else None
+        )
         os.chmod(directory, 0o755)
         unix_path = os.path.join(directory, "host.sock")
         unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -101,7 +105,12 @@ class HostSentinel:
         os.waitpid(self.pid, 0)
         shutil.rmtree(self._directory, ignore_errors=True)
         counts = json.loads(data or b"{}")
-        self._stopped = {"tcp": f"{self.tcp[0]}:{self.tcp[1]}", "unix": self.unix_path, "pid": self.pid, **counts}
+        self._stopped = {
+            "tcp": f"{self.tcp[0]}:{self.tcp[1]}",
+            "unix": self.unix_path,
+            "pid": self.pid,
+            **counts,
+        }
         return self._stopped
 
 
@@ -115,7 +124,9 @@ def _bound_udp(port: int) -> socket.socket | None:
     return udp
 
 
-def _serve(tcp: socket.socket, udp: socket.socket | None, unix: socket.socket, control: int, results: int) -> None:
+def _serve(
+    tcp: socket.socket, udp: socket.socket | None, unix: socket.socket, control: int, results: int
+) -> None:
     counts: dict[str, Any] = {"connections": 0, "datagrams": 0, "unix_connections": 0, "peers": []}
     watched: list[Any] = [tcp, unix, control] + ([udp] if udp is not None else [])
     while True:
@@ -141,7 +152,9 @@ def _serve(tcp: socket.socket, udp: socket.socket | None, unix: socket.socket, c
 def parse_probe(probe: str) -> tuple[str, int]:
     host, sep, port = probe.rpartition(":")
     if not sep or not port.isdigit() or not host or not 0 < int(port) < 65536:
-        raise UsageError(f"--probe must be HOST:PORT, got {probe!r}", "e.g. --probe 127.0.0.1:8080 or [::1]:8080")
+        raise UsageError(
+            f"--probe must be HOST:PORT, got {probe!r}", "e.g. --probe 127.0.0.1:8080 or [::1]:8080"
+        )
     return host.strip("[]"), int(port)
 
 
@@ -172,10 +185,22 @@ def netcheck(
         ("urllib", f"http://{target}/", lambda: _urllib(target, timeout)),
         ("ctypes_socket", target, lambda: _ctypes_tcp(host, port, timeout, in_netns)),
         ("ctypes_dns", DNS_NAME, lambda: _ctypes_dns(DNS_NAME)),
-        ("packet_socket", "AF_PACKET raw", lambda: _ctypes_socket_only(_linux.AF_PACKET, socket.SOCK_RAW, 0x0300)),
-        ("vsock_socket", "AF_VSOCK (hypervisor)", lambda: _ctypes_socket_only(_linux.AF_VSOCK, socket.SOCK_STREAM, 0)),
+        (
+            "packet_socket",
+            "AF_PACKET raw",
+            lambda: _ctypes_socket_only(_linux.AF_PACKET, socket.SOCK_RAW, 0x0300),
+        ),
+        (
+            "vsock_socket",
+            "AF_VSOCK (hypervisor)",
+            lambda: _ctypes_socket_only(_linux.AF_VSOCK, socket.SOCK_STREAM, 0),
+        ),
         ("child_process", target, lambda: _child(_CHILD_CONNECT, host, port, timeout, in_netns)),
-        ("escape_setns", f"/proc/1/ns/net then {target}", lambda: _child(_CHILD_SETNS, host, port, timeout, in_netns)),
+        (
+            "escape_setns",
+            f"/proc/1/ns/net then {target}",
+            lambda: _child(_CHILD_SETNS, host, port, timeout, in_netns),
+        ),
     ]
     if unix_socket:
         plan.append(("unix_socket", unix_socket, lambda: _unix(unix_socket, timeout)))
@@ -186,7 +211,9 @@ def netcheck(
         for name, where, action in plan:
             attempts.append(_attempt(name, where, action, isolated=report is not None))
     seen = sentinel.stop() if sentinel is not None else None
-    arrived = bool(seen and (seen.get("connections") or seen.get("datagrams") or seen.get("unix_connections")))
+    arrived = bool(
+        seen and (seen.get("connections") or seen.get("datagrams") or seen.get("unix_connections"))
+    )
     return {
         "isolated": bool(report and report.isolated),
         "mode": report.mode if report else "none",
@@ -216,10 +243,20 @@ def _attempt(name: str, target: str, action: Callable[[], Any], *, isolated: boo
         if isinstance(reason, NetworkBlocked):
             return {**result, "blocked": True, "layer": "guard", "error": str(reason)}
         if isinstance(reason, OSError):
-            return {**result, "blocked": True, "layer": _layer(reason.errno, isolated), "error": _describe(reason)}
+            return {
+                **result,
+                "blocked": True,
+                "layer": _layer(reason.errno, isolated),
+                "error": _describe(reason),
+            }
         return {**result, "blocked": True, "layer": _layer(exc.errno, isolated), "error": _describe(exc)}
-    return {**result, "blocked": False, "layer": None, "error": None,
-            "got_through": detail if isinstance(detail, str) else "completed"}
+    return {
+        **result,
+        "blocked": False,
+        "layer": None,
+        "error": None,
+        "got_through": detail if isinstance(detail, str) else "completed",
+    }
 
 
 def _layer(code: int | None, isolated: bool) -> str:
@@ -274,8 +311,12 @@ def _unix(path: str, timeout: float) -> str:
 
 
 class _SockaddrIn(ctypes.Structure):
-    _fields_ = [("family", ctypes.c_ushort), ("port", ctypes.c_uint16), ("addr", ctypes.c_uint32),
-                ("zero", ctypes.c_char * 8)]
+    _fields_ = [
+        ("family", ctypes.c_ushort),
+        ("port", ctypes.c_uint16),
+        ("addr", ctypes.c_uint32),
+        ("zero", ctypes.c_char * 8),
+    ]
 
 
 class _Timeval(ctypes.Structure):
@@ -286,15 +327,19 @@ def _ctypes_tcp(host: str, port: int, timeout: float, in_netns: bool) -> str:
     """socket() and connect() through libc, as C code (torch's TCPStore, a native library) would."""
     fd, err = _linux.raw_socket(socket.AF_INET, socket.SOCK_STREAM)
     if fd < 0:
-        raise Blocked("seccomp" if err in (errno.EACCES, errno.EPERM) else "other",
-                      f"socket(AF_INET): {_linux.errno_name(err)}")
+        raise Blocked(
+            "seccomp" if err in (errno.EACCES, errno.EPERM) else "other",
+            f"socket(AF_INET): {_linux.errno_name(err)}",
+        )
     try:
         try:
             packed = socket.inet_aton(host)
         except OSError:
             return "created an AF_INET socket (probe host is not IPv4; connect not tried)"
         limit = _Timeval(int(timeout), int((timeout % 1) * 1e6))
-        _linux.libc.setsockopt(fd, socket.SOL_SOCKET, socket.SO_SNDTIMEO, ctypes.byref(limit), ctypes.sizeof(limit))
+        _linux.libc.setsockopt(
+            fd, socket.SOL_SOCKET, socket.SO_SNDTIMEO, ctypes.byref(limit), ctypes.sizeof(limit)
+        )
         address = _SockaddrIn(socket.AF_INET, socket.htons(port), int.from_bytes(packed, "little"), b"")
         if _linux.libc.connect(fd, ctypes.byref(address), ctypes.sizeof(address)) != 0:
             code = ctypes.get_errno()
@@ -368,8 +413,13 @@ _STAGE_LAYER = {"socket": "seccomp", "open": "landlock+capabilities", "setns": "
 
 def _child(code: str, host: str, port: int, timeout: float, in_netns: bool) -> str:
     try:
-        proc = subprocess.run([sys.executable, "-I", "-c", code, host, str(port), str(timeout)],
-                              capture_output=True, text=True, timeout=timeout + 30, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-I", "-c", code, host, str(port), str(timeout)],
+            capture_output=True,
+            text=True,
+            timeout=timeout + 30,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError) as exc:
         raise Blocked("inconclusive", f"the child process did not start: {exc}") from None
     try:
@@ -421,10 +471,15 @@ def format_text(result: dict[str, Any]) -> str:
     evidence = result.get("evidence") or {}
     lines = [f"isolation: {result['mode']} (layers: {' '.join(result['layers']) or 'none'})"]
     if evidence:
-        inside = ", ".join(f"{i['name']} ({'up' if i['up'] else 'down'})" for i in evidence["interfaces"]) or "none"
+        inside = (
+            ", ".join(f"{i['name']} ({'up' if i['up'] else 'down'})" for i in evidence["interfaces"])
+            or "none"
+        )
         host_up = ", ".join(evidence["host_interfaces_up"]) or "none"
-        lines.append(f"namespace {evidence['netns']} (host {evidence['host_netns']}); inside: {inside}; "
-                     f"host interfaces up outside: {host_up}")
+        lines.append(
+            f"namespace {evidence['netns']} (host {evidence['host_netns']}); inside: {inside}; "
+            f"host interfaces up outside: {host_up}"
+        )
     probe = result["probe"]
     width = max(len(a["name"]) for a in probe["attempts"])
     for a in probe["attempts"]:
@@ -434,9 +489,11 @@ def format_text(result: dict[str, Any]) -> str:
         lines.append(f"  {'':9}  {'':<{width}}  {how}")
     seen = probe.get("sentinel")
     if seen:
-        lines.append(f"host sentinel ({seen['tcp']}, {seen['unix']}): {seen.get('connections', 0)} TCP "
-                     f"connection(s), {seen.get('datagrams', 0)} datagram(s), "
-                     f"{seen.get('unix_connections', 0)} Unix connection(s) arrived")
+        lines.append(
+            f"host sentinel ({seen['tcp']}, {seen['unix']}): {seen.get('connections', 0)} TCP "
+            f"connection(s), {seen.get('datagrams', 0)} datagram(s), "
+            f"{seen.get('unix_connections', 0)} Unix connection(s) arrived"
+        )
     total = len(probe["attempts"])
     through = sum(not a["blocked"] for a in probe["attempts"])
     if exit_code(result) == 0:

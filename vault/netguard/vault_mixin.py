@@ -39,10 +39,17 @@ def recorded_netcheck(
     drill = result["probe"]
     passed = result["isolated"] and drill["all_blocked"]
     vault._record(
-        "network.netcheck", drill["target"], "ok" if passed else "failed",
-        mode=result["mode"], layers=result["layers"], all_blocked=drill["all_blocked"],
-        unix_socket=drill["unix_socket"], sentinel=drill["sentinel"],
-        attempts=[{k: a[k] for k in ("name", "target", "blocked", "layer", "error")} for a in drill["attempts"]],
+        "network.netcheck",
+        drill["target"],
+        "ok" if passed else "failed",
+        mode=result["mode"],
+        layers=result["layers"],
+        all_blocked=drill["all_blocked"],
+        unix_socket=drill["unix_socket"],
+        sentinel=drill["sentinel"],
+        attempts=[
+            {k: a[k] for k in ("name", "target", "blocked", "layer", "error")} for a in drill["attempts"]
+        ],
     )
     return result
 

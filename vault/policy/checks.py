@@ -73,7 +73,9 @@ def read_table(problems: Problems, path: str, value: object) -> Mapping[str, Any
     return None
 
 
-def read_str(problems: Problems, path: str, value: object, *, choices: Iterable[str] | None = None) -> str | None:
+def read_str(
+    problems: Problems, path: str, value: object, *, choices: Iterable[str] | None = None
+) -> str | None:
     if not isinstance(value, str) or not value.strip():
         problems.add(path, f"must be a non-empty string, got {type_name(value)} {value!r}")
         return None
@@ -92,8 +94,9 @@ def read_bool(problems: Problems, path: str, value: object) -> bool | None:
     return None
 
 
-def read_int(problems: Problems, path: str, value: object, *, minimum: int | None = None,
-             maximum: int | None = None) -> int | None:
+def read_int(
+    problems: Problems, path: str, value: object, *, minimum: int | None = None, maximum: int | None = None
+) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int):
         problems.add(path, f"must be an integer, got {type_name(value)} {value!r}")
         return None
@@ -106,7 +109,9 @@ def read_int(problems: Problems, path: str, value: object, *, minimum: int | Non
     return value
 
 
-def read_positive(problems: Problems, path: str, value: object, *, below: float | None = None) -> float | None:
+def read_positive(
+    problems: Problems, path: str, value: object, *, below: float | None = None
+) -> float | None:
     """A finite number > 0 (and < `below` when given). Integers are accepted as floats."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         problems.add(path, f"must be a number, got {type_name(value)} {value!r}")
@@ -124,8 +129,9 @@ def read_positive(problems: Problems, path: str, value: object, *, below: float 
     return number
 
 
-def read_str_list(problems: Problems, path: str, value: object, *,
-                  choices: Iterable[str] | None = None) -> tuple[str, ...] | None:
+def read_str_list(
+    problems: Problems, path: str, value: object, *, choices: Iterable[str] | None = None
+) -> tuple[str, ...] | None:
     if not isinstance(value, list):
         problems.add(path, f"must be an array of strings, got {type_name(value)}")
         return None

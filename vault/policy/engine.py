@@ -48,8 +48,10 @@ def builtin_policy_text(name: str) -> str:
     packaged = resources.files("vault.policy").joinpath("builtin", f"{name}.toml")
     if packaged.is_file():
         return packaged.read_text(encoding="utf-8")
-    raise NotFound(f"shipped policy {name!r} is missing from this installation",
-                   "reinstall strongroom, or pass a policy file explicitly")
+    raise NotFound(
+        f"shipped policy {name!r} is missing from this installation",
+        "reinstall strongroom, or pass a policy file explicitly",
+    )
 
 
 @dataclass(frozen=True)
@@ -91,8 +93,10 @@ class Policy:
     def load(cls, text: str, *, source: str = "<policy>") -> Policy:
         """Validate `text`; raises InputError naming the key path and the problem."""
         if not isinstance(text, str):
-            raise InputError(f"policy {source}: expected text, got {type(text).__name__}",
-                             "pass the policy file's content as a string")
+            raise InputError(
+                f"policy {source}: expected text, got {type(text).__name__}",
+                "pass the policy file's content as a string",
+            )
         return _load_cached(text, source)
 
     @classmethod
@@ -152,32 +156,79 @@ class Policy:
         out += [{"id": rule.rule_id, "effect": "forbid", "text": rule.summary()} for rule in spec.forbids]
         for role in ROLES:
             granted = spec.roles.get(role, ())
-            out.append({"id": f"roles.{role}", "effect": "permit",
-                        "text": f"{role} may: {', '.join(granted)}" if granted else f"{role} may do nothing"})
+            out.append(
+                {
+                    "id": f"roles.{role}",
+                    "effect": "permit",
+                    "text": f"{role} may: {', '.join(granted)}" if granted else f"{role} may do nothing",
+                }
+            )
         required = ", ".join(s for s in SENSITIVITIES if s in privacy.dp_required_for) or "no sensitivity"
-        out.append({"id": "isolation.required", "effect": "forbid",
-                    "text": f"sessions below {spec.isolation_required} isolation are refused"})
+        out.append(
+            {
+                "id": "isolation.required",
+                "effect": "forbid",
+                "text": f"sessions below {spec.isolation_required} isolation are refused",
+            }
+        )
         if spec.max_dataset_age_days is not None:
-            out.append({"id": "retention.max_dataset_age_days", "effect": "forbid",
-                        "text": f"records older than {spec.max_dataset_age_days} days are not used"})
-        out.append({"id": "privacy.dp_required", "effect": "forbid",
-                    "text": f"training without DP is refused for: {required}"})
-        for key, label in (("max_epsilon_per_run", "epsilon per run"),
-                           ("max_delta", "delta"),
-                           ("max_lifetime_epsilon", "lifetime epsilon per dataset")):
+            out.append(
+                {
+                    "id": "retention.max_dataset_age_days",
+                    "effect": "forbid",
+                    "text": f"records older than {spec.max_dataset_age_days} days are not used",
+                }
+            )
+        out.append(
+            {
+                "id": "privacy.dp_required",
+                "effect": "forbid",
+                "text": f"training without DP is refused for: {required}",
+            }
+        )
+        for key, label in (
+            ("max_epsilon_per_run", "epsilon per run"),
+            ("max_delta", "delta"),
+            ("max_lifetime_epsilon", "lifetime epsilon per dataset"),
+        ):
             cap = getattr(privacy, key)
             if cap is not None:
-                out.append({"id": f"privacy.{key}", "effect": "forbid",
-                            "text": f"{label} above {cap:g} is refused for: {required}"})
-        out.append({"id": "privacy.accountant", "effect": "forbid",
-                    "text": f"DP runs are accounted with {privacy.accountant}"})
-        out.append({"id": "models.allowed", "effect": "forbid",
-                    "text": f"models other than {', '.join(spec.models_allowed) or '(none)'} are refused"})
-        out.append({"id": "export.approver_is_requester", "effect": "forbid",
-                    "text": "nobody approves their own export"})
-        out.append({"id": "export.approvals_required", "effect": "forbid",
-                    "text": f"a model export needs {spec.export.approvals_required} approval(s) from another "
-                            f"{' or '.join(spec.export.approver_roles)}"})
+                out.append(
+                    {
+                        "id": f"privacy.{key}",
+                        "effect": "forbid",
+                        "text": f"{label} above {cap:g} is refused for: {required}",
+                    }
+                )
+        out.append(
+            {
+                "id": "privacy.accountant",
+                "effect": "forbid",
+                "text": f"DP runs are accounted with {privacy.accountant}",
+            }
+        )
+        out.append(
+            {
+                "id": "models.allowed",
+                "effect": "forbid",
+                "text": f"models other than {', '.join(spec.models_allowed) or '(none)'} are refused",
+            }
+        )
+        out.append(
+            {
+                "id": "export.approver_is_requester",
+                "effect": "forbid",
+                "text": "nobody approves their own export",
+            }
+        )
+        out.append(
+            {
+                "id": "export.approvals_required",
+                "effect": "forbid",
+                "text": f"a model export needs {spec.export.approvals_required} approval(s) from another "
+                f"{' or '.join(spec.export.approver_roles)}",
+            }
+        )
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -226,8 +277,12 @@ class Policy:
             return Decision(False, "request.invalid", invalid, facts)
         missing = _missing_facts(request)
         if missing and request.action != RAW_EXPORT_ACTION:  # raw export is refused whatever the facts
-            return Decision(False, "request.incomplete",
-                            f"{request.action} needs {', '.join(missing)}, which the request lacks", facts)
+            return Decision(
+                False,
+                "request.incomplete",
+                f"{request.action} needs {', '.join(missing)}, which the request lacks",
+                facts,
+            )
 
         denials: list[tuple[str, str]] = []
         notes: list[str] = []
@@ -254,7 +309,9 @@ class Policy:
         role_rule = f"roles.{request.role}"
         granted = self.permits(request.role, request.action)
         if not granted:
-            denials.append((role_rule, f"role {request.role} is not granted {request.action} (deny by default)"))
+            denials.append(
+                (role_rule, f"role {request.role} is not granted {request.action} (deny by default)")
+            )
         for rule_id, check in self._constraints():
             run(rule_id, check)
         facts["rules_checked"] = [*checked, role_rule]
@@ -285,7 +342,10 @@ class Policy:
             return None
         required = self.spec.isolation_required
         if isolation_rank(request.isolation) < isolation_rank(required):
-            return False, f"the session's isolation {request.isolation!r} is weaker than the required {required!r}"
+            return (
+                False,
+                f"the session's isolation {request.isolation!r} is weaker than the required {required!r}",
+            )
         return True, ""
 
     def _retention(self, request: Request) -> Verdict:
@@ -294,13 +354,17 @@ class Policy:
             return None
         dataset = request.dataset or {}
         if dataset.get("created") is None:
-            raise ValueError(f"dataset {dataset.get('name')!r} has no creation time to check retention against")
+            raise ValueError(
+                f"dataset {dataset.get('name')!r} has no creation time to check retention against"
+            )
         created = to_utc(dataset["created"])
         now = to_utc(request.now) if request.now is not None else datetime.now(UTC)
         age = (now - created).total_seconds() / 86400
         if age > limit:
-            return False, (f"dataset {dataset.get('name')!r} was created {created.date().isoformat()}, "
-                           f"{age:.1f} days ago; records older than {limit} days may not be used")
+            return False, (
+                f"dataset {dataset.get('name')!r} was created {created.date().isoformat()}, "
+                f"{age:.1f} days ago; records older than {limit} days may not be used"
+            )
         return True, f"dataset age {age:.1f} <= {limit} days"
 
     def _sensitivity_needs_dp(self, request: Request) -> bool:
@@ -312,12 +376,16 @@ class Policy:
         sensitivity = (request.dataset or {}).get("sensitivity")
         if request.dp is not True:
             what = "the run is" if request.action == "train" else "the model was trained"
-            return False, (f"dataset {(request.dataset or {}).get('name')!r} is {sensitivity} sensitivity, "
-                           f"which requires DP, and {what} without DP")
+            return False, (
+                f"dataset {(request.dataset or {}).get('name')!r} is {sensitivity} sensitivity, "
+                f"which requires DP, and {what} without DP"
+            )
         return True, f"DP on for {sensitivity} sensitivity"
 
     def _privacy_applies(self, request: Request) -> bool:
-        return request.action in PRIVACY_ACTIONS and request.dp is True and self._sensitivity_needs_dp(request)
+        return (
+            request.action in PRIVACY_ACTIONS and request.dp is True and self._sensitivity_needs_dp(request)
+        )
 
     def _epsilon_per_run(self, request: Request) -> Verdict:
         cap = self.spec.privacy.max_epsilon_per_run
@@ -348,12 +416,16 @@ class Policy:
         name = (request.dataset or {}).get("name")
         projected = request.projected_lifetime_epsilon
         if projected is None or math.isinf(projected):
-            return False, (f"dataset {name!r} has no bounded lifetime epsilon to hold to the cap of {cap:g}: "
-                           f"unbounded (a run without DP was charged to it) or not projected by the ledger")
+            return False, (
+                f"dataset {name!r} has no bounded lifetime epsilon to hold to the cap of {cap:g}: "
+                f"unbounded (a run without DP was charged to it) or not projected by the ledger"
+            )
         if projected > cap:
             this_run = f" (this run: epsilon {request.epsilon:g})" if request.epsilon is not None else ""
-            return False, (f"dataset {name!r} would reach lifetime epsilon {projected:.4g}{this_run}, "
-                           f"above the cap of {cap:g}")
+            return False, (
+                f"dataset {name!r} would reach lifetime epsilon {projected:.4g}{this_run}, "
+                f"above the cap of {cap:g}"
+            )
         return True, f"lifetime epsilon {projected:.4g} <= {cap:g}"
 
     def _accountant(self, request: Request) -> Verdict:
@@ -361,7 +433,10 @@ class Policy:
             return None
         wanted = self.spec.privacy.accountant
         if request.accountant != wanted:
-            return False, f"the run asks for the {request.accountant} accountant; the policy requires {wanted}"
+            return (
+                False,
+                f"the run asks for the {request.accountant} accountant; the policy requires {wanted}",
+            )
         return True, ""
 
     def _models(self, request: Request) -> Verdict:
@@ -396,8 +471,9 @@ class Policy:
         if len(valid) < needed:
             roles = " or ".join(export.approver_roles)
             also = f"; ignored: {', '.join(ignored)}" if ignored else ""
-            return False, (f"a model export needs {needed} approval(s) from another {roles}, "
-                           f"got {len(valid)}{also}")
+            return False, (
+                f"a model export needs {needed} approval(s) from another {roles}, got {len(valid)}{also}"
+            )
         if needed == 0:
             return True, "no approval required"
         return True, f"approved by {', '.join(sorted(valid))}"
@@ -413,12 +489,16 @@ class Policy:
         expected = "allowed" if case.expect_allowed else "denied"
         problems = []
         if decision.allowed != case.expect_allowed:
-            problems.append(f"expected {expected}, got {decision.outcome} by {decision.rule}: {decision.reason}")
+            problems.append(
+                f"expected {expected}, got {decision.outcome} by {decision.rule}: {decision.reason}"
+            )
         if case.rule is not None and decision.rule != case.rule:
             problems.append(f"expected rule {case.rule}, got {decision.rule}")
         if case.reason_contains is not None and case.reason_contains not in decision.reason:
             problems.append(f"reason {decision.reason!r} lacks {case.reason_contains!r}")
-        return TestResult(case.name, case.index, not problems, expected, case.rule, decision, "; ".join(problems))
+        return TestResult(
+            case.name, case.index, not problems, expected, case.rule, decision, "; ".join(problems)
+        )
 
 
 @functools.lru_cache(maxsize=16)
@@ -457,8 +537,12 @@ def _request_problem(request: Request) -> str | None:
         if value is None:
             continue
         unbounded_ok = key == "projected_lifetime_epsilon" and value == math.inf
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0 or not (
-                math.isfinite(value) or unbounded_ok):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or value <= 0
+            or not (math.isfinite(value) or unbounded_ok)
+        ):
             return f"{key} must be a finite number greater than 0, got {value!r}"
     for key in ("delta", "lifetime_delta"):
         value = getattr(request, key)
@@ -485,4 +569,3 @@ def _missing_facts(request: Request) -> list[str]:
             if not request.dataset.get(key):
                 missing.append(f"dataset.{key}")
     return missing
-

@@ -168,8 +168,9 @@ class Decision:
         return self
 
 
-def request_from_facts(facts: Mapping[str, Any], problems: Problems, path: str, *,
-                       default_actor: str = "tester") -> Request | None:
+def request_from_facts(
+    facts: Mapping[str, Any], problems: Problems, path: str, *, default_actor: str = "tester"
+) -> Request | None:
     """Build a Request from a table of facts (policy tests, `policy check`); problems name keys."""
     check_keys(problems, path, facts, REQUEST_FACTS)
     before = len(problems.items)
@@ -193,14 +194,18 @@ def request_from_facts(facts: Mapping[str, Any], problems: Problems, path: str, 
                 if key in table:
                     dataset[key] = read_str(problems, f"{path}.dataset.{key}", table[key])
             if "samples" in table:
-                dataset["samples"] = read_int(problems, f"{path}.dataset.samples", table["samples"], minimum=0)
+                dataset["samples"] = read_int(
+                    problems, f"{path}.dataset.samples", table["samples"], minimum=0
+                )
             if "created" in table:
                 dataset["created"] = read_instant(problems, f"{path}.dataset.created", table["created"])
     dp = read_bool(problems, f"{path}.dp", facts["dp"]) if "dp" in facts else None
     approvals: list[tuple[str, str]] = []
     raw_approvals = facts.get("approvals", [])
     if not isinstance(raw_approvals, Sequence) or isinstance(raw_approvals, str):
-        problems.add(f"{path}.approvals", f"must be an array of {{user, role}} tables, got {type_name(raw_approvals)}")
+        problems.add(
+            f"{path}.approvals", f"must be an array of {{user, role}} tables, got {type_name(raw_approvals)}"
+        )
     else:
         for index, item in enumerate(raw_approvals):
             where = f"{path}.approvals[{index}]"

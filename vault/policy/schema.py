@@ -173,15 +173,17 @@ def parse_policy(text: str, source: str) -> PolicySpec:
     export = _parse_export(problems, data["export"])
     isolation_table = read_table(problems, "isolation", data["isolation"]) or {}
     check_keys(problems, "isolation", isolation_table, ("required",))
-    isolation = read_str(problems, "isolation.required", isolation_table.get("required"),
-                         choices=REQUIRABLE_ISOLATION)
+    isolation = read_str(
+        problems, "isolation.required", isolation_table.get("required"), choices=REQUIRABLE_ISOLATION
+    )
     max_age: int | None = None
     if "retention" in data:
         retention = read_table(problems, "retention", data["retention"]) or {}
         check_keys(problems, "retention", retention, ("max_dataset_age_days",))
         if "max_dataset_age_days" in retention:
-            max_age = read_int(problems, "retention.max_dataset_age_days",
-                               retention["max_dataset_age_days"], minimum=1)
+            max_age = read_int(
+                problems, "retention.max_dataset_age_days", retention["max_dataset_age_days"], minimum=1
+            )
     forbids = _parse_forbids(problems, data.get("forbid", []))
     _check_admin_reach(problems, roles, forbids)
     problems.raise_if_any()
@@ -228,12 +230,20 @@ def _parse_roles(problems: Problems, value: object) -> dict[str, tuple[str, ...]
 
 def _parse_privacy(problems: Problems, value: object) -> PrivacyRules:
     table = read_table(problems, "privacy", value) or {}
-    check_keys(problems, "privacy", table, (
-        "dp_required_for", "max_epsilon_per_run", "max_lifetime_epsilon", "max_delta", "accountant"))
+    check_keys(
+        problems,
+        "privacy",
+        table,
+        ("dp_required_for", "max_epsilon_per_run", "max_lifetime_epsilon", "max_delta", "accountant"),
+    )
     if "dp_required_for" not in table:
         problems.add("privacy.dp_required_for", "missing; list the sensitivities that need DP ([] for none)")
-    required = read_str_list(problems, "privacy.dp_required_for", table.get("dp_required_for", []),
-                             choices=SENSITIVITIES) or ()
+    required = (
+        read_str_list(
+            problems, "privacy.dp_required_for", table.get("dp_required_for", []), choices=SENSITIVITIES
+        )
+        or ()
+    )
 
     def cap(key: str, below: float | None = None) -> float | None:
         return read_positive(problems, f"privacy.{key}", table[key], below=below) if key in table else None
@@ -241,11 +251,15 @@ def _parse_privacy(problems: Problems, value: object) -> PrivacyRules:
     per_run = cap("max_epsilon_per_run")
     lifetime = cap("max_lifetime_epsilon")
     if per_run is not None and lifetime is not None and per_run > lifetime:
-        problems.add("privacy.max_epsilon_per_run",
-                     f"{per_run:g} is above max_lifetime_epsilon {lifetime:g}; no run could use it")
+        problems.add(
+            "privacy.max_epsilon_per_run",
+            f"{per_run:g} is above max_lifetime_epsilon {lifetime:g}; no run could use it",
+        )
     accountant = "prv"
     if "accountant" in table:
-        accountant = read_str(problems, "privacy.accountant", table["accountant"], choices=ACCOUNTANTS) or "prv"
+        accountant = (
+            read_str(problems, "privacy.accountant", table["accountant"], choices=ACCOUNTANTS) or "prv"
+        )
     return PrivacyRules(
         dp_required_for=frozenset(required),
         max_epsilon_per_run=per_run,
@@ -266,14 +280,26 @@ def _parse_export(problems: Problems, value: object) -> ExportRules:
             problems.add("export.raw_data", "must be false: raw records can never be exported")
     approvals = 0
     if "approvals_required" not in table:
-        problems.add("export.approvals_required", "missing; 0 (one person exports) or 1 (a second person approves)")
+        problems.add(
+            "export.approvals_required", "missing; 0 (one person exports) or 1 (a second person approves)"
+        )
     else:
-        approvals = read_int(problems, "export.approvals_required", table["approvals_required"],
-                             minimum=0, maximum=MAX_APPROVALS) or 0
+        approvals = (
+            read_int(
+                problems,
+                "export.approvals_required",
+                table["approvals_required"],
+                minimum=0,
+                maximum=MAX_APPROVALS,
+            )
+            or 0
+        )
     approver_roles = DEFAULT_APPROVER_ROLES
     if "approver_roles" in table:
-        approver_roles = read_str_list(problems, "export.approver_roles", table["approver_roles"],
-                                       choices=ROLES) or DEFAULT_APPROVER_ROLES
+        approver_roles = (
+            read_str_list(problems, "export.approver_roles", table["approver_roles"], choices=ROLES)
+            or DEFAULT_APPROVER_ROLES
+        )
         if not table["approver_roles"]:
             problems.add("export.approver_roles", "must name at least one role")
     return ExportRules(approvals_required=approvals, approver_roles=tuple(approver_roles))
@@ -293,15 +319,21 @@ def _parse_forbids(problems: Problems, value: object) -> tuple[ForbidRule, ...]:
         check_keys(problems, path, table, ("id", "reason", *FORBID_MATCHERS))
         rule_id = read_str(problems, f"{path}.id", table.get("id"))
         if rule_id is not None and not RULE_ID.match(rule_id):
-            problems.add(f"{path}.id", f"{rule_id!r} must be lowercase letters, digits, '-' or '_' (at most 63)")
+            problems.add(
+                f"{path}.id", f"{rule_id!r} must be lowercase letters, digits, '-' or '_' (at most 63)"
+            )
             rule_id = None
         if rule_id is not None and rule_id in seen:
             problems.add(f"{path}.id", f"{rule_id!r} is used by an earlier forbid rule")
             rule_id = None
         reason = read_str(problems, f"{path}.reason", table.get("reason"))
         choices: dict[str, tuple[str, ...] | None] = {
-            "actions": ACTIONS, "roles": ROLES, "users": None, "datasets": None,
-            "sensitivity": SENSITIVITIES, "models": None,
+            "actions": ACTIONS,
+            "roles": ROLES,
+            "users": None,
+            "datasets": None,
+            "sensitivity": SENSITIVITIES,
+            "models": None,
         }
         matchers: dict[str, Any] = {}
         ok = rule_id is not None and reason is not None
@@ -329,19 +361,23 @@ def _parse_forbids(problems: Problems, value: object) -> tuple[ForbidRule, ...]:
     return tuple(rules)
 
 
-def _check_admin_reach(problems: Problems, roles: Mapping[str, tuple[str, ...]],
-                       forbids: tuple[ForbidRule, ...]) -> None:
+def _check_admin_reach(
+    problems: Problems, roles: Mapping[str, tuple[str, ...]], forbids: tuple[ForbidRule, ...]
+) -> None:
     """Refuse a policy under which no admin could unlock, manage keys or change the policy."""
     granted = roles.get("admin", ())
     for action in ADMIN_ESSENTIAL:
         if action not in granted:
-            problems.add("roles.admin",
-                         f"must include {action!r}: without it every admin is locked out of the vault")
+            problems.add(
+                "roles.admin", f"must include {action!r}: without it every admin is locked out of the vault"
+            )
             continue
         for rule in forbids:
             if rule.is_unconditional_for("admin", action):
-                problems.add(f"forbid[{forbids.index(rule)}]",
-                             f"forbids every admin {action!r}: that locks every admin out of the vault")
+                problems.add(
+                    f"forbid[{forbids.index(rule)}]",
+                    f"forbids every admin {action!r}: that locks every admin out of the vault",
+                )
 
 
 def _parse_tests(problems: Problems, value: object, required_isolation: str) -> tuple[PolicyTest, ...]:
@@ -358,18 +394,33 @@ def _parse_tests(problems: Problems, value: object, required_isolation: str) -> 
         name = read_str(problems, f"{path}.name", table.get("name"))
         expect = read_str(problems, f"{path}.expect", table.get("expect"), choices=("allowed", "denied"))
         rule = read_str(problems, f"{path}.rule", table["rule"]) if "rule" in table else None
-        contains = (read_str(problems, f"{path}.reason_contains", table["reason_contains"])
-                    if "reason_contains" in table else None)
+        contains = (
+            read_str(problems, f"{path}.reason_contains", table["reason_contains"])
+            if "reason_contains" in table
+            else None
+        )
         facts = read_table(problems, f"{path}.input", table.get("input"))
         request = None
         if facts is not None:
             facts = dict(facts)
             facts.setdefault("isolation", required_isolation)
             request = request_from_facts(facts, problems, f"{path}.input")
-            if request is not None and request.now is None and request.dataset and request.dataset.get("created"):
+            if (
+                request is not None
+                and request.now is None
+                and request.dataset
+                and request.dataset.get("created")
+            ):
                 request = replace(request, now=request.dataset["created"])
         if name is not None and expect is not None and request is not None:
-            tests.append(PolicyTest(index=index, name=name, request=request, expect_allowed=expect == "allowed",
-                                    rule=rule, reason_contains=contains))
+            tests.append(
+                PolicyTest(
+                    index=index,
+                    name=name,
+                    request=request,
+                    expect_allowed=expect == "allowed",
+                    rule=rule,
+                    reason_contains=contains,
+                )
+            )
     return tuple(tests)
-

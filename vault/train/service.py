@@ -315,7 +315,12 @@ class TrainingMixin:
         }
 
     def _projected_lifetime_epsilon(
-        self, dataset_facts: dict[str, Any], *, epsilon: float, delta: float | None = None, model: str | None = None,
+        self,
+        dataset_facts: dict[str, Any],
+        *,
+        epsilon: float,
+        delta: float | None = None,
+        model: str | None = None,
     ) -> float | None:
         """The dataset's composed epsilon if a DP run with these settings ran now (for dry-run checks)."""
         from vault.train import engine
@@ -331,9 +336,15 @@ class TrainingMixin:
             config=config,
         )
         section = self._read_catalog().get("ledger", {})
-        ledger_delta = ledger.ledger_delta(section, info["ledger_id"], run.delta or default_delta(info["samples"]))
+        ledger_delta = ledger.ledger_delta(
+            section, info["ledger_id"], run.delta or default_delta(info["samples"])
+        )
         return ledger.projected(
-            ledger.charges_of(section, info["ledger_id"]), run.history(), ledger_delta, dp=True, accountant=run.accountant
+            ledger.charges_of(section, info["ledger_id"]),
+            run.history(),
+            ledger_delta,
+            dp=True,
+            accountant=run.accountant,
         )
 
     # ------------------------------------------------------------------ models and cards

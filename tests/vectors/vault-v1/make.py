@@ -15,8 +15,13 @@ sys.path.insert(0, str(HERE.parents[2]))
 from vault.door import Vault  # noqa: E402
 
 PASSPHRASE = "known-answer passphrase"
-ROWS = [("ham", "Ok lar... Joking wif u oni..."), ("spam", "Free entry in 2 a wkly comp"),
-        ("ham", "U dun say so early hor"), ("spam", "WINNER!! claim your prize"), ("ham", "Nah I don't think he goes")]
+ROWS = [
+    ("ham", "Ok lar... Joking wif u oni..."),
+    ("spam", "Free entry in 2 a wkly comp"),
+    ("ham", "U dun say so early hor"),
+    ("spam", "WINNER!! claim your prize"),
+    ("ham", "Nah I don't think he goes"),
+]
 
 if __name__ == "__main__":
     shutil.rmtree(HERE / "vault", ignore_errors=True)
@@ -26,6 +31,12 @@ if __name__ == "__main__":
         with Vault.create(HERE / "vault", passphrase=PASSPHRASE.encode()) as v:
             info = v.import_dataset(src, name="kat", sensitivity="low")
     (HERE / "vault" / "lock").unlink(missing_ok=True)
-    expected = {"user": "admin", "passphrase": PASSPHRASE, "dataset": "kat", "texts": [t for _, t in ROWS],
-                "labels": [label for label, _ in ROWS], "digest": info["digest"]}
+    expected = {
+        "user": "admin",
+        "passphrase": PASSPHRASE,
+        "dataset": "kat",
+        "texts": [t for _, t in ROWS],
+        "labels": [label for label, _ in ROWS],
+        "digest": info["digest"],
+    }
     (HERE / "EXPECTED.json").write_text(json.dumps(expected, indent=2) + "\n")
