@@ -349,7 +349,18 @@ def _make_private(
         accountant = create_accountant(run.accountant)
         loader = DPDataLoader.from_data_loader(loader, generator=sampling_generator)
         sample_rate = 1 / len(loader)
-        optimizer = DPOptimizerFastGradientClipping(
+
+        class BookkeepingOptimizer(DPOptimizerFastGradientClipping):
+            def accumulate(self) -> None:
+                """Opacus' accumulate, with a clone where it deep-copies (a tenth of a
+                millisecond a step, which is a tenth of a small model's step)."""
+                for p in self.params:
+                    if p.summed_grad is None:
+                        p.summed_grad = p.grad.detach().clone()
+                    else:
+                        p.summed_grad.add_(p.grad.detach())
+
+        optimizer = BookkeepingOptimizer(
             _optimizer(net.parameters(), run),
             noise_multiplier=run.noise_multiplier or 0.0,
             max_grad_norm=run.max_grad_norm or 0.0,

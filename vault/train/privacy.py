@@ -89,25 +89,37 @@ class RunningBound:
     def __init__(
         self, noise_multiplier: float, sample_rate: float, delta: float, ceiling: float | None = None
     ) -> None:
+        import numpy as np
         from opacus.accountants.analysis import rdp
         from opacus.accountants.rdp import RDPAccountant
 
-        self._rdp_module = rdp
-        self.orders = RDPAccountant.DEFAULT_ALPHAS
-        self.per_step = rdp.compute_rdp(
-            q=sample_rate, noise_multiplier=noise_multiplier, steps=1, orders=self.orders
+        self.orders = np.asarray(RDPAccountant.DEFAULT_ALPHAS, dtype=np.float64)
+        self.per_step = np.asarray(
+            rdp.compute_rdp(q=sample_rate, noise_multiplier=noise_multiplier, steps=1, orders=self.orders)
         )
         self.delta = delta
         self.ceiling = ceiling
+        # Opacus' RDP-to-(epsilon, delta) conversion (rdp.get_privacy_spent) is
+        # min over orders of  k * rdp_1 - (log delta + log a) / (a - 1) + log((a - 1) / a);
+        # the part without k is fixed, so each step costs one multiply-add and a minimum.
+        a = self.orders
+        self._offset = -(math.log(delta) + np.log(a)) / (a - 1) + np.log((a - 1) / a)
+        self._np = np
+        self._table = np.zeros(0)  # epsilon after k steps, at index k, filled as steps come
 
     def epsilon(self, steps: int) -> float:
         """Epsilon after `steps`; never above `ceiling`, the accountant's epsilon for the whole
         planned run, which bounds every prefix of it (epsilon grows with steps)."""
         if steps <= 0:
             return 0.0
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "optimal order is the largest alpha": still a valid bound
-            eps, _ = self._rdp_module.get_privacy_spent(
-                orders=self.orders, rdp=self.per_step * steps, delta=self.delta
+        if steps >= len(self._table):  # epsilons for the next block of steps, in one array operation
+            counts = self._np.arange(len(self._table), 2 * steps + 64, dtype=self._np.float64)
+            values = counts[:, None] * self.per_step[None, :] + self._offset[None, :]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # all-NaN rows (no privacy) become inf below
+                block = self._np.nanmin(values, axis=1)
+            self._table = self._np.concatenate(
+                [self._table, self._np.where(self._np.isnan(block), math.inf, block)]
             )
+        eps = self._table[steps]
         return float(eps) if self.ceiling is None else min(float(eps), self.ceiling)
