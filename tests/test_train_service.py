@@ -133,3 +133,30 @@ def test_lifetime_cap_refuses_before_reading_records_and_cancel_is_charged(digit
     assert len(digits.audit.entries(action="dataset.read")) == reads_before, (
         "refused before any record was read"
     )
+
+
+def test_runs_started_together_cannot_both_pass_the_lifetime_cap(digits) -> None:
+    """The cap check and a full-plan charge are one step under the writer lock: while one run
+    trains, a second handle on the same vault sees the first run's whole planned cost. (Alone,
+    epsilon 7 fits under the cap of 8; composed with the running 5 it does not.)"""
+    other = TrainingVault.open(digits.path, user=digits.user, passphrase=PASSPHRASE.encode())
+    seen: dict[str, object] = {}
+
+    def race(event: object) -> None:
+        if isinstance(event, StepProgress) and event.step == 1 and not seen:
+            budget = other.budget("digits-copy")[0]
+            seen["running"] = budget["runs"][0]["outcome"]
+            seen["spent"] = budget["epsilon_spent"]
+            with pytest.raises(PolicyDenied) as denied:
+                other.train({"dataset": "digits", "epsilon": 7.0, "seed": 4})
+            seen["rule"] = denied.value.detail["rule"]
+
+    try:
+        digits.train({"dataset": "digits-copy", "epsilon": 5.0, "epochs": 2, "seed": 2}, on_event=race)
+    finally:
+        other.close()
+    assert seen["running"] == "running" and 4.9 < seen["spent"] <= 5.0 + 1e-9
+    assert seen["rule"] == "privacy.max_lifetime_epsilon"
+    budget = digits.budget("digits")[0]
+    assert [r["outcome"] for r in budget["runs"]] == ["ok"], "the reservation was settled, not added to"
+    assert budget["epsilon_spent"] <= 5.0 + 1e-9

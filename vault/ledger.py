@@ -21,8 +21,9 @@ History = Sequence[Sequence[float]]
 
 @dataclass(frozen=True)
 class Charge:
-    """One run's cost to one dataset. `outcome` is "ok", "cancelled" or "failed"; every outcome
-    is charged for the steps it actually took."""
+    """One run's cost to one dataset. `outcome` is "ok", "cancelled" or "failed", each charged
+    for the steps actually taken, or "running": the full planned cost, held from the start of a
+    run until it ends (and kept if it never does)."""
 
     run: str
     dataset_digest: str
@@ -156,6 +157,17 @@ def add_charge(
         section[charge.dataset_digest] = found
     found["charges"].append(charge.to_json())
     return found
+
+
+def settle_charge(
+    section: dict[str, Any], charge: Charge, *, delta: float, accountant: str = "prv"
+) -> dict[str, Any]:
+    """Replaces the charge of the same run (the full-plan reservation made when it started) with
+    what the run actually spent; appends it when there is none."""
+    found = section.get(charge.dataset_digest)
+    if found is not None:
+        found["charges"] = [c for c in found["charges"] if c.get("run") != charge.run]
+    return add_charge(section, charge, delta=delta, accountant=accountant)
 
 
 def summary(

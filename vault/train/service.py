@@ -90,30 +90,51 @@ class TrainingMixin:
             config=config,
         )
         facts = self.dataset_facts(name)
-        catalog = self._read_catalog()
-        section = catalog.get("ledger", {})
-        ledger_id = info["ledger_id"]
-        ledger_delta = ledger.ledger_delta(section, ledger_id, run.delta or default_delta(info["samples"]))
-        projected = ledger.projected(
-            ledger.charges_of(section, ledger_id),
-            run.history(),
-            ledger_delta,
-            dp=run.dp,
-            accountant=run.accountant,
-        )
-        self._decide(
-            "train",
-            dataset=facts,
-            dp=run.dp,
-            epsilon=run.epsilon,
-            delta=run.delta,
-            model=run.model,
-            projected_lifetime_epsilon=projected,
-            lifetime_delta=ledger_delta,
-            accountant=run.accountant if run.dp else None,
-        )
         run_id = f"run-{secrets.token_hex(5)}"
         started = utc_now()
+        charge_base = {
+            "run": run_id,
+            "dataset_digest": info["ledger_id"],
+            "dataset": name,
+            "version": info["version"],
+        }
+        # The cap check and the charge are one step under the writer lock: the planned run is
+        # charged in full before any record is read (and settled to the steps actually taken at
+        # the end), so two runs started together cannot both pass a cap that only one fits
+        # under, and a run that dies without a word stays charged in full.
+        with self._writing() as catalog:
+            section = catalog.setdefault("ledger", {})
+            ledger_id = info["ledger_id"]
+            ledger_delta = ledger.ledger_delta(
+                section, ledger_id, run.delta or default_delta(info["samples"])
+            )
+            projected = ledger.projected(
+                ledger.charges_of(section, ledger_id),
+                run.history(),
+                ledger_delta,
+                dp=run.dp,
+                accountant=run.accountant,
+            )
+            self._decide(
+                "train",
+                dataset=facts,
+                dp=run.dp,
+                epsilon=run.epsilon,
+                delta=run.delta,
+                model=run.model,
+                projected_lifetime_epsilon=projected,
+                lifetime_delta=ledger_delta,
+                accountant=run.accountant if run.dp else None,
+            )
+            reservation = ledger.Charge(
+                **charge_base,
+                history=ledger.normalise(run.history()),
+                dp=run.dp,
+                created=started,
+                outcome="running",
+                epsilon=run.epsilon,
+            )
+            ledger.add_charge(section, reservation, delta=ledger_delta, accountant=run.accountant)
         self._record(
             "train.start",
             name,
@@ -131,12 +152,6 @@ class TrainingMixin:
             device=run.device,
             projected_lifetime_epsilon=projected,
         )
-        charge_base = {
-            "run": run_id,
-            "dataset_digest": ledger_id,
-            "dataset": name,
-            "version": info["version"],
-        }
         taken = [0]
 
         def counting(event: Any) -> None:
@@ -165,8 +180,9 @@ class TrainingMixin:
                 epsilon=epsilon,
             )
             with self._writing() as cat:
-                cat.setdefault("ledger", {})
-                ledger.add_charge(cat["ledger"], charge, delta=ledger_delta, accountant=run.accountant)
+                ledger.settle_charge(
+                    cat.setdefault("ledger", {}), charge, delta=ledger_delta, accountant=run.accountant
+                )
                 cat.setdefault("runs", {})[run_id] = {
                     **charge_base,
                     "model": None,
@@ -273,7 +289,7 @@ class TrainingMixin:
                 "name": run_name,
             }
             section = cat.setdefault("ledger", {})
-            ledger.add_charge(section, charge, delta=ledger_delta, accountant=run.accountant)
+            ledger.settle_charge(section, charge, delta=ledger_delta, accountant=run.accountant)
             spent = ledger.summary(section, info["ledger_id"], default_delta=ledger_delta)
         self._record(
             "train.end",
