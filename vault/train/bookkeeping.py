@@ -33,7 +33,7 @@ from torch import nn
 
 # A layer's per-sample gradients are kept (rather than recomputed as one clipped weight gradient)
 # when they take at most this many bytes for the batch: summing kept ones is almost free.
-KEEP_PER_SAMPLE_BYTES = 64 * 2**20
+KEEP_PER_SAMPLE_BYTES = 8 * 2**20
 # The patches or Gram matrices computed at once for the per-sample norms stay under this.
 CHUNK_BYTES = 8 * 2**20
 
