@@ -98,6 +98,7 @@ def test_noise_is_fresh_unless_reproducible() -> None:
         (dict(delta=1 / 200), UsageError, "below 1/n"),
         (dict(batch_size=10_000), UsageError, "larger than the"),
         (dict(val_split=0.9), UsageError, "val-split"),
+        (dict(val_split=0.0), UsageError, "need held-out records"),
         (dict(accountant="gdp"), UsageError, "unknown accountant"),
         (dict(device="tpu"), UsageError, "unknown device"),
         (dict(epochs=0), UsageError, "epochs"),

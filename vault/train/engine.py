@@ -145,12 +145,14 @@ def plan(
     recipe = spec.dp_recipe if config.dp else spec.plain_recipe
     records = int(sum(counts))
 
-    if not 0 <= config.val_split <= MAX_VAL_SPLIT:
+    if not 0 < config.val_split <= MAX_VAL_SPLIT:
         raise UsageError(
-            f"--val-split {config.val_split} is outside [0, {MAX_VAL_SPLIT}]", "use e.g. --val-split 0.1"
+            f"--val-split {config.val_split} is outside (0, {MAX_VAL_SPLIT}]: the model card's metrics"
+            " and leakage check need held-out records",
+            "use e.g. --val-split 0.1",
         )
     train_records, val_records = split_sizes(counts, config.val_split)
-    if records < 10 or train_records < 2 or (config.val_split > 0 and val_records == 0):
+    if records < 10 or train_records < 2 or val_records == 0:
         raise InputError(
             f"the dataset ({records} records) is too small to split for training",
             "import more records (at least 10) or lower --val-split",
