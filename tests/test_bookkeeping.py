@@ -14,7 +14,8 @@ from vault.train import TrainConfig
 from vault.train import bookkeeping as bk
 from vault.train import models as registry
 from vault.train.bookkeeping import BookkeepingClipper, unsupported
-from vault.train.engine import PAD_FRACTION, _padded, plan_for, train
+from vault.train.data import IGNORE, BatchDataset
+from vault.train.engine import PAD_FRACTION, plan_for, train
 
 from .test_train_engine import blobs
 
@@ -217,17 +218,20 @@ def test_matches_opacus_per_sample_hooks() -> None:
 
 def test_padding_rows_contribute_exactly_nothing() -> None:
     model, x, y = registry_case("cnn", n=5)
-    xp, yp, weight = _padded(x, y, 8)
-    assert xp.shape[0] == 8 and weight.tolist() == [1.0] * 5 + [0.0] * 3
-    clipper = BookkeepingClipper(model, 0.05)
-    (nn.functional.cross_entropy(clipper(xp), yp, reduction="none") * weight).sum().backward()
+    padded_set = BatchDataset(x, y, pad_to=8)
+    xp, yp = padded_set.__getitems__([0, 1, 2, 3, 4])
+    assert xp.shape[0] == 8 and yp.tolist() == y.tolist() + [IGNORE] * 3
+    assert torch.equal(xp[5:], x[:1].expand(3, *x.shape[1:])), "padding repeats a record"
+    clipper = BookkeepingClipper(model, middle(model, x, y))
+    nn.functional.cross_entropy(clipper(xp), yp, reduction="none").sum().backward()
     norms = clipper.clip()
     clipper.close()
     assert norms[5:].abs().max() == 0
     padded = {n: p.grad.clone() for n, p in model.named_parameters()}
     model.zero_grad(set_to_none=True)
-    assert_close(padded, clipped(model, x, y, 0.05))
-    assert _padded(x, y, 5)[0] is x, "a batch already at a multiple is left alone"
+    assert_close(padded, clipped(model, x, y, clipper.max_grad_norm))
+    assert padded_set.__getitems__([0, 1, 2, 3, 4, 0, 1, 2])[1].tolist() == y.tolist() + y[:3].tolist()
+    assert padded_set.__getitems__([])[1].numel() == 0
 
 
 def test_unsupported_layers_are_named_and_shared_layers_refused() -> None:

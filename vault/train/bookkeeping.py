@@ -175,6 +175,11 @@ class BookkeepingClipper:
         return norms
 
 
+def _norms2(x: torch.Tensor, dims: int | tuple[int, ...]) -> torch.Tensor:
+    """Squared L2 norms over `dims`, in one pass without a squared copy."""
+    return torch.linalg.vector_norm(x, dim=dims).square()
+
+
 def _wants(module: nn.Module, name: str) -> bool:
     param = getattr(module, name, None)
     return param is not None and param.requires_grad
@@ -203,7 +208,7 @@ def _pair_norms2(
     they are small enough. Works through the batch in slices so transient tensors stay small."""
     b, t, p = g.shape
     if t == 1:
-        return columns(a).square().sum((1, 2)) * g.square().sum((1, 2))
+        return _norms2(columns(a), (1, 2)) * _norms2(g, (1, 2))
     keeping = keep is not None and b * d * p * a.element_size() <= KEEP_PER_SAMPLE_BYTES
     ghost = not keeping and t * t * (d + p) < t * d * p
     per_row = t * d + (t * t if ghost else d * p)
@@ -222,7 +227,7 @@ def _pair_norms2(
             grads = torch.bmm(columns(a[i : i + step]).transpose(1, 2), gs).transpose(1, 2)
         else:
             grads = per_sample(a[i : i + step], gs)
-        norms[i : i + step] = grads.square().sum((1, 2))
+        norms[i : i + step] = _norms2(grads, (1, 2))
         if kept is not None:
             kept[i : i + step] = grads
     if keep is not None and kept is not None:
@@ -337,7 +342,7 @@ def _per_sample_norms2(capture: _Capture, tuner: dict | None) -> torch.Tensor:
             total += _pair_norms2(a, g3, capture.kept, _sequence_columns, a.shape[-1])
         if _wants(module, "bias"):
             bias = g3.sum(1)
-            total += bias.square().sum(1)
+            total += _norms2(bias, 1)
             if capture.kept:
                 capture.kept["bias"] = bias
     elif isinstance(module, nn.Conv2d):
@@ -346,7 +351,7 @@ def _per_sample_norms2(capture: _Capture, tuner: dict | None) -> torch.Tensor:
             total += _conv_weight_norms2(module, a, g3, capture.kept, tuner)
         if _wants(module, "bias"):
             bias = g3.sum(1)
-            total += bias.square().sum(1)
+            total += _norms2(bias, 1)
             if capture.kept:
                 capture.kept["bias"] = bias
     elif isinstance(module, (nn.GroupNorm, nn.LayerNorm)):
@@ -354,7 +359,7 @@ def _per_sample_norms2(capture: _Capture, tuner: dict | None) -> torch.Tensor:
         for name, value in (("weight", weight), ("bias", bias)):
             if _wants(module, name):
                 capture.kept[name] = value
-                total += value.reshape(b, -1).square().sum(1)
+                total += _norms2(value.reshape(b, -1), 1)
     elif isinstance(module, nn.Embedding):
         total += _embedding_norms2(module, a, g)
     if capture.kept:  # everything the clipped sum needs is kept: free the layer's tensors now
@@ -416,7 +421,7 @@ def _embedding_norms2(module: nn.Embedding, ids: torch.Tensor, g: torch.Tensor) 
     summed = torch.zeros(unique.numel(), rows.shape[1], dtype=rows.dtype, device=rows.device)
     summed.index_add_(0, inverse, rows)
     out = torch.zeros(b, dtype=rows.dtype, device=rows.device)
-    out.index_add_(0, unique // module.num_embeddings, summed.square().sum(1))
+    out.index_add_(0, unique // module.num_embeddings, _norms2(summed, 1))
     return out
 
 

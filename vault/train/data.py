@@ -129,12 +129,18 @@ def split(labels: torch.Tensor, fraction: float, seed: int) -> Split:
     return Split(train_idx, val_idx.sort().values, seed, fraction)
 
 
+IGNORE = -100  # cross-entropy's ignore_index: a padding row's label
+
+
 class BatchDataset(Dataset):
     """Tensors indexable a whole batch at a time (`__getitems__`), so a Poisson batch is one gather
-    instead of one Python call per record."""
+    instead of one Python call per record.
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        self.x, self.y = x, y
+    With `pad_to` > 1 a batch is padded, in the same gather, to a multiple of `pad_to` rows by
+    repeating its first record labelled IGNORE: a padding row has loss 0 and so no gradient."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, *, pad_to: int = 1) -> None:
+        self.x, self.y, self.pad_to = x, y, pad_to
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -143,8 +149,13 @@ class BatchDataset(Dataset):
         return self.x[index], self.y[index]
 
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        index = torch.as_tensor(indices, dtype=torch.int64, device=self.y.device)
-        return self.x[index], self.y[index]
+        n = len(indices)
+        padding = -n % self.pad_to if n else 0
+        index = torch.as_tensor(indices + indices[:1] * padding, dtype=torch.int64, device=self.y.device)
+        labels = self.y[index]
+        if padding:
+            labels[n:] = IGNORE
+        return self.x[index], labels
 
 
 def collate_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

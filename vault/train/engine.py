@@ -32,7 +32,16 @@ from vault.errors import Cancelled, InputError, StrongroomError, UsageError
 from vault.train import models as registry
 from vault.train.bookkeeping import BookkeepingClipper
 from vault.train.config import DEVICES, DPFacts, TrainConfig, TrainOutcome
-from vault.train.data import BatchDataset, TrainData, check_data, collate_batch, prepare_all, select, split
+from vault.train.data import (
+    IGNORE,
+    BatchDataset,
+    TrainData,
+    check_data,
+    collate_batch,
+    prepare_all,
+    select,
+    split,
+)
 from vault.train.events import EpochEnd, StepProgress, TrainFinished, TrainStarted
 from vault.train.metrics import classification_metrics, membership_check
 from vault.train.privacy import (
@@ -402,46 +411,24 @@ def _make_private(
     return model, optimizer, criterion, loader, accountant
 
 
-def _padded(
-    xb: torch.Tensor, yb: torch.Tensor, quantum: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pads a physical batch with all-zero rows up to a multiple of `quantum`; returns the rows,
-    labels and loss weights (1 for records, 0 for padding)."""
-    n = yb.numel()
-    size = -(-n // quantum) * quantum
-    weight = torch.ones(size, dtype=torch.float32, device=yb.device)
-    if size == n:
-        return xb, yb, weight
-    weight[n:] = 0
-    return (
-        torch.cat([xb, xb.new_zeros((size - n, *xb.shape[1:]))]),
-        torch.cat([yb, yb.new_zeros(size - n)]),
-        weight,
-    )
-
-
 def _private_pass(
     model: Any, criterion: Any, xb: torch.Tensor, yb: torch.Tensor, run: RunPlan
-) -> tuple[float, float]:
-    """Forward and backward of one physical batch under DP; returns (mean loss, correct count).
-
-    Book-keeping pads each physical batch to a multiple of 1/16 of the physical batch size:
-    Poisson batches vary in size, and tensors of ever-new sizes fragment the C allocator's heap
-    (peak memory grew 3x here); a handful of sizes recur instead. A padding row has loss weight
-    0, so its gradient, its norm and its share of the clipped sum are exactly zero.
-    """
-    n = yb.numel()
+) -> tuple[float, float, int]:
+    """Forward and backward of one physical batch under DP; returns (mean loss, correct count,
+    records). Book-keeping batches may carry padding rows labelled IGNORE (see BatchDataset):
+    cross-entropy gives them loss 0, so their gradient, norm and share of the clipped sum are
+    exactly zero, and they are not counted."""
     if not isinstance(model, BookkeepingClipper):
         logits = model(xb)
         loss = criterion(logits, yb)
         loss.backward()
-        return float(loss.item()), float((logits.detach().argmax(1) == yb).sum())
-    xp, yp, weight = _padded(xb, yb, max(1, run.physical_batch_size // PAD_FRACTION))
-    logits = model(xp)
-    loss = (criterion(logits, yp) * weight).sum()
+        return float(loss.item()), float((logits.detach().argmax(1) == yb).sum()), int(yb.numel())
+    n = int((yb != IGNORE).sum())
+    logits = model(xb)
+    loss = criterion(logits, yb).sum()
     loss.backward()
     model.clip()
-    return float(loss.item()) / n, float((logits.detach()[:n].argmax(1) == yb).sum())
+    return float(loss.item()) / max(n, 1), float((logits.detach().argmax(1) == yb).sum()), n
 
 
 def _dp_epochs(
@@ -456,7 +443,12 @@ def _dp_epochs(
     from opacus.utils.batch_memory_manager import BatchMemoryManager
 
     run = state.plan
-    loader = DataLoader(BatchDataset(train_x, train_y), batch_size=run.batch_size, collate_fn=collate_batch)
+    # Book-keeping pads each physical batch to a multiple of 1/16 of the physical batch size:
+    # Poisson batches vary in size, and tensors of ever-new sizes fragment the C allocator's heap
+    # (peak memory grew 3x here); a handful of sizes recur instead.
+    pad_to = max(1, run.physical_batch_size // PAD_FRACTION) if run.grad_sample_mode == "bookkeeping" else 1
+    dataset = BatchDataset(train_x, train_y, pad_to=pad_to)
+    loader = DataLoader(dataset, batch_size=run.batch_size, collate_fn=collate_batch)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         private = _make_private(net, loader, run, generators)
@@ -485,12 +477,12 @@ def _dp_epochs(
                             else:
                                 p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype, device=p.device)
                     else:
-                        batch_loss, batch_correct = _private_pass(model, criterion, xb, yb, run)
-                        logical_loss += batch_loss * yb.numel()
-                        loss_sum += batch_loss * yb.numel()
+                        batch_loss, batch_correct, records = _private_pass(model, criterion, xb, yb, run)
+                        logical_loss += batch_loss * records
+                        loss_sum += batch_loss * records
                         correct += batch_correct
-                        seen += yb.numel()
-                    logical_size += yb.numel()
+                        seen += records
+                        logical_size += records
                     optimizer.step()
                     if optimizer._is_last_step_skipped:
                         continue
