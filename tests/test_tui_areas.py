@@ -189,3 +189,21 @@ async def test_policy_area_shows_the_hash_and_answers_what_if(stocked_vault: Pat
         await settle(pilot)
         verdict = text_of(app, "#whatif-result")
         assert "privacy.dp_required" not in verdict and " by rule " in verdict
+
+
+def test_privacy_rows_name_a_running_charge() -> None:
+    from tui.screens.privacy import run_rows
+
+    budget = [
+        {
+            "dataset": "digits",
+            "runs": [
+                {"run": "run-1", "dp": True, "epsilon": 3.0, "history": [[1.1, 0.01, 300]], "outcome": "ok"},
+                {"run": "run-2", "dp": True, "epsilon": 2.0, "history": [[1.3, 0.01, 200]], "outcome": "running"},
+                {"run": "run-3", "dp": False, "epsilon": None, "history": [], "outcome": "cancelled"},
+            ],
+        }
+    ]
+    rows = [cells for _, cells in run_rows(budget)]
+    assert [r[5] for r in rows] == ["✓ ok", "▶ running", "■ cancelled"]
+    assert rows[1][3:5] == ("2.00", "200") and rows[2][2:4] == ("✗ no DP", "∞")

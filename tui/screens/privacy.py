@@ -32,7 +32,7 @@ def ledger_lines(budget: list[dict[str, Any]], width: int) -> Text:
     return text
 
 
-OUTCOMES = {"ok": "✓ ok", "cancelled": "■ cancelled", "failed": "✗ failed"}
+OUTCOMES = {"ok": "✓ ok", "cancelled": "■ cancelled", "failed": "✗ failed", "running": "▶ running"}
 
 
 def run_rows(budget: list[dict[str, Any]]) -> list[tuple[str, tuple[str, ...]]]:
