@@ -100,7 +100,7 @@ class BookkeepingClipper:
         self._norms: torch.Tensor | None = None
         self._capturing = False
         self._tuner: dict | None = {} if tune else None  # (layer, input shape) -> fastest method
-        self._anchor = torch.zeros((), requires_grad=True)
+        self._anchors: dict[torch.device, torch.Tensor] = {}  # graph roots, one per device
         self._handles = [m.register_forward_hook(self._forward_hook) for m in self.layers]
 
     def close(self) -> None:
@@ -144,7 +144,10 @@ class BookkeepingClipper:
             return None
         # No earlier layer needs a gradient: the graph starts here, at a node that hands the
         # output gradient to the hook and sends nothing further back.
-        return _GraphStart.apply(output, self._anchor, lambda grad: self._backward_hook(capture, grad))
+        anchor = self._anchors.get(output.device)
+        if anchor is None:
+            anchor = self._anchors[output.device] = torch.zeros((), device=output.device, requires_grad=True)
+        return _GraphStart.apply(output, anchor, lambda grad: self._backward_hook(capture, grad))
 
     def _backward_hook(self, capture: _Capture, grad: torch.Tensor) -> None:
         capture.backprop, capture.reached = grad.detach(), True
@@ -321,11 +324,18 @@ def _conv_weight_norms2(
     key = (module, tuple(a.shape[1:]))
     if key in tuner:
         return run(tuner[key])
+
+    def synchronise() -> None:  # GPU kernels run asynchronously: time them to completion
+        if a.is_cuda:
+            torch.cuda.synchronize(a.device)
+
     timings: dict[str, float] = {}
     for name in methods:
         run(name)  # the first call of a kernel pays for its set-up
+        synchronise()
         started = time.perf_counter()
         run(name)
+        synchronise()
         timings[name] = time.perf_counter() - started
     tuner[key] = min(timings, key=timings.__getitem__)
     return run(tuner[key])
