@@ -2,7 +2,9 @@
 memory, measured in separate processes (Strongroom's engine both ways: DP-SGD with Poisson
 sampling, book-keeping clipping and Opacus' noise, optimizer and accountant, against ordinary
 mini-batch SGD). Physical batches are each run's default: under DP they leave room for Poisson
-batches above the expected size (4 standard deviations), without DP they are the batch.
+batches above the expected size (4 standard deviations), without DP they are the batch. For the
+models in --peers, the same DP run with Opacus' own clipping (hooks, ghost) is measured once
+each, as the named peer, against the same non-DP figure.
 
 Data: MNIST t10k, first 8,000 images. Peak memory is the growth of the process's resident set
 during training (Linux VmHWM after resetting it through /proc/self/clear_refs), or
@@ -33,7 +35,7 @@ def rss_kib(field: str) -> int:
     return 0
 
 
-def one(model: str, dp: bool, epochs: int, device: str) -> None:
+def one(model: str, dp: bool, epochs: int, device: str, clipping: str | None = None) -> None:
     import numpy as np
 
     # Both runs load Opacus before measuring: its import (about 110 MiB of code and tables) is a
@@ -72,6 +74,7 @@ def one(model: str, dp: bool, epochs: int, device: str) -> None:
         seed=0,
         device=device,
         accountant="rdp",
+        clipping=clipping,
     )
     outcome = train(data, config, on_event=on_event)
     peak = torch.cuda.max_memory_allocated() if device == "cuda" else rss_kib("VmHWM") * 1024
@@ -88,7 +91,7 @@ def one(model: str, dp: bool, epochs: int, device: str) -> None:
     )
 
 
-def measure(model: str, dp: bool, epochs: int, device: str) -> dict:
+def measure(model: str, dp: bool, epochs: int, device: str, clipping: str | None = None) -> dict:
     proc = subprocess.run(
         [
             sys.executable,
@@ -100,6 +103,7 @@ def measure(model: str, dp: bool, epochs: int, device: str) -> dict:
             str(epochs),
             "--device",
             device,
+            *(["--clipping", clipping] if clipping else []),
         ],
         cwd=REPO,
         capture_output=True,
@@ -125,7 +129,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     if args.one:
-        one(args.one, args.dp, args.epochs, args.device)
+        one(args.one, args.dp, args.epochs, args.device, args.clipping)
         return 0
     if not MNIST.is_dir():
         print(f"skip: {MNIST} is absent")
@@ -153,6 +157,15 @@ def main() -> int:
             f"(goal <= 1.5); peak memory growth DP {m_dp / 2**20:.1f} MiB / non-DP {m_plain / 2**20:.1f} MiB = "
             f"{m_dp / max(m_plain, 1):.2f} (goal <= 1.3)"
         )
+        if model in args.peers.split(","):
+            for mode in ("hooks", "ghost"):
+                peer = measure(model, True, epochs, args.device, mode)
+                t_peer = statistics.median(peer["epoch_s"][1:] or peer["epoch_s"])
+                m_peer = peer["peak_growth_bytes"]
+                print(
+                    f"  {'':>10} peer, Opacus {mode}: epoch {t_peer:.3f} s = {t_peer / t_plain:.2f} of non-DP;"
+                    f" peak memory growth {m_peer / 2**20:.1f} MiB = {m_peer / max(m_plain, 1):.2f}"
+                )
     return 0
 
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from vault.errors import UsageError
 from vault.train import TrainConfig
 from vault.train import bookkeeping as bk
 from vault.train import models as registry
@@ -286,3 +287,17 @@ def test_every_model_trains_under_book_keeping_through_the_engine(name: str) -> 
     assert outcome.dp.steps == run.total_steps and outcome.dp.history == run.history()
     assert outcome.hyperparameters["grad_sample_mode"] == "bookkeeping"
     assert all(torch.isfinite(v).all() for v in outcome.state_dict.values())
+
+
+@pytest.mark.parametrize("mode", ["ghost", "hooks"])
+def test_opacus_own_clipping_can_be_chosen(mode: str) -> None:
+    data = blobs(n=120)
+    config = TrainConfig(model="cnn", accountant="rdp", epochs=1, batch_size=24, seed=1, clipping=mode)
+    outcome = train(data, config)
+    assert outcome.hyperparameters["grad_sample_mode"] == mode
+    assert outcome.dp.clipping.startswith(
+        f"flat per-sample, {'ghost' if mode == 'ghost' else 'per-sample gradients'}"
+    )
+    with pytest.raises(UsageError, match="unknown clipping") as caught:
+        plan_for(data, TrainConfig(model="cnn", clipping="fast"))
+    assert "bookkeeping" in caught.value.hint

@@ -127,6 +127,7 @@ def test_cli_lists_the_registry_and_starts_without_torch() -> None:
         "--seed",
         "--device",
         "--val-split",
+        "--clipping",
         "--name",
         "--json",
     ):

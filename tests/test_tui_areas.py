@@ -199,7 +199,13 @@ def test_privacy_rows_name_a_running_charge() -> None:
             "dataset": "digits",
             "runs": [
                 {"run": "run-1", "dp": True, "epsilon": 3.0, "history": [[1.1, 0.01, 300]], "outcome": "ok"},
-                {"run": "run-2", "dp": True, "epsilon": 2.0, "history": [[1.3, 0.01, 200]], "outcome": "running"},
+                {
+                    "run": "run-2",
+                    "dp": True,
+                    "epsilon": 2.0,
+                    "history": [[1.3, 0.01, 200]],
+                    "outcome": "running",
+                },
                 {"run": "run-3", "dp": False, "epsilon": None, "history": [], "outcome": "cancelled"},
             ],
         }

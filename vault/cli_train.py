@@ -48,6 +48,7 @@ def cmd_train(args: argparse.Namespace, common: Any) -> int:
         "val_split": args.val_split,
         "accountant": args.accountant,
         "reproducible": args.reproducible,
+        "clipping": args.clipping,
     }
     cancel = threading.Event()
 
@@ -198,6 +199,12 @@ def register(sub: Any, common: Any) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--val-split", type=float, default=0.1, help="held-out fraction (default 0.1)")
     p.add_argument("--accountant", default="prv", choices=["prv", "rdp"])
+    p.add_argument(
+        "--clipping",
+        default=None,
+        choices=["bookkeeping", "ghost", "hooks"],
+        help="per-sample clipping: bookkeeping (default; one backward pass) or Opacus' ghost or hooks",
+    )
     p.add_argument(
         "--dataset-version", type=int, default=None, help="train on this version (default: latest)"
     )

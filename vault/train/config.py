@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     import torch
 
 DEVICES = ("auto", "cpu", "cuda")
+# Per-sample clipping: book-keeping (one backward pass, vault/train/bookkeeping.py) or Opacus' own
+# ghost clipping (norms, then a second backward pass) or hooks (per-sample gradients materialised).
+CLIPPING = ("bookkeeping", "ghost", "hooks")
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class TrainConfig:
     val_split: float = 0.1
     accountant: str = "prv"
     reproducible: bool = False  # derive DP noise and sampling from the seed (the card says so)
+    clipping: str | None = None  # one of CLIPPING; None: the model's default (bookkeeping)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, RandomSampler
 from vault.errors import Cancelled, InputError, StrongroomError, UsageError
 from vault.train import models as registry
 from vault.train.bookkeeping import BookkeepingClipper
-from vault.train.config import DEVICES, DPFacts, TrainConfig, TrainOutcome
+from vault.train.config import CLIPPING, DEVICES, DPFacts, TrainConfig, TrainOutcome
 from vault.train.data import (
     IGNORE,
     BatchDataset,
@@ -192,6 +192,10 @@ def plan(
     if physical < 1:
         raise UsageError("the physical batch size must be at least 1", "use e.g. --physical-batch-size 128")
 
+    clipping = recipe.grad_sample_mode if config.clipping is None else config.clipping
+    if clipping not in CLIPPING:
+        raise UsageError(f"unknown clipping {clipping!r}", f"choose one of: {', '.join(CLIPPING)}")
+
     epsilon = delta = noise = max_grad_norm = None
     if config.dp:
         if config.epsilon is None or not config.epsilon > 0 or not math.isfinite(config.epsilon):
@@ -233,7 +237,7 @@ def plan(
         momentum=recipe.momentum,
         optimizer=recipe.optimizer,
         max_grad_norm=max_grad_norm,
-        grad_sample_mode=recipe.grad_sample_mode,
+        grad_sample_mode=clipping,
         records=records,
         train_records=train_records,
         val_records=val_records,
