@@ -124,6 +124,12 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=None, help="epochs per run (default: per model)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--models", default=",".join(CASES))
+    parser.add_argument("--clipping", default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--peers",
+        default="cnn",
+        help="models for which Opacus' own clipping (hooks, ghost) is measured too, once each (empty: none)",
+    )
     parser.add_argument(
         "--repeats", type=int, default=3, help="DP and non-DP processes per model, alternating"
     )
