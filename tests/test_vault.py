@@ -210,6 +210,32 @@ def test_delete_shreds_keys_and_objects(new_vault, tmp_path):
         v.load_dataset("t", purpose="train")
 
 
+def test_a_read_racing_a_delete_is_not_reported_as_damage(new_vault, vault_path, tmp_path):
+    """Readers take no lock: an object deleted by another process between the reader's catalog
+    snapshot and its read is 'not found', not an integrity failure; an object missing while the
+    catalog still names it is."""
+    from vault.door import Vault
+
+    v = new_vault()
+    v.import_dataset(write_text_dataset(tmp_path / "t.tsv", TEXT_ROWS), name="t")
+    v.import_dataset(write_text_dataset(tmp_path / "u.tsv", TEXT_ROWS[::-1]), name="u")
+    snapshot = v._read_catalog()
+    version_t, version_u = (snapshot["datasets"][n]["versions"][0] for n in ("t", "u"))
+    ref_t, key_t = version_t["shards"][0], v._data_key(version_t["wrapped_key"])
+    ref_u, key_u = version_u["shards"][0], v._data_key(version_u["wrapped_key"])
+    other = Vault.open(vault_path, user="admin", passphrase=PASSPHRASE.encode())
+    try:
+        other.delete_dataset("t")
+    finally:
+        other.close()
+    with pytest.raises(NotFound, match="deleted by another process") as caught:
+        v._get_object(ref_t, key_t)
+    assert caught.value.exit_code == 1
+    v._objects.path_of(ref_u["id"]).unlink()
+    with pytest.raises(IntegrityError, match="is missing"):
+        v._get_object(ref_u, key_u)
+
+
 def test_flipped_byte_in_object_is_found_and_named(new_vault, tmp_path):
     v = new_vault()
     v.import_dataset(write_text_dataset(tmp_path / "t.tsv", TEXT_ROWS), name="t")

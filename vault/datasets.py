@@ -104,6 +104,7 @@ class DatasetsMixin:
     _referenced_objects: Callable[[dict[str, Any]], set[str]]
     _data_key: Callable[[str], bytes]
     _new_data_key: Callable[[], tuple[bytes, str]]
+    _get_object: Callable[..., bytes]
 
     def datasets(self) -> list[dict[str, Any]]:
         self._decide("dataset.read_metadata", target="datasets")
@@ -287,7 +288,7 @@ class DatasetsMixin:
         else:
             texts = []
         for ref in ver["shards"]:
-            content = shards.unpack(ver["kind"], self._objects.get(ref, key), f"object {ref['id']}")
+            content = shards.unpack(ver["kind"], self._get_object(ref, key), f"object {ref['id']}")
             start, stop = ref["start"], ref["stop"]
             if len(content.labels) != stop - start:
                 raise StrongroomError(

@@ -19,7 +19,7 @@ from vault.audit import AuditLog
 from vault.crypto import keys
 from vault.crypto.signing import SigningKey
 from vault.datasets import DatasetsMixin
-from vault.errors import AuthError, IntegrityError, IsolationError, StrongroomError
+from vault.errors import AuthError, IntegrityError, IsolationError, NotFound, StrongroomError
 from vault.export import ExportMixin
 from vault.keys_door import KeysMixin
 from vault.netguard.vault_mixin import NetworkMixin
@@ -307,7 +307,20 @@ class Vault(DatasetsMixin, KeysMixin, VerifyMixin, ExportMixin, NetworkMixin, Po
         self._check_open()
         if key is None:
             key = self._data_key(ref["wrapped_key"])
-        return self._objects.get(ref, key)
+        try:
+            return self._objects.get(ref, key)
+        except IntegrityError:
+            # Readers take no lock. An object that vanished because another process deleted its
+            # dataset or model meanwhile is not damage: the fresh catalog no longer refers to it.
+            if self._objects.path_of(ref["id"]).exists() or ref["id"] in self._referenced_objects(
+                self._read_catalog()
+            ):
+                raise
+            raise NotFound(
+                f"the {ref['kind']} {ref['ident']} was deleted by another process while it was being read",
+                "list what the vault holds now with `strongroom datasets` or `strongroom models`",
+                detail={"object": ref["id"]},
+            ) from None
 
     def _signing_key(self) -> SigningKey:
         catalog = self._catalog_cache or self._read_catalog()
