@@ -346,6 +346,9 @@ def _per_sample_norms2(capture: _Capture, tuner: dict | None) -> torch.Tensor:
     assert a is not None and g is not None
     b = g.shape[0]
     total = torch.zeros(b, dtype=torch.float32, device=g.device)
+    if isinstance(module, nn.Linear) and a.dim() == 2 and _wants(module, "weight") and _wants(module, "bias"):
+        # one position per record: ||g a^T||^2 + ||g||^2 = ||g||^2 (||a||^2 + 1)
+        return _norms2(g, 1) * (_norms2(a, 1) + 1)
     if isinstance(module, nn.Linear):
         a3, g3 = _flat(a, g)
         if _wants(module, "weight"):
