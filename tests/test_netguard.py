@@ -591,3 +591,45 @@ def test_meets_orders_the_levels() -> None:
     assert strong.to_json()["mode"] == "namespace+seccomp" and "waived_by_test_switch" not in strong.to_json()
     with pytest.raises(UsageError, match="unknown isolation level 'namespace'"):
         level_rank("namespace")
+
+
+INHERIT = r"""
+import json, subprocess, sys
+from vault import netguard
+parent = netguard.isolate().to_json()
+CHILD = '''
+import json, sys
+from vault import netguard
+parent, how = json.loads(sys.argv[1]), sys.argv[2]
+if how == "inherit":
+    report = netguard.inherit(parent)
+elif how == "forged":
+    report = netguard.inherit({**parent, "netns": "net:[1]"})
+else:
+    report = netguard.isolate_session()
+print(json.dumps(report.to_json()))
+'''
+out = {"parent": parent}
+for how in ("fresh", "inherit", "forged"):
+    child = subprocess.run([sys.executable, "-c", CHILD, json.dumps(parent), how], capture_output=True, text=True)
+    out[how] = json.loads(child.stdout.strip().splitlines()[-1])
+    out[how + "_stderr"] = child.stderr
+print(json.dumps(out))
+"""
+
+
+def test_a_child_of_an_isolated_process_inherits_its_isolation(namespaces: dict[str, Any]) -> None:
+    """The terminal UI starts its trainer from inside its own isolation. Seccomp there refuses a
+    second unshare, so a plain isolate() in the child can reach only 'guard' (the policy then
+    refused every training run from the UI). inherit() checks the child really is inside the
+    parent's namespace under seccomp and reports the parent's level; a forged report is not taken."""
+    out = last_json(run_python(INHERIT))
+    parent = out["parent"]
+    assert parent["mode"] == "namespace+seccomp"
+    assert out["fresh"]["mode"] == "guard"
+    inherited = out["inherit"]
+    assert inherited["mode"] == "namespace+seccomp" and inherited["inherited_from"] == parent["pid"]
+    assert inherited["netns"] == parent["netns"] != inherited["host_netns"]
+    assert inherited["interfaces"] == [{"name": "lo"}]
+    assert inherited["seccomp"]["kernel"]["Seccomp"] == "2"
+    assert out["forged"]["mode"] == "guard" and "not inheriting" in out["forged_stderr"]

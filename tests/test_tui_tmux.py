@@ -111,3 +111,59 @@ def test_auditor_mode_in_a_real_terminal(vault_dir: Path) -> None:
         pane.send("C-q")
     finally:
         pane.close()
+
+
+def test_training_from_the_ui_under_real_isolation(tmp_path: Path) -> None:
+    """No test switch: the UI isolates itself, and its trainer process, started from inside that
+    isolation, must report the same level (it cannot enter namespaces a second time) so that the
+    default policy's isolation rule lets the run go."""
+    probe = subprocess.run(
+        [sys.executable, "-m", "vault.netguard", "report"],
+        capture_output=True,
+        text=True,
+        cwd="/",
+        env={k: v for k, v in os.environ.items() if not k.startswith("STRONGROOM_")},
+    )
+    if probe.returncode == 6:
+        pytest.skip(
+            "this host forbids network namespaces: the UI runs at 'guard' and the policy refuses training"
+        )
+    from vault.door import Vault
+
+    rows = "".join(
+        f"spam\twin cash prize now {i}\n" if i % 2 else f"ham\tsee you at lunch {i}\n" for i in range(240)
+    )
+    (tmp_path / "msgs.tsv").write_text("label\ttext\n" + rows, "utf-8")
+    vault = Vault.create(tmp_path / "vault", passphrase=PASSPHRASE.encode())
+    vault.import_dataset(tmp_path / "msgs.tsv", name="msgs")
+    vault.close()
+    env = {key: value for key, value in tui_env().items() if key != "STRONGROOM_TEST_ISOLATION"}
+    # `env -u`: a tmux server started by an earlier test may carry the switch in its environment
+    command = ["env", "-u", "STRONGROOM_TEST_ISOLATION", sys.executable, "-m", "vault.cli", "tui"]
+    pane = Pane([*command, "--vault", str(tmp_path / "vault")], env)
+    try:
+        pane.wait_for(lambda text: "Passphrase" in text, "the unlock screen")
+        pane.send(PASSPHRASE, literal=True)
+        pane.send("Enter")
+        pane.wait_for(lambda text: "1 Datasets" in text and "msgs" in text, "the Datasets area")
+        pane.send("2")
+        pane.wait_for(lambda text: "policy: ✓ allowed" in text, "the Train area's policy check")
+        for _ in range(10):  # the area may still be settling its form when the first key arrives
+            pane.send("C-r")
+            try:
+                pane.wait_for(lambda text: "No run yet" not in text, "the run to start", 3)
+                break
+            except AssertionError:
+                continue
+        shown = pane.wait_for(lambda text: "finished: model" in text or "✗" in text, "the run to end", 120)
+        assert "✓ finished: model bow-" in shown, shown
+    finally:
+        pane.close()
+    reopened = Vault.open(tmp_path / "vault", user="admin", passphrase=PASSPHRASE.encode())
+    try:
+        trained = [
+            e for e in reopened.audit.entries(action="network.isolation") if e["detail"].get("inherited_from")
+        ]
+        assert trained and trained[-1]["detail"]["mode"] == "namespace+seccomp"
+    finally:
+        reopened.close()

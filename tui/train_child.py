@@ -30,11 +30,16 @@ def _watch_stdin(cancel: threading.Event) -> None:
     cancel.set()
 
 
-def _isolate(vault_path: str) -> None:
-    """First thing, before any thread exists: the training process isolates itself as well."""
+def _isolate(vault_path: str, parent: dict[str, Any] | None) -> None:
+    """First thing, before any thread exists. The UI that started this process is isolated
+    already, and namespaces and seccomp pass to children but cannot be entered twice: the trainer
+    checks that it really is inside the UI's isolation and reports it as inherited."""
     from vault import netguard
 
-    netguard.isolate_session(keep=[vault_path])
+    if parent and parent.get("mode") == "namespace+seccomp":
+        netguard.inherit(parent, keep=[vault_path])
+    else:
+        netguard.isolate_session(keep=[vault_path])
 
 
 def main() -> int:
@@ -49,7 +54,7 @@ def main() -> int:
     job = json.loads(sys.stdin.readline())
     passphrase = base64.b64decode(job.pop("passphrase_b64"))
     try:
-        _isolate(job["vault"])
+        _isolate(job["vault"], job.get("isolation"))
     except Exception as error:
         _send(out, lock, {"type": "error", "error": type(error).__name__,
                           "title": str(getattr(error, "title", error)), "hint": str(getattr(error, "hint", ""))})

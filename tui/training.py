@@ -75,8 +75,11 @@ class TrainingRun:
             cwd=str(Path(__file__).resolve().parents[1]),
         )
         assert self.process.stdin is not None
+        from vault import netguard_state  # the UI's own isolation, for the trainer to check and inherit
+
         job = {"vault": str(Path(vault_path).resolve()), "user": user, "request": self.request,
-               "passphrase_b64": base64.b64encode(passphrase).decode("ascii")}
+               "passphrase_b64": base64.b64encode(passphrase).decode("ascii"),
+               "isolation": netguard_state.current_report()}
         self.process.stdin.write(json.dumps(job) + "\n")
         self.process.stdin.flush()
         self._reader = threading.Thread(target=self._read, daemon=True, name="training-reader")

@@ -65,6 +65,7 @@ class IsolationReport:
     warnings: tuple[str, ...] = ()
     waived_by_test_switch: bool = False
     pid: int = field(default_factory=os.getpid)
+    inherited_from: int | None = None  # the isolated strongroom process this one was started by
 
     @property
     def isolated(self) -> bool:
@@ -99,6 +100,8 @@ class IsolationReport:
         }
         if self.waived_by_test_switch:
             data["waived_by_test_switch"] = True
+        if self.inherited_from is not None:
+            data["inherited_from"] = self.inherited_from
         return data
 
 
@@ -228,6 +231,69 @@ def isolate(
             NAMESPACE_HINT,
             detail=report.to_json(),
         )
+    return report
+
+
+def _proc_status() -> dict[str, str]:
+    out = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        out[key] = value.strip()
+    return out
+
+
+def inherit(parent: dict[str, Any], *, keep: Iterable[str | os.PathLike[str]] = ()) -> IsolationReport:
+    """For a process started by an isolated strongroom process (the terminal UI's trainer).
+
+    Namespaces, Landlock, the dropped capabilities and the seccomp filter pass to children and
+    cannot be entered a second time (the filter refuses unshare and mount), so `isolate()` in such
+    a child would report only 'guard'. This checks, in this process, that it is in the parent's
+    private network namespace with nothing but loopback, under a seccomp filter with
+    no_new_privs; then installs the in-process guard and reports the parent's level, naming the
+    parent. When a check fails it isolates on its own (`isolate_session`) instead.
+    """
+    global _report
+    if _report is not None:
+        return _report
+    status = _proc_status()
+    netns = _linux.namespace_id("net")
+    names = set(_linux.proc_net_dev_names())  # /proc/self/net: this process's namespace, not sysfs's
+    checks = {
+        "parent isolated with namespaces and seccomp": parent.get("mode") == "namespace+seccomp",
+        "in the parent's network namespace": bool(parent.get("netns")) and netns == parent.get("netns"),
+        "not the host's network namespace": netns != parent.get("host_netns"),
+        "loopback only": names <= {"lo"},
+        "seccomp filter active": status.get("Seccomp") == "2",
+        "no_new_privs set": status.get("NoNewPrivs") == "1",
+    }
+    failed = [name for name, ok in checks.items() if not ok]
+    if failed:
+        _stderr_warning(f"not inheriting the parent's isolation ({', '.join(failed)}); isolating anew")
+        return isolate_session(keep)
+    guard.install()
+    report = IsolationReport(
+        mode=str(parent["mode"]),
+        layers=tuple(parent.get("layers") or ()),
+        required="guard",
+        netns=netns,
+        host_netns=str(parent.get("host_netns", "")),
+        user_namespace=bool(parent.get("user_namespace")),
+        interfaces=tuple({"name": name} for name in sorted(names)),
+        host_interfaces=tuple(parent.get("host_interfaces") or ()),
+        seccomp={
+            **dict(parent.get("seccomp") or {}),
+            "kernel": {k: status.get(k) for k in ("NoNewPrivs", "Seccomp", "Seccomp_filters")},
+        },
+        landlock=dict(parent.get("landlock") or {}),
+        capabilities=dict(parent.get("capabilities") or {}),
+        private_mounts=tuple(parent.get("private_mounts") or ()),
+        host_unix_sockets=dict(parent.get("host_unix_sockets") or {}),
+        environment=dict(parent.get("environment") or {}),
+        cache_dir=str(parent.get("cache_dir", "")),
+        inherited_from=int(parent["pid"]) if parent.get("pid") is not None else None,
+    )
+    _report = report
+    _publish(report)
     return report
 
 
