@@ -132,3 +132,12 @@ def test_cli_lists_the_registry_and_starts_without_torch() -> None:
         "--json",
     ):
         assert flag in shown.stdout
+
+
+def test_the_light_model_list_matches_the_registry() -> None:
+    """The CLI and the terminal UI offer models from vault.train.config without importing torch."""
+    from vault.train.config import MODEL_KINDS, default_model, models_for
+
+    assert MODEL_KINDS == {name: spec.kind for name, spec in MODELS.items()}
+    for kind in ("image", "text"):
+        assert default_model(kind, True) in models_for(kind) and default_model(kind, False) in models_for(kind)

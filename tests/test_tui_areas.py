@@ -213,3 +213,31 @@ def test_privacy_rows_name_a_running_charge() -> None:
     rows = [cells for _, cells in run_rows(budget)]
     assert [r[5] for r in rows] == ["✓ ok", "▶ running", "■ cancelled"]
     assert rows[1][3:5] == ("2.00", "200") and rows[2][2:4] == ("✗ no DP", "∞")
+
+
+async def test_train_form_offers_the_registry_and_the_recipe_default_follows_dp(stocked_vault: Path) -> None:
+    from textual.widgets import Select, Switch
+
+    app = StrongroomApp(stocked_vault)
+    async with app.run_test(size=SIZE) as pilot:
+        await unlock(pilot)
+        await pilot.press("2")
+        await settle(pilot)
+        screen = app.screen
+        dataset = screen.query_one("#train-dataset", Select)
+        model = screen.query_one("#train-model", Select)
+        dp = screen.query_one("#train-dp", Switch)
+        dataset.value = "digits"
+        await settle(pilot)
+        assert [value for _, value in model._options if isinstance(value, str)] == ["scatternet", "cnn", "resnet18"]
+        assert dp.value and model.value == "scatternet"
+        dp.value = False
+        await settle(pilot)
+        assert model.value == "cnn", "without DP the image default is the CNN"
+        model.value = "resnet18"
+        dp.value = True
+        await settle(pilot)
+        assert model.value == "resnet18", "a model the user picked stays picked"
+        dataset.value = "sms"
+        await settle(pilot)
+        assert model.value == "bow"

@@ -17,8 +17,9 @@ import signal
 import threading
 from typing import Any
 
-# The registry's names (vault/train/models.py), kept here so that the CLI starts without torch.
-MODEL_CHOICES = ("auto", "scatternet", "cnn", "resnet18", "bow", "transformer")
+from vault.train.config import MODEL_KINDS
+
+MODEL_CHOICES = ("auto", *MODEL_KINDS)
 
 
 def _fmt(value: Any, digits: int = 4) -> str:

@@ -20,8 +20,8 @@ from tui.screens.area import AreaScreen
 from tui.training import RunEnded, RunEvent, RunProgress, TrainingRun
 from tui.widgets.curves import Curves
 from tui.widgets.ledger_bar import ledger_bar, target_bar
+from vault.train.config import default_model, models_for
 
-MODELS = {"image": ("cnn", "resnet18"), "text": ("bow", "transformer")}
 NUMBER_FIELDS = ("epsilon", "delta", "epochs", "batch", "lr")
 DEFAULTS = {"epsilon": "3", "delta": "1e-5", "epochs": "", "batch": "", "lr": ""}
 
@@ -142,16 +142,24 @@ class TrainScreen(AreaScreen):
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "train-dataset" and isinstance(event.value, str):
-            kind = str(self.datasets.get(event.value, {}).get("kind", "image"))
-            models = MODELS.get(kind, MODELS["image"])
+            kind = self.dataset_kind()
             model_select = self.query_one("#train-model", Select)
-            model_select.set_options([(m, m) for m in models])
-            model_select.value = models[0]
+            model_select.set_options([(m, m) for m in models_for(kind)])
+            model_select.value = default_model(kind, self.query_one("#train-dp", Switch).value)
             self.show_budget()
         self.run_check()
 
+    def dataset_kind(self) -> str:
+        dataset = self.query_one("#train-dataset", Select).value
+        return str(self.datasets.get(dataset, {}).get("kind", "image")) if isinstance(dataset, str) else "image"
+
     def on_switch_changed(self, event: Switch.Changed) -> None:
         self.query_one("#train-dp-word", Static).update("on" if event.value else "off")
+        if event.switch.id == "train-dp":  # the other recipe's default follows, unless a model was picked
+            model_select = self.query_one("#train-model", Select)
+            kind = self.dataset_kind()
+            if model_select.value == default_model(kind, not event.value):
+                model_select.value = default_model(kind, event.value)
         for name in ("epsilon", "delta"):
             self.query_one(f"#train-{name}", Input).disabled = not event.value
         self.run_check()

@@ -111,6 +111,21 @@ class TrainOutcome:
         }
 
 
+# The registry's names and kinds (vault/train/models.py), here so that the CLI and the terminal UI
+# can offer them without importing torch; a test keeps the two in step.
+MODEL_KINDS = {
+    "scatternet": "image",
+    "cnn": "image",
+    "resnet18": "image",
+    "bow": "text",
+    "transformer": "text",
+}
+
+
+def models_for(kind: str) -> tuple[str, ...]:
+    return tuple(name for name, of in MODEL_KINDS.items() if of == kind)
+
+
 def default_model(kind: str, dp: bool) -> str:
     """The model `auto` stands for: scattering features under DP for images, a CNN without."""
     if kind == "image":
