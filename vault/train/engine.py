@@ -415,9 +415,7 @@ def _make_private(
     return model, optimizer, criterion, loader, accountant
 
 
-def _private_pass(
-    model: Any, criterion: Any, xb: torch.Tensor, yb: torch.Tensor, run: RunPlan
-) -> tuple[float, float, int]:
+def _private_pass(model: Any, criterion: Any, xb: torch.Tensor, yb: torch.Tensor) -> tuple[float, float, int]:
     """Forward and backward of one physical batch under DP; returns (mean loss, correct count,
     records). Book-keeping batches may carry padding rows labelled IGNORE (see BatchDataset):
     cross-entropy gives them loss 0, so their gradient, norm and share of the clipped sum are
@@ -481,7 +479,7 @@ def _dp_epochs(
                             else:
                                 p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype, device=p.device)
                     else:
-                        batch_loss, batch_correct, records = _private_pass(model, criterion, xb, yb, run)
+                        batch_loss, batch_correct, records = _private_pass(model, criterion, xb, yb)
                         logical_loss += batch_loss * records
                         loss_sum += batch_loss * records
                         correct += batch_correct
