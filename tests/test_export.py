@@ -66,39 +66,17 @@ def test_export_writes_model_card_and_a_manifest_openssl_verifies(new_vault, tmp
             text.encode() not in (out / "card.json").read_bytes() + (out / "model.safetensors").read_bytes()
         )
     if shutil.which("openssl"):
+        verify = ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", "signer.pub.pem", "-rawin"]
+        verify += ["-in", "MANIFEST.sha256", "-sigfile", "MANIFEST.sig"]
         ok = subprocess.run(
-            [
-                "openssl",
-                "pkeyutl",
-                "-verify",
-                "-pubin",
-                "-inkey",
-                "signer.pub.pem",
-                "-rawin",
-                "-in",
-                "MANIFEST.sha256",
-                "-sigfile",
-                "MANIFEST.sig",
-            ],
+            verify,
             cwd=out,
             capture_output=True,
         )
         assert ok.returncode == 0, ok.stderr
         (out / "MANIFEST.sha256").write_text("\n".join(manifest[::-1]) + "\n")
         bad = subprocess.run(
-            [
-                "openssl",
-                "pkeyutl",
-                "-verify",
-                "-pubin",
-                "-inkey",
-                "signer.pub.pem",
-                "-rawin",
-                "-in",
-                "MANIFEST.sha256",
-                "-sigfile",
-                "MANIFEST.sig",
-            ],
+            verify,
             cwd=out,
             capture_output=True,
         )

@@ -29,35 +29,15 @@ def test_dry_run_projection_matches_the_run(new_vault, tmp_path: Path):
     before = v.policy_check("train", dataset="msgs", dp=True, epsilon=2.0)
     assert before.allowed, before.reason
     assert before.facts["model"] == "bow" and before.facts["delta"] == pytest.approx(1e-5)
-    v.train(
-        {
-            "dataset": "msgs",
-            "model": "bow",
-            "dp": True,
-            "epsilon": 2.0,
-            "epochs": 1,
-            "batch_size": 8,
-            "val_split": 0.25,
-            "seed": 3,
-        }
-    )
+    request = {"dataset": "msgs", "model": "bow", "dp": True, "epsilon": 2.0}
+    request |= {"epochs": 1, "batch_size": 8, "val_split": 0.25, "seed": 3}
+    v.train(request)
     after = v.policy_check("train", dataset="msgs", dp=True, epsilon=2.0, model="bow")
     assert not after.allowed and after.rule == "privacy.max_lifetime_epsilon"
     projected = after.facts["projected_lifetime_epsilon"]
     assert 2.5 < projected < 4.0  # over the cap, and composed: tighter than 2 + 2
     with pytest.raises(PolicyDenied) as refused:
-        v.train(
-            {
-                "dataset": "msgs",
-                "model": "bow",
-                "dp": True,
-                "epsilon": 2.0,
-                "epochs": 1,
-                "batch_size": 8,
-                "val_split": 0.25,
-                "seed": 3,
-            }
-        )
+        v.train(request)
     assert refused.value.detail["rule"] == "privacy.max_lifetime_epsilon"
     # The real run (its own epochs and batch) projects its own total; it too is over the cap, and says so.
     real = refused.value.detail["facts"]["projected_lifetime_epsilon"]
