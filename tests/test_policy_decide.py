@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from vault.errors import PolicyDenied
 from vault.policy import ACTIONS, BUILTIN_NAMES, ROLES, SENSITIVITIES, Policy, Request
+from vault.policy.request import REQUEST_FACTS
 
 REPO = Path(__file__).resolve().parents[1]
 STRICT = Policy.builtin("strict")
@@ -354,23 +355,7 @@ junk = (
 @given(
     fields=st.fixed_dictionaries(
         {},
-        optional={
-            name: junk
-            for name in (
-                "target",
-                "dataset",
-                "dp",
-                "epsilon",
-                "delta",
-                "model",
-                "projected_lifetime_epsilon",
-                "lifetime_delta",
-                "accountant",
-                "approvals",
-                "isolation",
-                "now",
-            )
-        },
+        optional={name: junk for name in REQUEST_FACTS if name not in ("actor", "role", "action")},
     ),
     role=junk | st.sampled_from(ROLES),
     action=junk | st.sampled_from(ACTIONS),
