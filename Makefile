@@ -24,6 +24,7 @@ test: setup
 	$(PY) -m pytest -q
 
 lint: setup
+	$(VENV)/bin/ruff format --check vault tui tests bench
 	$(VENV)/bin/ruff check vault tui tests bench
 
 bench: setup

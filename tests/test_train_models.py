@@ -140,4 +140,6 @@ def test_the_light_model_list_matches_the_registry() -> None:
 
     assert MODEL_KINDS == {name: spec.kind for name, spec in MODELS.items()}
     for kind in ("image", "text"):
-        assert default_model(kind, True) in models_for(kind) and default_model(kind, False) in models_for(kind)
+        assert default_model(kind, True) in models_for(kind) and default_model(kind, False) in models_for(
+            kind
+        )

@@ -229,7 +229,11 @@ async def test_train_form_offers_the_registry_and_the_recipe_default_follows_dp(
         dp = screen.query_one("#train-dp", Switch)
         dataset.value = "digits"
         await settle(pilot)
-        assert [value for _, value in model._options if isinstance(value, str)] == ["scatternet", "cnn", "resnet18"]
+        assert [value for _, value in model._options if isinstance(value, str)] == [
+            "scatternet",
+            "cnn",
+            "resnet18",
+        ]
         assert dp.value and model.value == "scatternet"
         dp.value = False
         await settle(pilot)

@@ -14,13 +14,23 @@ from pathlib import Path
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="strongroom tui", description="Open the terminal UI. The passphrase is "
-                                "asked on the unlock screen, never on the command line.")
-    p.add_argument("--vault", metavar="PATH", help="vault directory (default: $STRONGROOM_VAULT, "
-                   "else ~/.local/share/strongroom/vault)")
+    p = argparse.ArgumentParser(
+        prog="strongroom tui",
+        description="Open the terminal UI. The passphrase is "
+        "asked on the unlock screen, never on the command line.",
+    )
+    p.add_argument(
+        "--vault",
+        metavar="PATH",
+        help="vault directory (default: $STRONGROOM_VAULT, else ~/.local/share/strongroom/vault)",
+    )
     p.add_argument("--user", metavar="NAME", help="user to unlock as (default: $STRONGROOM_USER, else admin)")
-    p.add_argument("--auditor", action="store_true", help="open only the Audit area, read-only, without a passphrase")
-    p.add_argument("--high-contrast", action="store_true", help="start with the high-contrast theme (f2 toggles)")
+    p.add_argument(
+        "--auditor", action="store_true", help="open only the Audit area, read-only, without a passphrase"
+    )
+    p.add_argument(
+        "--high-contrast", action="store_true", help="start with the high-contrast theme (f2 toggles)"
+    )
     return p
 
 
@@ -38,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         path = common.vault_path(args)
         from tui.app import StrongroomApp
 
-        app = StrongroomApp(path, user=common.user(args), auditor=args.auditor, high_contrast=args.high_contrast)
+        app = StrongroomApp(
+            path, user=common.user(args), auditor=args.auditor, high_contrast=args.high_contrast
+        )
         app.run()
         return int(app.return_code or 0)
     except StrongroomError as exc:

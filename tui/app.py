@@ -160,10 +160,15 @@ class StrongroomApp(App[None]):
         if self.unlocked:
             for area in self.areas:
                 number, title = AREAS[area]
-                yield SystemCommand(f"Go to {title}", f"Area {number} (key {number})",
-                                    lambda area=area: self.action_area(area))
+                yield SystemCommand(
+                    f"Go to {title}",
+                    f"Area {number} (key {number})",
+                    lambda area=area: self.action_area(area),
+                )
         yield SystemCommand("Help: keys", "Every key of the app (f1)", self.action_help)
-        yield SystemCommand("High-contrast theme", "Toggle the high-contrast theme (f2)", self.action_toggle_contrast)
+        yield SystemCommand(
+            "High-contrast theme", "Toggle the high-contrast theme (f2)", self.action_toggle_contrast
+        )
         screen_commands = getattr(screen, "palette_commands", None)
         if callable(screen_commands):
             yield from screen_commands()

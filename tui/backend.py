@@ -106,7 +106,9 @@ class Backend:
         return as_dicts(self._vault.verify(on_event=on_event))
 
     # Training, models, privacy.
-    def train(self, request: dict[str, Any], *, on_event: EventCallback | None, cancel: threading.Event) -> dict:
+    def train(
+        self, request: dict[str, Any], *, on_event: EventCallback | None, cancel: threading.Event
+    ) -> dict:
         return as_dict(self._vault.train(request, on_event=on_event, cancel=cancel))
 
     def models(self) -> list[dict[str, Any]]:
@@ -120,9 +122,16 @@ class Backend:
         return as_dict(self._vault.evaluate(model_id, dataset))
 
     def export(
-        self, model_id: str, out_dir: Path, *, approver: str | None = None, approver_passphrase: bytes | None = None
+        self,
+        model_id: str,
+        out_dir: Path,
+        *,
+        approver: str | None = None,
+        approver_passphrase: bytes | None = None,
     ) -> Any:
-        return self._vault.export(model_id, out_dir, approver=approver, approver_passphrase=approver_passphrase)
+        return self._vault.export(
+            model_id, out_dir, approver=approver, approver_passphrase=approver_passphrase
+        )
 
     def budget(self) -> list[dict[str, Any]]:
         return as_dicts(self._vault.budget())
@@ -165,13 +174,19 @@ class AuditReader:
 
         text = self._log().latest_checkpoint()
         if text is None:
-            raise NotFound("the log has no signed checkpoint yet",
-                           "a checkpoint is written at the end of every vault session; open and close the vault")
+            raise NotFound(
+                "the log has no signed checkpoint yet",
+                "a checkpoint is written at the end of every vault session; open and close the vault",
+            )
         try:
             with open(target, "x", encoding="utf-8") as handle:
                 handle.write(text)
         except FileExistsError:
-            raise InputError(f"{target} already exists; it was left as it is", "choose a new file name") from None
+            raise InputError(
+                f"{target} already exists; it was left as it is", "choose a new file name"
+            ) from None
         except OSError as error:
-            raise InputError(f"cannot write {target}: {error.strerror}", "choose a folder you can write to") from None
+            raise InputError(
+                f"cannot write {target}: {error.strerror}", "choose a folder you can write to"
+            ) from None
         return target

@@ -56,8 +56,16 @@ def main() -> int:
     try:
         _isolate(job["vault"], job.get("isolation"))
     except Exception as error:
-        _send(out, lock, {"type": "error", "error": type(error).__name__,
-                          "title": str(getattr(error, "title", error)), "hint": str(getattr(error, "hint", ""))})
+        _send(
+            out,
+            lock,
+            {
+                "type": "error",
+                "error": type(error).__name__,
+                "title": str(getattr(error, "title", error)),
+                "hint": str(getattr(error, "hint", "")),
+            },
+        )
         return int(getattr(error, "exit_code", 6))
     cancel = threading.Event()
     threading.Thread(target=_watch_stdin, args=(cancel,), daemon=True, name="cancel-watch").start()
@@ -77,7 +85,11 @@ def main() -> int:
     except Exception as error:
         title = getattr(error, "title", None) or f"training failed: {type(error).__name__}"
         hint = getattr(error, "hint", None) or str(error)[:300]
-        _send(out, lock, {"type": "error", "error": type(error).__name__, "title": str(title), "hint": str(hint)})
+        _send(
+            out,
+            lock,
+            {"type": "error", "error": type(error).__name__, "title": str(title), "hint": str(hint)},
+        )
         return int(getattr(error, "exit_code", 1))
     _send(out, lock, {"type": "finished", "result": result})
     return 0

@@ -44,7 +44,9 @@ class RunEvent(Message):
 class RunEnded(Message):
     """The run is over: `result` on success, else `title`/`hint` of the error."""
 
-    def __init__(self, result: dict[str, Any] | None, title: str = "", hint: str = "", error: str = "") -> None:
+    def __init__(
+        self, result: dict[str, Any] | None, title: str = "", hint: str = "", error: str = ""
+    ) -> None:
         super().__init__()
         self.result = result
         self.title = title
@@ -55,8 +57,9 @@ class RunEnded(Message):
 class TrainingRun:
     """Starts `python -m tui.train_child`, hands it the job on stdin, and relays what it reports."""
 
-    def __init__(self, target: MessagePump, *, vault_path: Path, user: str, passphrase: bytes,
-                 request: dict[str, Any]) -> None:
+    def __init__(
+        self, target: MessagePump, *, vault_path: Path, user: str, passphrase: bytes, request: dict[str, Any]
+    ) -> None:
         self.target = target
         self.request = dict(request)
         self._lock = threading.Lock()
@@ -77,9 +80,13 @@ class TrainingRun:
         assert self.process.stdin is not None
         from vault import netguard_state  # the UI's own isolation, for the trainer to check and inherit
 
-        job = {"vault": str(Path(vault_path).resolve()), "user": user, "request": self.request,
-               "passphrase_b64": base64.b64encode(passphrase).decode("ascii"),
-               "isolation": netguard_state.current_report()}
+        job = {
+            "vault": str(Path(vault_path).resolve()),
+            "user": user,
+            "request": self.request,
+            "passphrase_b64": base64.b64encode(passphrase).decode("ascii"),
+            "isolation": netguard_state.current_report(),
+        }
         self.process.stdin.write(json.dumps(job) + "\n")
         self.process.stdin.flush()
         self._reader = threading.Thread(target=self._read, daemon=True, name="training-reader")
@@ -134,13 +141,20 @@ class TrainingRun:
             elif kind == "finished":
                 ended = RunEnded(dict(message.get("result") or {}))
             elif kind == "error":
-                ended = RunEnded(None, str(message.get("title", "")), str(message.get("hint", "")),
-                                 str(message.get("error", "")))
+                ended = RunEnded(
+                    None,
+                    str(message.get("title", "")),
+                    str(message.get("hint", "")),
+                    str(message.get("error", "")),
+                )
         code = self.process.wait()
         if ended is None:
-            ended = RunEnded(None, f"the training process ended unexpectedly (exit code {code})",
-                             "the vault is unchanged or holds the run's audit trail; try again, or "
-                             "run `strongroom train` to see the full error")
+            ended = RunEnded(
+                None,
+                f"the training process ended unexpectedly (exit code {code})",
+                "the vault is unchanged or holds the run's audit trail; try again, or "
+                "run `strongroom train` to see the full error",
+            )
         self._ended = True
         if self.process.stdin is not None:
             try:

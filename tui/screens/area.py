@@ -29,7 +29,9 @@ class AreaScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__(id=f"area-{self.AREA}")
         self._stale = True
-        self._pending: dict[Worker[Any], tuple[Callable[[Any], None] | None, Callable[[BaseException], bool | None] | None]] = {}
+        self._pending: dict[
+            Worker[Any], tuple[Callable[[Any], None] | None, Callable[[BaseException], bool | None] | None]
+        ] = {}
 
     def compose(self) -> ComposeResult:
         from tui.app import AREAS
@@ -39,8 +41,12 @@ class AreaScreen(Screen[None]):
         backend = getattr(app, "backend", None)
         who = f"{backend.user} ({backend.role})" if backend is not None else "auditor · read-only"
         yield AreaBar(self.AREA, areas, who)
-        yield Input(placeholder="filter: type to narrow the table, esc clears", id="filter", classes="filter",
-                    disabled=True)
+        yield Input(
+            placeholder="filter: type to narrow the table, esc clears",
+            id="filter",
+            classes="filter",
+            disabled=True,
+        )
         with Vertical(classes="area-body"):
             yield from self.compose_area()
         yield Footer()
@@ -89,7 +95,11 @@ class AreaScreen(Screen[None]):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         callbacks = self._pending.get(event.worker)
-        if callbacks is None or event.state not in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
+        if callbacks is None or event.state not in (
+            WorkerState.SUCCESS,
+            WorkerState.ERROR,
+            WorkerState.CANCELLED,
+        ):
             return
         del self._pending[event.worker]
         done, failed = callbacks

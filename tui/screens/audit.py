@@ -22,8 +22,10 @@ FILTER_HELP = "filter: actor:NAME action:WORD since:2025-01-31 until:2025-02 out
 
 def finding_text(finding: dict[str, Any]) -> str:
     where = f"seq {finding['seq']}" if finding.get("seq") is not None else "log"
-    return (f"{where}: {finding.get('kind')}: expected {finding.get('expected')}; "
-            f"found {finding.get('found')} ({finding.get('message')})")
+    return (
+        f"{where}: {finding.get('kind')}: expected {finding.get('expected')}; "
+        f"found {finding.get('found')} ({finding.get('message')})"
+    )
 
 
 def verification_text(report: dict[str, Any]) -> Text:
@@ -44,7 +46,9 @@ def verification_text(report: dict[str, Any]) -> Text:
         if not report.get("truncation_ruled_out"):
             text.append("\n▲ truncation cannot be ruled out without a saved checkpoint (c saves one)")
         return text
-    text.append(f"✗ NOT verified: {len(findings)} problem{'s' if len(findings) != 1 else ''}", style="bold red")
+    text.append(
+        f"✗ NOT verified: {len(findings)} problem{'s' if len(findings) != 1 else ''}", style="bold red"
+    )
     for finding in findings[:20]:
         text.append(f"\n✗ {finding_text(finding)}")
     if len(findings) > 20:
@@ -94,11 +98,15 @@ class AuditScreen(AreaScreen):
 
     def action_reload(self) -> None:
         self.query_one("#audit-count", Static).update("… reading the log")
-        self.call_core("audit-entries", self.reader.entries, done=self.show_entries, failed=self.entries_failed)
+        self.call_core(
+            "audit-entries", self.reader.entries, done=self.show_entries, failed=self.entries_failed
+        )
 
     def entries_failed(self, error: BaseException) -> bool:
         """An unreadable log is exactly what verification explains: run it, and show the error too."""
-        self.query_one("#audit-count", Static).update(f"✗ the log could not be read: {getattr(error, 'title', error)}")
+        self.query_one("#audit-count", Static).update(
+            f"✗ the log could not be read: {getattr(error, 'title', error)}"
+        )
         if self._verify_after_load:
             self._verify_after_load = False
             self.action_verify()
@@ -116,14 +124,18 @@ class AuditScreen(AreaScreen):
         log = self.query_one("#audit-log", AuditLogView)
         shown = f"{log.shown:,} of {log.total:,} entries" if log.filter_text else f"{log.total:,} entries"
         self.query_one("#audit-count", Static).update(
-            shown + (f" · filter: {log.filter_text}" if log.filter_text else "") + " · / filters · v re-verifies")
+            shown
+            + (f" · filter: {log.filter_text}" if log.filter_text else "")
+            + " · / filters · v re-verifies"
+        )
 
     def filtered(self) -> None:
         self.show_count()
 
     def on_audit_log_view_highlighted(self, message: AuditLogView.Highlighted) -> None:
-        self.query_one("#audit-detail", Static).update(Text(entry_detail(message.entry), no_wrap=True,
-                                                            overflow="ellipsis"))
+        self.query_one("#audit-detail", Static).update(
+            Text(entry_detail(message.entry), no_wrap=True, overflow="ellipsis")
+        )
 
     def action_verify(self) -> None:
         self.query_one("#audit-verdict", Static).update("… verifying the log in the background")
@@ -131,7 +143,8 @@ class AuditScreen(AreaScreen):
 
     def verify_failed(self, error: BaseException) -> bool:
         self.query_one("#audit-verdict", Static).update(
-            Text(f"✗ verification failed: {getattr(error, 'title', error)}", style="bold"))
+            Text(f"✗ verification failed: {getattr(error, 'title', error)}", style="bold")
+        )
         return False
 
     def show_verdict(self, report: dict[str, Any]) -> None:
@@ -146,20 +159,33 @@ class AuditScreen(AreaScreen):
 
         def chosen(target: str | None) -> None:
             if target:
-                self.call_core("audit-checkpoint", self.reader.save_checkpoint, Path(target).expanduser(),
-                               done=lambda path: self.notify(f"✓ checkpoint written to {path}",
-                                                             title="Checkpoint saved"))
+                self.call_core(
+                    "audit-checkpoint",
+                    self.reader.save_checkpoint,
+                    Path(target).expanduser(),
+                    done=lambda path: self.notify(
+                        f"✓ checkpoint written to {path}", title="Checkpoint saved"
+                    ),
+                )
 
-        self.app.push_screen(InputDialog(
-            "Save the signed checkpoint",
-            "Writes the log's latest signed checkpoint (a few lines of text) to this file. Keep it on "
-            "write-once media: `strongroom audit verify --checkpoint FILE` later proves the log only grew.",
-            default, "Save"), chosen)
+        self.app.push_screen(
+            InputDialog(
+                "Save the signed checkpoint",
+                "Writes the log's latest signed checkpoint (a few lines of text) to this file. Keep it on "
+                "write-once media: `strongroom audit verify --checkpoint FILE` later proves the log only grew.",
+                default,
+                "Save",
+            ),
+            chosen,
+        )
 
     def palette_commands(self) -> Iterable[SystemCommand]:
-        yield SystemCommand("Verify audit log", "Check every entry and the signed checkpoint (v)", self.action_verify)
-        yield SystemCommand("Save audit checkpoint", "Write the signed checkpoint to a file (c)",
-                            self.action_save_checkpoint)
+        yield SystemCommand(
+            "Verify audit log", "Check every entry and the signed checkpoint (v)", self.action_verify
+        )
+        yield SystemCommand(
+            "Save audit checkpoint", "Write the signed checkpoint to a file (c)", self.action_save_checkpoint
+        )
         yield SystemCommand("Reload audit log", "Read the log again (r)", self.action_reload)
 
 

@@ -17,8 +17,15 @@ from tui.widgets.halfblock import image_row
 from tui.widgets.ledger_bar import remaining
 from tui.widgets.tables import KeyTable
 
-COLUMNS = (("name", 16), ("kind", 5), ("samples", 7), ("classes", 7), ("sensitivity", 11), ("ver", 3),
-           ("budget left", 12))
+COLUMNS = (
+    ("name", 16),
+    ("kind", 5),
+    ("samples", 7),
+    ("classes", 7),
+    ("sensitivity", 11),
+    ("ver", 3),
+    ("budget left", 12),
+)
 BAR_WIDTH = 20
 SAMPLES_SHOWN = 3
 
@@ -53,10 +60,14 @@ def describe(info: dict[str, Any]) -> Text:
     shape_text = " × ".join(str(s) for s in shape) if shape else "text"
     text = Text()
     text.append(f"{info.get('name')}", style="bold")
-    text.append(f"  v{info.get('version')} of {info.get('versions', 1)}  ·  {info.get('kind')}  ·  {shape_text}"
-                f"  ·  {info.get('format', '')}\n")
-    text.append(f"digest {str(info.get('digest', ''))[:23]}…  ·  created {str(info.get('created', ''))[:19]}"
-                f"  ·  source {info.get('source_name', '')}\n")
+    text.append(
+        f"  v{info.get('version')} of {info.get('versions', 1)}  ·  {info.get('kind')}  ·  {shape_text}"
+        f"  ·  {info.get('format', '')}\n"
+    )
+    text.append(
+        f"digest {str(info.get('digest', ''))[:23]}…  ·  created {str(info.get('created', ''))[:19]}"
+        f"  ·  source {info.get('source_name', '')}\n"
+    )
     return text
 
 
@@ -106,24 +117,37 @@ class DatasetsScreen(AreaScreen):
 
         self.call_core("budget", budget, done=lambda rows: self.show_datasets((datasets, rows)))
 
-    def show_datasets(self, loaded: tuple[list[dict[str, Any]], list[dict[str, Any]] | None], *,
-                      pending: bool = False) -> None:
+    def show_datasets(
+        self, loaded: tuple[list[dict[str, Any]], list[dict[str, Any]] | None], *, pending: bool = False
+    ) -> None:
         datasets, budget = loaded
         budgets = budget_by_dataset(budget or [])
         self.infos = {str(info["name"]): info for info in datasets}
         rows = []
         for info in datasets:
             name = str(info["name"])
-            rows.append((name, (name, str(info.get("kind", "")), f"{int(info.get('samples', 0)):,}",
-                                str(len(info.get("classes") or [])), str(info.get("sensitivity", "")),
-                                str(info.get("version", "")),
-                                budget_cell(budgets.get(name)) if budget is not None
-                                else ("… reading" if pending else "? unreadable"))))
+            rows.append(
+                (
+                    name,
+                    (
+                        name,
+                        str(info.get("kind", "")),
+                        f"{int(info.get('samples', 0)):,}",
+                        str(len(info.get("classes") or [])),
+                        str(info.get("sensitivity", "")),
+                        str(info.get("version", "")),
+                        budget_cell(budgets.get(name))
+                        if budget is not None
+                        else ("… reading" if pending else "? unreadable"),
+                    ),
+                )
+            )
         table = self.query_one("#datasets-table", KeyTable)
         table.set_rows(rows)
         if not rows:
             self.query_one("#dataset-summary", Static).update(
-                Text("No datasets yet. Press i to import one (image folder, IDX, CSV/TSV/JSONL)."))
+                Text("No datasets yet. Press i to import one (image folder, IDX, CSV/TSV/JSONL).")
+            )
             self.query_one("#dataset-balance", Static).update("")
         self.show_detail(table.selected_key)
 
@@ -137,7 +161,8 @@ class DatasetsScreen(AreaScreen):
         self.query_one("#dataset-summary", Static).update(describe(info))
         self.query_one("#dataset-balance", Static).update(class_balance(info))
         self.query_one("#dataset-samples", Static).update(
-            Text("s shows a few records (an audited read; policy may refuse it)", style="italic"))
+            Text("s shows a few records (an audited read; policy may refuse it)", style="italic")
+        )
 
     @property
     def selected(self) -> str | None:
@@ -152,9 +177,15 @@ class DatasetsScreen(AreaScreen):
             return
         self.query_one("#dataset-samples", Static).update("… decrypting a few records (audited)")
         width = self.query_one("#dataset-detail").size.width
-        self.call_core("sample", self.backend.sample, name, SAMPLES_SHOWN,
-                       done=lambda sample: self.query_one("#dataset-samples", Static).update(
-                           render_samples(sample, width)))
+        self.call_core(
+            "sample",
+            self.backend.sample,
+            name,
+            SAMPLES_SHOWN,
+            done=lambda sample: self.query_one("#dataset-samples", Static).update(
+                render_samples(sample, width)
+            ),
+        )
 
     def action_import_dataset(self) -> None:
         from tui.screens.import_picker import ImportScreen
@@ -186,11 +217,15 @@ class DatasetsScreen(AreaScreen):
         self.refresh_area()
 
     def palette_commands(self) -> Iterable[SystemCommand]:
-        yield SystemCommand("Import a dataset", "Pick a file or folder, preview, import (i)", self.action_import_dataset)
-        yield SystemCommand("Show samples", "Decrypt a few records of the selected dataset (s)",
-                            self.action_show_samples)
-        yield SystemCommand("Delete dataset", "Delete the selected dataset; asks for its name (d)",
-                            self.action_delete_dataset)
+        yield SystemCommand(
+            "Import a dataset", "Pick a file or folder, preview, import (i)", self.action_import_dataset
+        )
+        yield SystemCommand(
+            "Show samples", "Decrypt a few records of the selected dataset (s)", self.action_show_samples
+        )
+        yield SystemCommand(
+            "Delete dataset", "Delete the selected dataset; asks for its name (d)", self.action_delete_dataset
+        )
 
 
 SCREEN = DatasetsScreen

@@ -51,4 +51,3 @@ class HelpScreen(ModalScreen[None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
-

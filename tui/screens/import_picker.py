@@ -27,8 +27,10 @@ def describe_preview(preview: dict[str, Any]) -> Text:
     classes = list(preview.get("classes") or counts.keys())
     text = Text()
     text.append("✓ detected ", style="bold")
-    text.append(f"{preview.get('fmt')} · {preview.get('kind')} · {preview.get('samples')} records · "
-                f"{len(classes)} classes")
+    text.append(
+        f"{preview.get('fmt')} · {preview.get('kind')} · {preview.get('samples')} records · "
+        f"{len(classes)} classes"
+    )
     shape = preview.get("shape")
     if shape:
         text.append(" · " + " × ".join(str(s) for s in shape))
@@ -70,11 +72,14 @@ class ImportScreen(Screen[bool]):
         from tui.app import AREAS
 
         yield AreaBar("datasets", [(a, *AREAS[a]) for a in self.app.areas], "import")
-        yield Input(str(self.root), id="picker-path", compact=True,
-                    placeholder="a file or folder; enter previews it")
+        yield Input(
+            str(self.root), id="picker-path", compact=True, placeholder="a file or folder; enter previews it"
+        )
         yield DirectoryTree(self.root, id="picker-tree")
-        yield Static(Text("Select a file or folder (enter) to see what would be imported.", style="italic"),
-                     id="picker-preview")
+        yield Static(
+            Text("Select a file or folder (enter) to see what would be imported.", style="italic"),
+            id="picker-preview",
+        )
         with Horizontal(classes="form-row"):
             yield Label("IDX labels")
             yield Input(id="picker-labels", compact=True, placeholder="labels file for IDX images")
@@ -86,8 +91,13 @@ class ImportScreen(Screen[bool]):
             yield Label("Name")
             yield Input(id="picker-name", compact=True, placeholder="dataset name")
             yield Label("Sensitivity")
-            yield Select([(s, s) for s in SENSITIVITIES], value="high", allow_blank=False, compact=True,
-                         id="picker-sensitivity")
+            yield Select(
+                [(s, s) for s in SENSITIVITIES],
+                value="high",
+                allow_blank=False,
+                compact=True,
+                id="picker-sensitivity",
+            )
         with Horizontal(classes="form-row"):
             yield ProgressBar(total=100, show_eta=False, id="picker-progress")
             yield Static("", id="picker-status")
@@ -144,8 +154,13 @@ class ImportScreen(Screen[bool]):
             return
         backend = self.app.backend
         self.query_one("#picker-preview", Static).update("… detecting (nothing is written)")
-        worker = self.run_worker(lambda: backend.detect(path, options), thread=True,
-                                 exclusive=True, group="detect", exit_on_error=False)
+        worker = self.run_worker(
+            lambda: backend.detect(path, options),
+            thread=True,
+            exclusive=True,
+            group="detect",
+            exit_on_error=False,
+        )
         self._workers[worker] = "detect"
         self.detect_worker = worker
         self.previewed_path = path
@@ -180,9 +195,14 @@ class ImportScreen(Screen[bool]):
 
         self.query_one("#picker-status", Static).update(f"… importing {name}")
         worker = self.run_worker(
-            lambda: backend.import_dataset(path, name=name, sensitivity=sensitivity, options=options,
-                                                    on_event=on_event, cancel=cancel),
-            thread=True, exclusive=True, group="import", exit_on_error=False)
+            lambda: backend.import_dataset(
+                path, name=name, sensitivity=sensitivity, options=options, on_event=on_event, cancel=cancel
+            ),
+            thread=True,
+            exclusive=True,
+            group="import",
+            exit_on_error=False,
+        )
         self._workers[worker] = "import"
         self.import_worker = worker
 
@@ -198,8 +218,9 @@ class ImportScreen(Screen[bool]):
         del self._workers[event.worker]
         if event.state == WorkerState.ERROR:
             if kind == "detect":
-                self.query_one("#picker-preview", Static).update(Text("✗ cannot import this selection",
-                                                                      style="bold"))
+                self.query_one("#picker-preview", Static).update(
+                    Text("✗ cannot import this selection", style="bold")
+                )
             else:
                 self.cancel_import = None
                 self.query_one("#picker-status", Static).update("✗ import failed; nothing was added")
@@ -215,7 +236,8 @@ class ImportScreen(Screen[bool]):
             bar = self.query_one("#picker-progress", ProgressBar)
             bar.update(total=100, progress=100)
             self.query_one("#picker-status", Static).update(
-                f"✓ imported {info['name']} v{info['version']}: {info['samples']} records")
+                f"✓ imported {info['name']} v{info['version']}: {info['samples']} records"
+            )
             self.notify(f"✓ imported {info['name']} v{info['version']}", title="Import done")
 
     def action_close(self) -> None:

@@ -70,15 +70,26 @@ class ModelsScreen(AreaScreen):
 
     def show_models(self, models: list[dict[str, Any]]) -> None:
         self.models = {str(m.get("id")): m for m in models}
-        rows = [(mid, (mid[:12], str(m.get("dataset", "")), str(m.get("model", m.get("architecture", ""))),
-                       fmt_epsilon(m.get("epsilon")), fmt_accuracy(m.get("accuracy")),
-                       str(m.get("created", ""))[:16].replace("T", " ")))
-                for mid, m in self.models.items()]
+        rows = [
+            (
+                mid,
+                (
+                    mid[:12],
+                    str(m.get("dataset", "")),
+                    str(m.get("model", m.get("architecture", ""))),
+                    fmt_epsilon(m.get("epsilon")),
+                    fmt_accuracy(m.get("accuracy")),
+                    str(m.get("created", ""))[:16].replace("T", " "),
+                ),
+            )
+            for mid, m in self.models.items()
+        ]
         table = self.query_one("#models-table", KeyTable)
         table.set_rows(rows)
         if not rows:
             self.query_one("#model-card-md", Markdown).update(
-                "No models yet. Train one in area **2 Train** (key 2).")
+                "No models yet. Train one in area **2 Train** (key 2)."
+            )
         else:
             self.show_card(table.selected_key)
 
@@ -88,8 +99,12 @@ class ModelsScreen(AreaScreen):
     def show_card(self, model_id: str | None) -> None:
         if model_id is None:
             return
-        self.call_core("card", self.backend.model_card, model_id,
-                       done=lambda card: self.query_one("#model-card-md", Markdown).update(card_markdown(card)))
+        self.call_core(
+            "card",
+            self.backend.model_card,
+            model_id,
+            done=lambda card: self.query_one("#model-card-md", Markdown).update(card_markdown(card)),
+        )
 
     @property
     def selected(self) -> str | None:
@@ -105,9 +120,14 @@ class ModelsScreen(AreaScreen):
         dataset = str(self.models[model_id].get("dataset", ""))
         status = self.query_one("#models-status", Static)
         status.update(f"… evaluating {model_id[:12]} on {dataset} (an audited read)")
-        self.call_core("evaluate", self.backend.evaluate, model_id, dataset,
-                       done=lambda result: status.update(evaluation_line({"dataset": dataset, **result})),
-                       failed=lambda error: status.update("✗ evaluation failed"))
+        self.call_core(
+            "evaluate",
+            self.backend.evaluate,
+            model_id,
+            dataset,
+            done=lambda result: status.update(evaluation_line({"dataset": dataset, **result})),
+            failed=lambda error: status.update("✗ evaluation failed"),
+        )
 
     def action_export(self) -> None:
         model_id = self.selected
@@ -121,10 +141,16 @@ class ModelsScreen(AreaScreen):
             if folder:
                 self.export_to(model_id, Path(folder).expanduser())
 
-        self.app.push_screen(InputDialog(
-            f"Export model {model_id[:12]}",
-            "Writes model.safetensors, card.json, card.md and a signed manifest to this folder. "
-            "Records never leave the vault.", default, "Export"), chosen)
+        self.app.push_screen(
+            InputDialog(
+                f"Export model {model_id[:12]}",
+                "Writes model.safetensors, card.json, card.md and a signed manifest to this folder. "
+                "Records never leave the vault.",
+                default,
+                "Export",
+            ),
+            chosen,
+        )
 
     def export_to(self, model_id: str, folder: Path, approver: tuple[str, bytes] | None = None) -> None:
         status = self.query_one("#models-status", Static)
@@ -140,12 +166,17 @@ class ModelsScreen(AreaScreen):
                     if credentials is not None:
                         self.export_to(model_id, folder, credentials)
 
-                self.app.push_screen(ApproverDialog(model_id[:12], str(getattr(error, "title", ""))), approved)
+                self.app.push_screen(
+                    ApproverDialog(model_id[:12], str(getattr(error, "title", ""))), approved
+                )
                 return True
             return False
 
         self.call_core(
-            "export", self.backend.export, model_id, folder,
+            "export",
+            self.backend.export,
+            model_id,
+            folder,
             approver=approver[0] if approver else None,
             approver_passphrase=approver[1] if approver else None,
             done=lambda _: status.update(f"✓ exported {model_id[:12]} to {folder}"),
@@ -153,7 +184,9 @@ class ModelsScreen(AreaScreen):
         )
 
     def palette_commands(self) -> Iterable[SystemCommand]:
-        yield SystemCommand("Evaluate model", "Evaluate the selected model on its dataset (e)", self.action_evaluate)
+        yield SystemCommand(
+            "Evaluate model", "Evaluate the selected model on its dataset (e)", self.action_evaluate
+        )
         yield SystemCommand("Export model", "Export the selected model with its card (x)", self.action_export)
 
 

@@ -39,12 +39,18 @@ class PolicyScreen(AreaScreen):
         yield Static("", id="policy-header", classes="detail")
         yield KeyTable(RULE_COLUMNS, id="policy-rules")
         with Vertical(id="policy-whatif"):
-            yield Static("What if … (ctrl+r checks; nothing is done, the dry run is audited)",
-                         classes="section-title")
+            yield Static(
+                "What if … (ctrl+r checks; nothing is done, the dry run is audited)", classes="section-title"
+            )
             with Horizontal(classes="form-row"):
                 yield Label("Action")
-                yield Select([(a, a) for a in ACTIONS], value="train", allow_blank=False, compact=True,
-                             id="whatif-action")
+                yield Select(
+                    [(a, a) for a in ACTIONS],
+                    value="train",
+                    allow_blank=False,
+                    compact=True,
+                    id="whatif-action",
+                )
                 yield Label("Dataset")
                 yield Select([], prompt="dataset", compact=True, id="whatif-dataset")
             with Horizontal(classes="form-row"):
@@ -70,9 +76,17 @@ class PolicyScreen(AreaScreen):
     def show_policy(self, loaded: tuple[dict[str, Any], list[dict[str, Any]]]) -> None:
         policy, datasets = loaded
         self.query_one("#policy-header", Static).update(policy_header(policy))
-        rules = [(str(rule.get("id")), (str(rule.get("id")), f"{'⊘ forbid' if rule.get('effect') == 'forbid' else '✓ permit'}",
-                                        str(rule.get("text", ""))))
-                 for rule in policy.get("rules") or []]
+        rules = [
+            (
+                str(rule.get("id")),
+                (
+                    str(rule.get("id")),
+                    f"{'⊘ forbid' if rule.get('effect') == 'forbid' else '✓ permit'}",
+                    str(rule.get("text", "")),
+                ),
+            )
+            for rule in policy.get("rules") or []
+        ]
         self.query_one("#policy-rules", KeyTable).set_rows(rules)
         self.query_one("#policy-text", Static).update(str(policy.get("text", "")))
         select = self.query_one("#whatif-dataset", Select)
@@ -90,9 +104,11 @@ class PolicyScreen(AreaScreen):
     def request(self) -> tuple[str, dict[str, Any]]:
         action = str(self.query_one("#whatif-action", Select).value)
         dataset = self.query_one("#whatif-dataset", Select).value
-        facts: dict[str, Any] = {"dataset": dataset if isinstance(dataset, str) else None,
-                                 "dp": self.query_one("#whatif-dp", Switch).value,
-                                 "model": self.query_one("#whatif-model", Input).value.strip() or None}
+        facts: dict[str, Any] = {
+            "dataset": dataset if isinstance(dataset, str) else None,
+            "dp": self.query_one("#whatif-dp", Switch).value,
+            "model": self.query_one("#whatif-model", Input).value.strip() or None,
+        }
         for name in ("epsilon", "delta"):
             raw = self.query_one(f"#whatif-{name}", Input).value.strip()
             if raw and facts["dp"]:
@@ -110,12 +126,18 @@ class PolicyScreen(AreaScreen):
             result.update(Text(f"✗ {problem}", style="bold"))
             return
         result.update("… asking the policy")
-        self.call_core("whatif", self.backend.policy_check, action, **facts,
-                       done=lambda decision: result.update(decision_text(decision)))
+        self.call_core(
+            "whatif",
+            self.backend.policy_check,
+            action,
+            **facts,
+            done=lambda decision: result.update(decision_text(decision)),
+        )
 
     def palette_commands(self) -> Iterable[SystemCommand]:
-        yield SystemCommand("Policy what-if check", "Ask the policy about the request in the form (ctrl+r)",
-                            self.action_check)
+        yield SystemCommand(
+            "Policy what-if check", "Ask the policy about the request in the form (ctrl+r)", self.action_check
+        )
 
 
 SCREEN = PolicyScreen

@@ -25,8 +25,14 @@ def ledger_lines(budget: list[dict[str, Any]], width: int) -> Text:
     bar_width = max(8, min(24, width - name_width - 46))
     for row in budget:
         text.append(f"{str(row.get('dataset', ''))[:name_width]:<{name_width}} ", style="bold")
-        text.append_text(ledger_bar(row.get("epsilon_spent"), row.get("epsilon_cap"),
-                                    unbounded=bool(row.get("unbounded")), width=bar_width))
+        text.append_text(
+            ledger_bar(
+                row.get("epsilon_spent"),
+                row.get("epsilon_cap"),
+                unbounded=bool(row.get("unbounded")),
+                width=bar_width,
+            )
+        )
         text.append("\n")
     text.rstrip()
     return text
@@ -43,15 +49,20 @@ def run_rows(budget: list[dict[str, Any]]) -> list[tuple[str, tuple[str, ...]]]:
             eps = run.get("epsilon")
             steps = sum(int(entry[2]) for entry in run.get("history") or [] if len(entry) == 3)
             outcome = str(run.get("outcome", ""))
-            rows.append((f"{row.get('dataset')}/{run.get('run', index)}/{index}", (
-                str(row.get("dataset", "")),
-                str(run.get("run", "")),
-                "✓ DP" if run.get("dp") else "✗ no DP",
-                f"{eps:.2f}" if isinstance(eps, (int, float)) else "∞",
-                str(steps),
-                OUTCOMES.get(outcome, outcome),
-                str(run.get("created", ""))[5:16].replace("T", " "),
-            )))
+            rows.append(
+                (
+                    f"{row.get('dataset')}/{run.get('run', index)}/{index}",
+                    (
+                        str(row.get("dataset", "")),
+                        str(run.get("run", "")),
+                        "✓ DP" if run.get("dp") else "✗ no DP",
+                        f"{eps:.2f}" if isinstance(eps, (int, float)) else "∞",
+                        str(steps),
+                        OUTCOMES.get(outcome, outcome),
+                        str(run.get("created", ""))[5:16].replace("T", " "),
+                    ),
+                )
+            )
     return rows
 
 
@@ -60,8 +71,7 @@ class PrivacyScreen(AreaScreen):
     BINDINGS = bindings("privacy")
 
     def compose_area(self) -> ComposeResult:
-        yield Static("Privacy budget per dataset (runs composed by the accountant)",
-                     classes="section-title")
+        yield Static("Privacy budget per dataset (runs composed by the accountant)", classes="section-title")
         yield Static("", id="privacy-ledgers", classes="detail")
         yield Static("Runs charged to these ledgers", classes="section-title")
         yield KeyTable(RUN_COLUMNS, id="privacy-runs")

@@ -51,7 +51,9 @@ def decision_text(decision: dict[str, Any]) -> Text:
     rule = decision.get("rule", "?")
     reason = decision.get("reason", "")
     if allowed:
-        return Text.assemble(("✓ allowed", "bold green"), f" by rule {rule}" + (f": {reason}" if reason else ""))
+        return Text.assemble(
+            ("✓ allowed", "bold green"), f" by rule {rule}" + (f": {reason}" if reason else "")
+        )
     return Text.assemble(("✗ refused", "bold red"), f" by rule {rule}: {reason}")
 
 
@@ -95,8 +97,11 @@ class TrainScreen(AreaScreen):
                 yield Input(DEFAULTS["lr"], id="train-lr", compact=True, placeholder="auto")
             yield Static("policy: choose a dataset", id="train-check", classes="status-line")
         with Vertical(id="train-monitor"):
-            yield Static("No run yet. ctrl+r starts one with the settings above.", id="train-status",
-                         classes="status-line")
+            yield Static(
+                "No run yet. ctrl+r starts one with the settings above.",
+                id="train-status",
+                classes="status-line",
+            )
             yield ProgressBar(total=100, show_eta=False, id="train-progress")
             yield Curves(id="train-curves")
             yield Static("", id="train-epsilon-line", classes="status-line")
@@ -151,7 +156,9 @@ class TrainScreen(AreaScreen):
 
     def dataset_kind(self) -> str:
         dataset = self.query_one("#train-dataset", Select).value
-        return str(self.datasets.get(dataset, {}).get("kind", "image")) if isinstance(dataset, str) else "image"
+        return (
+            str(self.datasets.get(dataset, {}).get("kind", "image")) if isinstance(dataset, str) else "image"
+        )
 
     def on_switch_changed(self, event: Switch.Changed) -> None:
         self.query_one("#train-dp-word", Static).update("on" if event.value else "off")
@@ -184,9 +191,14 @@ class TrainScreen(AreaScreen):
             line.update(Text(f"✗ {problem}", style="bold"))
             return
         facts = {k: request.get(k) for k in ("dataset", "model", "dp", "epsilon", "delta")}
-        self.call_core("policy-check", self.backend.policy_check, "train", **facts,
-                       done=lambda decision: line.update(Text("policy: ").append_text(decision_text(decision))),
-                       failed=lambda error: self.check_failed(line, error))
+        self.call_core(
+            "policy-check",
+            self.backend.policy_check,
+            "train",
+            **facts,
+            done=lambda decision: line.update(Text("policy: ").append_text(decision_text(decision))),
+            failed=lambda error: self.check_failed(line, error),
+        )
 
     @staticmethod
     def check_failed(line: Static, error: BaseException) -> bool:
@@ -203,9 +215,16 @@ class TrainScreen(AreaScreen):
         if row is None:
             line.update("dataset budget: no runs yet")
             return
-        line.update(Text("dataset budget ").append_text(
-            ledger_bar(row.get("epsilon_spent"), row.get("epsilon_cap"), unbounded=bool(row.get("unbounded")),
-                       width=16)))
+        line.update(
+            Text("dataset budget ").append_text(
+                ledger_bar(
+                    row.get("epsilon_spent"),
+                    row.get("epsilon_cap"),
+                    unbounded=bool(row.get("unbounded")),
+                    width=16,
+                )
+            )
+        )
 
     # Running.
     def action_start_run(self) -> None:
@@ -221,10 +240,17 @@ class TrainScreen(AreaScreen):
         self.target_epsilon = request.get("epsilon") if request.get("dp") else None
         self.query_one("#train-curves", Curves).update([], [])
         self.query_one("#train-result", Static).update("")
-        self.query_one("#train-status", Static).update(f"… starting a run on {request['dataset']} "
-                                                       f"({request.get('model')}, {'DP' if request['dp'] else 'no DP'})")
-        self.run = TrainingRun(self, vault_path=self.app.vault_path, user=self.backend.user,
-                               passphrase=self.app.training_secret(), request=request)
+        self.query_one("#train-status", Static).update(
+            f"… starting a run on {request['dataset']} "
+            f"({request.get('model')}, {'DP' if request['dp'] else 'no DP'})"
+        )
+        self.run = TrainingRun(
+            self,
+            vault_path=self.app.vault_path,
+            user=self.backend.user,
+            passphrase=self.app.training_secret(),
+            request=request,
+        )
         self.app.training_run = self.run
 
     def action_cancel_run(self) -> None:
@@ -238,10 +264,14 @@ class TrainScreen(AreaScreen):
                 self.run.cancel()
                 self.query_one("#train-status", Static).update("… cancelling after the current step")
 
-        self.app.push_screen(ConfirmDialog(
-            "Cancel the training run?",
-            "No model is written; the ledger is charged for the steps already taken.",
-            "Cancel run"), decided)
+        self.app.push_screen(
+            ConfirmDialog(
+                "Cancel the training run?",
+                "No model is written; the ledger is charged for the steps already taken.",
+                "Cancel run",
+            ),
+            decided,
+        )
 
     def on_run_progress(self, message: RunProgress) -> None:
         if self.run is None:
@@ -292,8 +322,9 @@ class TrainScreen(AreaScreen):
             summary = f"held-out accuracy {accuracy:.1%}" if isinstance(accuracy, (int, float)) else ""
             summary += f" · ε {eps:.2f}" if isinstance(eps, (int, float)) else " · no DP (ε unbounded)"
             self.query_one("#train-result", Static).update(summary + " · see it in 3 Models and 4 Privacy")
-            self.query_one("#train-progress", ProgressBar).update(progress=self.query_one(
-                "#train-progress", ProgressBar).total or 0)
+            self.query_one("#train-progress", ProgressBar).update(
+                progress=self.query_one("#train-progress", ProgressBar).total or 0
+            )
         else:
             cancelled = message.error == "Cancelled"
             glyph = "■ cancelled" if cancelled else "✗ failed"
@@ -305,7 +336,9 @@ class TrainScreen(AreaScreen):
         self.refresh_area()
 
     def palette_commands(self) -> Iterable[SystemCommand]:
-        yield SystemCommand("Start training run", "Train with the form's settings (ctrl+r)", self.action_start_run)
+        yield SystemCommand(
+            "Start training run", "Train with the form's settings (ctrl+r)", self.action_start_run
+        )
         yield SystemCommand("Cancel training run", "Stop the active run (ctrl+x)", self.action_cancel_run)
 
 

@@ -51,8 +51,9 @@ def entry_matches(entry: dict[str, Any], fields: dict[str, str], words: list[str
     if until is not None and time[: len(until)] > until:
         return False
     if words:
-        haystack = " ".join(str(entry.get(k, "")) for k in ("seq", "time", "actor", "role", "action", "subject",
-                                                              "outcome")).lower()
+        haystack = " ".join(
+            str(entry.get(k, "")) for k in ("seq", "time", "actor", "role", "action", "subject", "outcome")
+        ).lower()
         return all(word in haystack for word in words)
     return True
 
@@ -113,7 +114,9 @@ class AuditLogView(ScrollView, can_focus=True):
     def _apply_filter(self, *, keep_end: bool) -> None:
         fields, words = parse_filter(self.filter_text)
         if fields or words:
-            self._visible = [i for i, entry in enumerate(self._entries) if entry_matches(entry, fields, words)]
+            self._visible = [
+                i for i, entry in enumerate(self._entries) if entry_matches(entry, fields, words)
+            ]
         else:
             self._visible = list(range(len(self._entries)))
         self._cache.clear()
@@ -127,14 +130,27 @@ class AuditLogView(ScrollView, can_focus=True):
     def _columns(self, width: int) -> list[tuple[str, int]]:
         time_width = 21 if width >= 110 else 15
         fixed = 1 + 7 + time_width + 9 + 22 + 11
-        return [("", 1), ("seq", 7), ("time", time_width), ("actor", 9), ("action", 22),
-                ("subject", max(8, width - fixed)), ("outcome", 11)]
+        return [
+            ("", 1),
+            ("seq", 7),
+            ("time", time_width),
+            ("actor", 9),
+            ("action", 22),
+            ("subject", max(8, width - fixed)),
+            ("outcome", 11),
+        ]
 
     def _cells(self, entry: dict[str, Any], width: int) -> list[str]:
         time = str(entry.get("time", ""))
         shown_time = time[:19].replace("T", " ") + "Z" if width >= 110 else time[5:19].replace("T", " ")
-        return [str(entry.get("seq", "")), shown_time, str(entry.get("actor", "")), str(entry.get("action", "")),
-                str(entry.get("subject", "")), outcome_cell(str(entry.get("outcome", "")))]
+        return [
+            str(entry.get("seq", "")),
+            shown_time,
+            str(entry.get("actor", "")),
+            str(entry.get("action", "")),
+            str(entry.get("subject", "")),
+            outcome_cell(str(entry.get("outcome", ""))),
+        ]
 
     @staticmethod
     def _fit(text: str, width: int) -> str:
