@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-PASSPHRASE = "correct horse battery staple"
+from tests.support import PASSPHRASE, REPO, CliResult, shared_path
 
 # Explicit test switches (recorded in the vault and the audit log when used):
 os.environ["STRONGROOM_TEST_KDF"] = "cheap"
@@ -30,16 +26,6 @@ for var in (
     "STRONGROOM_APPROVER_PASSPHRASE",
 ):
     os.environ.pop(var, None)
-
-
-def shared_path(*parts: str) -> Path:
-    """A path under ../shared, or skip the test with the reason."""
-    path = SHARED.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(
-            f"../shared/{'/'.join(parts)} is absent (public datasets and vectors live beside the repo)"
-        )
-    return path
 
 
 @pytest.fixture
@@ -67,16 +53,6 @@ def new_vault(vault_path: Path) -> Callable[..., Any]:
     yield make
     for v in opened:
         v.close()
-
-
-@dataclass
-class CliResult:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
 
 
 @pytest.fixture

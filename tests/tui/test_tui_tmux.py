@@ -1,0 +1,167 @@
+"""Smoke test in a real terminal: `strongroom tui` under tmux at 80x24, driven with send-keys
+and read back with capture-pane. Skipped where tmux is absent."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.support import PASSPHRASE, REPO, fresh_vault
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("tmux") is None, reason="tmux is absent (apt-get install tmux; .ci/run installs it)"
+)
+
+
+class Pane:
+    """One detached tmux session running a command at 80x24."""
+
+    def __init__(self, command: list[str], env: dict[str, str]) -> None:
+        self.name = f"strongroom-test-{uuid.uuid4().hex[:8]}"
+        exports = [f"{key}={value}" for key, value in env.items()]
+        subprocess.run(
+            ["tmux", "new-session", "-d", "-s", self.name, "-x", "80", "-y", "24", "env", *exports, *command],
+            check=True,
+            cwd=REPO,
+        )
+
+    def text(self) -> str:
+        done = subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True, text=True)
+        return done.stdout
+
+    def send(self, *keys: str, literal: bool = False) -> None:
+        subprocess.run(
+            ["tmux", "send-keys", "-t", self.name, *(["-l"] if literal else []), *keys], check=True
+        )
+
+    def wait_for(self, condition: Callable[[str], bool], what: str, timeout: float = 30.0) -> str:
+        """Poll the pane until `condition(text)` holds (a deadline, not a sleep)."""
+        deadline = time.monotonic() + timeout
+        text = ""
+        while time.monotonic() < deadline:
+            text = self.text()
+            if condition(text):
+                return text
+            if not self.alive():
+                break
+        raise AssertionError(f"timed out waiting for {what}; the pane shows:\n{text}")
+
+    def alive(self) -> bool:
+        return subprocess.run(["tmux", "has-session", "-t", self.name], capture_output=True).returncode == 0
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+
+
+@pytest.fixture
+def vault_dir(tmp_path: Path) -> Path:
+    return fresh_vault(tmp_path)
+
+
+def tui_env() -> dict[str, str]:
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "STRONGROOM_TEST_KDF", "STRONGROOM_TEST_ISOLATION")
+    env = {key: os.environ[key] for key in keep if key in os.environ}
+    env["TERM"] = "xterm-256color"
+    env.setdefault("LANG", "C.UTF-8")
+    return env
+
+
+def test_unlock_switch_areas_help_and_quit_in_a_real_terminal(vault_dir: Path) -> None:
+    pane = Pane([sys.executable, "-m", "vault.cli", "tui", "--vault", str(vault_dir)], tui_env())
+    try:
+        pane.wait_for(lambda text: "Passphrase" in text, "the unlock screen")
+        pane.send(PASSPHRASE, literal=True)
+        masked = pane.text()
+        assert PASSPHRASE not in masked
+        pane.send("Enter")
+        pane.wait_for(lambda text: "1 Datasets" in text and "name" in text, "the Datasets area")
+        pane.send("5")
+        shown = pane.wait_for(lambda text: "verified" in text, "the audit verdict")
+        assert "✓ verified" in shown or "✗" in shown
+        pane.send("F1")
+        pane.wait_for(lambda text: "Everywhere" in text, "the help screen")
+        pane.send("Escape")
+        pane.wait_for(lambda text: "Everywhere" not in text, "help to close")
+        assert PASSPHRASE not in pane.text()
+        pane.send("C-q")
+        pane.wait_for(
+            lambda text: not pane.alive() or "Passphrase" not in text and "Audit" not in text,
+            "the app to quit",
+        )
+    finally:
+        pane.close()
+
+
+def test_auditor_mode_in_a_real_terminal(vault_dir: Path) -> None:
+    pane = Pane([sys.executable, "-m", "vault.cli", "tui", "--auditor", "--vault", str(vault_dir)], tui_env())
+    try:
+        shown = pane.wait_for(lambda text: "verified" in text, "the audit verdict")
+        assert "Passphrase" not in shown
+        assert "2 Train" not in shown and "5 Audit" in shown
+        pane.send("C-q")
+    finally:
+        pane.close()
+
+
+def test_training_from_the_ui_under_real_isolation(tmp_path: Path) -> None:
+    """No test switch: the UI isolates itself, and its trainer process, started from inside that
+    isolation, must report the same level (it cannot enter namespaces a second time) so that the
+    default policy's isolation rule lets the run go."""
+    probe = subprocess.run(
+        [sys.executable, "-m", "vault.netguard", "report"],
+        capture_output=True,
+        text=True,
+        cwd="/",
+        env={k: v for k, v in os.environ.items() if not k.startswith("STRONGROOM_")},
+    )
+    if probe.returncode == 6:
+        pytest.skip(
+            "this host forbids network namespaces: the UI runs at 'guard' and the policy refuses training"
+        )
+    from vault.door import Vault
+
+    rows = "".join(
+        f"spam\twin cash prize now {i}\n" if i % 2 else f"ham\tsee you at lunch {i}\n" for i in range(240)
+    )
+    (tmp_path / "msgs.tsv").write_text("label\ttext\n" + rows, "utf-8")
+    vault = Vault.create(tmp_path / "vault", passphrase=PASSPHRASE.encode())
+    vault.import_dataset(tmp_path / "msgs.tsv", name="msgs")
+    vault.close()
+    env = {key: value for key, value in tui_env().items() if key != "STRONGROOM_TEST_ISOLATION"}
+    # `env -u`: a tmux server started by an earlier test may carry the switch in its environment
+    command = ["env", "-u", "STRONGROOM_TEST_ISOLATION", sys.executable, "-m", "vault.cli", "tui"]
+    pane = Pane([*command, "--vault", str(tmp_path / "vault")], env)
+    try:
+        pane.wait_for(lambda text: "Passphrase" in text, "the unlock screen")
+        pane.send(PASSPHRASE, literal=True)
+        pane.send("Enter")
+        pane.wait_for(lambda text: "1 Datasets" in text and "msgs" in text, "the Datasets area")
+        pane.send("2")
+        pane.wait_for(lambda text: "policy: ✓ allowed" in text, "the Train area's policy check")
+        for _ in range(10):  # the area may still be settling its form when the first key arrives
+            pane.send("C-r")
+            try:
+                pane.wait_for(lambda text: "No run yet" not in text, "the run to start", 3)
+                break
+            except AssertionError:
+                continue
+        shown = pane.wait_for(lambda text: "finished: model" in text or "✗" in text, "the run to end", 120)
+        assert "✓ finished: model bow-" in shown, shown
+    finally:
+        pane.close()
+    reopened = Vault.open(tmp_path / "vault", user="admin", passphrase=PASSPHRASE.encode())
+    try:
+        trained = [
+            e for e in reopened.audit.entries(action="network.isolation") if e["detail"].get("inherited_from")
+        ]
+        assert trained and trained[-1]["detail"]["mode"] == "namespace+seccomp"
+    finally:
+        reopened.close()

@@ -1,0 +1,302 @@
+"""Book-keeping clipping against the definition: for every layer kind and every model in the
+registry, the clipped sum equals clipping each record's own gradient (one backward per record)
+and adding them up; it also equals what Opacus' per-sample hooks compute."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from tests.support import blobs, texts
+from vault.errors import UsageError
+from vault.train import TrainConfig
+from vault.train import bookkeeping as bk
+from vault.train import models as registry
+from vault.train.bookkeeping import BookkeepingClipper, unsupported
+from vault.train.data import IGNORE, BatchDataset
+from vault.train.engine import PAD_FRACTION, plan_for, train
+
+TOLERANCE = 2e-5
+
+
+def one_by_one(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, bound: float | None = None
+) -> dict[str, torch.Tensor]:
+    """The definition: each record's gradient, clipped to `bound` in L2 over all parameters, summed.
+    Without a bound, the median of the records' gradient norms, so that some records are clipped
+    and some are not."""
+    if bound is None:
+        bound = float(torch.tensor(record_norms(model, x, y)).median())
+    total = {n: torch.zeros_like(p) for n, p in model.named_parameters() if p.requires_grad}
+    for i in range(x.shape[0]):
+        model.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(model(x[i : i + 1]), y[i : i + 1], reduction="sum").backward()
+        grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        norm = float(torch.sqrt(sum(g.square().sum() for g in grads.values())))
+        factor = min(1.0, bound / (norm + 1e-6))
+        for n, g in grads.items():
+            total[n] += factor * g
+    model.zero_grad(set_to_none=True)
+    return total
+
+
+def record_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[float]:
+    norms = []
+    for i in range(x.shape[0]):
+        model.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(model(x[i : i + 1]), y[i : i + 1], reduction="sum").backward()
+        norms.append(
+            float(torch.sqrt(sum(p.grad.square().sum() for p in model.parameters() if p.grad is not None)))
+        )
+    model.zero_grad(set_to_none=True)
+    return norms
+
+
+def middle(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """A bound with records on both sides of it."""
+    norms = sorted(record_norms(model, x, y))
+    bound = (norms[len(norms) // 2 - 1] + norms[len(norms) // 2]) / 2
+    assert norms[0] < bound < norms[-1]
+    return bound
+
+
+def clipped(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, bound: float, **kw: object
+) -> dict[str, torch.Tensor]:
+    clipper = BookkeepingClipper(model, bound, **kw)
+    try:
+        loss = nn.functional.cross_entropy(clipper(x), y, reduction="sum")
+        loss.backward()
+        clipper.clip()
+    finally:
+        clipper.close()
+    out = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    model.zero_grad(set_to_none=True)
+    return out
+
+
+def assert_close(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> None:
+    assert got.keys() == want.keys()
+    for name in want:
+        scale = float(want[name].abs().max()) or 1.0
+        error = float((got[name] - want[name]).abs().max()) / scale
+        assert error < TOLERANCE, f"{name}: relative error {error:.2e}"
+
+
+def registry_case(name: str, n: int = 6) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(1)
+    if registry.MODELS[name].kind == "text":
+        model = registry.build_model(registry.model_config(name, "text", 3, None))
+        texts = [
+            "win cash now",
+            "see you at lunch",
+            "prize prize prize",
+            "ok",
+            "call me later tonight",
+            "free",
+        ]
+        return model, model.prepare(texts[:n]), torch.tensor([0, 1, 0, 2, 1, 0][:n])
+    shape = [3, 16, 16] if name == "resnet18" else [1, 28, 28]
+    model = registry.build_model(registry.model_config(name, "image", 10, shape))
+    for p in model.parameters():  # zero-initialised heads would make every gradient alike
+        if p.requires_grad and float(p.detach().abs().max()) == 0.0:
+            nn.init.normal_(p, std=0.05)
+    images = torch.randint(0, 256, (n, *shape), dtype=torch.uint8)
+    return model, model.prepare(images), torch.randint(0, 10, (n,))
+
+
+@pytest.mark.parametrize("name", sorted(registry.MODELS))
+def test_every_registry_model_matches_clipping_one_record_at_a_time(name: str) -> None:
+    model, x, y = registry_case(name)
+    assert unsupported(model) is None
+    bound = middle(model, x, y)
+    want = one_by_one(model, x, y, bound)
+    assert_close(clipped(model, x, y, bound), want)
+    assert_close(clipped(model, x, y, bound, tune=False), want)
+
+
+def awkward_model() -> nn.Module:
+    """Strides, dilation, rectangular kernels, a bias-free conv, a frozen layer, LayerNorm over a
+    sequence, an embedding with a padding row, linear layers on 2-D and 3-D inputs."""
+
+    class Awkward(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+            self.norm1 = nn.GroupNorm(2, 8)
+            self.conv2 = nn.Conv2d(8, 6, (3, 2), padding=(2, 0), dilation=(2, 1), bias=False)
+            self.frozen = nn.Conv2d(6, 6, 1)
+            self.frozen.requires_grad_(False)
+            self.embed = nn.Embedding(50, 6, padding_idx=0)
+            self.seq_norm = nn.LayerNorm(6)
+            self.seq_linear = nn.Linear(6, 5)
+            self.head = nn.Linear(6 * 6 * 4 + 5, 4)
+
+        def forward(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+            images, ids = batch
+            z = self.frozen(torch.tanh(self.conv2(torch.relu(self.norm1(self.conv1(images))))))
+            seq = self.seq_linear(self.seq_norm(self.embed(ids))).mean(1)
+            return self.head(torch.cat([z.flatten(1), seq], 1))
+
+    return Awkward()
+
+
+class _Pair(nn.Module):
+    """Makes the awkward model take one tensor (images and token ids side by side)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        images = x[:, : 3 * 12 * 10].reshape(-1, 3, 12, 10)
+        ids = x[:, 3 * 12 * 10 :].long()
+        return self.inner((images, ids))
+
+
+def test_awkward_layers_match_the_definition_with_every_conv_method(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(2)
+    model = _Pair(awkward_model())
+    ids = torch.randint(0, 50, (7, 9)).float()
+    ids[:, -3:] = 0  # padding tokens
+    ids[0, :3] = 5  # one record repeats a token
+    x = torch.cat([torch.randn(7, 3 * 12 * 10), ids], 1)
+    y = torch.randint(0, 4, (7,))
+    model(x)
+    bound = middle(model, x, y)
+    want = one_by_one(model, x, y, bound)
+    for method in ("unfold", "grouped", "transposed"):
+        original = bk._conv_methods
+
+        def only(module: nn.Conv2d, original=original, method=method) -> dict:
+            methods = original(module)
+            return {method: methods[method]} if method in methods else {"unfold": methods["unfold"]}
+
+        monkeypatch.setattr(bk, "_conv_methods", only)
+        assert_close(clipped(model, x, y, bound), want)
+        monkeypatch.setattr(bk, "_conv_methods", original)
+    assert model.inner.frozen.weight.grad is None
+
+
+def test_large_layers_take_the_norm_only_and_ghost_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With nothing kept, conv weights come from one weight-gradient of reweighted output
+    gradients and sequence norms from Gram matrices; the result must not change."""
+    monkeypatch.setattr(bk, "KEEP_PER_SAMPLE_BYTES", 0)
+    monkeypatch.setattr(bk, "CHUNK_BYTES", 1)  # one record at a time through the slicing
+    for name in ("transformer", "cnn"):
+        model, x, y = registry_case(name)
+        bound = middle(model, x, y)
+        assert_close(clipped(model, x, y, bound), one_by_one(model, x, y, bound))
+
+
+def test_matches_opacus_per_sample_hooks() -> None:
+    from opacus import GradSampleModule
+    from opacus.optimizers import DPOptimizer
+
+    model, x, y = registry_case("cnn", n=6)
+    bound = middle(model, x, y)
+    mine = clipped(model, x, y, bound)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wrapped = GradSampleModule(model, loss_reduction="sum")
+        optimizer = DPOptimizer(
+            torch.optim.SGD(model.parameters(), lr=0.1),
+            noise_multiplier=0.0,
+            max_grad_norm=bound,
+            expected_batch_size=6,
+            loss_reduction="sum",
+        )
+        nn.functional.cross_entropy(wrapped(x), y, reduction="sum").backward()
+        optimizer.clip_and_accumulate()
+    theirs = {n.removeprefix("_module."): p.summed_grad for n, p in wrapped.named_parameters()}
+    wrapped._close()
+    assert_close(mine, theirs)
+
+
+def test_padding_rows_contribute_exactly_nothing() -> None:
+    model, x, y = registry_case("cnn", n=5)
+    padded_set = BatchDataset(x, y, pad_to=8)
+    xp, yp = padded_set.__getitems__([0, 1, 2, 3, 4])
+    assert xp.shape[0] == 8 and yp.tolist() == y.tolist() + [IGNORE] * 3
+    assert torch.equal(xp[5:], x[:1].expand(3, *x.shape[1:])), "padding repeats a record"
+    clipper = BookkeepingClipper(model, middle(model, x, y))
+    nn.functional.cross_entropy(clipper(xp), yp, reduction="none").sum().backward()
+    norms = clipper.clip()
+    clipper.close()
+    assert norms[5:].abs().max() == 0
+    padded = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    assert_close(padded, clipped(model, x, y, clipper.max_grad_norm))
+    assert padded_set.__getitems__([0, 1, 2, 3, 4, 0, 1, 2])[1].tolist() == y.tolist() + y[:3].tolist()
+    assert padded_set.__getitems__([])[1].numel() == 0
+
+
+def test_unsupported_layers_are_named_and_shared_layers_refused() -> None:
+    assert "BatchNorm2d" in (unsupported(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))) or "")
+    assert "groups" in (unsupported(nn.Sequential(nn.Conv2d(2, 4, 3, groups=2))) or "")
+    with pytest.raises(ValueError, match="does not support"):
+        BookkeepingClipper(nn.Sequential(nn.Conv1d(1, 2, 3)), 1.0)
+    shared = nn.Linear(4, 4)
+    clipper = BookkeepingClipper(nn.Sequential(shared, nn.Tanh(), shared), 1.0)
+    with pytest.raises(RuntimeError, match="ran twice"):
+        clipper(torch.randn(3, 4))
+    with pytest.raises(RuntimeError, match="forward and a backward"):
+        BookkeepingClipper(nn.Linear(2, 2), 1.0).clip()
+
+
+def test_training_uses_book_keeping_with_room_for_poisson_batches() -> None:
+    data = blobs(n=200)
+    config = TrainConfig(model="cnn", accountant="rdp", epochs=1, batch_size=24, seed=3)
+    run = plan_for(data, config)
+    assert run.grad_sample_mode == "bookkeeping"
+    assert run.physical_batch_size == 24 + 20, "4 standard deviations above the expected batch"
+    assert run.physical_batch_size // PAD_FRACTION >= 1
+    outcome = train(data, config)
+    assert outcome.dp.clipping.startswith("flat per-sample, book-keeping")
+    assert outcome.hyperparameters["grad_sample_mode"] == "bookkeeping"
+    explicit = plan_for(
+        data, TrainConfig(model="cnn", accountant="rdp", batch_size=24, physical_batch_size=7)
+    )
+    assert explicit.physical_batch_size == 7
+    plain = plan_for(data, TrainConfig(model="cnn", dp=False, batch_size=24))
+    assert plain.physical_batch_size == 24
+
+
+def test_a_reproducible_run_is_bitwise_reproducible_with_book_keeping() -> None:
+    data = blobs(n=120)
+    config = TrainConfig(model="cnn", accountant="rdp", epochs=1, batch_size=20, seed=5, reproducible=True)
+    first, second = train(data, config), train(data, config)
+    for key, value in first.state_dict.items():
+        assert torch.equal(value, second.state_dict[key]), key
+
+
+@pytest.mark.parametrize("name", sorted(registry.MODELS))
+def test_every_model_trains_under_book_keeping_through_the_engine(name: str) -> None:
+    """The whole DP path (Poisson loader, padding, clipping, Opacus' noise and accountant) for
+    each model, resnet18's out-of-place blocks included; small physical batches force splits."""
+    data = texts(n=120) if registry.MODELS[name].kind == "text" else blobs(n=120, side=16)
+    config = TrainConfig(
+        model=name, accountant="rdp", epochs=1, batch_size=24, physical_batch_size=10, seed=1, lr=0.1
+    )
+    run = plan_for(data, config)
+    outcome = train(data, config)
+    assert outcome.dp.steps == run.total_steps and outcome.dp.history == run.history()
+    assert outcome.hyperparameters["grad_sample_mode"] == "bookkeeping"
+    assert all(torch.isfinite(v).all() for v in outcome.state_dict.values())
+
+
+@pytest.mark.parametrize("mode", ["ghost", "hooks"])
+def test_opacus_own_clipping_can_be_chosen(mode: str) -> None:
+    data = blobs(n=120)
+    config = TrainConfig(model="cnn", accountant="rdp", epochs=1, batch_size=24, seed=1, clipping=mode)
+    outcome = train(data, config)
+    assert outcome.hyperparameters["grad_sample_mode"] == mode
+    assert outcome.dp.clipping.startswith(
+        f"flat per-sample, {'ghost' if mode == 'ghost' else 'per-sample gradients'}"
+    )
+    with pytest.raises(UsageError, match="unknown clipping") as caught:
+        plan_for(data, TrainConfig(model="cnn", clipping="fast"))
+    assert "bookkeeping" in caught.value.hint

@@ -1,0 +1,375 @@
+"""Decisions: Cedar semantics, bad requests, approvals, retention, and the files' own [[test]] cases."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.support import REPO
+from vault.errors import PolicyDenied
+from vault.policy import ACTIONS, BUILTIN_NAMES, ROLES, SENSITIVITIES, Policy, Request
+from vault.policy.request import REQUEST_FACTS
+
+STRICT = Policy.builtin("strict")
+DEFAULT = Policy.default()
+RESEARCH = Policy.builtin("research")
+NOW = datetime(2026, 1, 15, tzinfo=UTC)
+XRAYS = {"name": "xrays", "sensitivity": "high", "created": "2025-12-01T00:00:00Z", "digest": "ab" * 32}
+
+
+def train(**changes: object) -> Request:
+    base = Request(
+        actor="olivia",
+        role="operator",
+        action="train",
+        dataset=XRAYS,
+        dp=True,
+        epsilon=2.0,
+        delta=1e-5,
+        model="cnn",
+        projected_lifetime_epsilon=4.0,
+        isolation="namespace+seccomp",
+        now=NOW,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def export(**changes: object) -> Request:
+    return replace(train(action="model.export", target="model-1", projected_lifetime_epsilon=None), **changes)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- the files' own tests
+
+
+@pytest.mark.parametrize("name", BUILTIN_NAMES)
+def test_shipped_policy_passes_its_own_tests(name: str) -> None:
+    policy = Policy.builtin(name)
+    results = policy.run_tests()
+    assert len(results) >= 8
+    failed = [r.to_json() for r in results if not r.passed]
+    assert not failed, json.dumps(failed, indent=2)
+
+
+def test_policy_test_reports_a_case_that_fails() -> None:
+    text = (REPO / "policies" / "default.toml").read_text("utf-8")
+    text = text.replace(
+        'reason_contains = "epsilon 12 per run is above the cap of 10"',
+        'reason_contains = "epsilon 12 per run is above the cap of 11"',
+    )
+    text = text.replace(
+        'name = "delta above 1e-5 is refused"\nexpect = "denied"',
+        'name = "delta above 1e-5 is refused"\nexpect = "allowed"',
+    )
+    results = {r.name: r for r in Policy.load(text).run_tests()}
+    cap = results["a run above 10 epsilon is refused with the numbers"]
+    assert not cap.passed and "lacks 'epsilon 12 per run is above the cap of 11'" in cap.problem
+    delta = results["delta above 1e-5 is refused"]
+    assert not delta.passed and delta.to_json()["got"] == "denied" and "expected allowed" in delta.problem
+    assert sum(not r.passed for r in results.values()) == 2
+
+
+def test_policy_test_checks_the_rule_too() -> None:
+    text = (REPO / "policies" / "strict.toml").read_text("utf-8")
+    text = text.replace('rule = "forbid.no-browsing-high"', 'rule = "roles.admin"')
+    failed = [r for r in Policy.load(text).run_tests() if not r.passed]
+    assert [r.expected_rule for r in failed] == ["roles.admin"]
+    assert "got forbid.no-browsing-high" in failed[0].problem
+
+
+# ----------------------------------------------------------------------------- semantics
+
+
+def test_deny_by_default_names_the_role_table() -> None:
+    decision = DEFAULT.decide(Request(actor="carol", role="auditor", action="dataset.delete", dataset=XRAYS))
+    assert not decision.allowed
+    assert decision.rule == "roles.auditor"
+    assert "not granted dataset.delete" in decision.reason
+
+
+def test_allowed_decision_explains_the_numbers() -> None:
+    decision = DEFAULT.decide(train(epsilon=3.0, projected_lifetime_epsilon=7.5))
+    assert decision.allowed and decision.rule == "roles.operator"
+    assert "epsilon 3 <= 10 per run" in decision.reason and "lifetime epsilon 7.5 <= 20" in decision.reason
+    doc = decision.to_json()
+    assert doc["outcome"] == "allowed" and doc["facts"]["policy_sha256"] == DEFAULT.sha256
+    assert doc["facts"]["dataset"]["name"] == "xrays"
+    json.dumps(doc)
+
+
+def test_a_refusal_lists_every_rule_that_denies() -> None:
+    decision = STRICT.decide(train(epsilon=5.0, delta=1e-3, projected_lifetime_epsilon=9.0, model="gpt"))
+    assert decision.rule == "privacy.max_epsilon_per_run"
+    others = [d["rule"] for d in decision.facts["also_denied_by"]]
+    assert others == ["privacy.max_delta", "privacy.max_lifetime_epsilon", "models.allowed"]
+
+
+def test_denial_becomes_policy_denied_exit_3_with_rule_and_numbers() -> None:
+    decision = DEFAULT.decide(train(epsilon=4.0, projected_lifetime_epsilon=21.25))
+    assert decision.rule == "privacy.max_lifetime_epsilon"
+    with pytest.raises(PolicyDenied) as caught:
+        decision.raise_if_denied()
+    error = caught.value
+    assert error.exit_code == 3
+    assert error.detail["rule"] == "privacy.max_lifetime_epsilon"
+    assert "21.25" in error.title and "cap of 20" in error.title and "epsilon 4" in error.title
+    assert "strongroom budget" in error.hint
+    assert DEFAULT.decide(train()).raise_if_denied().allowed
+
+
+def test_a_rule_that_errors_denies() -> None:
+    no_epsilon = DEFAULT.decide(train(epsilon=None))
+    assert not no_epsilon.allowed and no_epsilon.rule == "privacy.max_epsilon_per_run"
+    assert "could not be evaluated" in no_epsilon.reason
+    no_created = STRICT.decide(train(dataset={"name": "xrays", "sensitivity": "high"}))
+    assert not no_created.allowed and no_created.rule == "retention.max_dataset_age_days"
+    assert "no creation time" in no_created.reason
+
+
+def test_caps_protect_only_sensitivities_that_need_dp() -> None:
+    low = {**XRAYS, "sensitivity": "low"}
+    assert DEFAULT.decide(train(dataset=low, epsilon=50.0, projected_lifetime_epsilon=None)).allowed
+    assert DEFAULT.decide(train(dataset=low, dp=False, epsilon=None, delta=None)).allowed
+
+
+def test_accountant_must_match_when_the_run_names_one() -> None:
+    assert DEFAULT.decide(train(accountant="prv")).allowed
+    decision = DEFAULT.decide(train(accountant="rdp"))
+    assert decision.rule == "privacy.accountant" and "requires prv" in decision.reason
+
+
+def test_ledger_delta_above_the_cap_is_refused() -> None:
+    decision = DEFAULT.decide(train(lifetime_delta=1e-4))
+    assert decision.rule == "privacy.max_delta" and "ledger composes at delta 0.0001" in decision.reason
+
+
+def test_isolation_is_checked_when_reported() -> None:
+    assert STRICT.decide(train(isolation="namespace+seccomp+landlock")).allowed
+    assert STRICT.decide(train(isolation=None)).allowed  # enforced by the session before the vault opens
+    assert STRICT.decide(train(isolation="guard")).rule == "isolation.required"
+    assert RESEARCH.decide(train(isolation="guard", dp=False)).allowed
+    assert RESEARCH.decide(train(isolation="none")).rule == "isolation.required"
+
+
+# ----------------------------------------------------------------------------- approvals
+
+
+def test_an_approver_who_is_the_requester_is_refused_in_every_policy() -> None:
+    for policy in (DEFAULT, STRICT, RESEARCH):
+        decision = policy.decide(export(approvals=(("olivia", "operator"),)))
+        assert not decision.allowed and decision.rule == "export.approver_is_requester", policy.name
+    # another approver beside the requester does not make self-approval acceptable
+    decision = STRICT.decide(export(approvals=(("olivia", "operator"), ("bob", "admin"))))
+    assert decision.rule == "export.approver_is_requester"
+
+
+def test_two_person_export() -> None:
+    alone = STRICT.decide(export())
+    assert alone.rule == "export.approvals_required" and "got 0" in alone.reason
+    by_admin = STRICT.decide(export(approvals=(("alice", "admin"),)))
+    assert by_admin.allowed and "approved by alice" in by_admin.reason
+    by_auditor = STRICT.decide(export(approvals=(("carol", "auditor"),)))
+    assert by_auditor.rule == "export.approvals_required"
+    assert DEFAULT.decide(export()).allowed
+
+
+def test_exporting_a_model_checks_how_it_was_trained() -> None:
+    assert DEFAULT.decide(export(dp=False, epsilon=None, delta=None)).rule == "privacy.dp_required"
+    decision = STRICT.decide(export(epsilon=8.0, approvals=(("bob", "operator"),)))
+    assert decision.rule == "privacy.max_epsilon_per_run"
+
+
+# ----------------------------------------------------------------------------- retention
+
+
+def test_expired_dataset_is_refused_with_its_age() -> None:
+    old = {**XRAYS, "created": (NOW - timedelta(days=400)).isoformat()}
+    for action in ("train", "evaluate", "dataset.sample"):
+        decision = STRICT.decide(train(action=action, dataset=old))
+        assert decision.rule in {"retention.max_dataset_age_days", "forbid.no-browsing-high"}
+        if action != "dataset.sample":
+            assert decision.rule == "retention.max_dataset_age_days"
+            assert "400.0 days ago" in decision.reason and "365 days" in decision.reason
+    # metadata and deletion of expired records stay possible
+    assert STRICT.decide(
+        Request(actor="a", role="admin", action="dataset.delete", dataset=old, now=NOW)
+    ).allowed
+    assert STRICT.decide(
+        Request(actor="c", role="auditor", action="dataset.read_metadata", dataset=old, now=NOW)
+    ).allowed
+    fresh = {**XRAYS, "created": (NOW - timedelta(days=364)).isoformat()}
+    assert STRICT.decide(train(dataset=fresh)).allowed
+
+
+# ----------------------------------------------------------------------------- bad requests
+
+
+@pytest.mark.parametrize(
+    "changes,rule,words",
+    [
+        ({"action": "fly"}, "request.invalid", "unknown action"),
+        ({"role": "root"}, "request.invalid", "unknown role"),
+        ({"dataset": {**XRAYS, "sensitivity": "secret"}}, "request.invalid", "unknown sensitivity"),
+        ({"epsilon": -1.0}, "request.invalid", "epsilon must be"),
+        ({"epsilon": 0.0}, "request.invalid", "epsilon must be"),
+        ({"epsilon": math.nan}, "request.invalid", "epsilon must be"),
+        ({"delta": 1.0}, "request.invalid", "delta must be below 1"),
+        ({"dp": "yes"}, "request.invalid", "dp must be"),
+        ({"isolation": "vpn"}, "request.invalid", "unknown isolation"),
+        ({"approvals": (("bob",),)}, "request.invalid", "(user, role)"),
+        ({"actor": ""}, "request.invalid", "no actor"),
+        ({"dataset": None}, "request.incomplete", "train needs dataset"),
+        ({"model": None, "dp": None}, "request.incomplete", "dp, model"),
+        ({"dataset": {"name": "xrays"}}, "request.incomplete", "dataset.sensitivity"),
+    ],
+)
+def test_bad_request_is_denied_not_raised(changes: dict[str, object], rule: str, words: str) -> None:
+    decision = DEFAULT.decide(train(**changes))
+    assert not decision.allowed
+    assert decision.rule == rule
+    assert words in decision.reason
+
+
+def test_unbounded_projection_as_infinity() -> None:
+    decision = DEFAULT.decide(train(projected_lifetime_epsilon=math.inf))
+    assert decision.rule == "privacy.max_lifetime_epsilon" and "unbounded" in decision.reason
+
+
+# ----------------------------------------------------------------------------- properties
+
+actors = st.sampled_from(["alice", "bob", "olivia", "carol", "dave"])
+requests = st.builds(
+    Request,
+    actor=actors,
+    role=st.sampled_from(ROLES),
+    action=st.sampled_from(ACTIONS),
+    target=st.none() | st.just("model-1"),
+    dataset=st.none()
+    | st.fixed_dictionaries(
+        {
+            "name": st.sampled_from(["xrays", "claims", "sms"]),
+            "sensitivity": st.sampled_from(SENSITIVITIES),
+            "created": st.just("2025-12-01T00:00:00Z"),
+        }
+    ),
+    dp=st.none() | st.booleans(),
+    epsilon=st.none() | st.floats(0.1, 30),
+    delta=st.none() | st.sampled_from([1e-7, 1e-5, 1e-3]),
+    model=st.none() | st.sampled_from(["cnn", "bow", "gpt"]),
+    projected_lifetime_epsilon=st.none() | st.floats(0.1, 40),
+    approvals=st.lists(st.tuples(actors, st.sampled_from(ROLES)), max_size=2).map(tuple),
+    isolation=st.none() | st.sampled_from(["none", "guard", "namespace+seccomp"]),
+    now=st.just(NOW),
+)
+
+MATCHERS = ("actions", "roles", "datasets", "sensitivity", "models", "dp")
+
+
+def request_values(request: Request) -> dict[str, object]:
+    dataset = request.dataset or {}
+    return {
+        "actions": request.action,
+        "roles": request.role,
+        "datasets": dataset.get("name"),
+        "sensitivity": dataset.get("sensitivity"),
+        "models": request.model,
+        "dp": request.dp,
+    }
+
+
+def forbid_text(values: dict[str, object], actor: str) -> str:
+    lines = ["[[forbid]]", 'id = "generated"', 'reason = "the property under test"', f'users = ["{actor}"]']
+    for key, value in values.items():
+        lines.append(f"{key} = {str(value).lower()}" if isinstance(value, bool) else f'{key} = ["{value}"]')
+    return "\n" + "\n".join(lines) + "\n"
+
+
+BASE_TEXTS = {
+    name: (REPO / "policies" / f"{name}.toml").read_text("utf-8") for name in ("research", "strict")
+}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    request=requests, chosen=st.sets(st.sampled_from(MATCHERS)), base_name=st.sampled_from(sorted(BASE_TEXTS))
+)
+def test_a_matching_forbid_always_wins(request: Request, chosen: set[str], base_name: str) -> None:
+    base = BASE_TEXTS[base_name]
+    values = {k: v for k, v in request_values(request).items() if k in chosen and v is not None}
+    with_forbid = Policy.load(base + forbid_text(values, request.actor))
+    without = Policy.load(base).decide(request)
+    decision = with_forbid.decide(request)
+    assert not decision.allowed
+    if without.rule.startswith("forbid."):
+        assert decision.rule.startswith("forbid.")  # the file's own forbid comes first
+    elif without.rule not in {"request.invalid", "request.incomplete", "export.raw_data"}:
+        assert decision.rule == "forbid.generated"
+
+
+@settings(max_examples=200, deadline=None)
+@given(request=requests, base_name=st.sampled_from(sorted(BASE_TEXTS)))
+def test_a_forbid_that_does_not_match_changes_nothing(request: Request, base_name: str) -> None:
+    base = BASE_TEXTS[base_name]
+    other_actor = "zed"  # never generated
+    decision = Policy.load(base + forbid_text({"actions": request.action}, other_actor)).decide(request)
+    without = Policy.load(base).decide(request)
+    assert (decision.allowed, decision.rule, decision.reason) == (
+        without.allowed,
+        without.rule,
+        without.reason,
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(request=requests, name=st.sampled_from(BUILTIN_NAMES))
+def test_every_decision_names_a_known_rule_and_never_raises(request: Request, name: str) -> None:
+    policy = Policy.builtin(name)
+    decision = policy.decide(request)
+    ids = {rule["id"] for rule in policy.rules()} | {"request.invalid", "request.incomplete"}
+    assert decision.rule in ids
+    assert decision.reason
+    json.dumps(decision.to_json())
+    if decision.allowed:
+        assert policy.permits(request.role, request.action)
+        assert decision.rule == f"roles.{request.role}"
+
+
+junk = (
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 3)
+    | st.floats(allow_nan=True)
+    | st.text(max_size=5)
+    | st.lists(st.integers(), max_size=2)
+    | st.dictionaries(st.text(max_size=3), st.integers(), max_size=2)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    fields=st.fixed_dictionaries(
+        {},
+        optional={name: junk for name in REQUEST_FACTS if name not in ("actor", "role", "action")},
+    ),
+    role=junk | st.sampled_from(ROLES),
+    action=junk | st.sampled_from(ACTIONS),
+)
+def test_junk_requests_are_denied_never_raised(
+    fields: dict[str, object], role: object, action: object
+) -> None:
+    request = Request(actor="alice", role=role, action=action, **fields)  # type: ignore[arg-type]
+    decision = STRICT.decide(request)
+    assert decision.rule and decision.reason
+    if decision.allowed:
+        assert STRICT.permits(str(role), str(action))
+
+
+def test_raw_export_is_refused_whatever_the_facts() -> None:
+    for policy in (DEFAULT, STRICT, RESEARCH):
+        decision = policy.decide(Request(actor="alice", role="admin", action="dataset.export"))
+        assert decision.rule == "export.raw_data" and "never be exported" in decision.reason

@@ -1,0 +1,74 @@
+"""Privacy figures checked against an independent accountant (Google's dp-accounting), and the
+membership-inference bound."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tests.support import google_epsilon
+from vault.train import TrainConfig, TrainData
+from vault.train.engine import train
+from vault.train.metrics import dp_auc_bound, dp_tpr_bound, membership_check, roc_auc
+from vault.train.privacy import RunningBound, default_delta, epsilon_of, noise_multiplier_for
+
+
+def test_a_real_runs_reported_epsilon_agrees_with_dp_accounting() -> None:
+    g = torch.Generator().manual_seed(0)
+    data = TrainData(
+        "image",
+        ["a", "b"],
+        torch.randint(0, 255, (400, 1, 16, 16), dtype=torch.uint8, generator=g),
+        torch.arange(400) % 2,
+    )
+    outcome = train(
+        data, TrainConfig(model="scatternet", epsilon=3.0, epochs=3, batch_size=36, val_split=0.1, seed=0)
+    )
+    facts = outcome.dp
+    assert facts.accountant == "prv" and facts.delta == default_delta(400)
+    assert facts.steps == 3 * int(1 / facts.sample_rate)
+    pld = google_epsilon(facts.history, facts.delta, "pld")
+    assert facts.epsilon == pytest.approx(pld, rel=0.02)
+    assert facts.epsilon <= 3.0 + 1e-9
+    rdp = epsilon_of(facts.history, facts.delta, "rdp")
+    assert rdp == pytest.approx(google_epsilon(facts.history, facts.delta, "rdp"), rel=0.02)
+
+
+@pytest.mark.parametrize(
+    ("rate", "noise", "steps", "delta"),
+    [(0.01, 1.1, 1000, 1e-5), (1 / 16, 1.6, 240, 1e-5), (0.2, 3.0, 50, 1e-6)],
+)
+def test_accountants_agree_with_dp_accounting(rate: float, noise: float, steps: int, delta: float) -> None:
+    history = [(noise, rate, steps)]
+    assert epsilon_of(history, delta, "prv") == pytest.approx(google_epsilon(history, delta, "pld"), rel=0.02)
+    assert epsilon_of(history, delta, "rdp") == pytest.approx(google_epsilon(history, delta, "rdp"), rel=0.02)
+
+
+def test_calibrated_noise_reaches_the_target_and_no_further() -> None:
+    noise = noise_multiplier_for(2.0, 1e-5, 0.05, 4, "rdp")
+    achieved = epsilon_of([(noise, 0.05, 80)], 1e-5, "rdp")
+    assert 1.98 <= achieved <= 2.0
+    assert epsilon_of([(noise * 0.97, 0.05, 80)], 1e-5, "rdp") > 2.0
+
+
+def test_running_bound_is_an_upper_bound_below_the_ceiling() -> None:
+    bound = RunningBound(1.2, 0.05, 1e-5, ceiling=2.5)
+    for steps in (1, 10, 100, 400):
+        exact = epsilon_of([(1.2, 0.05, steps)], 1e-5, "rdp")
+        assert bound.epsilon(steps) == pytest.approx(min(exact, 2.5), rel=1e-6)
+    assert bound.epsilon(0) == 0.0
+
+
+def test_membership_bounds() -> None:
+    assert dp_tpr_bound(0.0, 0.0, 0.01) == pytest.approx(0.01)
+    assert dp_tpr_bound(3.0, 1e-5, 0.01) == pytest.approx(math.exp(3) * 0.01 + 1e-5)
+    assert dp_auc_bound(0.0, 0.0) == pytest.approx(0.5, abs=1e-6)
+    assert 0.5 < dp_auc_bound(1.0, 1e-5) < dp_auc_bound(3.0, 1e-5) < 1.0
+    rng = np.random.default_rng(0)
+    same = membership_check(rng.normal(size=3000), rng.normal(size=3000), 3.0, 1e-5)
+    assert abs(same["auc"] - 0.5) < 0.03 and same["tpr_at_1pct_fpr"] < 0.03
+    separated = roc_auc(np.array([3.0, 4.0, 5.0]), np.array([0.0, 1.0, 3.0]))
+    assert separated == pytest.approx((3 + 3 + 2.5) / 9)
