@@ -46,7 +46,6 @@ def _vector_files(kind: str) -> list[Path]:
     return files
 
 
-
 def _b64(value: str | None) -> bytes:
     return base64.b64decode(value or "")
 
