@@ -16,10 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vault import merkle  # noqa: E402
-from vault.audit import AuditLog, canonical  # noqa: E402
-from vault.checkpoint import sign_checkpoint  # noqa: E402
+from vault.audit import AuditLog, merkle  # noqa: E402
+from vault.audit.checkpoint import sign_checkpoint  # noqa: E402
 from vault.crypto.signing import SigningKey  # noqa: E402
+from vault.storage.files import canonical_json as canonical  # noqa: E402
 
 GOAL_ENTRIES_PER_S = 50_000
 ORIGIN = "strongroom.local/vault/bench0000bench00"

@@ -39,7 +39,7 @@ elif mode == "vault":
     from vault.door import Vault
     with Vault.open(vault, user="admin", passphrase={pw!r}.encode()) as v:
         t1 = time.perf_counter()
-        data = v.load_dataset("cifar", purpose="train")
+        data = v._datasets.load("cifar", purpose="train")
         x, y = data.x, data.y
         seconds = time.perf_counter() - t1
     n = len(y)

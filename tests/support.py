@@ -201,12 +201,19 @@ def fresh_vault(tmp_path: Path) -> Path:
 
 
 async def settle(pilot) -> None:
-    """Until no worker runs (a finished worker may start the next, e.g. unlock -> area load)."""
+    """Until no worker runs (a finished worker may start the next, e.g. unlock -> area load). A worker
+    cancelled meanwhile (an exclusive one replaced by a newer call, e.g. the live policy check) is
+    settled too."""
+    from textual.worker import WorkerCancelled
+
     for _ in range(10):
         await pilot.pause()
         if not any(worker.is_running for worker in pilot.app.workers):
             break
-        await pilot.app.workers.wait_for_complete()
+        try:
+            await pilot.app.workers.wait_for_complete()
+        except WorkerCancelled:
+            continue
     await pilot.pause()
 
 

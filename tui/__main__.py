@@ -14,29 +14,14 @@ from pathlib import Path
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="strongroom tui",
-        description="Open the terminal UI. The passphrase is "
-        "asked on the unlock screen, never on the command line.",
-    )
-    p.add_argument(
-        "--vault",
-        metavar="PATH",
-        help="vault directory (default: $STRONGROOM_VAULT, else ~/.local/share/strongroom/vault)",
-    )
-    p.add_argument("--user", metavar="NAME", help="user to unlock as (default: $STRONGROOM_USER, else admin)")
-    p.add_argument(
-        "--auditor", action="store_true", help="open only the Audit area, read-only, without a passphrase"
-    )
-    p.add_argument(
-        "--high-contrast", action="store_true", help="start with the high-contrast theme (f2 toggles)"
-    )
-    return p
+    from vault.cli.tui import DESCRIPTION, PARENTS
+
+    return argparse.ArgumentParser(prog="strongroom tui", description=DESCRIPTION, parents=PARENTS)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from vault import cli_common as common
+    from vault.cli import options as common
     from vault.errors import StrongroomError
 
     try:

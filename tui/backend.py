@@ -102,9 +102,6 @@ class Backend:
         )
         return as_dict(info)
 
-    def verify(self, on_event: EventCallback | None = None) -> list[dict[str, Any]]:
-        return as_dicts(self._vault.verify(on_event=on_event))
-
     # Training, models, privacy.
     def train(
         self, request: dict[str, Any], *, on_event: EventCallback | None, cancel: threading.Event

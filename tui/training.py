@@ -78,7 +78,9 @@ class TrainingRun:
             cwd=str(Path(__file__).resolve().parents[1]),
         )
         assert self.process.stdin is not None
-        from vault import netguard_state  # the UI's own isolation, for the trainer to check and inherit
+        from vault.netguard import (
+            state as netguard_state,  # the UI's own isolation, for the trainer to inherit
+        )
 
         job = {
             "vault": str(Path(vault_path).resolve()),

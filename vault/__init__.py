@@ -10,7 +10,7 @@ vault        A directory holding `vault.json` (format, key slots), `catalog.seal
 master key   A random 256-bit key. Each user's key slot opens it; it wraps every data key and
              derives the catalog key.
 key slot     One per user, with a role (admin, operator, auditor) and its own Argon2id salt and
-             parameters; see `vault.keyring`.
+             parameters; see `vault.storage.keyring`.
 data key     A random key per dataset version (and per model), wrapped by the master key.
              Deleting a dataset destroys its keys: crypto-shredding.
 object       A sealed blob (C2SP chunked encryption, AES-256-GCM) bound by its context to the vault,

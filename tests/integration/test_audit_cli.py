@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from tests.support import PASSPHRASE, REPO
-from vault import cli_audit
 from vault.audit import AuditLog
+from vault.cli import audit as cli_audit
 from vault.crypto.signing import SigningKey
 
 NO_PASSPHRASE = {"STRONGROOM_PASSPHRASE": None}  # the cli fixture drops variables set to None
@@ -161,34 +161,26 @@ def test_missing_input_files_are_usage_errors(cli, vault_with_history: Path, tmp
     assert result.code == 2 and "cannot read the public key file" in result.err
 
 
-class StandIn:
-    """The two things the audit handlers use from cli_common."""
-
-    def __init__(self, vault: Path) -> None:
-        self.vault = vault
-        self.emitted: list[Any] = []
-
-    def vault_path(self, args: argparse.Namespace) -> Path:
-        return self.vault
-
-    def emit_json(self, obj: Any) -> None:
-        self.emitted.append(json.loads(json.dumps(obj)))
-
-
-def test_handlers_register_and_run_on_their_own(tmp_path: Path) -> None:
+def test_handlers_register_and_run_on_their_own(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     key = SigningKey.generate()
     log = AuditLog(tmp_path / "v" / "audit")
     log.init(key.public_pem())
     log.append("alice", "auditor", "audit.read", "log", "ok", {})
     log.write_checkpoint(key, "strongroom.local/vault/abc")
-    common = StandIn(tmp_path / "v")
     parser = argparse.ArgumentParser()
-    cli_audit.register(parser.add_subparsers(dest="command"), common)
-    args = parser.parse_args(["audit", "verify", "--json"])
-    assert args.func(args) == 0 and common.emitted[-1]["ok"] is True
-    args = parser.parse_args(["audit", "show", "--json", "--actor", "alice"])
-    assert args.func(args) == 0 and [e["actor"] for e in common.emitted[-1]] == ["alice"]
+    cli_audit.register(parser.add_subparsers(dest="command"))
+    vault = ["--vault", str(tmp_path / "v")]
+
+    def run(*argv: str) -> tuple[int, Any]:
+        args = parser.parse_args([*argv, *vault])
+        code = args.func(args)
+        return code, json.loads(capsys.readouterr().out)
+
+    code, report = run("audit", "verify", "--json")
+    assert code == 0 and report["ok"] is True
+    code, entries = run("audit", "show", "--json", "--actor", "alice")
+    assert code == 0 and [e["actor"] for e in entries] == ["alice"]
     with open(log.log_path, "ab") as f:
         f.write(b"{}\n")
-    args = parser.parse_args(["audit", "verify", "--json"])
-    assert args.func(args) == 4
+    code, report = run("audit", "verify", "--json")
+    assert code == 4 and report["ok"] is False

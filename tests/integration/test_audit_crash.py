@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.support import REPO
 from vault.audit import AuditLog
-from vault.checkpoint import parse_checkpoint
+from vault.audit.checkpoint import parse_checkpoint
 from vault.crypto.signing import SigningKey
 
 ORIGIN = "strongroom.local/vault/c0ffeec0ffeec0ff"

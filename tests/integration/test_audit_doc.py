@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import REPO
-from vault import merkle
-from vault.audit import AuditLog
+from vault.audit import AuditLog, merkle
 from vault.crypto.signing import SigningKey
 
 DOC = REPO / "docs" / "AUDIT.md"

@@ -122,7 +122,7 @@ def test_text_import_load_round_trip_and_versions(new_vault, tmp_path):
     info = v.import_dataset(src, name="sms", sensitivity="medium")
     assert info["kind"] == "text" and info["samples"] == 6 and info["classes"] == ["ham", "spam"]
     assert info["version"] == 1 and info["digest"].startswith("sha256:")
-    data = v.load_dataset("sms", purpose="train")
+    data = v._datasets.load("sms", purpose="train")
     assert data.x == [t for _, t in TEXT_ROWS]
     assert [data.classes[i] for i in data.y.tolist()] == [label for label, _ in TEXT_ROWS]
     again = v.import_dataset(src, name="sms", sensitivity="medium")
@@ -144,7 +144,7 @@ def test_image_folder_import_round_trip(new_vault, tmp_path):
     root = write_png_folder(tmp_path / "imgs", {"cats": 3, "dogs": 4})
     info = v.import_dataset(root, name="pets")
     assert info["kind"] == "image" and info["samples"] == 7 and info["shape"] == [3, 8, 8]
-    data = v.load_dataset("pets", purpose="train")
+    data = v._datasets.load("pets", purpose="train")
     first = np.asarray(Image.open(root / "cats" / "0.png").convert("RGB")).transpose(2, 0, 1)
     assert data.x.shape == (7, 3, 8, 8)
     assert any(np.array_equal(first, data.x[i].numpy()) for i in range(7))
@@ -166,7 +166,7 @@ def test_image_folder_import_round_trip(new_vault, tmp_path):
     )
 )
 def test_text_shards_round_trip(texts):
-    from vault import shards
+    from vault.storage import shards
 
     labels = np.arange(len(texts), dtype=np.int64) % 2
     blobs = list(shards.text_shards(texts, labels))
@@ -198,16 +198,16 @@ def test_missing_source_is_refused(new_vault, tmp_path):
 def test_delete_shreds_keys_and_objects(new_vault, tmp_path):
     v = new_vault()
     v.import_dataset(write_text_dataset(tmp_path / "t.tsv", TEXT_ROWS), name="t")
-    objects = list(v._objects.all_ids())
+    objects = list(v._session.objects.all_ids())
     assert objects
     v.delete_dataset("t")
     assert v.datasets() == []
-    assert list(v._objects.all_ids()) == []
-    catalog = v._read_catalog()
+    assert list(v._session.objects.all_ids()) == []
+    catalog = v._session.read_catalog()
     assert "t" not in catalog["datasets"]
     assert catalog["ledger_index"]  # the budget follows the records, even after deletion
     with pytest.raises(NotFound):
-        v.load_dataset("t", purpose="train")
+        v._datasets.load("t", purpose="train")
 
 
 def test_a_read_racing_a_delete_is_not_reported_as_damage(new_vault, vault_path, tmp_path):
@@ -219,28 +219,28 @@ def test_a_read_racing_a_delete_is_not_reported_as_damage(new_vault, vault_path,
     v = new_vault()
     v.import_dataset(write_text_dataset(tmp_path / "t.tsv", TEXT_ROWS), name="t")
     v.import_dataset(write_text_dataset(tmp_path / "u.tsv", TEXT_ROWS[::-1]), name="u")
-    snapshot = v._read_catalog()
+    snapshot = v._session.read_catalog()
     version_t, version_u = (snapshot["datasets"][n]["versions"][0] for n in ("t", "u"))
-    ref_t, key_t = version_t["shards"][0], v._data_key(version_t["wrapped_key"])
-    ref_u, key_u = version_u["shards"][0], v._data_key(version_u["wrapped_key"])
+    ref_t, key_t = version_t["shards"][0], v._session.data_key(version_t["wrapped_key"])
+    ref_u, key_u = version_u["shards"][0], v._session.data_key(version_u["wrapped_key"])
     other = Vault.open(vault_path, user="admin", passphrase=PASSPHRASE.encode())
     try:
         other.delete_dataset("t")
     finally:
         other.close()
     with pytest.raises(NotFound, match="deleted by another process") as caught:
-        v._get_object(ref_t, key_t)
+        v._session.get_object(ref_t, key_t)
     assert caught.value.exit_code == 1
-    v._objects.path_of(ref_u["id"]).unlink()
+    v._session.objects.path_of(ref_u["id"]).unlink()
     with pytest.raises(IntegrityError, match="is missing"):
-        v._get_object(ref_u, key_u)
+        v._session.get_object(ref_u, key_u)
 
 
 def test_flipped_byte_in_object_is_found_and_named(new_vault, tmp_path):
     v = new_vault()
     v.import_dataset(write_text_dataset(tmp_path / "t.tsv", TEXT_ROWS), name="t")
-    object_id = next(iter(v._objects.all_ids()))
-    path = v._objects.path_of(object_id)
+    object_id = next(iter(v._session.objects.all_ids()))
+    path = v._session.objects.path_of(object_id)
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
@@ -248,18 +248,21 @@ def test_flipped_byte_in_object_is_found_and_named(new_vault, tmp_path):
     assert not report["ok"]
     assert [f["object"] for f in report["findings"] if f["severity"] == "error"] == [object_id]
     with pytest.raises(IntegrityError, match=object_id):
-        v.load_dataset("t", purpose="train")
+        v._datasets.load("t", purpose="train")
 
 
 def test_object_moved_to_another_name_fails(new_vault, tmp_path):
     v = new_vault()
     v.import_dataset(write_text_dataset(tmp_path / "a.tsv", TEXT_ROWS), name="a")
     v.import_dataset(write_text_dataset(tmp_path / "b.tsv", TEXT_ROWS[::-1]), name="b")
-    ids = {name: v._read_catalog()["datasets"][name]["versions"][0]["shards"][0]["id"] for name in ("a", "b")}
-    pa, pb = v._objects.path_of(ids["a"]), v._objects.path_of(ids["b"])
+    ids = {
+        name: v._session.read_catalog()["datasets"][name]["versions"][0]["shards"][0]["id"]
+        for name in ("a", "b")
+    }
+    pa, pb = v._session.objects.path_of(ids["a"]), v._session.objects.path_of(ids["b"])
     pa.write_bytes(pb.read_bytes())
     with pytest.raises(IntegrityError):
-        v.load_dataset("a", purpose="train")
+        v._datasets.load("a", purpose="train")
 
 
 def test_flipped_byte_in_catalog_refuses_to_open(new_vault, vault_path):
@@ -317,13 +320,13 @@ def test_keys_add_remove_passwd_rotate(new_vault, vault_path, tmp_path):
         v.keys_remove("admin")
     result = v.keys_rotate()
     assert result["data_keys_rewrapped"] == 1
-    assert v.load_dataset("t", purpose="train").x[0] == TEXT_ROWS[0][1]
+    assert v._datasets.load("t", purpose="train").x[0] == TEXT_ROWS[0][1]
     v.keys_passwd(b"a brand new passphrase")
     v.keys_remove("aud")
     v.close()
     with Vault.open(vault_path, user="olivia", passphrase=b"olivia passphrase") as o:
         assert o.role == "operator"
-        assert o.load_dataset("t", purpose="train").x[0] == TEXT_ROWS[0][1]
+        assert o._datasets.load("t", purpose="train").x[0] == TEXT_ROWS[0][1]
     with pytest.raises(AuthError):
         Vault.open(vault_path, user="aud", passphrase=b"auditor passphrase")
     with pytest.raises(AuthError):
@@ -333,8 +336,8 @@ def test_keys_add_remove_passwd_rotate(new_vault, vault_path, tmp_path):
 
 def test_interrupted_rotation_is_finished_on_open(new_vault, vault_path, tmp_path):
     """A crash after the header commit but before the catalog rename rolls forward."""
-    from vault import keyring, store
-    from vault.door import CATALOG_NEXT, Vault
+    from vault.door import Vault
+    from vault.storage.layout import CATALOG_NEXT
 
     v = new_vault()
     v.import_dataset(write_text_dataset(tmp_path / "t.tsv", TEXT_ROWS), name="t")
@@ -346,9 +349,8 @@ def test_interrupted_rotation_is_finished_on_open(new_vault, vault_path, tmp_pat
     (vault_path / CATALOG_NEXT).write_bytes(new_catalog)
     (vault_path / "catalog.sealed").write_bytes(old_catalog)
     with Vault.open(vault_path, user="admin", passphrase=PASSPHRASE.encode()) as again:
-        assert again.load_dataset("t", purpose="train").x[0] == TEXT_ROWS[0][1]
+        assert again._datasets.load("t", purpose="train").x[0] == TEXT_ROWS[0][1]
     assert not (vault_path / CATALOG_NEXT).exists()
-    assert keyring and store
 
 
 def test_canary_records_never_reach_disk_in_plaintext(new_vault, tmp_path):
@@ -369,8 +371,8 @@ def test_canary_records_never_reach_disk_in_plaintext(new_vault, tmp_path):
         for i in range(3):
             Image.fromarray(pattern).save(pixels_root / cls / f"{i}.png")
     v.import_dataset(pixels_root, name="pix")
-    assert v.load_dataset("secret", purpose="train").x[0].startswith(canary_text)
-    v.load_dataset("pix", purpose="train")
+    assert v._datasets.load("secret", purpose="train").x[0].startswith(canary_text)
+    v._datasets.load("pix", purpose="train")
     needles = [canary_text.encode(), canary_two.encode(), pattern.tobytes()[:32]]
     files = [f for f in v.path.rglob("*") if f.is_file()]
     files += [f for f in Path(tempfile.gettempdir()).rglob("*") if not f.is_relative_to(tmp_path)]
@@ -401,7 +403,7 @@ def test_vault_format_known_answer_vector():
         copy = Path(tmp) / "v"
         shutil.copytree(kat / "vault", copy)
         with Vault.open(copy, user=expected["user"], passphrase=expected["passphrase"].encode()) as v:
-            data = v.load_dataset(expected["dataset"], purpose="verify")
+            data = v._datasets.load(expected["dataset"], purpose="verify")
             assert data.x == expected["texts"]
             assert [data.classes[i] for i in data.y.tolist()] == expected["labels"]
             assert data.digest == expected["digest"]

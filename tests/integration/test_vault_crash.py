@@ -54,7 +54,7 @@ def check_consistent(vault: Path, name: str, expected_rows: int) -> str:
         assert report["ok"], report["findings"]
         if name not in names:
             return "before"
-        data = v.load_dataset(name, purpose="verify")
+        data = v._datasets.load(name, purpose="verify")
         assert len(data) == expected_rows
         return "after"
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vault import merkle
+from vault.audit import merkle
 
 
 def ref_mth(data: list[bytes]) -> bytes:

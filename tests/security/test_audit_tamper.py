@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from vault import merkle
-from vault.audit import AuditLog, canonical
-from vault.checkpoint import sign_checkpoint
+from vault.audit import AuditLog, merkle
+from vault.audit.checkpoint import sign_checkpoint
 from vault.crypto.signing import SigningKey
 from vault.errors import IntegrityError
+from vault.storage.files import canonical_json as canonical
 
 ORIGIN = "strongroom.local/vault/0f0f0f0f0f0f0f0f"
 

@@ -20,7 +20,8 @@ from tests.support import CountingServer, UnixListener, last_json, run_python
 from vault.errors import UsageError
 from vault.netguard import guard
 from vault.netguard.guard import NetworkBlocked
-from vault.netguard.isolation import IsolationReport, level_rank
+from vault.netguard.isolation import IsolationReport
+from vault.vocabulary import isolation_rank
 
 # ----------------------------------------------------------------------------- the attempts
 ATTEMPTS = r"""
@@ -468,7 +469,7 @@ def test_meets_orders_the_levels() -> None:
     assert not none.meets("guard") and none.isolated is False and weak.isolated is True
     assert strong.to_json()["mode"] == "namespace+seccomp" and "waived_by_test_switch" not in strong.to_json()
     with pytest.raises(UsageError, match="unknown isolation level 'namespace'"):
-        level_rank("namespace")
+        isolation_rank("namespace")
 
 
 INHERIT = r"""

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from vault import merkle
-from vault.audit import AuditLog, VerifyProgress, canonical, parse_time
-from vault.checkpoint import parse_checkpoint, verify_checkpoint
+from vault.audit import AuditLog, merkle, parse_time
+from vault.audit.checkpoint import parse_checkpoint, verify_checkpoint
 from vault.crypto.signing import SigningKey
 from vault.errors import Cancelled, IntegrityError, UsageError
+from vault.findings import VerifyProgress
+from vault.storage.files import canonical_json as canonical
 
 ORIGIN = "strongroom.local/vault/00112233aabbccdd"
 

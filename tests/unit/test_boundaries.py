@@ -54,3 +54,52 @@ def test_no_core_module_imports_the_screen_even_lazily():
         str(p.relative_to(REPO)) for p in (REPO / "vault").rglob("*.py") if pattern.search(p.read_text())
     ]
     assert offenders == []
+
+
+# What each folder of vault/ may import from the others (docs/ARCHITECTURE.md draws the same layers).
+# Function-level imports count: a lazy import is still a dependency.
+BASE = {"errors", "vocabulary", "findings"}
+LAYERS: dict[str, set[str]] = {
+    "errors": set(),
+    "vocabulary": {"errors"},
+    "findings": set(),
+    "crypto": BASE,
+    "storage": BASE | {"crypto"},
+    "audit": BASE | {"crypto", "storage"},
+    "policy": BASE,
+    "privacy": BASE | {"train"},
+    "ingest": BASE,
+    "train": BASE | {"privacy"},
+    "netguard": BASE,
+    "door": BASE | {"crypto", "storage", "audit", "policy", "privacy", "ingest", "train", "netguard"},
+    "cli": BASE | {"door", "storage", "audit", "policy", "privacy", "ingest", "train", "netguard", "version"},
+    "demo": {"cli"},
+    "package": {"door", "version"},
+}
+
+
+def _layer(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "package"
+
+
+def test_each_layer_imports_only_the_layers_under_it():
+    import ast
+
+    found: dict[str, set[str]] = {}
+    for path in (REPO / "vault").rglob("*.py"):
+        rel = path.relative_to(REPO).with_suffix("").parts
+        me = _layer(".".join(p for p in rel if p != "__init__"))
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets: list[str] = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "vault":
+                if node.module == "vault":
+                    targets = ["version" if a.name == "__version__" else a.name for a in node.names]
+                else:
+                    targets = [_layer(node.module)]
+            elif isinstance(node, ast.Import):
+                targets = [_layer(a.name) for a in node.names if a.name.split(".")[0] == "vault"]
+            found.setdefault(me, set()).update(t for t in targets if t != me)
+    assert set(found) <= set(LAYERS), f"folders without a layer: {sorted(set(found) - set(LAYERS))}"
+    wrong = {me: sorted(got - LAYERS[me]) for me, got in found.items() if got - LAYERS[me]}
+    assert wrong == {}, f"imports across the layers: {wrong}"

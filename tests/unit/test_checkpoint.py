@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from vault import checkpoint as ckpt
+from vault.audit import checkpoint as ckpt
 from vault.crypto.signing import SigningKey
 from vault.errors import IntegrityError
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support import google_epsilon
-from vault import ledger
+from vault.privacy import ledger
 from vault.train.privacy import epsilon_of
 
 RUN_A = [(1.1, 0.01, 800)]

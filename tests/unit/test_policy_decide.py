@@ -149,7 +149,10 @@ def test_ledger_delta_above_the_cap_is_refused() -> None:
 
 
 def test_isolation_is_checked_when_reported() -> None:
-    assert STRICT.decide(train(isolation="namespace+seccomp+landlock")).allowed
+    assert STRICT.decide(train(isolation="namespace+seccomp")).allowed
+    # one ranking of levels for the whole product: a level it does not know is refused, never guessed
+    unknown = STRICT.decide(train(isolation="namespace+seccomp+landlock"))
+    assert unknown.rule == "request.invalid" and "unknown isolation mode" in unknown.reason
     assert STRICT.decide(train(isolation=None)).allowed  # enforced by the session before the vault opens
     assert STRICT.decide(train(isolation="guard")).rule == "isolation.required"
     assert RESEARCH.decide(train(isolation="guard", dp=False)).allowed

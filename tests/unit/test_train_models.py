@@ -101,10 +101,10 @@ def test_model_card_states_the_guarantee_and_the_leakage_check() -> None:
 
 
 def test_cli_lists_the_registry_and_starts_without_torch() -> None:
-    from vault.cli_train import MODEL_CHOICES
+    from vault.cli.train import MODEL_CHOICES
 
     assert MODEL_CHOICES == ("auto", *MODELS)
-    probe = "import sys, vault.cli_train, vault.train.service, vault.ledger; print('torch' in sys.modules)"
+    probe = "import sys, vault.cli.train, vault.door.training, vault.privacy.ledger; print('torch' in sys.modules)"
     assert (
         subprocess.run(
             [sys.executable, "-c", probe], capture_output=True, text=True, check=True

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import VECTORS as VECTOR_ROOT
-from vault import merkle
+from vault.audit import merkle
 
 VECTORS = VECTOR_ROOT / "rfc6962-merkle" / "testdata"
 

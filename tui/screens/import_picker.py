@@ -18,8 +18,10 @@ from textual.worker import Worker, WorkerState
 
 from tui.keys import bindings
 from tui.widgets.area_bar import AreaBar
+from vault.vocabulary import DEFAULT_SENSITIVITY, SENSITIVITIES
 
-SENSITIVITIES = ("high", "medium", "low")
+# The default first, then the rest from most to least sensitive.
+SENSITIVITY_CHOICES = (DEFAULT_SENSITIVITY, *(s for s in reversed(SENSITIVITIES) if s != DEFAULT_SENSITIVITY))
 
 
 def describe_preview(preview: dict[str, Any]) -> Text:
@@ -92,7 +94,7 @@ class ImportScreen(Screen[bool]):
             yield Input(id="picker-name", compact=True, placeholder="dataset name")
             yield Label("Sensitivity")
             yield Select(
-                [(s, s) for s in SENSITIVITIES],
+                [(s, s) for s in SENSITIVITY_CHOICES],
                 value="high",
                 allow_blank=False,
                 compact=True,

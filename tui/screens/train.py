@@ -20,10 +20,11 @@ from tui.screens.area import AreaScreen
 from tui.training import RunEnded, RunEvent, RunProgress, TrainingRun
 from tui.widgets.curves import Curves
 from tui.widgets.ledger_bar import ledger_bar, target_bar
-from vault.train.config import default_model, models_for
+from vault.train.config import TrainConfig, default_model, models_for
 
 NUMBER_FIELDS = ("epsilon", "delta", "epochs", "batch", "lr")
-DEFAULTS = {"epsilon": "3", "delta": "1e-5", "epochs": "", "batch": "", "lr": ""}
+# The core's defaults (the CLI's too); a blank field is the core's choice (delta: min(1e-5, 1/(10 n))).
+DEFAULTS = {"epsilon": f"{TrainConfig().epsilon:g}", "delta": "", "epochs": "", "batch": "", "lr": ""}
 
 
 def parse_request(dataset: str | None, model: str | None, dp: bool, values: dict[str, str]) -> dict[str, Any]:

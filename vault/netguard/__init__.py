@@ -34,18 +34,15 @@ from vault.netguard.guard import (
     set_recorder,
 )
 from vault.netguard.isolation import (
-    LEVELS,
     IsolationReport,
     current_report,
     inherit,
     isolate,
     isolate_session,
-    level_rank,
 )
 from vault.netguard.probe import HostSentinel, netcheck
 
 __all__ = [
-    "LEVELS",
     "HostSentinel",
     "IsolationReport",
     "NetworkBlocked",
@@ -55,7 +52,6 @@ __all__ = [
     "isolate",
     "inherit",
     "isolate_session",
-    "level_rank",
     "netcheck",
     "recorder_errors",
     "set_recorder",

@@ -11,8 +11,9 @@ import json
 import sys
 
 from vault.errors import StrongroomError
-from vault.netguard.isolation import LEVELS, isolate
+from vault.netguard.isolation import isolate
 from vault.netguard.probe import exit_code, format_text, isolated_drill
+from vault.vocabulary import ISOLATION_LEVELS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     check.add_argument("--json", action="store_true")
     show = sub.add_parser("report", help="isolate and print the evidence")
-    show.add_argument("--require", choices=LEVELS, default="namespace+seccomp")
+    show.add_argument("--require", choices=ISOLATION_LEVELS, default="namespace+seccomp")
     show.add_argument("--keep", action="append", default=[], metavar="PATH")
     args = parser.parse_args(argv)
     try:

@@ -20,14 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vault.errors import IsolationError, UsageError
-from vault.netguard import _linux, _seccomp, guard
+from vault.errors import IsolationError
+from vault.netguard import _linux, _seccomp, guard, state
+from vault.netguard.mounts import mask_host_directories, plan_keeps
+from vault.vocabulary import isolation_rank
 
-LEVELS = ("none", "guard", "namespace+seccomp")
-TEST_SWITCH = "STRONGROOM_TEST_ISOLATION"
-
-# Directories that hold runtime state and the Unix sockets of host services; each gets a fresh tmpfs.
-MASKED_ROOTS = ("/tmp", "/var/tmp", "/run", "/dev/shm")
 # As root, the capabilities that file access needs stay; everything else (sys_admin, net_admin,
 # net_raw, sys_ptrace, dac_read_search, ...) goes from every set, for this process and its children.
 ROOT_KEPT_CAPS = frozenset(
@@ -44,7 +41,7 @@ NAMESPACE_HINT = (
 
 @dataclass(frozen=True)
 class IsolationReport:
-    """What `isolate()` reached, as evidence for the audit log. `mode` is one of LEVELS."""
+    """What `isolate()` reached, as evidence for the audit log. `mode` is one of ISOLATION_LEVELS."""
 
     mode: str
     layers: tuple[str, ...]
@@ -72,8 +69,8 @@ class IsolationReport:
         return self.mode != "none"
 
     def meets(self, required: str) -> bool:
-        """True when the reached mode is at least `required` (one of LEVELS)."""
-        return level_rank(self.mode) >= level_rank(required)
+        """True when the reached mode is at least `required` (one of ISOLATION_LEVELS)."""
+        return isolation_rank(self.mode) >= isolation_rank(required)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -105,12 +102,6 @@ class IsolationReport:
         return data
 
 
-def level_rank(level: str) -> int:
-    if level not in LEVELS:
-        raise UsageError(f"unknown isolation level {level!r}", f"use one of: {', '.join(LEVELS)}")
-    return LEVELS.index(level)
-
-
 _report: IsolationReport | None = None
 
 
@@ -138,7 +129,7 @@ def isolate(
     survives the process. The interpreter's own paths and the working directory are kept as well.
     """
     global _report
-    level_rank(required)
+    isolation_rank(required)
     warn = on_warning or _stderr_warning
     if _report is not None:
         if not _report.meets(required):
@@ -154,7 +145,7 @@ def isolate(
     host_interfaces = _linux.host_interfaces()
     host_sockets = _linux.host_unix_sockets()
     closed = _close_network_fds(warnings)
-    keeps = _plan_keeps(keep, warnings)
+    keeps = plan_keeps(keep, warnings)
 
     namespaces = _enter_namespaces()
     layers: list[str] = []
@@ -169,7 +160,7 @@ def isolate(
             layers.append("netns")
         else:
             warnings.append(f"the new network namespace shows unexpected interfaces: {interfaces}")
-        mounts, mounts_ok = _mask_host_directories(keeps, warnings)
+        mounts, mounts_ok = mask_host_directories(keeps, warnings)
         if mounts_ok:
             layers.append("mountns")
     else:
@@ -218,7 +209,7 @@ def isolate(
         cache_dir=cache_dir,
         closed_fds=tuple(closed),
         warnings=tuple(warnings),
-        waived_by_test_switch=os.environ.get(TEST_SWITCH) == "waive",
+        waived_by_test_switch=os.environ.get(state.TEST_SWITCH) == "waive",
     )
     _report = report
     _publish(report)
@@ -311,11 +302,7 @@ def isolate_session(keep: Iterable[str | os.PathLike[str]] = ()) -> IsolationRep
 
 
 def _publish(report: IsolationReport) -> None:
-    try:
-        from vault import netguard_state
-    except ImportError:
-        return
-    netguard_state.set_report(report.to_json())
+    state.set_report(report.to_json())
 
 
 # ----------------------------------------------------------------------------- the steps
@@ -349,57 +336,6 @@ def _close_network_fds(warnings: list[str]) -> list[dict[str, Any]]:
         closed.append({"fd": fd, "family": name})
         warnings.append(f"closed inherited {name} socket on file descriptor {fd}")
     return closed
-
-
-@dataclass(frozen=True)
-class _Keep:
-    real: str  # the directory or file to keep (resolved)
-    targets: tuple[str, ...]  # where it must appear inside (its real and its given path)
-
-
-def _masked_roots() -> list[str]:
-    roots: list[str] = []
-    for root in MASKED_ROOTS:
-        if os.path.isdir(root) and not os.path.islink(root):
-            real = os.path.realpath(root)
-            if not any(_inside(real, r) or real == r for r in roots):
-                roots.append(real)
-    return roots
-
-
-def _inside(path: str, root: str) -> bool:
-    return path != root and path.startswith(root.rstrip("/") + "/")
-
-
-def _plan_keeps(keep: Iterable[str | os.PathLike[str]], warnings: list[str]) -> list[_Keep]:
-    roots = _masked_roots()
-    runtime = [
-        sys.prefix,
-        sys.exec_prefix,
-        sys.base_prefix,
-        str(Path(__file__).resolve().parents[2]),
-        *sys.path,
-    ]
-    try:
-        runtime.append(os.getcwd())
-    except OSError:
-        pass
-    plans: list[_Keep] = []
-    for given, explicit in [(os.fspath(p), True) for p in keep] + [(p, False) for p in runtime if p]:
-        path = os.path.abspath(os.path.expanduser(given))
-        if not os.path.lexists(path):
-            if not explicit or not any(_inside(path, r) for r in roots):
-                continue
-            os.makedirs(path, mode=0o700, exist_ok=True)
-        real = os.path.realpath(path)
-        if real in roots or path in roots:
-            if explicit:
-                warnings.append(f"cannot keep {given}: it is a whole private directory; keep a sub-directory")
-            continue
-        targets = tuple(dict.fromkeys(t for t in (real, path) if any(_inside(t, r) for r in roots)))
-        if targets:
-            plans.append(_Keep(real, targets))
-    return plans
 
 
 def _enter_namespaces() -> dict[str, Any]:
@@ -443,81 +379,6 @@ def _loopback_only(warnings: list[str]) -> list[dict[str, Any]]:
                 flags = 0
             found.append({"name": name, "up": bool(flags & _linux.IFF_UP)})
     return found
-
-
-def _mask_host_directories(keeps: list[_Keep], warnings: list[str]) -> tuple[list[dict[str, Any]], bool]:
-    """Fresh tmpfs over /tmp, /var/tmp, /run and /dev/shm, then the kept paths bound back in place.
-
-    Mounts are made private first so nothing propagates back to the host. Kept paths are opened
-    (O_PATH) after unshare and before the tmpfs covers them: a bind needs a source in this namespace.
-    """
-    mounts: list[dict[str, Any]] = []
-    try:
-        _linux.mount(None, "/", None, _linux.MS_REC | _linux.MS_PRIVATE)
-    except OSError as exc:
-        warnings.append(f"could not make mounts private: {exc.strerror}; host directories stay visible")
-        return mounts, False
-    sources: list[tuple[_Keep, int]] = []
-    for plan in keeps:
-        try:
-            sources.append((plan, os.open(plan.real, os.O_PATH | os.O_CLOEXEC)))
-        except OSError as exc:
-            warnings.append(f"cannot keep {plan.real}: {exc.strerror}")
-    ok = True
-    try:
-        for root in _masked_roots():
-            mode = "0755" if root == "/run" else "1777"
-            try:
-                _linux.mount("tmpfs", root, "tmpfs", _linux.MS_NOSUID | _linux.MS_NODEV, f"mode={mode}")
-                mounts.append({"target": root, "kind": "tmpfs"})
-            except OSError as exc:
-                ok = False
-                warnings.append(f"could not mount a private tmpfs on {root}: {exc.strerror}")
-        bound: list[str] = []
-        for plan, fd in sources:
-            for target in plan.targets:
-                if any(target == b or _inside(target, b) for b in bound):
-                    continue
-                try:
-                    _make_mountpoint(target, os.path.isdir(f"/proc/self/fd/{fd}"))
-                    _linux.mount(f"/proc/self/fd/{fd}", target, None, _linux.MS_BIND | _linux.MS_REC)
-                except OSError as exc:
-                    ok = False
-                    warnings.append(f"could not keep {target} reachable: {exc.strerror}")
-                    continue
-                bound.append(target)
-                mounts.append({"target": target, "kind": "bind", "source": plan.real})
-    finally:
-        for _, fd in sources:
-            os.close(fd)
-    _reenter_working_directory(warnings)
-    return mounts, ok
-
-
-def _make_mountpoint(target: str, is_dir: bool) -> None:
-    if is_dir:
-        os.makedirs(target, mode=0o755, exist_ok=True)
-        return
-    os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
-    if not os.path.exists(target):
-        with open(target, "x"):
-            pass
-
-
-def _reenter_working_directory(warnings: list[str]) -> None:
-    """The old working directory is still referenced by inode; resolve it again through the new mounts."""
-    try:
-        cwd = os.getcwd()
-        os.chdir(cwd)
-    except OSError:
-        os.chdir("/")
-        warnings.append("the working directory is not reachable inside the isolation; working from /")
-        return
-    if cwd in _masked_roots():
-        warnings.append(
-            f"the working directory {cwd} is now a private, empty directory; name files by "
-            "paths outside it, or start strongroom from another directory"
-        )
 
 
 def _private_cache(private_tmp: bool) -> tuple[str, dict[str, str]]:

@@ -8,9 +8,10 @@ Glossary:
 Semantics follow Cedar: deny by default, a forbid overrides any permit, a rule that errors denies.
 """
 
+from vault.policy.constraints import RULES
 from vault.policy.engine import BUILTIN_NAMES, Policy, TestResult, builtin_policy_text
 from vault.policy.request import Decision, Request
-from vault.policy.vocabulary import ACTIONS, ISOLATION_LEVELS, ROLES, RULES, SENSITIVITIES
+from vault.vocabulary import ACTIONS, ISOLATION_LEVELS, ROLES, SENSITIVITIES
 
 __all__ = [
     "ACTIONS",

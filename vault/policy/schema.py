@@ -24,7 +24,7 @@ from vault.policy.checks import (
     read_table,
 )
 from vault.policy.request import Request, request_from_facts
-from vault.policy.vocabulary import (
+from vault.vocabulary import (
     ACCOUNTANTS,
     ACTIONS,
     ADMIN_ESSENTIAL,

@@ -13,8 +13,8 @@ import warnings
 from collections.abc import Iterable, Sequence
 
 from vault.errors import UsageError
+from vault.vocabulary import ACCOUNTANTS
 
-ACCOUNTANTS = ("prv", "rdp")
 History = list[tuple[float, float, int]]
 
 

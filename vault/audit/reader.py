@@ -1,0 +1,55 @@
+"""Reading the audit log for people: times as users type them, and the filters of `audit show`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from vault.errors import IntegrityError, UsageError
+
+
+def parse_time(text: str) -> dt.datetime:
+    """An RFC 3339 time or a plain date (taken as UTC midnight); UsageError otherwise."""
+    try:
+        value = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(
+            f"not a time: {text!r}", "use RFC 3339 like 2025-01-31T09:00:00Z, or a date like 2025-01-31"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def select(
+    lines: list[bytes], after: dt.datetime | None, action: str | None, actor: str | None
+) -> list[dict[str, Any]]:
+    """The entries among `lines` at or after `after`, of `action` (exactly or as a dotted prefix),
+    by `actor`; a line that is not a JSON object is an IntegrityError naming it."""
+    out: list[dict[str, Any]] = []
+    for index, line in enumerate(lines):
+        try:
+            entry = json.loads(line)
+        except (ValueError, RecursionError):
+            entry = None
+        if not isinstance(entry, dict):
+            raise IntegrityError(
+                f"audit log line {index + 1} is not a JSON object",
+                "run `strongroom audit verify` to list every problem",
+            )
+        if action is not None and not _action_matches(str(entry.get("action")), action):
+            continue
+        if actor is not None and entry.get("actor") != actor:
+            continue
+        if after is not None:
+            try:
+                when = parse_time(str(entry.get("time")))
+            except UsageError:
+                continue
+            if when < after:
+                continue
+        out.append(entry)
+    return out
+
+
+def _action_matches(action: str, wanted: str) -> bool:
+    return action == wanted or action.startswith(wanted.rstrip(".") + ".")

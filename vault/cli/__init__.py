@@ -1,0 +1,87 @@
+"""The `strongroom` command: a thin face over `vault.Vault`, one module per command group.
+
+Exit codes: 0 ok, 1 error, 2 usage, 3 refused by policy, 4 integrity failure, 5 authentication
+failed, 6 network isolation unavailable. Errors go to stderr as one line with a hint.
+
+To add a command: write `vault/cli/<group>.py` with `register(subparsers)` and its handlers
+(taking the parsed arguments, returning the exit code), and list the module in COMMAND_GROUPS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from vault import __version__
+from vault.cli import audit, datasets, export, keys, net, policy, train, tui, vaults
+from vault.cli.options import vault_path
+from vault.errors import StrongroomError
+
+COMMAND_GROUPS = (vaults, datasets, keys, audit, net, train, policy, export, tui)
+# Commands that never touch the vault's secrets or that must see the host as it is.
+NO_ISOLATION = {"audit", "netcheck", "tui", None}
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # usage errors: one line with a hint, exit 2
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"strongroom: {message} (hint: `{self.prog} --help` shows the options)\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="strongroom",
+        description="Strongroom: an encrypted vault for sensitive records; "
+        "private training on this host; models out, never data.",
+    )
+    parser.add_argument("--version", action="version", version=f"strongroom {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for group in COMMAND_GROUPS:
+        group.register(sub)
+    return parser
+
+
+def paths_to_keep(args: argparse.Namespace) -> list[Path]:
+    """Paths the command reads or writes, kept reachable inside the private /tmp and /run."""
+    paths = [vault_path(args)]
+    outputs = {"out"}  # may not exist yet: kept (created) so what is written there survives
+    for name, value in vars(args).items():
+        if name == "policy" and isinstance(value, str):
+            value = Path(value)
+        if isinstance(value, Path):
+            given, real = value.expanduser().absolute(), value.expanduser().resolve()
+            if real.exists() or name in outputs:
+                paths.append(real)
+                if given != real:  # reached through a symbolic link: keep the name the command uses too
+                    paths.append(given)
+    return paths
+
+
+def report_error(exc: StrongroomError) -> None:
+    sys.stderr.write(f"strongroom: {exc.title}" + (f" (hint: {exc.hint})" if exc.hint else "") + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        if args.command not in NO_ISOLATION:
+            from vault import netguard
+
+            netguard.isolate_session(keep=paths_to_keep(args))
+        return int(args.func(args) or 0)
+    except StrongroomError as exc:
+        report_error(exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write(
+            "strongroom: interrupted (hint: the vault is as it was before the command, or after it)\n"
+        )
+        return 130

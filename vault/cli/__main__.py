@@ -1,0 +1,5 @@
+"""`python -m vault.cli`: the `strongroom` command."""
+
+from vault.cli import main
+
+raise SystemExit(main())

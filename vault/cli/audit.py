@@ -1,0 +1,185 @@
+"""`strongroom audit show|verify|checkpoint`: the auditor's commands, which need no passphrase.
+
+They read `<vault>/audit/` directly and never open the vault, so an officer without access to the
+data can list, verify and save the signed record. `verify` exits 0 when intact, 4 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from vault.audit import AuditLog
+from vault.audit.checkpoint import verify_checkpoint
+from vault.cli import options
+from vault.errors import IntegrityError, NotFound, StrongroomError, UsageError
+from vault.storage.layout import AUDIT_DIR
+
+EXIT_TAMPERED = IntegrityError.exit_code
+
+
+def register(subparsers: Any) -> None:
+    audit = subparsers.add_parser(
+        "audit",
+        help="show, verify and checkpoint the signed audit log (no passphrase needed)",
+        description="Read the vault's signed audit log. These commands need no passphrase.",
+    )
+    actions = audit.add_subparsers(
+        dest="audit_cmd", metavar="ACTION", required=True, parser_class=type(audit)
+    )
+
+    def action(name: str, help_text: str, handler: Any) -> argparse.ArgumentParser:
+        p = actions.add_parser(
+            name, help=help_text, description=help_text, parents=[options.VAULT_PATH, options.JSON]
+        )
+        p.set_defaults(func=handler)
+        return p
+
+    p = action("show", "list audit entries in order", cmd_show)
+    p.add_argument("--since", metavar="T", help="only entries at or after T (RFC 3339 time or a date)")
+    p.add_argument("--action", metavar="A", help="only this action, or a dotted prefix (e.g. dataset)")
+    p.add_argument("--actor", metavar="U", help="only entries by this user")
+
+    p = action("verify", "check every entry, the hash chain, the checkpoints and the public key", cmd_verify)
+    p.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        type=Path,
+        help="a checkpoint saved earlier: proves the log was not cut back",
+    )
+    p.add_argument(
+        "--pubkey", metavar="FILE", type=Path, help="the vault's public key (PEM) from a copy you trust"
+    )
+
+    action("checkpoint", "print the latest signed checkpoint, to keep off this machine", cmd_checkpoint)
+
+
+def _audit_log(args: argparse.Namespace) -> AuditLog:
+    vault = Path(options.vault_path(args))
+    audit_dir = vault / AUDIT_DIR
+    if not audit_dir.is_dir():
+        raise NotFound(
+            f"no audit log at {audit_dir}",
+            "pass the vault's directory with --vault (or set STRONGROOM_VAULT)",
+        )
+    return AuditLog(audit_dir)
+
+
+def _read_input(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UsageError(
+            f"cannot read the {what} {path}: {exc.strerror}", "check the path and its permissions"
+        ) from None
+
+
+def _detail_text(detail: Any, width: int = 60) -> str:
+    if not isinstance(detail, dict) or not detail:
+        return ""
+    text = " ".join(
+        f"{k}={v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, separators=(',', ':'))}"
+        for k, v in detail.items()
+    )
+    return text if len(text) <= width else text[: width - 1] + "\u2026"
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    log = _audit_log(args)
+    entries = log.entries(since=args.since, action=args.action, actor=args.actor)
+    torn = log.torn_tail()
+    if torn is not None:
+        sys.stderr.write(
+            f"strongroom: note: the log ends in a torn line ({torn[1]} bytes at byte {torn[0]}), not shown "
+            "(hint: `strongroom audit verify` reports it; the next command repairs it)\n"
+        )
+    if args.json:
+        options.emit_json(entries)
+        return 0
+    if not entries:
+        print(
+            "no audit entries match"
+            if (args.since or args.action or args.actor)
+            else "the audit log is empty"
+        )
+        return 0
+    rows = [
+        [
+            str(e.get("seq")),
+            str(e.get("time", ""))[:19].replace("T", " "),
+            str(e.get("actor")),
+            str(e.get("role")),
+            str(e.get("action")),
+            str(e.get("subject"))[:32],
+            str(e.get("outcome")),
+            _detail_text(e.get("detail")),
+        ]
+        for e in entries
+    ]
+    print(_table(rows, ["SEQ", "TIME (UTC)", "ACTOR", "ROLE", "ACTION", "SUBJECT", "OUTCOME", "DETAIL"]))
+    return 0
+
+
+def _table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in [headers, *rows]
+    )
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    log = _audit_log(args)
+    pubkey = _read_input(args.pubkey, "public key file") if args.pubkey else None
+    saved = _read_input(args.checkpoint, "checkpoint file") if args.checkpoint else None
+    on_event = options.progress(args)
+    report = log.verify(pubkey, saved, on_event=on_event)
+    if args.json:
+        options.emit_json(report.to_json())
+        return 0 if report.ok else EXIT_TAMPERED
+    print(f"audit log   {log.log_path}")
+    print(f"entries     {report.entries}   root {report.root}")
+    source = {"given": f"--pubkey {args.pubkey}", "vault": "audit/pubkey.pem", "none": "no usable public key"}
+    print(
+        f"signed      first {report.signed_size} of {report.entries} entries (key: {source[report.key_source]})"
+    )
+    for finding in report.findings:
+        print(f"\u2717 {finding.line()}")
+    for note in report.notes:
+        print(f"! note: {note}")
+    first, *rest = report.message.split("\n")
+    print(("\u2713 " if report.ok else "\u2717 ") + first)
+    for part in rest:
+        print(textwrap.fill(part, width=100, initial_indent="  ", subsequent_indent="  "))
+    return 0 if report.ok else EXIT_TAMPERED
+
+
+def cmd_checkpoint(args: argparse.Namespace) -> int:
+    log = _audit_log(args)
+    text = log.latest_checkpoint()
+    if text is None:
+        raise NotFound(
+            "this vault has no signed checkpoint yet",
+            "one is written at the end of every command that opens the vault; run one (e.g. `strongroom datasets`)",
+        )
+    checked = None
+    try:
+        pubkey = log.pubkey_path.read_bytes()
+        checked = verify_checkpoint(text, pubkey)
+    except (OSError, StrongroomError) as exc:
+        reason = exc.title if isinstance(exc, StrongroomError) else "audit/pubkey.pem cannot be read"
+        sys.stderr.write(
+            f"strongroom: warning: this checkpoint does not verify with audit/pubkey.pem: {reason} "
+            "(hint: run `strongroom audit verify`)\n"
+        )
+    if args.json:
+        options.emit_json(
+            {**(checked.to_json() if checked else {}), "verified": checked is not None, "text": text}
+        )
+    else:
+        sys.stdout.write(text)
+    return 0 if checked is not None else EXIT_TAMPERED

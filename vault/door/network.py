@@ -1,0 +1,62 @@
+"""The network through the door: while a session is open, every blocked attempt becomes a
+`network.blocked` entry; and the fire drill, decided by the policy and recorded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vault.door.session import Session
+from vault.netguard import guard
+from vault.netguard.probe import HostSentinel, netcheck
+
+
+class NetworkService:
+    """The door's network methods."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def _record_blocked(self, attempt: dict[str, Any]) -> None:
+        self.session.record("network.blocked", str(attempt["destination"]), "denied", **attempt)
+
+    def watch(self) -> None:
+        """Record each blocked attempt of this process while the session is open."""
+        guard.set_recorder(self._record_blocked)
+
+    def unwatch(self) -> None:
+        guard.set_recorder(None)
+
+    def netcheck(
+        self,
+        probe: str | None = None,
+        *,
+        unix_socket: str | None = None,
+        sentinel: HostSentinel | None = None,
+        timeout: float = 2.0,
+    ) -> dict[str, Any]:
+        """The fire drill inside this session's isolation, recorded as `network.netcheck`; its blocked
+        attempts become `network.blocked` entries marked `drill`."""
+        session = self.session
+        session.decide("netcheck", target=probe or "sentinel")
+        previous = guard.get_recorder()
+        guard.set_recorder(self._record_blocked)
+        try:
+            result = netcheck(probe, unix_socket=unix_socket, sentinel=sentinel, timeout=timeout)
+        finally:
+            guard.set_recorder(previous)
+        drill = result["probe"]
+        passed = result["isolated"] and drill["all_blocked"]
+        session.record(
+            "network.netcheck",
+            drill["target"],
+            "ok" if passed else "failed",
+            mode=result["mode"],
+            layers=result["layers"],
+            all_blocked=drill["all_blocked"],
+            unix_socket=drill["unix_socket"],
+            sentinel=drill["sentinel"],
+            attempts=[
+                {k: a[k] for k in ("name", "target", "blocked", "layer", "error")} for a in drill["attempts"]
+            ],
+        )
+        return result

@@ -1,0 +1,142 @@
+"""The mount namespace half of isolation: fresh tmpfs over the directories that hold host services'
+Unix sockets and runtime state, with the paths a command needs bound back in place."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vault.netguard import _linux
+
+# Directories that hold runtime state and the Unix sockets of host services; each gets a fresh tmpfs.
+MASKED_ROOTS = ("/tmp", "/var/tmp", "/run", "/dev/shm")
+
+
+@dataclass(frozen=True)
+class Keep:
+    real: str  # the directory or file to keep (resolved)
+    targets: tuple[str, ...]  # where it must appear inside (its real and its given path)
+
+
+def masked_roots() -> list[str]:
+    roots: list[str] = []
+    for root in MASKED_ROOTS:
+        if os.path.isdir(root) and not os.path.islink(root):
+            real = os.path.realpath(root)
+            if not any(inside(real, r) or real == r for r in roots):
+                roots.append(real)
+    return roots
+
+
+def inside(path: str, root: str) -> bool:
+    return path != root and path.startswith(root.rstrip("/") + "/")
+
+
+def plan_keeps(keep: Iterable[str | os.PathLike[str]], warnings: list[str]) -> list[Keep]:
+    roots = masked_roots()
+    runtime = [
+        sys.prefix,
+        sys.exec_prefix,
+        sys.base_prefix,
+        str(Path(__file__).resolve().parents[2]),
+        *sys.path,
+    ]
+    try:
+        runtime.append(os.getcwd())
+    except OSError:
+        pass
+    plans: list[Keep] = []
+    for given, explicit in [(os.fspath(p), True) for p in keep] + [(p, False) for p in runtime if p]:
+        path = os.path.abspath(os.path.expanduser(given))
+        if not os.path.lexists(path):
+            if not explicit or not any(inside(path, r) for r in roots):
+                continue
+            os.makedirs(path, mode=0o700, exist_ok=True)
+        real = os.path.realpath(path)
+        if real in roots or path in roots:
+            if explicit:
+                warnings.append(f"cannot keep {given}: it is a whole private directory; keep a sub-directory")
+            continue
+        targets = tuple(dict.fromkeys(t for t in (real, path) if any(inside(t, r) for r in roots)))
+        if targets:
+            plans.append(Keep(real, targets))
+    return plans
+
+
+def mask_host_directories(keeps: list[Keep], warnings: list[str]) -> tuple[list[dict[str, Any]], bool]:
+    """Fresh tmpfs over /tmp, /var/tmp, /run and /dev/shm, then the kept paths bound back in place.
+
+    Mounts are made private first so nothing propagates back to the host. Kept paths are opened
+    (O_PATH) after unshare and before the tmpfs covers them: a bind needs a source in this namespace.
+    """
+    mounts: list[dict[str, Any]] = []
+    try:
+        _linux.mount(None, "/", None, _linux.MS_REC | _linux.MS_PRIVATE)
+    except OSError as exc:
+        warnings.append(f"could not make mounts private: {exc.strerror}; host directories stay visible")
+        return mounts, False
+    sources: list[tuple[Keep, int]] = []
+    for plan in keeps:
+        try:
+            sources.append((plan, os.open(plan.real, os.O_PATH | os.O_CLOEXEC)))
+        except OSError as exc:
+            warnings.append(f"cannot keep {plan.real}: {exc.strerror}")
+    ok = True
+    try:
+        for root in masked_roots():
+            mode = "0755" if root == "/run" else "1777"
+            try:
+                _linux.mount("tmpfs", root, "tmpfs", _linux.MS_NOSUID | _linux.MS_NODEV, f"mode={mode}")
+                mounts.append({"target": root, "kind": "tmpfs"})
+            except OSError as exc:
+                ok = False
+                warnings.append(f"could not mount a private tmpfs on {root}: {exc.strerror}")
+        bound: list[str] = []
+        for plan, fd in sources:
+            for target in plan.targets:
+                if any(target == b or inside(target, b) for b in bound):
+                    continue
+                try:
+                    _make_mountpoint(target, os.path.isdir(f"/proc/self/fd/{fd}"))
+                    _linux.mount(f"/proc/self/fd/{fd}", target, None, _linux.MS_BIND | _linux.MS_REC)
+                except OSError as exc:
+                    ok = False
+                    warnings.append(f"could not keep {target} reachable: {exc.strerror}")
+                    continue
+                bound.append(target)
+                mounts.append({"target": target, "kind": "bind", "source": plan.real})
+    finally:
+        for _, fd in sources:
+            os.close(fd)
+    _reenter_working_directory(warnings)
+    return mounts, ok
+
+
+def _make_mountpoint(target: str, is_dir: bool) -> None:
+    if is_dir:
+        os.makedirs(target, mode=0o755, exist_ok=True)
+        return
+    os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+    if not os.path.exists(target):
+        with open(target, "x"):
+            pass
+
+
+def _reenter_working_directory(warnings: list[str]) -> None:
+    """The old working directory is still referenced by inode; resolve it again through the new mounts."""
+    try:
+        cwd = os.getcwd()
+        os.chdir(cwd)
+    except OSError:
+        os.chdir("/")
+        warnings.append("the working directory is not reachable inside the isolation; working from /")
+        return
+    if cwd in masked_roots():
+        warnings.append(
+            f"the working directory {cwd} is now a private, empty directory; name files by "
+            "paths outside it, or start strongroom from another directory"
+        )
