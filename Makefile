@@ -21,12 +21,12 @@ TARGET := --only-binary=:all: --python-version 3.11 --implementation cp --abi cp
 # pip in the room reads nothing from the host (no config file, no PIP_* variables): only the media.
 ROOM_PIP := PIP_CONFIG_FILE=/dev/null $(PY) -m pip --isolated --disable-pip-version-check
 # Strongroom's own wheel is reproducible: its files carry the last commit's time.
-EPOCH := $(shell git log -1 --format=%ct 2>/dev/null || echo 315532800)
+EPOCH = $(shell git log -1 --format=%ct 2>/dev/null || echo 315532800)
 
 .PHONY: setup run test lint bench demo clean lock wheelhouse wheelhouse-files wheelhouse-check
 
-# setup: .venv holding exactly what requirements.lock pins, hashes checked; offline from wheelhouse/
-# when it is there, else from the registries plus this checkout (editable).
+# setup: .venv with what requirements.lock pins, every file checked against its hash; offline from
+# wheelhouse/ when it is there, else from the registries plus this checkout (editable).
 setup: $(STAMP)
 
 $(STAMP): $(LOCK) pyproject.toml $(wildcard $(WHEELHOUSE)/SHA256SUMS)
@@ -93,6 +93,7 @@ wheelhouse: setup
 
 wheelhouse-files:
 	@mkdir -p $(WHEELHOUSE)
+	@rm -f $(WHEELHOUSE)/.SHA256SUMS $(WHEELHOUSE)/.SHA256SUMS.wheels $(WHEELHOUSE)/.sbom.cdx.json $(WHEELHOUSE)/.requirements.lock
 	@status=0; for path in $(WHEELHOUSE)/*; do [ -e "$$path" ] || continue; case "$${path##*/}" in \
 	   *.whl|SHA256SUMS|requirements.lock|sbom.cdx.json) ;; \
 	   *) status=1; echo "wheelhouse: $$path is not part of a wheelhouse; move it elsewhere and run again" >&2 ;; \

@@ -106,6 +106,15 @@ def altered_copy(wheelhouse: Path, into: Path) -> Path:
     return into / victim.name
 
 
+@pytest.fixture
+def scratch(tmp_path: Path) -> Iterator[Path]:
+    """A folder for an altered wheelhouse and its venv, emptied afterwards: a wheelhouse of links
+    still looks like 3 GB to anything that walks the temporary directory."""
+    yield tmp_path
+    for path in tmp_path.iterdir():
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def room(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path, offline) -> Iterator[Path]:
     """A venv installed by `make setup` from the wheelhouse alone, with no network."""
@@ -167,19 +176,19 @@ def test_the_room_creates_and_verifies_a_vault_from_the_installed_package(
 
 
 def test_a_wheel_with_one_byte_changed_is_refused_by_sha256sums(
-    wheelhouse: Path, offline, tmp_path: Path
+    wheelhouse: Path, offline, scratch: Path
 ) -> None:
-    victim = altered_copy(wheelhouse, tmp_path / "wheelhouse")
-    result = setup(offline, tmp_path / "venv", victim.parent)
+    victim = altered_copy(wheelhouse, scratch / "wheelhouse")
+    result = setup(offline, scratch / "venv", victim.parent)
     assert result.returncode != 0
     assert f"setup: {victim} does not match {victim.parent}/SHA256SUMS" in result.stderr
-    assert not (tmp_path / "venv").exists()
+    assert not (scratch / "venv").exists()
 
 
 def test_when_sha256sums_was_rewritten_to_match_pip_refuses_the_wheel_by_the_lock(
-    wheelhouse: Path, offline, tmp_path: Path
+    wheelhouse: Path, offline, scratch: Path
 ) -> None:
-    victim = altered_copy(wheelhouse, tmp_path / "wheelhouse")
+    victim = altered_copy(wheelhouse, scratch / "wheelhouse")
     sums = victim.parent / "SHA256SUMS"
     lines = sums.read_text(encoding="utf-8").splitlines()
     rewritten = [
@@ -192,12 +201,12 @@ def test_when_sha256sums_was_rewritten_to_match_pip_refuses_the_wheel_by_the_loc
     ]
     sums.unlink()  # a link to the real SHA256SUMS: replace it, never write through it
     sums.write_text("\n".join(rewritten) + "\n", encoding="utf-8")
-    result = setup(offline, tmp_path / "venv", victim.parent)
+    result = setup(offline, scratch / "venv", victim.parent)
     assert result.returncode != 0
     assert "THESE PACKAGES DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE" in result.stderr
     assert f"file://{victim}" in result.stderr
     assert "setup: pip refused to install from" in result.stderr
-    site = next((tmp_path / "venv" / "lib").glob("python3.*/site-packages"))
+    site = next((scratch / "venv" / "lib").glob("python3.*/site-packages"))
     installed = sorted(
         p.name for p in site.glob("*.dist-info") if not p.name.startswith(("pip-", "setuptools-"))
     )
