@@ -91,6 +91,7 @@ lock: setup
 wheelhouse: setup
 	@$(MAKE) --no-print-directory wheelhouse-files
 
+# wheelhouse-files: the body of `make wheelhouse` into $(WHEELHOUSE), without setting up first
 wheelhouse-files:
 	@mkdir -p $(WHEELHOUSE)
 	@rm -f $(WHEELHOUSE)/.SHA256SUMS $(WHEELHOUSE)/.SHA256SUMS.wheels $(WHEELHOUSE)/.sbom.cdx.json $(WHEELHOUSE)/.requirements.lock
@@ -116,9 +117,11 @@ wheelhouse-files:
 	@echo "wheelhouse: $(WHEELHOUSE)/ holds $$(ls $(WHEELHOUSE)/*.whl | wc -l) wheels, $$(du -sh $(WHEELHOUSE) | cut -f1);" \
 	  "sha256 of SHA256SUMS: $$(sha256sum < $(WHEELHOUSE)/SHA256SUMS | cut -c1-64) (write it in the transfer record)"
 
+# run: create the demo vault once from vault/demo_data, then open the terminal UI on it
 run: setup
 	$(PY) -m vault.demo --open
 
+# demo: create the demo vault only
 demo: setup
 	$(PY) -m vault.demo
 
@@ -127,11 +130,14 @@ test: setup
 	@$(MAKE) --no-print-directory wheelhouse-files WHEELHOUSE=$(TEST_WHEELHOUSE)
 	STRONGROOM_TEST_WHEELHOUSE=$(abspath $(TEST_WHEELHOUSE)) $(PY) -m pytest -q
 
+# lint: ruff over the code, the tests and the benchmarks
 lint: setup
 	$(VENV)/bin/ruff check vault tui tests bench
 
+# bench: every benchmark, each printing its ratio against a named peer
 bench: setup
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
+# clean: the venv, the demo vault, caches and the test wheelhouse (not wheelhouse/)
 clean:
 	rm -rf $(VENV) demo-vault .pytest_cache .hypothesis .cache build
