@@ -1,10 +1,12 @@
 """What tests share: paths, the test passphrase, generated training data, an independent accountant,
-host-side listeners for network tests, and the TUI tests' helpers. Fixtures live in conftest.py."""
+host-side listeners for network tests, the TUI tests' helpers, and a reader of requirements.lock.
+Fixtures live in conftest.py."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import socket
 import subprocess
@@ -16,6 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 if TYPE_CHECKING:
     from vault.train import TrainData
@@ -232,3 +236,53 @@ def text_of(app, selector: str) -> str:
     from textual.widgets import Static
 
     return str(app.screen.query_one(selector, Static).render())
+
+
+# ----------------------------------------------------------------------------- requirements.lock
+PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>\S+)(?P<options>(?:\s+--hash=\S+)*)$")
+HASH = re.compile(r"^--hash=sha256:[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class Pin:
+    name: str
+    version: Version
+    hashes: tuple[str, ...]
+    line: int
+
+
+def parse_lock(text: str) -> tuple[dict[str, Pin], list[str]]:
+    """Pins by canonical name, and the problems found: anything but `name==version --hash=...` lines."""
+    pins: dict[str, Pin] = {}
+    problems: list[str] = []
+    logical: list[tuple[int, str]] = []
+    pending: list[str] = []
+    start = 0
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split(" #", 1)[0].strip() if not raw.lstrip().startswith("#") else ""
+        if not pending:
+            start = number
+        if line.endswith("\\"):
+            pending.append(line[:-1].strip())
+            continue
+        pending.append(line)
+        joined = " ".join(part for part in pending if part)
+        pending = []
+        if joined:
+            logical.append((start, joined))
+    for number, entry in logical:
+        match = PIN.match(entry)
+        if not match:
+            problems.append(f"line {number}: {entry[:80]!r} is not a pinned requirement with hashes")
+            continue
+        name = canonicalize_name(match["name"])
+        hashes = tuple(match["options"].split())
+        bad = [h for h in hashes if not HASH.match(h)]
+        if not hashes or bad:
+            problems.append(
+                f"line {number}: {name} has no sha256 hash" if not hashes else f"line {number}: {bad[0]}"
+            )
+        if name in pins:
+            problems.append(f"line {number}: {name} is pinned twice (first on line {pins[name].line})")
+        pins[name] = Pin(name, Version(match["version"]), hashes, number)
+    return pins, problems
