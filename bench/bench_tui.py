@@ -2,7 +2,7 @@
 response while a training run works in its own process. Each figure is printed beside a peer
 measured in the same run.
 
-Run: STRONGROOM_TEST_KDF=cheap .venv/bin/python bench/bench_tui.py [--entries 100000] [--skip-run]
+Run: .venv/bin/python bench/bench_tui.py [--entries 100000] [--skip-run]
 Goals (issue 7): unlock screen <= 1.0 s; Audit area open <= 1.0 s; key response <= 50 ms during a run.
 
 Peers: a minimal Textual app started the same way (startup floor); the core's own
@@ -28,11 +28,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-os.environ.setdefault("STRONGROOM_TEST_KDF", "cheap")
-os.environ.setdefault("STRONGROOM_TEST_ISOLATION", "waive")
+from vault.crypto import keys  # noqa: E402
+from vault.netguard import state  # noqa: E402
+
+keys.use_test_kdf()  # the fixture vault's slots are cheap; the benchmark times screens, not Argon2id
+state.waive_for_tests()  # this process does not isolate itself
 
 PASSPHRASE = "correct horse battery staple"
-FIXTURE = REPO / "tests" / "snapshots" / "fixture-vault"
+FIXTURE = REPO / "tests" / "tui" / "snapshots" / "fixture-vault"
 WORK = Path(tempfile.gettempdir()) / "strongroom-bench-tui"
 PEER_APP = """
 from textual.app import App

@@ -1,22 +1,25 @@
-"""Shared fixtures: cheap key derivation through its explicit test switch, vaults, and the real CLI."""
+"""Shared fixtures: cheap key derivation and the isolation waiver through their explicit in-process
+switches, vaults, and the real CLI (through tests/launch.py, which sets the same switches)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support import PASSPHRASE, REPO, CliResult, shared_path
+from tests.support import PASSPHRASE, REPO, CliResult, launcher, shared_path
+from vault.crypto import keys
+from vault.netguard import state as isolation_state
 
-# Explicit test switches (recorded in the vault and the audit log when used):
-os.environ["STRONGROOM_TEST_KDF"] = "cheap"
-# In-process tests cannot isolate the pytest process itself; CLI tests run real isolated processes.
-os.environ["STRONGROOM_TEST_ISOLATION"] = "waive"
+# Explicit test switches, in this process only (each recorded where it matters: cheap parameters in
+# every slot made under it, the waiver in every session's isolation evidence):
+keys.use_test_kdf()
+# The pytest process cannot isolate itself; CLI tests run real isolated processes (tests/launch.py).
+isolation_state.waive_for_tests()
 for var in (
     "STRONGROOM_VAULT",
     "STRONGROOM_USER",
@@ -72,15 +75,12 @@ def cli(vault_path: Path) -> Callable[..., CliResult]:
             STRONGROOM_PASSPHRASE=PASSPHRASE,
             PYTHONUNBUFFERED="1",
         )
-        full_env.pop("STRONGROOM_TEST_ISOLATION", None)
-        if isolation:
-            full_env["STRONGROOM_TEST_ISOLATION"] = isolation
         full_env.update(env or {})
         for k, v in list(full_env.items()):
             if v is None:
                 del full_env[k]
         proc = subprocess.run(
-            [sys.executable, "-m", "vault.cli", *args],
+            [*launcher(isolation), *args],
             env=full_env,
             cwd=REPO,
             text=True,

@@ -4,6 +4,7 @@ Fixtures live in conftest.py."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +49,12 @@ class CliResult:
 
     def json(self) -> Any:
         return json.loads(self.out)
+
+
+def launcher(isolation: str | None = "waive", *, real_kdf: bool = False) -> list[str]:
+    """The command line that runs `strongroom` as tests do (tests/launch.py)."""
+    flags = ["--waive-isolation"] if isolation == "waive" else []
+    return [sys.executable, "-m", "tests.launch", *flags, *(["--real-kdf"] if real_kdf else []), "--"]
 
 
 # ----------------------------------------------------------------------------- training data
@@ -195,13 +203,28 @@ def last_json(proc: subprocess.CompletedProcess[str]) -> Any:
 SIZE = (80, 24)
 
 
-def fresh_vault(tmp_path: Path) -> Path:
-    """An empty vault (cheap key derivation through the test switch) at tmp_path/vault."""
+def fresh_vault(tmp_path: Path, *, real_kdf: bool = False) -> Path:
+    """An empty vault at tmp_path/vault: cheap key derivation, or with `real_kdf` the product's own
+    parameters, for a process the tests cannot switch (the TUI that `strongroom tui` execs)."""
     from vault.door import Vault
 
     path = tmp_path / "vault"
-    Vault.create(path, passphrase=PASSPHRASE.encode()).close()
+    with product_kdf() if real_kdf else contextlib.nullcontext():
+        Vault.create(path, passphrase=PASSPHRASE.encode()).close()
     return path
+
+
+@contextlib.contextmanager
+def product_kdf() -> Iterator[None]:
+    """Within the block, new key slots get the product's Argon2id parameters, not the cheap ones."""
+    from vault.crypto import keys
+
+    was = keys.test_kdf_enabled()
+    keys.use_test_kdf(False)
+    try:
+        yield
+    finally:
+        keys.use_test_kdf(was)
 
 
 async def settle(pilot) -> None:

@@ -58,7 +58,6 @@ class StrongroomApp(App[None]):
         self.backend: Any = None
         self.audit_reader: Any = None
         self.training_run: Any = None
-        self._passphrase: bytes | None = None
         self._high_contrast = high_contrast
         for area in self.areas:
             self.add_mode(area, _area_screen(area))
@@ -86,18 +85,18 @@ class StrongroomApp(App[None]):
             self.push_screen(UnlockScreen(self.vault_path, self.initial_user))
 
     # Unlocking and the session.
-    def unlocked_with(self, backend: Any, passphrase: bytes) -> None:
+    def unlocked_with(self, backend: Any) -> None:
         """Called by the unlock screen on the UI thread once the vault is open."""
         self.backend = backend
-        self._passphrase = passphrase
         self.sub_title = f"{backend.user} ({backend.role}) · {self.vault_path}"
         self.switch_mode("datasets")
 
     def training_secret(self) -> bytes:
-        """The passphrase, handed (through a pipe, never argv or disk) to the training process."""
-        if self._passphrase is None:
+        """The session's slot secrets, handed through a pipe (never argv or disk) to the training
+        process, which resumes the session with them: no passphrase is kept or passed on."""
+        if self.backend is None:
             raise RuntimeError("the vault is locked")
-        return self._passphrase
+        return bytes(self.backend.slot_secrets())
 
     @property
     def run_active(self) -> bool:
@@ -179,4 +178,3 @@ class StrongroomApp(App[None]):
             self.training_run.cancel()
         if self.backend is not None:
             self.backend.close()
-        self._passphrase = None

@@ -46,6 +46,17 @@ class Backend:
 
         return cls(Vault.open(path, user=user, passphrase=passphrase))
 
+    @classmethod
+    def resume(cls, path: Path | str, *, user: str, secrets: bytes) -> Backend:
+        """The session of a parent process, from its slot secrets (the trainer)."""
+        from vault.door import Vault
+        from vault.storage.keyring import SlotSecrets
+
+        return cls(Vault.resume(path, user=user, slot_secrets=SlotSecrets.unpack(secrets)))
+
+    def slot_secrets(self) -> bytes:
+        return bytes(self._vault.slot_secrets().pack())
+
     @property
     def user(self) -> str:
         return str(self._vault.user)

@@ -1,7 +1,7 @@
 """The training process: opens the vault through the one door, trains, and reports events.
 
 Started by `tui.training` as `python -m tui.train_child`. It reads one JSON line (vault, user,
-passphrase, request) from stdin, then watches stdin for "cancel" (or end of file, when the UI
+the UI session's slot secrets, request) from stdin, then watches stdin for "cancel" (or end of file, when the UI
 has gone). Events, the result or the error go to the UI as JSON lines on a private copy of
 stdout; anything else the libraries print goes to stderr, which the UI discards.
 """
@@ -52,7 +52,7 @@ def main() -> int:
     except OSError:
         pass
     job = json.loads(sys.stdin.readline())
-    passphrase = base64.b64decode(job.pop("passphrase_b64"))
+    secrets = base64.b64decode(job.pop("slot_secrets_b64"))
     try:
         _isolate(job["vault"], job.get("isolation"))
     except Exception as error:
@@ -76,8 +76,8 @@ def main() -> int:
         _send(out, lock, {"type": "event", "event": type(event).__name__, "fields": as_dict(event)})
 
     try:
-        backend = Backend.unlock(job["vault"], user=job["user"], passphrase=passphrase)
-        del passphrase
+        backend = Backend.resume(job["vault"], user=job["user"], secrets=secrets)
+        del secrets
         try:
             result = backend.train(job["request"], on_event=on_event, cancel=cancel)
         finally:

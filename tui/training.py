@@ -58,7 +58,7 @@ class TrainingRun:
     """Starts `python -m tui.train_child`, hands it the job on stdin, and relays what it reports."""
 
     def __init__(
-        self, target: MessagePump, *, vault_path: Path, user: str, passphrase: bytes, request: dict[str, Any]
+        self, target: MessagePump, *, vault_path: Path, user: str, secrets: bytes, request: dict[str, Any]
     ) -> None:
         self.target = target
         self.request = dict(request)
@@ -86,7 +86,7 @@ class TrainingRun:
             "vault": str(Path(vault_path).resolve()),
             "user": user,
             "request": self.request,
-            "passphrase_b64": base64.b64encode(passphrase).decode("ascii"),
+            "slot_secrets_b64": base64.b64encode(secrets).decode("ascii"),
             "isolation": netguard_state.current_report(),
         }
         self.process.stdin.write(json.dumps(job) + "\n")

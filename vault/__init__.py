@@ -5,13 +5,15 @@ that object, which asks the policy, writes the audit entry, then acts.
 
 Glossary
 --------
-vault        A directory holding `vault.json` (format, key slots), `catalog.sealed` (the encrypted
-             catalog), `objects/` (sealed objects), `audit/` (the signed log) and `lock`.
-master key   A random 256-bit key. Each user's key slot opens it; it wraps every data key and
-             derives the catalog key.
-key slot     One per user, with a role (admin, operator, auditor) and its own Argon2id salt and
-             parameters; see `vault.storage.keyring`.
-data key     A random key per dataset version (and per model), wrapped by the master key.
+vault        A directory holding `vault.json` (format, key slots, signed), `catalog.sealed` (the
+             encrypted catalog), `objects/` (sealed objects), `audit/` (the signed log) and `lock`.
+role keys    The metadata key (every role: it seals the catalog), the data key (operators and
+             admins: it wraps every object's key) and the authority (admins: it signs the header).
+key slot     One per user, with a role (admin, operator, auditor): the role's keys sealed to it,
+             the user's own signing key under their passphrase; see `vault.storage.keyring`.
+authority    The Ed25519 key that signs the header (users, roles, the policy's hash); its
+             fingerprint, printed at init, is how anyone checks a vault's users and approvals.
+object key   A random key per dataset version (and per model object), wrapped by the data key.
              Deleting a dataset destroys its keys: crypto-shredding.
 object       A sealed blob (C2SP chunked encryption, AES-256-GCM) bound by its context to the vault,
              its kind, its owner and its name.

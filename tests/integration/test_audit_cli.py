@@ -7,13 +7,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support import PASSPHRASE, REPO
+from tests.support import PASSPHRASE, REPO, launcher
 from vault.audit import AuditLog
 from vault.cli import audit as cli_audit
 from vault.crypto.signing import SigningKey
@@ -27,11 +26,8 @@ def template_vault(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One vault, made once through the real command (init, then a session), copied for each test."""
     root = tmp_path_factory.mktemp("template") / "vault"
     env = dict(os.environ, STRONGROOM_VAULT=str(root), STRONGROOM_PASSPHRASE=PASSPHRASE)
-    env["STRONGROOM_TEST_ISOLATION"] = "waive"
     for command in (["init"], ["datasets"]):
-        proc = subprocess.run(
-            [sys.executable, "-m", "vault.cli", *command], env=env, cwd=REPO, capture_output=True
-        )
+        proc = subprocess.run([*launcher(), *command], env=env, cwd=REPO, capture_output=True)
         assert proc.returncode == 0, proc.stderr
     return root
 

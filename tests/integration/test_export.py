@@ -49,8 +49,11 @@ def test_export_writes_model_card_and_a_manifest_openssl_verifies(new_vault, tmp
     assert sorted(result["files"]) == [
         "MANIFEST.sha256",
         "MANIFEST.sig",
+        "approvals.json",
+        "authority.pub.pem",
         "card.json",
         "card.md",
+        "export.json",
         "model.safetensors",
         "signer.pub.pem",
     ]

@@ -9,13 +9,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.support import PASSPHRASE, REPO
+from tests.support import PASSPHRASE, REPO, launcher
 from vault.errors import StrongroomError
 
 
@@ -36,7 +35,7 @@ def cli_env(vault: Path) -> dict[str, str]:
 
 def start_import(vault: Path, source: Path, name: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "vault.cli", "import", str(source), "--name", name],
+        [*launcher(), "import", str(source), "--name", name],
         env=cli_env(vault),
         cwd=REPO,
         stdout=subprocess.DEVNULL,

@@ -1,5 +1,8 @@
 """Smoke test in a real terminal: `strongroom tui` under tmux at 80x24, driven with send-keys
-and read back with capture-pane. Skipped where tmux is absent."""
+and read back with capture-pane. Skipped where tmux is absent.
+
+The UI runs exactly as installed: real isolation and no test switch, so its vaults are made with
+the product's own key derivation parameters."""
 
 from __future__ import annotations
 
@@ -63,11 +66,11 @@ class Pane:
 
 @pytest.fixture
 def vault_dir(tmp_path: Path) -> Path:
-    return fresh_vault(tmp_path)
+    return fresh_vault(tmp_path, real_kdf=True)
 
 
 def tui_env() -> dict[str, str]:
-    keep = ("PATH", "HOME", "LANG", "LC_ALL", "STRONGROOM_TEST_KDF", "STRONGROOM_TEST_ISOLATION")
+    keep = ("PATH", "HOME", "LANG", "LC_ALL")
     env = {key: os.environ[key] for key in keep if key in os.environ}
     env["TERM"] = "xterm-256color"
     env.setdefault("LANG", "C.UTF-8")
@@ -112,9 +115,9 @@ def test_auditor_mode_in_a_real_terminal(vault_dir: Path) -> None:
 
 
 def test_training_from_the_ui_under_real_isolation(tmp_path: Path) -> None:
-    """No test switch: the UI isolates itself, and its trainer process, started from inside that
-    isolation, must report the same level (it cannot enter namespaces a second time) so that the
-    default policy's isolation rule lets the run go."""
+    """The UI isolates itself, and its trainer process, started from inside that isolation, must
+    report the same level (it cannot enter namespaces a second time) so that the default policy's
+    isolation rule lets the run go."""
     probe = subprocess.run(
         [sys.executable, "-m", "vault.netguard", "report"],
         capture_output=True,
@@ -132,13 +135,10 @@ def test_training_from_the_ui_under_real_isolation(tmp_path: Path) -> None:
         f"spam\twin cash prize now {i}\n" if i % 2 else f"ham\tsee you at lunch {i}\n" for i in range(240)
     )
     (tmp_path / "msgs.tsv").write_text("label\ttext\n" + rows, "utf-8")
-    vault = Vault.create(tmp_path / "vault", passphrase=PASSPHRASE.encode())
-    vault.import_dataset(tmp_path / "msgs.tsv", name="msgs")
-    vault.close()
-    env = {key: value for key, value in tui_env().items() if key != "STRONGROOM_TEST_ISOLATION"}
-    # `env -u`: a tmux server started by an earlier test may carry the switch in its environment
-    command = ["env", "-u", "STRONGROOM_TEST_ISOLATION", sys.executable, "-m", "vault.cli", "tui"]
-    pane = Pane([*command, "--vault", str(tmp_path / "vault")], env)
+    path = fresh_vault(tmp_path, real_kdf=True)
+    with Vault.open(path, user="admin", passphrase=PASSPHRASE.encode()) as vault:
+        vault.import_dataset(tmp_path / "msgs.tsv", name="msgs")
+    pane = Pane([sys.executable, "-m", "vault.cli", "tui", "--vault", str(tmp_path / "vault")], tui_env())
     try:
         pane.wait_for(lambda text: "Passphrase" in text, "the unlock screen")
         pane.send(PASSPHRASE, literal=True)

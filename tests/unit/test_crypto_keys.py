@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,13 +19,15 @@ from vault.errors import AuthError, IntegrityError
 
 
 @pytest.fixture
-def production_kdf(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(keys.TEST_KDF_ENV, raising=False)
+def production_kdf() -> Iterator[None]:
+    keys.use_test_kdf(False)
+    yield
+    keys.use_test_kdf(True)
 
 
 @pytest.fixture
-def cheap_kdf(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(keys.TEST_KDF_ENV, "cheap")
+def cheap_kdf() -> None:
+    keys.use_test_kdf(True)
 
 
 def test_random_key_is_32_fresh_bytes() -> None:
@@ -37,15 +42,31 @@ def test_default_is_rfc9106_second_recommended_option() -> None:
     assert KdfParams.default().salt != params.salt
 
 
-def test_new_slot_is_cheap_only_under_the_explicit_switch(monkeypatch: pytest.MonkeyPatch) -> None:
-    for value in (None, "", "1", "yes", "Cheap"):
-        if value is None:
-            monkeypatch.delenv(keys.TEST_KDF_ENV, raising=False)
-        else:
-            monkeypatch.setenv(keys.TEST_KDF_ENV, value)
-        assert keys.kdf_for_new_slot().memory_kib == 64 * 1024
-    monkeypatch.setenv(keys.TEST_KDF_ENV, "cheap")
+def test_new_slot_is_cheap_only_under_the_explicit_switch(production_kdf: None) -> None:
+    assert keys.kdf_for_new_slot().memory_kib == 64 * 1024
+    keys.use_test_kdf()
     assert keys.kdf_for_new_slot().memory_kib == TEST_FLOOR.memory_kib
+
+
+def test_no_environment_variable_makes_key_derivation_cheap(tmp_path: Path) -> None:
+    """The installed product reads no test switch: a process given every STRONGROOM_TEST_* variable
+    (old and new spellings) still makes slots with the product's parameters and refuses cheap ones."""
+    probe = (
+        "from vault.crypto import keys; from vault.errors import IntegrityError\n"
+        "p = keys.kdf_for_new_slot(); print(p.memory_kib)\n"
+        "try:\n    keys.check_kdf_params(keys.KdfParams.cheap()); print('accepted')\n"
+        "except IntegrityError:\n    print('refused')\n"
+    )
+    env = dict(
+        os.environ,
+        STRONGROOM_TEST_KDF="cheap",
+        STRONGROOM_TEST_ISOLATION="waive",
+        STRONGROOM_TEST="1",
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == [str(64 * 1024), "refused"]
 
 
 def test_json_round_trip() -> None:

@@ -249,7 +249,7 @@ class TrainScreen(AreaScreen):
             self,
             vault_path=self.app.vault_path,
             user=self.backend.user,
-            passphrase=self.app.training_secret(),
+            secrets=self.app.training_secret(),
             request=request,
         )
         self.app.training_run = self.run

@@ -16,10 +16,9 @@ from tui.keys import bindings
 
 
 class Unlocked(Message):
-    def __init__(self, backend: object, passphrase: bytes) -> None:
+    def __init__(self, backend: object) -> None:
         super().__init__()
         self.backend = backend
-        self.passphrase = passphrase
 
 
 class UnlockFailed(Message):
@@ -92,11 +91,12 @@ class UnlockScreen(Screen[None]):
         if get_current_worker().is_cancelled:
             backend.close()
             return
-        self.post_message(Unlocked(backend, passphrase))
+        del passphrase  # the session holds the slot's keys; the passphrase is not kept
+        self.post_message(Unlocked(backend))
 
     def on_unlocked(self, message: Unlocked) -> None:
         self.query_one("#unlock-status", Static).update("✓ unlocked")
-        self.app.unlocked_with(message.backend, message.passphrase)
+        self.app.unlocked_with(message.backend)
 
     def on_unlock_failed(self, message: UnlockFailed) -> None:
         self.set_busy(False)

@@ -32,7 +32,7 @@ from typing import Any
 from vault.audit import merkle
 from vault.audit.checkpoint import Checkpoint, parse_checkpoint, sign_checkpoint, verify_checkpoint
 from vault.audit.entries import LazyEntries
-from vault.audit.reader import parse_time, select
+from vault.audit.reader import latest_detail, parse_time, select
 from vault.audit.scan import ACTION_RE, ENTRY_VERSION, scan_log
 from vault.audit.state import TreeState, split_lines
 from vault.audit.verify import AuditReport, verify_snapshot
@@ -449,6 +449,11 @@ class AuditLog:
             if parsed is not None and len(parsed) == len(lines) and all(isinstance(e, dict) for e in parsed):
                 return parsed  # one value per line, each an object: the same as parsing line by line
         return select(lines, after, action, actor)
+
+    def latest(self, key: str) -> tuple[int, Any] | None:
+        """(seq, value) of the newest entry whose detail records `key` (e.g. header_generation)."""
+        with self._shared():
+            return latest_detail(self.log_path, key)
 
     def lazy_entries(self) -> LazyEntries:
         """All complete entries, parsed on demand (for screens). Lines that are plainly not JSON

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from vault.errors import IntegrityError, UsageError
@@ -53,3 +56,45 @@ def select(
 
 def _action_matches(action: str, wanted: str) -> bool:
     return action == wanted or action.startswith(wanted.rstrip(".") + ".")
+
+
+def lines_backwards(path: Path, block: int = 1 << 16) -> Iterator[bytes]:
+    """The complete lines of a file, last first, read in blocks from the end (a torn tail skipped)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        end = os.fstat(fd).st_size
+        carry = b""
+        first = True
+        while end > 0:
+            start = max(0, end - block)
+            chunk = os.pread(fd, end - start, start) + carry
+            end = start
+            parts = chunk.split(b"\n")
+            carry = parts.pop(0) if start > 0 else b""
+            if first:
+                parts.pop()  # the bytes after the last newline: empty, or a torn line
+                first = False
+            yield from reversed([p for p in parts if p])
+        if carry:
+            yield carry
+    finally:
+        os.close(fd)
+
+
+def latest_detail(path: Path, key: str) -> tuple[int, Any] | None:
+    """(seq, value) of the newest entry whose detail holds `key`, or None."""
+    needle = f'"{key}":'.encode()
+    for line in lines_backwards(path):
+        if needle not in line:
+            continue
+        try:
+            entry = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        detail = entry.get("detail") if isinstance(entry, dict) else None
+        if isinstance(detail, dict) and key in detail:
+            return int(entry.get("seq", -1)), detail[key]
+    return None

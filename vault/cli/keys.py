@@ -54,12 +54,15 @@ def cmd_keys(args: argparse.Namespace) -> int:
                                 r["created"][:19],
                                 f"argon2id m={r['kdf']['memory_kib']}KiB t={r['kdf']['iterations']} "
                                 f"p={r['kdf']['lanes']}",
+                                (r["fingerprint"] or "-")[:23],
                             ]
                             for r in rows
                         ],
-                        ["USER", "ROLE", "CREATED", "KDF"],
+                        ["USER", "ROLE", "CREATED", "KDF", "SIGNING KEY"],
                     )
                 )
+                if rows and rows[0]["authority_fingerprint"]:
+                    print(f"authority {rows[0]['authority_fingerprint']} (signs the users, roles and policy)")
             return 0
         if args.keys_cmd == "add":
             result = v.keys_add(

@@ -52,12 +52,16 @@ def cmd_init(args: argparse.Namespace) -> int:
             "admin": v.user,
             "policy": v.policy.name,
             "policy_sha256": v.policy.sha256,
+            "authority_fingerprint": v.authority_fingerprint,
         }
     if args.json:
         options.emit_json(info)
     else:
         print(
-            f"created vault {path} (id {info['vault_id']}), admin {info['admin']!r}, policy {info['policy']}"
+            f"created vault {path} (id {info['vault_id']}), admin {info['admin']!r}, policy {info['policy']}\n"
+            f"authority {info['authority_fingerprint']}\n"
+            "  keep this fingerprint with the room's records: it is how anyone checks this vault's header, "
+            "users and exported approvals"
         )
     return 0
 
@@ -77,7 +81,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
         word = "✓ verified" if report["ok"] else "✗ FAILED"
         print(
             f"{word}: {report['objects_checked']} objects in {report['datasets']} datasets and "
-            f"{report['models']} models authenticated, catalog and header intact"
+            f"{report['models']} models "
+            + (
+                "authenticated"
+                if report["scope"] == "full"
+                else "present with their recorded sizes (this role holds no data key to authenticate them)"
+            )
+            + ", catalog and header intact"
             if report["ok"]
             else f"{word}: {sum(f['severity'] == 'error' for f in report['findings'])} problem(s)"
         )

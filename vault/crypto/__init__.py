@@ -14,8 +14,8 @@ reordering, raises vault.errors.IntegrityError (exit 4) with a `detail["reason"]
 Protect a key with a passphrase (Argon2id KEK, RFC 3394 key wrap):
 
     from vault.crypto import derive_kek, kdf_for_new_slot, unwrap_key, wrap_key
-    params = kdf_for_new_slot()                 # RFC 9106 default; cheap only if
-                                                # STRONGROOM_TEST_KDF=cheap
+    params = kdf_for_new_slot()                 # RFC 9106 default; cheap only in a test
+                                                # process that called use_test_kdf()
     slot = {"kdf": params.to_json(), "wrapped": wrap_key(derive_kek(pw, params), master_key)}
     params = KdfParams.from_json(slot["kdf"])   # on open; derive_kek checks floor and ceiling
     master_key = unwrap_key(derive_kek(pw, params), slot["wrapped"], error=AuthError)
@@ -41,7 +41,6 @@ from vault.crypto.chunked import (
     sealed_length,
 )
 from vault.crypto.keys import (
-    TEST_KDF_ENV,
     KdfParams,
     check_kdf_params,
     derive_kek,
@@ -59,7 +58,6 @@ from vault.crypto.signing import SigningKey, load_public_pem, verify_signature
 
 __all__ = [
     "CHUNK_SIZE",
-    "TEST_KDF_ENV",
     "KdfParams",
     "SigningKey",
     "check_kdf_params",

@@ -181,6 +181,12 @@ def x25519_generate() -> tuple[bytes, bytes]:
     return private_raw, public_raw
 
 
+def x25519_public(private_raw: bytes) -> bytes:
+    """The raw public key of a raw X25519 private key."""
+    private = X25519PrivateKey.from_private_bytes(private_raw)
+    return private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
 def x25519_exchange(private_raw: bytes, peer_public_raw: bytes) -> bytes:
     """The 32-byte X25519 shared secret; ValueError for a malformed or small-order peer key.
 

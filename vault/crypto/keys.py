@@ -25,7 +25,6 @@ __all__ = [
     "FLOOR",
     "KEY_LENGTH",
     "TEST_FLOOR",
-    "TEST_KDF_ENV",
     "KdfLimits",
     "KdfParams",
     "check_kdf_params",
@@ -36,16 +35,20 @@ __all__ = [
     "random_key",
     "test_kdf_enabled",
     "unwrap_key",
+    "use_test_kdf",
     "wrap_key",
     "x25519_exchange",
     "x25519_keypair",
+    "x25519_public",
 ]
 
 KEY_LENGTH = 32
 SALT_LENGTH = 16
-# The one explicit switch that makes key derivation cheap for tests; recorded in the slot.
-TEST_KDF_ENV = "STRONGROOM_TEST_KDF"
 _KDF_ALGORITHM = "argon2id"
+# The one explicit switch that makes key derivation cheap, for tests: set by calling
+# `use_test_kdf()` in the test process (nothing the installed product reads can set it). The cheap
+# parameters are recorded in each slot made under it, so such a slot is plain to see.
+_test_kdf = False
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ class KdfLimits:
 
 # OWASP's minimum Argon2id configuration (m = 19 MiB, t = 2, p = 1).
 FLOOR = KdfLimits(memory_kib=19 * 1024, iterations=2, lanes=1)
-# Applies only with STRONGROOM_TEST_KDF=cheap: the cheap test parameters themselves.
+# Applies only under `use_test_kdf()`: the cheap test parameters themselves.
 TEST_FLOOR = KdfLimits(memory_kib=64, iterations=1, lanes=1)
 # Beyond these a header could make opening the vault exhaust memory or time.
 CEILING = KdfLimits(memory_kib=4 * 1024 * 1024, iterations=20, lanes=64)
@@ -119,9 +122,15 @@ class KdfParams:
         return cls(salt=salt, **values)
 
 
+def use_test_kdf(enabled: bool = True) -> None:
+    """Tests only: new slots get cheap parameters and the floor drops to them, in this process."""
+    global _test_kdf
+    _test_kdf = enabled
+
+
 def test_kdf_enabled() -> bool:
-    """True only when STRONGROOM_TEST_KDF is exactly "cheap"."""
-    return os.environ.get(TEST_KDF_ENV) == "cheap"
+    """True only in a process that called `use_test_kdf()`."""
+    return _test_kdf
 
 
 def kdf_for_new_slot() -> KdfParams:
@@ -221,6 +230,14 @@ def hmac_sha256(key: bytes, message: bytes) -> bytes:
 def x25519_keypair() -> tuple[bytes, bytes]:
     """A fresh X25519 key pair as raw 32-byte (private, public), e.g. for a key slot."""
     return _primitives.x25519_generate()
+
+
+def x25519_public(private: bytes) -> bytes:
+    """The public half of a raw X25519 private key (to check a slot's keys belong together)."""
+    try:
+        return _primitives.x25519_public(private)
+    except ValueError:
+        raise IntegrityError("a private key in the vault is malformed", "restore it from a backup") from None
 
 
 def x25519_exchange(private: bytes, peer_public: bytes) -> bytes:

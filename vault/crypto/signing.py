@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from vault.crypto import _primitives
 
-__all__ = ["PUBLIC_KEY_LENGTH", "SIGNATURE_LENGTH", "SigningKey", "load_public_pem", "verify_signature"]
+__all__ = [
+    "PUBLIC_KEY_LENGTH",
+    "SIGNATURE_LENGTH",
+    "SigningKey",
+    "load_public_pem",
+    "public_pem",
+    "verify_signature",
+]
 
 PUBLIC_KEY_LENGTH = 32
 SIGNATURE_LENGTH = 64
@@ -49,6 +56,11 @@ class SigningKey:
 
     def __repr__(self) -> str:
         return f"SigningKey(public={self._public_raw.hex()})"
+
+
+def public_pem(public_raw: bytes) -> bytes:
+    """The SubjectPublicKeyInfo PEM of a raw 32-byte Ed25519 public key (for openssl)."""
+    return _primitives.ed25519_public_pem(public_raw)
 
 
 def load_public_pem(pem: bytes) -> bytes:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vault.audit import AuditLog
+from vault.door import unlock
 from vault.door.datasets import DatasetService
 from vault.door.export import ExportService
 from vault.door.keys import KeyService
@@ -44,6 +45,8 @@ from vault.door.training import TrainingService
 from vault.door.verify import VerifyService
 from vault.netguard.probe import HostSentinel
 from vault.policy import Decision, Policy
+from vault.storage import keyring
+from vault.storage.keyring import SlotSecrets
 
 if TYPE_CHECKING:  # names only: importing them here would load the importers and torch
     from vault.ingest import ImportOptions
@@ -59,6 +62,10 @@ EXEMPT: dict[str, str] = {
     "keys_list": "names the users, their roles and KDF settings (no key material), which every user may "
     "see; a failed unlock's hint points to it",
     "keys_passwd": "re-wraps only the caller's own slot under a new passphrase; recorded as keys.passwd",
+    "resume": "opens a session from slot secrets a parent session handed over (the TUI's trainer); "
+    "records session.unlock and decides `unlock` as `open` does",
+    "slot_secrets": "hands this session's own slot secrets to a process of ours that resumes it; "
+    "nothing leaves the process but through the caller's pipe",
 }
 
 
@@ -86,14 +93,23 @@ class Vault:
         policy_text: str | None = None,
         policy_source: str = "policies/default.toml",
     ) -> Vault:
-        session = Session.create(
+        session = unlock.create(
             path, user=user, passphrase=passphrase, policy_text=policy_text, policy_source=policy_source
         )
         return cls._started(session, unlock=False)
 
     @classmethod
     def open(cls, path: Path | str, *, user: str, passphrase: bytes) -> Vault:
-        return cls._started(Session.open(path, user=user, passphrase=passphrase), unlock=True)
+        return cls._started(unlock.open_with_passphrase(path, user=user, passphrase=passphrase), unlock=True)
+
+    @classmethod
+    def resume(cls, path: Path | str, *, user: str, slot_secrets: SlotSecrets) -> Vault:
+        return cls._started(unlock.resume(path, user=user, slot_secrets=slot_secrets), unlock=True)
+
+    def slot_secrets(self) -> SlotSecrets:
+        """This session's slot secrets, to hand to a process of ours that resumes it (the TUI's
+        trainer) instead of the passphrase: no second key derivation, no passphrase in a child."""
+        return self._session.secrets
 
     @classmethod
     def _started(cls, session: Session, *, unlock: bool) -> Vault:
@@ -144,6 +160,16 @@ class Vault:
     @property
     def audit(self) -> AuditLog:
         return self._session.audit
+
+    @property
+    def authority_fingerprint(self) -> str | None:
+        """The fingerprint of the key that signs this vault's header (None for format 1)."""
+        header = self._session.header
+        return (
+            keyring.fingerprint(keyring.unb64(header["authority"], "authority"))
+            if "authority" in header
+            else None
+        )
 
     @property
     def origin(self) -> str:

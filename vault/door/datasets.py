@@ -169,6 +169,7 @@ class DatasetService:
 
         check_name(name)
         check_choice(sensitivity, SENSITIVITIES, "sensitivity")
+        self.session.check_writable()
         source = Path(source).expanduser()
         self.session.decide("dataset.import", dataset={"name": name, "sensitivity": sensitivity})
         decoded = decode(source, options or ImportOptions(), on_event=on_event, cancel=cancel)

@@ -16,6 +16,7 @@ from vault.errors import InputError, UsageError
 from vault.netguard import state as isolation_state
 from vault.policy import Decision, Policy
 from vault.policy.request import REQUEST_FACTS
+from vault.storage import keyring
 from vault.storage.catalog import PolicyHistoryEntry
 from vault.storage.files import utc_now
 
@@ -72,33 +73,43 @@ class PolicyService:
                 "set it on a host where namespaces and seccomp work, or require 'guard'; nothing was changed",
             )
         when = utc_now()
-        with self.session.writing() as catalog:
+        session = self.session
+        session.authority()  # the header vouches for the policy: only an admin's key signs it
+        session.check_writable()
+        with session.lock:
+            header = session.fresh_header()
+            catalog = session.read_catalog()
             old = catalog["policy"]
             changed = old["sha256"] != new.sha256
-            if changed:
+            old_name = old.get("name") or Policy.load(old["text"]).name
+            detail = {
+                "old_sha256": old["sha256"],
+                "new_sha256": new.sha256,
+                "old_name": old_name,
+                "new_name": new.name,
+                "source": source,
+            }
+            if not changed:
+                session.record("policy.set", new.name, "unchanged", **detail)
+            else:
                 history: list[PolicyHistoryEntry] = list(old.get("history", []))
                 history.append(
                     {
                         "sha256": old["sha256"],
-                        "name": old.get("name") or Policy.load(old["text"]).name,
+                        "name": old_name,
                         "source": old.get("source"),
                         "set": old.get("set"),
                         "set_by": old.get("set_by"),
                         "replaced": when,
                     }
                 )
-                catalog["policy"] = policy_record(new, set_by=self.session.user, when=when, history=history)
-            old_name = old.get("name") or Policy.load(old["text"]).name
-            self.session.record(
-                "policy.set",
-                new.name,
-                "ok" if changed else "unchanged",
-                old_sha256=old["sha256"],
-                new_sha256=new.sha256,
-                old_name=old_name,
-                new_name=new.name,
-                source=source,
-            )
+                catalog["policy"] = policy_record(new, set_by=session.user, when=when, history=history)
+                catalog["generation"] = int(catalog.get("generation", 0)) + 1
+                header["policy_sha256"] = new.sha256
+                header["generation"] = int(header["generation"]) + 1
+                keyring.sign_header(header, session.authority())
+                session.record("policy.set", new.name, "ok", header_generation=header["generation"], **detail)
+                session.commit_catalog_and_header(header, catalog)
         return {
             "changed": changed,
             "name": new.name,

@@ -68,6 +68,8 @@ class KeySlotInfo(TypedDict):
     role: str
     created: str
     kdf: dict[str, Any]
+    fingerprint: str | None  # of the user's Ed25519 signing key (None in a format 1 vault)
+    authority_fingerprint: str | None  # of the key that signs the header
 
 
 class ModelSummary(TypedDict):
@@ -107,6 +109,7 @@ class Exported(TypedDict):
 
 
 class VerifyReport(TypedDict):
+    scope: str  # "full": every object authenticated; "presence": sizes only (a role without a data key)
     ok: bool
     objects_checked: int
     datasets: int

@@ -1,9 +1,10 @@
-"""An opened vault's state and its three duties: decide (ask the policy), record (the audit entry),
+"""An unlocked vault's state and its three duties: decide (ask the policy), record (the audit entry),
 and write (one writer, the catalog committed atomically).
 
-`Session.create` and `Session.open` unlock a key slot; every service of the door (datasets, keys,
-training, export, policy, verify, network) is built on one session and reaches the vault's files
-only through it.
+`vault.door.unlock` makes a Session (create, open, resume); every service of the door (datasets,
+keys, training, export, policy, verify, network) is built on one session and reaches the vault's
+files only through it. A session holds only its role's keys: an auditor's session has no data key
+and no authority, and the methods that would need them say so.
 """
 
 from __future__ import annotations
@@ -11,32 +12,24 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import secrets
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vault.audit import AuditLog
 from vault.crypto import keys
 from vault.crypto.signing import SigningKey
-from vault.errors import AuthError, IntegrityError, IsolationError, NotFound, StrongroomError
+from vault.errors import IntegrityError, IsolationError, NotFound, PolicyDenied, StrongroomError
 from vault.netguard import state as isolation_state
 from vault.policy import Decision, Policy, Request
 from vault.storage import catalog as catalogs
-from vault.storage import keyring
+from vault.storage import keyring, legacy
 from vault.storage.catalog import Catalog, ObjectRef, PolicyHistoryEntry, PolicyRecord
-from vault.storage.files import VaultLock, atomic_write, canonical_json, fsync_dir, utc_now
+from vault.storage.files import VaultLock, atomic_write, canonical_json, fsync_dir
 from vault.storage.header import read_header
-from vault.storage.layout import (
-    AUDIT_DIR,
-    CATALOG_FILE,
-    CATALOG_NEXT,
-    FORMAT_NAME,
-    FORMAT_VERSION,
-    HEADER_FILE,
-    OBJECTS_DIR,
-)
-from vault.storage.names import check_name
+from vault.storage.keyring import SlotSecrets, VaultKeys
+from vault.storage.layout import AUDIT_DIR, CATALOG_FILE, CATALOG_NEXT, HEADER_FILE
 from vault.storage.objects import ObjectStore
 
 ISOLATION_HINT = (
@@ -60,19 +53,35 @@ def policy_record(
     }
 
 
-class Session:
-    """One user's unlocked session on a vault. Create with `Session.create`, open with `Session.open`."""
+@dataclass
+class Unlocked:
+    """What a user's slot opened: the role's share of the vault's keys (format 1: the master key in
+    both places), the slot's own secrets (format 2), and why the session may not write, if so."""
 
-    def __init__(
-        self, root: Path, header: dict[str, Any], user: str, role: str, master: bytes, private: bytes
-    ) -> None:
+    header: dict[str, Any]
+    user: str
+    role: str
+    keys: VaultKeys
+    secrets: SlotSecrets | None
+    read_only: str | None = None
+
+    @property
+    def catalog_key(self) -> bytes:
+        if int(self.header["version"]) < 2:
+            return legacy.catalog_key(self.keys.meta)
+        return keyring.catalog_key(self.keys.meta)
+
+
+class Session:
+    """One user's unlocked session on a vault."""
+
+    def __init__(self, root: Path, unlocked: Unlocked) -> None:
         self.path = root
-        self.vault_id: str = header["vault_id"]
-        self.user = user
-        self.role = role
-        self.header = header
-        self._master = master
-        self.slot_private = private
+        self.header = unlocked.header
+        self.vault_id: str = unlocked.header["vault_id"]
+        self.user = unlocked.user
+        self.role = unlocked.role
+        self._unlocked = unlocked
         self.objects = ObjectStore(root, self.vault_id)
         self.audit = AuditLog(root / AUDIT_DIR)
         self.lock = VaultLock(root)
@@ -81,104 +90,7 @@ class Session:
         self._catalog_cache: Catalog | None = None
         self._policy_cache: Policy | None = None
 
-    # ----------------------------------------------------------------- creation and opening
-    @classmethod
-    def create(
-        cls,
-        path: Path | str,
-        *,
-        user: str,
-        passphrase: bytes,
-        policy_text: str | None,
-        policy_source: str,
-    ) -> Session:
-        root = Path(path).expanduser()
-        check_name(user, "user")
-        policy = (
-            Policy.load(policy_text, source=policy_source) if policy_text is not None else Policy.default()
-        )
-        if root.exists() and any(root.iterdir()):
-            what = "a vault" if (root / HEADER_FILE).exists() else "a non-empty directory"
-            raise StrongroomError(
-                f"{root} already exists and is {what}; nothing was changed",
-                "choose another --vault path, or open the existing vault",
-            )
-        root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        (root / OBJECTS_DIR).mkdir(exist_ok=True)
-        created = utc_now()
-        vault_id = secrets.token_hex(8)
-        master = keys.random_key()
-        header: dict[str, Any] = {
-            "format": FORMAT_NAME,
-            "version": FORMAT_VERSION,
-            "vault_id": vault_id,
-            "created": created,
-            "slots": [],
-        }
-        first_slot, private = keyring.new_slot(user, "admin", passphrase, master, created)
-        header["slots"].append(first_slot)
-        header["mac"] = keyring.header_mac(master, header)
-        signing_key = SigningKey.generate()
-        with VaultLock(root):
-            catalogs.write_catalog(
-                root,
-                vault_id,
-                keyring.catalog_key(master),
-                catalogs.empty_catalog(
-                    vault_id,
-                    keyring.b64(signing_key.raw()),
-                    policy_record(policy, set_by=user, when=created),
-                    created,
-                ),
-            )
-            audit = AuditLog(root / AUDIT_DIR)
-            audit.init(signing_key.public_pem())
-            audit.append(
-                user,
-                "admin",
-                "vault.init",
-                vault_id,
-                "ok",
-                {
-                    "policy": policy.name,
-                    "policy_sha256": policy.sha256,
-                    "format_version": FORMAT_VERSION,
-                    "kdf": {k: v for k, v in header["slots"][0]["kdf"].items() if k != "salt"},
-                },
-            )
-            # The header goes last: until it exists, the directory is not a vault.
-            atomic_write(root / HEADER_FILE, canonical_json(header))
-        return cls._unlocked(root, header, user, "admin", master, private)
-
-    @classmethod
-    def open(cls, path: Path | str, *, user: str, passphrase: bytes) -> Session:
-        root = Path(path).expanduser()
-        header = read_header(root)
-        try:
-            master, private, slot = keyring.unlock(header, user, passphrase)
-        except AuthError:
-            with contextlib.suppress(OSError, StrongroomError):
-                AuditLog(root / AUDIT_DIR).append(
-                    user,
-                    "unknown",
-                    "session.unlock_failed",
-                    header["vault_id"],
-                    "denied",
-                    {"reason": "unknown user or wrong passphrase", "pid": os.getpid()},
-                )
-            raise
-        keyring.check_header_mac(master, header)
-        return cls._unlocked(root, header, user, slot["role"], master, private)
-
-    @classmethod
-    def _unlocked(
-        cls, root: Path, header: dict[str, Any], user: str, role: str, master: bytes, private: bytes
-    ) -> Session:
-        session = cls(root, header, user, role, master, private)
-        session._recover_rotation()
-        session.read_catalog()
-        return session
-
+    # ----------------------------------------------------------------- lifecycle
     def start(self, *, unlock: bool) -> None:
         """Record the isolation evidence and, for an unlock, ask the policy (which also compares the
         isolation with the level it requires). Closes the session when refused."""
@@ -186,7 +98,7 @@ class Session:
         self.isolation = report
         try:
             if unlock:
-                self.record("session.unlock", self.vault_id, "ok", pid=os.getpid())
+                self.record("session.unlock", self.vault_id, "ok", pid=os.getpid(), **self.header_facts())
             self.record(
                 "network.isolation", self.vault_id, "ok" if report.get("isolated") else "degraded", **report
             )
@@ -211,31 +123,70 @@ class Session:
             )
             self.audit.write_checkpoint(self.signing_key(), self.origin)
         self.lock.release()
-        self._master = b"\0" * 32
+        self._unlocked = Unlocked(self.header, self.user, self.role, VaultKeys(b""), None, "closed")
 
     @property
     def origin(self) -> str:
         return f"strongroom.local/vault/{self.vault_id}"
 
+    @property
+    def format_version(self) -> int:
+        return int(self.header["version"])
+
+    @property
+    def read_only(self) -> str | None:
+        return self._unlocked.read_only
+
     def check_open(self) -> None:
         if self.closed:
             raise StrongroomError("this vault session is closed", "open the vault again")
 
+    def header_facts(self) -> dict[str, Any]:
+        """What every unlock records, so the next one can tell a rolled-back header (format 2)."""
+        if self.format_version < 2:
+            return {"format_version": self.format_version}
+        return {
+            "header_generation": self.header["generation"],
+            "authority": keyring.fingerprint(keyring.unb64(self.header["authority"], "authority")),
+        }
+
+    @property
+    def secrets(self) -> SlotSecrets:
+        if self._unlocked.secrets is None:
+            raise StrongroomError(
+                "this slot has no signing key yet (a format 1 vault not yet upgraded)",
+                "an admin's next unlock upgrades the vault",
+            )
+        return self._unlocked.secrets
+
     # ----------------------------------------------------------------- the catalog
     @property
     def catalog_key(self) -> bytes:
-        return keyring.catalog_key(self._master)
+        return self._unlocked.catalog_key
 
     def read_catalog(self) -> Catalog:
         """A fresh, decrypted snapshot of the catalog (read-only by convention)."""
         self.check_open()
         catalog = catalogs.read_catalog(self.path, self.vault_id, self.catalog_key)
+        if self.format_version >= 2 and catalog["policy"]["sha256"] != self.header["policy_sha256"]:
+            raise IntegrityError(
+                "the catalog's policy is not the one the admin-signed header vouches for: it was altered",
+                "restore catalog.sealed from a backup; only an admin can change the policy (`strongroom policy set`)",
+                detail={"object": CATALOG_FILE},
+            )
         self._catalog_cache = catalog
         return catalog
 
     def catalog(self) -> Catalog:
         """The catalog as last read in this session (for the policy and the signing key)."""
         return self._catalog_cache or self.read_catalog()
+
+    def check_writable(self) -> None:
+        self.check_open()
+        if self.read_only:
+            raise StrongroomError(
+                f"the vault is read-only for this session: {self.read_only}", "ask an admin to unlock it once"
+            )
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[Catalog]:
@@ -244,7 +195,7 @@ class Session:
         Objects written inside the block land first; the catalog write is the commit point.
         Unreferenced objects from an earlier interrupted writer are swept first.
         """
-        self.check_open()
+        self.check_writable()
         if self.lock.held:
             raise StrongroomError("nested vault write", "this is a bug in strongroom; please report it")
         with self.lock:
@@ -256,11 +207,25 @@ class Session:
             self._catalog_cache = catalog
 
     # ----------------------------------------------------------------- objects and data keys
+    @property
+    def vault_keys(self) -> VaultKeys:
+        """This session's share of the vault's keys (to seal to a new slot, an admin's whole set)."""
+        return self._unlocked.keys
+
+    def _data(self) -> bytes:
+        if self._unlocked.keys.data is None:
+            raise PolicyDenied(
+                f"the {self.role} role holds no key that decrypts records or model weights",
+                "ask an operator or an admin; an auditor reads the log, the catalog and the ledger",
+                detail={"role": self.role},
+            )
+        return self._unlocked.keys.data
+
     def put_object(
         self, kind: str, ident: str, data: bytes | memoryview, key: bytes | None = None
     ) -> ObjectRef:
-        """Seal `data` as a new object. Without `key`, a fresh data key is made, wrapped by the master key."""
-        self.check_open()
+        """Seal `data` as a new object. Without `key`, a fresh data key is made, wrapped by the data key."""
+        self.check_writable()
         wrapped = None
         if key is None:
             key, wrapped = self.new_data_key()
@@ -271,7 +236,7 @@ class Session:
 
     def data_key(self, wrapped_b64: str) -> bytes:
         try:
-            return keys.unwrap_key(self._master, keyring.unb64(wrapped_b64, "wrapped_key"))
+            return keys.unwrap_key(self._data(), keyring.unb64(wrapped_b64, "wrapped_key"))
         except IntegrityError:
             raise IntegrityError(
                 "a data key failed to unwrap: the catalog was altered", "run `strongroom verify`"
@@ -279,11 +244,11 @@ class Session:
 
     def new_data_key(self) -> tuple[bytes, str]:
         key = keys.random_key()
-        return key, keyring.b64(keys.wrap_key(self._master, key))
+        return key, keyring.b64(keys.wrap_key(self._data(), key))
 
-    def rewrap(self, wrapped_b64: str, new_master: bytes) -> str:
-        """A data key wrapped by the current master key, wrapped again by `new_master`."""
-        return keyring.b64(keys.wrap_key(new_master, self.data_key(wrapped_b64)))
+    def rewrap(self, wrapped_b64: str, new_data: bytes) -> str:
+        """A data key wrapped by the current data key, wrapped again by `new_data`."""
+        return keyring.b64(keys.wrap_key(new_data, self.data_key(wrapped_b64)))
 
     def get_object(self, ref: ObjectRef, key: bytes | None = None) -> bytes:
         self.check_open()
@@ -304,52 +269,72 @@ class Session:
                 detail={"object": ref["id"]},
             ) from None
 
+    def record_index_key(self) -> bytes:
+        """The key of the per-record hashes that let the ledger follow records (data-key holders)."""
+        return keyring.record_index_key(self._data())
+
     def signing_key(self) -> SigningKey:
+        """The audit log's checkpoint key (every session writes the log)."""
         return SigningKey.from_raw(keyring.unb64(self.catalog()["signing_key"], "signing_key"))
 
-    # ----------------------------------------------------------------- header and master key
+    # ----------------------------------------------------------------- the header
     def fresh_header(self) -> dict[str, Any]:
-        """`vault.json` as it is on disk now, authenticated by this session's master key."""
+        """`vault.json` as it is on disk now, authenticated: by the authority this user's slot pinned
+        (format 2), or by the master key's MAC (format 1). The only way the door reads the header."""
         header = read_header(self.path)
-        keyring.check_header_mac(self._master, header)
+        if int(header["version"]) != self.format_version:
+            raise IntegrityError(
+                f"vault.json changed format under this session ({self.format_version} -> {header['version']})",
+                "open the vault again",
+            )
+        if self.format_version >= 2:
+            keyring.verify_header(header, self.secrets.authority)
+        else:
+            legacy.check_header_mac(self._unlocked.keys.meta, header)
         return header
 
-    def commit_header(self, header: dict[str, Any], master: bytes | None = None) -> None:
-        header["mac"] = keyring.header_mac(master or self._master, header)
+    def authority(self) -> SigningKey:
+        if self._unlocked.keys.authority is None:
+            raise PolicyDenied(
+                f"only an admin can change users, roles or the policy (this session is {self.role})",
+                "ask an admin: the header is signed by a key only admin slots hold",
+                detail={"role": self.role},
+            )
+        return self._unlocked.keys.authority_key()
+
+    def commit_header(self, header: dict[str, Any]) -> None:
+        """Write a changed header (lock held): the next generation, signed by the authority."""
+        self.check_writable()
+        header["generation"] = int(header["generation"]) + 1
+        keyring.sign_header(header, self.authority())
+        self._write_header(header)
+
+    def write_owner_fields(self, header: dict[str, Any]) -> None:
+        """Write a header whose signed part is unchanged (a passphrase change): no authority needed."""
+        keyring.verify_header(header, self.secrets.authority)
+        self._write_header(header)
+
+    def _write_header(self, header: dict[str, Any]) -> None:
         atomic_write(self.path / HEADER_FILE, canonical_json(header))
         self.header = header
+        self._unlocked.header = header
 
-    def new_slot(self, name: str, role: str, passphrase: bytes) -> dict[str, Any]:
-        slot, _ = keyring.new_slot(name, role, passphrase, self._master, utc_now())
-        return slot
-
-    def replace_master(self, header: dict[str, Any], catalog: Catalog, new_master: bytes) -> None:
-        """Commit a new master key (lock held): the new catalog beside the old, then the header (the
-        commit point), then the rename. An interrupted replacement is finished or dropped at the next open."""
-        next_path = self.path / CATALOG_NEXT
-        atomic_write(
-            next_path, catalogs.seal_catalog(self.vault_id, keyring.catalog_key(new_master), catalog)
+    def commit_catalog_and_header(
+        self, header: dict[str, Any], catalog: Catalog, vault_keys: VaultKeys | None = None
+    ) -> None:
+        """Commit a catalog and a signed header together (lock held), with new vault keys if given:
+        the new catalog beside the old, then the header (the commit point), then the rename. An
+        interrupted change is finished or dropped at the next open."""
+        unlocked = Unlocked(
+            header, self.user, self.role, vault_keys or self.vault_keys, self._unlocked.secrets
         )
-        self.commit_header(header, new_master)
+        next_path = self.path / CATALOG_NEXT
+        atomic_write(next_path, catalogs.seal_catalog(self.vault_id, unlocked.catalog_key, catalog))
+        self._write_header(header)
         os.replace(next_path, self.path / CATALOG_FILE)
         fsync_dir(self.path)
-        self._master = new_master
+        self._unlocked = unlocked
         self._catalog_cache = catalog
-
-    def _recover_rotation(self) -> None:
-        """Finish a master-key rotation interrupted between its header and catalog writes."""
-        nxt = self.path / CATALOG_NEXT
-        if not nxt.exists():
-            return
-        try:
-            catalogs.read_catalog(self.path, self.vault_id, self.catalog_key, CATALOG_NEXT)
-        except IntegrityError:
-            # The header still holds the old master key: the rotation never committed. Drop it.
-            with contextlib.suppress(FileNotFoundError):
-                nxt.unlink()
-            return
-        os.replace(nxt, self.path / CATALOG_FILE)
-        fsync_dir(self.path)
 
     # ----------------------------------------------------------------- audit and policy
     def record(self, action: str, subject: str, outcome: str = "ok", **detail: Any) -> dict[str, Any]:

@@ -76,6 +76,7 @@ class TrainingService:
         from vault.train.privacy import default_delta, epsilon_of
 
         name, run_name, version, config = parse_request(request, dataset)
+        self.session.check_writable()
         info = self.datasets.info(name, version, decide=False)
         counts = [int(info["counts"].get(c, 0)) for c in info["classes"]]
         run = engine.plan(

@@ -209,7 +209,7 @@ def isolate(
         cache_dir=cache_dir,
         closed_fds=tuple(closed),
         warnings=tuple(warnings),
-        waived_by_test_switch=os.environ.get(state.TEST_SWITCH) == "waive",
+        waived_by_test_switch=state.waived(),
     )
     _report = report
     _publish(report)

@@ -6,14 +6,24 @@ Nothing heavy is imported here, so the door can read the report without loading 
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from vault.vocabulary import isolation_rank
 
-TEST_SWITCH = "STRONGROOM_TEST_ISOLATION"
-
 _report: dict[str, Any] | None = None
+# Tests only: `waive_for_tests()` lets a test process, which cannot isolate itself, open vaults
+# whatever their policy requires. Nothing the installed product reads can set it, and the
+# isolation evidence of every session it affects says so.
+_waived = False
+
+
+def waive_for_tests(enabled: bool = True) -> None:
+    global _waived
+    _waived = enabled
+
+
+def waived() -> bool:
+    return _waived
 
 
 def set_report(report: dict[str, Any]) -> None:
@@ -23,12 +33,12 @@ def set_report(report: dict[str, Any]) -> None:
 
 def current_report() -> dict[str, Any]:
     """The isolation reached by this process, or a report that says plainly there is none."""
-    if _report is not None:
-        return dict(_report)
-    report: dict[str, Any] = {"isolated": False, "mode": "none", "layers": []}
-    if os.environ.get(TEST_SWITCH) == "waive":
+    report: dict[str, Any] = (
+        dict(_report) if _report is not None else {"isolated": False, "mode": "none", "layers": []}
+    )
+    if _waived:
         report["waived_by_test_switch"] = True
-        report["warnings"] = [f"isolation requirement waived by {TEST_SWITCH}=waive (tests only)"]
+        report["warnings"] = [*report.get("warnings", []), "isolation requirement waived (a test process)"]
     return report
 
 

@@ -7,11 +7,12 @@ writer (`Session.writing`) commits it atomically with a generation one higher.
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict, cast
 
-from vault.crypto import open_sealed, seal
+from vault.crypto import keys, open_sealed, seal
 from vault.errors import IntegrityError
 from vault.storage.files import atomic_write, canonical_json
 from vault.storage.layout import CATALOG_FILE
@@ -154,6 +155,27 @@ def referenced_objects(catalog: Catalog) -> set[str]:
     for model in catalog["models"].values():
         refs.update(ref["id"] for ref in model["objects"].values())
     return refs
+
+
+def rewrap_data_keys(catalog: Catalog, old: bytes, new: bytes) -> int:
+    """Every dataset version's and model object's key, unwrapped by `old` and wrapped by `new` (in
+    place); returns how many. The objects themselves are not touched."""
+    count = 0
+
+    def rewrap(wrapped: str) -> str:
+        key = keys.unwrap_key(old, base64.b64decode(wrapped, validate=True))
+        return base64.b64encode(keys.wrap_key(new, key)).decode("ascii")
+
+    for entry in catalog["datasets"].values():
+        for version in entry["versions"]:
+            version["wrapped_key"] = rewrap(version["wrapped_key"])
+            count += 1
+    for model in catalog["models"].values():
+        for ref in model["objects"].values():
+            if "wrapped_key" in ref:
+                ref["wrapped_key"] = rewrap(ref["wrapped_key"])
+                count += 1
+    return count
 
 
 def catalog_context(vault_id: str) -> bytes:

@@ -1,6 +1,8 @@
 """Reading `vault.json`, the header: says plainly when a directory is not a vault, and checks its shape.
 
-Its authenticity (the MAC over slots and settings) is checked by the keyring once a slot is open.
+Its authenticity is checked once a slot is open, against the authority the user's slot pinned
+(format 2: `keyring.verify_header`; format 1: a MAC under the master key). The door reads the
+header only through `Session.fresh_header`, which does both.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from vault.errors import IntegrityError, NotFound
-from vault.storage.layout import FORMAT_NAME, FORMAT_VERSION, HEADER_FILE
+from vault.storage.layout import FORMAT_NAME, FORMAT_VERSION, HEADER_FILE, READABLE_VERSIONS
 
 
 def read_header(root: Path) -> dict[str, Any]:
@@ -38,12 +40,19 @@ def read_header(root: Path) -> dict[str, Any]:
             f"{root} is not a Strongroom vault ({HEADER_FILE} has another format)",
             "point --vault / STRONGROOM_VAULT at a vault directory",
         )
-    if header.get("version") != FORMAT_VERSION:
+    version = header.get("version")
+    if version not in READABLE_VERSIONS:
         raise IntegrityError(
-            f"vault format version {header.get('version')!r} is not supported (this build reads {FORMAT_VERSION})",
+            f"vault format version {version!r} is not supported (this build reads "
+            f"{', '.join(map(str, READABLE_VERSIONS))} and writes {FORMAT_VERSION})",
             "open it with the Strongroom release that wrote it",
         )
-    for key, kind in (("vault_id", str), ("slots", list), ("mac", str)):
+    fields: tuple[tuple[str, type], ...] = (("vault_id", str), ("slots", list))
+    if version == 1:
+        fields += (("mac", str),)
+    else:
+        fields += (("signature", str), ("authority", str), ("generation", int), ("policy_sha256", str))
+    for key, kind in fields:
         if not isinstance(header.get(key), kind):
             raise IntegrityError(
                 f"{HEADER_FILE} field {key!r} is missing or damaged", "restore vault.json from a backup"

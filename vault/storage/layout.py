@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 
 FORMAT_NAME = "strongroom-vault"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # what this build writes; format 1 is read, and upgraded at an admin's unlock
+READABLE_VERSIONS = (1, 2)
 HEADER_FILE = "vault.json"
 CATALOG_FILE = "catalog.sealed"
 CATALOG_NEXT = "catalog.next.sealed"

@@ -3,7 +3,10 @@
 Run from the repository root when the vault format changes, then review and accept the
 snapshots again (pytest tests/tui/test_tui_snapshots.py --snapshot-update, then look at each SVG):
 
-    STRONGROOM_TEST_KDF=cheap STRONGROOM_TEST_ISOLATION=waive .venv/bin/python tests/tui/snapshots/make_fixture_vault.py
+    .venv/bin/python tests/tui/snapshots/make_fixture_vault.py
+
+It uses the tests' switches (cheap key derivation, no isolation requirement) in its own process,
+so the fixture vault opens fast in tests.
 
 A checked-in vault keeps what the screens show (times, digests, model ids, accuracies) the same
 on every run. Its data are the bundled demo subsets (vault/demo_data, real MNIST and SMS records).
@@ -11,7 +14,6 @@ on every run. Its data are the bundled demo subsets (vault/demo_data, real MNIST
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -23,11 +25,14 @@ PASSPHRASE = b"correct horse battery staple"
 
 
 def main() -> int:
-    if os.environ.get("STRONGROOM_TEST_KDF") != "cheap":
-        sys.exit("set STRONGROOM_TEST_KDF=cheap: the fixture vault must open fast in tests")
     sys.path.insert(0, str(REPO))
+    from vault.crypto import keys
     from vault.door import Vault
     from vault.ingest import ImportOptions
+    from vault.netguard import state
+
+    keys.use_test_kdf()
+    state.waive_for_tests()
 
     shutil.rmtree(FIXTURE, ignore_errors=True)
     with Vault.create(FIXTURE, passphrase=PASSPHRASE) as vault:
@@ -44,13 +49,8 @@ def main() -> int:
             sensitivity="high",
             options=ImportOptions(fmt="tsv", header=False, text_column=1, label_column=0),
         )
-        if hasattr(vault, "train"):
-            vault.train(
-                {"dataset": "digits", "model": "cnn", "dp": True, "epsilon": 2.0, "epochs": 1, "seed": 7}
-            )
-            vault.train(
-                {"dataset": "sms", "model": "bow", "dp": True, "epsilon": 1.0, "epochs": 2, "seed": 7}
-            )
+        vault.train({"dataset": "digits", "model": "cnn", "dp": True, "epsilon": 2.0, "epochs": 1, "seed": 7})
+        vault.train({"dataset": "sms", "model": "bow", "dp": True, "epsilon": 1.0, "epochs": 2, "seed": 7})
     print(f"wrote {FIXTURE}")
     return 0
 

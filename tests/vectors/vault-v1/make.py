@@ -1,6 +1,8 @@
-"""How tests/vectors/vault-v1 was made (run once; the vault it wrote is checked in and must keep opening).
+"""How tests/vectors/vault-v1 was made: once, by the release that wrote format 1 (this build reads
+format 1, upgrades it at an admin's unlock, and writes format 2); the vault it wrote is checked in
+and must keep opening. That release's cheap test key derivation was switched on by its environment:
 
-Run: STRONGROOM_TEST_KDF=cheap STRONGROOM_TEST_ISOLATION=waive .venv/bin/python tests/vectors/vault-v1/make.py
+    STRONGROOM_TEST_KDF=cheap STRONGROOM_TEST_ISOLATION=waive python tests/vectors/vault-v1/make.py
 """
 
 import json
