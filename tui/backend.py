@@ -176,9 +176,43 @@ class AuditReader:
         result["findings"] = as_dicts(report.findings)
         return result
 
+    def report(self, since: str = "", until: str = "", dataset: str = "", user: str = "") -> dict[str, Any]:
+        """The access report (as `strongroom audit report --format json` gives it) for a scope."""
+        from vault.audit import parse_time
+        from vault.audit.reader import parse_until
+        from vault.audit.report import Scope, build_report
+        from vault.audit.report.render import now_text
+
+        scope = Scope(
+            since=parse_time(since) if since else None,
+            until=parse_until(until) if until else None,
+            dataset=dataset or None,
+            user=user or None,
+        )
+        return build_report(self.vault_path / "audit", scope, generated=now_text())
+
+    def save_report(self, report: dict[str, Any], target: Path) -> Path:
+        """Write `report` to a new file, as Markdown, HTML or JSON by the file's suffix."""
+        import json
+
+        from vault.audit.report import render_html, render_markdown
+        from vault.errors import InputError
+
+        renderers = {
+            ".md": render_markdown,
+            ".html": render_html,
+            ".json": lambda r: json.dumps(r, indent=2, ensure_ascii=False) + "\n",
+        }
+        render = renderers.get(target.suffix.lower())
+        if render is None:
+            raise InputError(
+                f"{target.name}: the report is written as .md, .html or .json", "name the file so"
+            )
+        return _write_new(target, render(report))
+
     def save_checkpoint(self, target: Path) -> Path:
         """Copy the latest signed checkpoint to `target` (a new file; an existing one is kept)."""
-        from vault.errors import InputError, NotFound
+        from vault.errors import NotFound
 
         text = self._log().latest_checkpoint()
         if text is None:
@@ -186,15 +220,20 @@ class AuditReader:
                 "the log has no signed checkpoint yet",
                 "a checkpoint is written at the end of every vault session; open and close the vault",
             )
-        try:
-            with open(target, "x", encoding="utf-8") as handle:
-                handle.write(text)
-        except FileExistsError:
-            raise InputError(
-                f"{target} already exists; it was left as it is", "choose a new file name"
-            ) from None
-        except OSError as error:
-            raise InputError(
-                f"cannot write {target}: {error.strerror}", "choose a folder you can write to"
-            ) from None
-        return target
+        return _write_new(target, text)
+
+
+def _write_new(target: Path, text: str) -> Path:
+    """Write `text` to `target`, which must not exist yet (an existing file is never replaced)."""
+    from vault.errors import InputError
+
+    try:
+        with open(target, "x", encoding="utf-8") as handle:
+            handle.write(text)
+    except FileExistsError:
+        raise InputError(f"{target} already exists; it was left as it is", "choose a new file name") from None
+    except OSError as error:
+        raise InputError(
+            f"cannot write {target}: {error.strerror}", "choose a folder you can write to"
+        ) from None
+    return target

@@ -51,6 +51,7 @@ SCOPE_TITLES: dict[str, str] = {
     "policy": "6 Policy",
     "unlock": "Unlock",
     "picker": "Import: file picker",
+    "report": "Audit: access report",
     "dialog": "Dialogs",
 }
 
@@ -126,9 +127,22 @@ KEYS: tuple[Key, ...] = (
     # Privacy.
     Key("privacy.refresh", "r", "refresh", "Refresh", "privacy"),
     # Audit.
-    Key("audit.verify", "v", "verify", "Re-verify", "audit"),
-    Key("audit.checkpoint", "c", "save_checkpoint", "Save checkpoint", "audit"),
+    Key("audit.verify", "v", "verify", "Re-verify", "audit", short="verify"),
+    Key("audit.checkpoint", "c", "save_checkpoint", "Save checkpoint", "audit", short="checkpoint"),
     Key("audit.reload", "r", "reload", "Reload log", "audit", show=False),
+    Key("audit.report", "p", "report", "Access report: by period, dataset, person", "audit", short="report"),
+    # The access report (from the Audit area).
+    Key("report.build", "ctrl+r", "build", "Build the report", "report", priority=True, short="build"),
+    Key(
+        "report.save",
+        "ctrl+s",
+        "save",
+        "Save it (.md, .html or .json)",
+        "report",
+        priority=True,
+        short="save",
+    ),
+    Key("report.close", "escape", "close", "Back to the log", "report", key_display="esc", short="back"),
     # Policy.
     Key("policy.check", "ctrl+r", "check", "Run what-if check", "policy", priority=True),
     # Import file picker.

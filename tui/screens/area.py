@@ -19,58 +19,15 @@ from tui.widgets.area_bar import AreaBar
 from tui.widgets.tables import KeyTable
 
 
-class AreaScreen(Screen[None]):
-    """Base of the six areas. Subclasses set AREA and implement compose_area/refresh_area."""
+class CoreScreen(Screen[None]):
+    """A screen that calls the core: `call_core` runs a blocking call in a thread worker and hands
+    the result (or the error, as a dialog unless `failed` handles it) back on the UI thread."""
 
-    AREA: ClassVar[str] = ""
-    BINDINGS = bindings("area")
-    AUTO_FOCUS = "KeyTable, AuditLogView"
-
-    def __init__(self) -> None:
-        super().__init__(id=f"area-{self.AREA}")
-        self._stale = True
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self._pending: dict[
             Worker[Any], tuple[Callable[[Any], None] | None, Callable[[BaseException], bool | None] | None]
         ] = {}
-
-    def compose(self) -> ComposeResult:
-        from tui.app import AREAS
-
-        app = self.app
-        areas = [(area, *AREAS[area]) for area in app.areas]
-        backend = getattr(app, "backend", None)
-        who = f"{backend.user} ({backend.role})" if backend is not None else "auditor · read-only"
-        yield AreaBar(self.AREA, areas, who)
-        yield Input(
-            placeholder="filter: type to narrow the table, esc clears",
-            id="filter",
-            classes="filter",
-            disabled=True,
-        )
-        with Vertical(classes="area-body"):
-            yield from self.compose_area()
-        yield Footer()
-
-    def compose_area(self) -> ComposeResult:
-        raise NotImplementedError
-
-    def on_screen_resume(self) -> None:
-        """Reload when the area is entered (first time, or back from another area), not when a
-        dialog on top of it closes: a failing core call must not reopen its error dialog."""
-        if self._stale:
-            self._stale = False
-            self.refresh_area()
-
-    def on_screen_suspend(self) -> None:
-        if self.app.current_mode != self.AREA:
-            self._stale = True
-
-    def refresh_area(self) -> None:
-        """Reload what the area shows from the core (called whenever the area is shown)."""
-
-    @property
-    def backend(self) -> Any:
-        return self.app.backend
 
     def call_core(
         self,
@@ -110,6 +67,57 @@ class AreaScreen(Screen[None]):
             handled = failed(error) if failed is not None else False
             if not handled:
                 self.app.show_error(error)
+
+
+class AreaScreen(CoreScreen):
+    """Base of the six areas. Subclasses set AREA and implement compose_area/refresh_area."""
+
+    AREA: ClassVar[str] = ""
+    BINDINGS = bindings("area")
+    AUTO_FOCUS = "KeyTable, AuditLogView"
+
+    def __init__(self) -> None:
+        super().__init__(id=f"area-{self.AREA}")
+        self._stale = True
+
+    def compose(self) -> ComposeResult:
+        from tui.app import AREAS
+
+        app = self.app
+        areas = [(area, *AREAS[area]) for area in app.areas]
+        backend = getattr(app, "backend", None)
+        who = f"{backend.user} ({backend.role})" if backend is not None else "auditor · read-only"
+        yield AreaBar(self.AREA, areas, who)
+        yield Input(
+            placeholder="filter: type to narrow the table, esc clears",
+            id="filter",
+            classes="filter",
+            disabled=True,
+        )
+        with Vertical(classes="area-body"):
+            yield from self.compose_area()
+        yield Footer()
+
+    def compose_area(self) -> ComposeResult:
+        raise NotImplementedError
+
+    def on_screen_resume(self) -> None:
+        """Reload when the area is entered (first time, or back from another area), not when a
+        dialog on top of it closes: a failing core call must not reopen its error dialog."""
+        if self._stale:
+            self._stale = False
+            self.refresh_area()
+
+    def on_screen_suspend(self) -> None:
+        if self.app.current_mode != self.AREA:
+            self._stale = True
+
+    def refresh_area(self) -> None:
+        """Reload what the area shows from the core (called whenever the area is shown)."""
+
+    @property
+    def backend(self) -> Any:
+        return self.app.backend
 
     # Filtering and going back.
     def filter_table(self) -> KeyTable | None:

@@ -179,6 +179,11 @@ class AuditScreen(AreaScreen):
             chosen,
         )
 
+    def action_report(self) -> None:
+        from tui.screens.report import ReportScreen
+
+        self.app.push_screen(ReportScreen())
+
     def palette_commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand(
             "Verify audit log", "Check every entry and the signed checkpoint (v)", self.action_verify
@@ -187,6 +192,11 @@ class AuditScreen(AreaScreen):
             "Save audit checkpoint", "Write the signed checkpoint to a file (c)", self.action_save_checkpoint
         )
         yield SystemCommand("Reload audit log", "Read the log again (r)", self.action_reload)
+        yield SystemCommand(
+            "Access report",
+            "Who touched which records, by period, dataset and person (p)",
+            self.action_report,
+        )
 
 
 SCREEN = AuditScreen

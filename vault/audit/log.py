@@ -491,8 +491,10 @@ class AuditLog:
         *,
         on_event: Callable[[VerifyProgress], None] | None = None,
         cancel: threading.Event | None = None,
+        on_entry: Callable[[dict[str, Any]], None] | None = None,
     ) -> AuditReport:
-        """Check the whole log: JSON, versions, sequence, prev chain, checkpoints and public key.
+        """Check the whole log: JSON, versions, sequence, prev chain, checkpoints and public key;
+        each parsed entry goes to `on_entry` on the way (one read of the log for a report).
 
         `pubkey_pem` is a public key the auditor trusts (else audit/pubkey.pem is used and the
         report says so); `checkpoint_text` a checkpoint saved earlier, to rule out truncation.
@@ -517,6 +519,7 @@ class AuditLog:
             origin=self.origin,
             on_event=on_event,
             cancel=cancel,
+            on_entry=on_entry,
         )
 
 

@@ -23,6 +23,14 @@ def parse_time(text: str) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
+def parse_until(text: str) -> dt.datetime:
+    """The end of a period: a time as given, or a plain date as the last instant of that day (UTC)."""
+    value = parse_time(text)
+    if len(text.strip()) == 10:
+        value += dt.timedelta(days=1) - dt.timedelta(microseconds=1)
+    return value
+
+
 def select(
     lines: list[bytes], after: dt.datetime | None, action: str | None, actor: str | None
 ) -> list[dict[str, Any]]:

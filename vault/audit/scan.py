@@ -175,8 +175,10 @@ def scan_log(
     base: merkle.MerkleTree | None = None,
     on_event: Callable[[VerifyProgress], None] | None = None,
     cancel: threading.Event | None = None,
+    on_entry: Callable[[dict[str, Any]], None] | None = None,
 ) -> Scan:
-    """Hash every complete line into the tree; check entries from `check_from` on.
+    """Hash every complete line into the tree; check entries from `check_from` on; hand each parsed
+    entry (a dict) to `on_entry`, so a reader needs no second pass over the log.
 
     With `base`, `data` is the rest of a log whose first `base.size` entries that tree holds:
     positions, sequence numbers and roots continue from there, and `leaves` holds only the new
@@ -246,6 +248,8 @@ def scan_log(
             checker.expected_seq += 1
         else:
             checker.check(pos, entry, root)
+        if on_entry is not None and type(entry) is dict:
+            on_entry(entry)
         tree_append(leaves[pos - first])
     checker.finish()
     findings, notes = checker.findings, checker.notes

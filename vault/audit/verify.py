@@ -199,8 +199,10 @@ def verify_snapshot(
     origin: str | None,
     on_event: Callable[[VerifyProgress], None] | None = None,
     cancel: threading.Event | None = None,
+    on_entry: Callable[[dict[str, Any]], None] | None = None,
 ) -> AuditReport:
-    """Verify a log snapshot against its checkpoints, its public key and an optional saved checkpoint."""
+    """Verify a log snapshot against its checkpoints, its public key and an optional saved checkpoint;
+    each parsed entry goes to `on_entry` as it is checked (one pass for a reader such as the report)."""
     findings: list[Finding] = []
     key, key_source = _trusted_key(pubkey_file, trusted_pubkey, findings)
     parsed: dict[bytes, Checkpoint | None] = {}
@@ -211,7 +213,7 @@ def verify_snapshot(
             except StrongroomError:
                 parsed[text] = None
     wanted = {cp.size for cp in parsed.values() if cp is not None}
-    scan = scan_log(data, want_roots=wanted, on_event=on_event, cancel=cancel)
+    scan = scan_log(data, want_roots=wanted, on_event=on_event, cancel=cancel, on_entry=on_entry)
     findings.extend(scan.findings)
     latest_cp = parsed.get(latest) if latest is not None else None
     if origin is None and latest_cp is not None:

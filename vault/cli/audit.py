@@ -13,10 +13,12 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from vault.audit import AuditLog
+from vault.audit import AuditLog, parse_time
 from vault.audit.checkpoint import verify_checkpoint
+from vault.audit.reader import parse_until
 from vault.cli import options
 from vault.errors import IntegrityError, NotFound, StrongroomError, UsageError
+from vault.storage.files import atomic_write
 from vault.storage.layout import AUDIT_DIR
 
 EXIT_TAMPERED = IntegrityError.exit_code
@@ -56,6 +58,26 @@ def register(subparsers: Any) -> None:
     )
 
     action("checkpoint", "print the latest signed checkpoint, to keep off this machine", cmd_checkpoint)
+
+    p = action(
+        "report",
+        "an access report per dataset, person and period, from the log alone (exit 4 if the log fails verification)",
+        cmd_report,
+    )
+    p.add_argument("--since", metavar="DATE", help="from this time or date on (RFC 3339 or YYYY-MM-DD, UTC)")
+    p.add_argument("--until", metavar="DATE", help="up to this time, or the end of this date (UTC)")
+    p.add_argument("--dataset", metavar="NAME", help="only what concerns this dataset")
+    p.add_argument("--user", metavar="NAME", help="only what this person did, or was done to their key slot")
+    p.add_argument(
+        "--format", choices=("md", "html", "json"), default="md", help="Markdown (default), HTML or JSON"
+    )
+    p.add_argument(
+        "--out", metavar="FILE", type=Path, help="write the report to FILE (default: standard output)"
+    )
+    p.add_argument(
+        "--checkpoint", metavar="FILE", type=Path, help="a checkpoint saved earlier (as for verify)"
+    )
+    p.add_argument("--pubkey", metavar="FILE", type=Path, help="the vault's public key from a copy you trust")
 
 
 def _audit_log(args: argparse.Namespace) -> AuditLog:
@@ -183,3 +205,41 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0 if checked is not None else EXIT_TAMPERED
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from vault.audit.report import Scope, build_report, render_html, render_markdown
+    from vault.audit.report.render import now_text
+
+    log = _audit_log(args)
+    scope = Scope(
+        since=parse_time(args.since) if args.since else None,
+        until=parse_until(args.until) if args.until else None,
+        dataset=args.dataset,
+        user=args.user,
+    )
+    if scope.since and scope.until and scope.until < scope.since:
+        raise UsageError(
+            f"--until {args.until} is before --since {args.since}", "swap them, or widen the period"
+        )
+    report = build_report(
+        log.dir,
+        scope,
+        pubkey_pem=_read_input(args.pubkey, "public key file") if args.pubkey else None,
+        checkpoint_text=_read_input(args.checkpoint, "checkpoint file") if args.checkpoint else None,
+        generated=now_text(),
+    )
+    fmt = "json" if args.json else args.format
+    if fmt == "json":
+        text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+    elif fmt == "html":
+        text = render_html(report)
+    else:
+        text = render_markdown(report)
+    if args.out:
+        atomic_write(args.out, text.encode("utf-8"))
+        first = text.splitlines()[0] if fmt == "md" else render_markdown(report).splitlines()[0]
+        print(f"{first}\nwrote {args.out} ({fmt}, {len(text.encode())} bytes)")
+    else:
+        sys.stdout.write(text)
+    return 0 if report["verification"]["ok"] else EXIT_TAMPERED

@@ -100,7 +100,11 @@ class Session:
             if unlock:
                 self.record("session.unlock", self.vault_id, "ok", pid=os.getpid(), **self.header_facts())
             self.record(
-                "network.isolation", self.vault_id, "ok" if report.get("isolated") else "degraded", **report
+                "network.isolation",
+                self.vault_id,
+                "ok" if report.get("isolated") else "degraded",
+                policy_requires=self.policy.required_isolation,
+                **report,
             )
             self.decide("unlock", target=self.user)
         except StrongroomError:

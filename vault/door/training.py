@@ -148,6 +148,7 @@ class TrainingService:
             accountant=run.accountant if run.dp else None,
             device=run.device,
             projected_lifetime_epsilon=projected,
+            epsilon_cap=self.session.policy.lifetime_epsilon_cap(facts["sensitivity"]),
         )
         taken = [0]
 

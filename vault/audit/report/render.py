@@ -1,0 +1,502 @@
+"""The access report as Markdown (for the record) and as one self-contained HTML page (no script,
+no fonts or images from elsewhere; prints on A4; privacy spent per dataset drawn as inline SVG).
+
+Every string that came from the log is escaped for the format it lands in; nothing in an entry can
+add markup, a link or a control sequence to the report.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
+# One translate table per format: control characters shown escaped, the format's own syntax quoted.
+_MD = {**_CONTROL, **{ord(c): "\\" + c for c in "\\|`*_[]<>#"}}
+_HTML = {
+    **_CONTROL,
+    ord("&"): "&amp;",
+    ord("<"): "&lt;",
+    ord(">"): "&gt;",
+    ord('"'): "&quot;",
+    ord("'"): "&#x27;",
+}
+
+
+def _text(value: Any) -> str:
+    """A value as one line of text (lists and tables flattened); not yet escaped."""
+    if value is None:
+        return "-"
+    if type(value) is str:
+        return value
+    if type(value) is int or type(value) is bool:
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list | tuple):
+        return ", ".join(_text(v) for v in value) or "-"
+    if isinstance(value, dict):
+        return ", ".join(f"{_text(k)}={_text(v)}" for k, v in value.items()) or "-"
+    return str(value)
+
+
+def _plain(value: Any) -> str:
+    """One line of plain text: control characters shown escaped, never sent."""
+    return _text(value).translate(_CONTROL)
+
+
+def _md(value: Any) -> str:
+    return _text(value).translate(_MD)
+
+
+def _h(value: Any) -> str:
+    return _text(value).translate(_HTML)
+
+
+def _when(value: Any) -> str:
+    return str(value)[:19].replace("T", " ") if value else "-"
+
+
+def _seqs(rows: Iterable[dict[str, Any]]) -> str:
+    seqs = [str(r["seq"]) for r in rows if r.get("seq") is not None]
+    if len(seqs) > 12:
+        seqs = [*seqs[:6], "…", *seqs[-5:]]
+    return ", ".join(seqs)
+
+
+def verdict(report: dict[str, Any]) -> str:
+    """The report's first line: whether the log it was built from verifies."""
+    v = report["verification"]
+    if v["ok"]:
+        return (
+            f"✓ The audit log verifies: {v['entries']} entries, signed up to entry {v['signed_size']}"
+            + (
+                ""
+                if v.get("truncation_ruled_out")
+                else "; truncation not ruled out (no saved checkpoint given)"
+            )
+            + "."
+        )
+    return (
+        f"✗ THE AUDIT LOG FAILS VERIFICATION ({len(v['findings'])} finding(s)): {v['message']} "
+        "This report shows what the log says, which may not be what happened."
+    )
+
+
+# (title, columns as (heading, key or callable)) of each table, shared by both formats
+Column = tuple[str, Any]
+TABLES: dict[str, tuple[Column, ...]] = {
+    "imports": (
+        ("seq", "seq"),
+        ("time", "time"),
+        ("by", "actor"),
+        ("version", "version"),
+        ("records", "records"),
+        ("format", "format"),
+        ("source", "source"),
+        ("sensitivity", "sensitivity"),
+        ("outcome", "outcome"),
+    ),
+    "reads": (
+        ("seq", "seq"),
+        ("time", "time"),
+        ("who", "actor"),
+        ("purpose", "purpose"),
+        ("version", "version"),
+        ("records", "records"),
+    ),
+    "trainings": (
+        ("seq", "seq"),
+        ("time", "time"),
+        ("who", "actor"),
+        ("run", "run"),
+        ("model", "model"),
+        ("DP", "dp"),
+        ("ε", "epsilon"),
+        ("outcome", "outcome"),
+        ("started at", "started_seq"),
+    ),
+    "evaluations": (
+        ("seq", "seq"),
+        ("time", "time"),
+        ("who", "actor"),
+        ("model", "model"),
+        ("records", "records"),
+        ("accuracy", "accuracy"),
+    ),
+    "deletions": (
+        ("seq", "seq"),
+        ("time", "time"),
+        ("who", "actor"),
+        ("versions", "versions"),
+        ("objects", "objects"),
+    ),
+    "privacy_spent": (("seq", "seq"), ("time", "time"), ("ε spent", "epsilon"), ("cap", "cap")),
+    "role_changes": (
+        ("seq", "seq"),
+        ("time", "time"),
+        ("by", "actor"),
+        ("change", "change"),
+        ("role", "role"),
+    ),
+    "refusals": (
+        ("seq", "seq"),
+        ("time", "time"),
+        ("who", "actor"),
+        ("action", "action"),
+        ("subject", "subject"),
+        ("rule", "rule"),
+        ("reason", "reason"),
+        ("dry run", "dry_run"),
+    ),
+    "exports": (
+        ("seq", "seq"),
+        ("time", "time"),
+        ("requester", "actor"),
+        ("model", "model"),
+        ("dataset", "dataset"),
+        ("DP", "dp"),
+        ("ε", "epsilon"),
+        ("approvers", lambda r: [f"{a.get('user')} ({a.get('role')})" for a in r.get("approvals", [])]),
+    ),
+    "network_blocked": (
+        ("seq", "seq"),
+        ("time", "time"),
+        ("session of", "actor"),
+        ("destination", "destination"),
+        ("family", "family"),
+        ("library", "library"),
+        ("drill", "drill"),
+    ),
+    "sessions_below_isolation": (
+        ("seq", "seq"),
+        ("time", "time"),
+        ("who", "actor"),
+        ("mode", "mode"),
+        ("policy requires", "policy_requires"),
+        ("waived", "waived"),
+    ),
+}
+
+
+def _cell(row: dict[str, Any], key: Any) -> Any:
+    value = key(row) if callable(key) else row.get(key)
+    return _when(value) if key == "time" else value
+
+
+# A table longer than this is shown grouped by day, person and these fields, each group naming its
+# entries; the JSON report always lists every row.
+LISTED = 200
+GROUPED_BY: dict[str, tuple[str, ...]] = {
+    "reads": ("purpose", "version"),
+    "trainings": ("model", "dp", "outcome"),
+    "evaluations": ("model",),
+    "refusals": ("action", "rule"),
+    "network_blocked": ("destination", "library", "drill"),
+    "sessions_below_isolation": ("mode", "policy_requires", "waived"),
+    "privacy_spent": (),
+    "imports": ("format", "sensitivity", "outcome"),
+    "role_changes": ("change", "role"),
+    "exports": ("model", "dataset"),
+    "deletions": (),
+}
+
+
+def seq_ranges(seqs: Sequence[int]) -> str:
+    """1, 2, 3, 7, 9, 10 -> "1-3, 7, 9-10"."""
+    parts: list[str] = []
+    start = previous = None
+    for seq in seqs:
+        if previous is not None and seq == previous + 1:
+            previous = seq
+            continue
+        if start is not None:
+            parts.append(str(start) if start == previous else f"{start}-{previous}")
+        start = previous = seq
+    if start is not None:
+        parts.append(str(start) if start == previous else f"{start}-{previous}")
+    return ", ".join(parts)
+
+
+def shown(kind: str, rows: Sequence[dict[str, Any]]) -> tuple[Sequence[dict[str, Any]], bool]:
+    """The rows a table shows: all of them, or grouped by (day, person, GROUPED_BY[kind]) when long."""
+    if len(rows) <= LISTED:
+        return rows, False
+    fields = GROUPED_BY[kind]
+    groups: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        key = (str(row.get("time"))[:10], row.get("actor"), *(str(row.get(f)) for f in fields))
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = {
+                **{f: row.get(f) for f in fields},
+                "time": key[0],
+                "actor": row.get("actor"),
+                "seqs": [],
+                "records": 0,
+                "epsilon": row.get("epsilon"),
+            }
+        group["seqs"].append(row["seq"])
+        group["records"] += int(row.get("records") or 0)
+        group["epsilon"] = row.get("epsilon")
+    for group in groups.values():
+        group["entries"] = len(group["seqs"])
+        group["seq"] = seq_ranges(group.pop("seqs"))
+    return list(groups.values()), True
+
+
+def _columns(kind: str, grouped: bool) -> tuple[Column, ...]:
+    if not grouped:
+        return TABLES[kind]
+    keep = {"time", "actor", "records", "epsilon", *GROUPED_BY[kind]}
+    picked = tuple((h, k) for h, k in TABLES[kind] if isinstance(k, str) and k in keep)
+    return (("entries (seq)", lambda r: f"{r['entries']}: {r['seq']}"), *picked)
+
+
+# ----------------------------------------------------------------------------- Markdown
+def _md_table(kind: str, rows: Sequence[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return ["none", ""]
+    rows, grouped = shown(kind, rows)
+    columns = _columns(kind, grouped)
+    lines = (
+        [f"{len(rows)} groups by day and person (every entry is in the JSON report)", ""] if grouped else []
+    )
+    lines += ["| " + " | ".join(h for h, _ in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_md(_cell(r, k)) for _, k in columns) + " |" for r in rows]
+    return [*lines, ""]
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    scope = report["scope"]
+    out = [
+        verdict(report),
+        "",
+        f"# Access report: {_md(report.get('origin') or 'vault')}",
+        "",
+        f"Period {_md(scope['since'] or 'from the start')} to {_md(scope['until'] or 'the end of the log')}; "
+        f"dataset {_md(scope['dataset'] or 'all')}; person {_md(scope['user'] or 'everyone')}. "
+        f"{report['entries']} entries in scope ({_md(_when(report['first']))} to {_md(_when(report['last']))}). "
+        f"Generated {_md(report['generated'])} from the log alone. Figures name their entries by `seq`.",
+        "",
+    ]
+    if report["verification"]["findings"]:
+        out += ["## What verification found", ""]
+        out += [
+            f"- {_md(f.get('seq', f.get('object')))}: {_md(f['kind'])}: {_md(f['message'])}"
+            for f in report["verification"]["findings"]
+        ]
+        out.append("")
+    out += ["## Datasets", ""]
+    if not report["datasets"]:
+        out += ["No dataset was touched in this scope.", ""]
+    for d in report["datasets"]:
+        readers = ", ".join(f"{_md(k)} ({v})" for k, v in d["readers"].items()) or "nobody"
+        spent = d["epsilon_spent"]
+        out += [
+            f"### {_md(d['name'])}",
+            "",
+            f"{len(d['reads'])} read(s) of {d['records_read']} record(s) in all, by {readers}; "
+            f"{len(d['trainings'])} training run(s); privacy spent at the end of the scope: "
+            f"{'unbounded (a run without DP)' if spent is None and d['privacy_spent'] else _md(spent)}.",
+            "",
+        ]
+        for kind, title in (
+            ("imports", "Imports and versions"),
+            ("reads", "Reads (every decryption)"),
+            ("trainings", "Training runs"),
+            ("privacy_spent", "Privacy spent, after each run"),
+            ("evaluations", "Evaluations"),
+            ("deletions", "Deletions (keys destroyed)"),
+        ):
+            rows = d[kind]
+            if rows or kind in ("imports", "reads", "trainings"):
+                out += [f"**{title}**", "", *_md_table(kind, rows)]
+    out += ["## People", ""]
+    for p in report["people"]:
+        actions = ", ".join(f"{_md(a)} {n}" for a, n in p["actions"].items())
+        out += [
+            f"### {_md(p['name'])} ({_md(', '.join(p['roles']) or 'no role seen')})",
+            "",
+            f"{p['sessions']} session(s) (unlocks at seq {_seqs(p['session_list']) or '-'}); "
+            f"{len(p['failed_unlocks'])} failed unlock(s); {len(p['refusals'])} refusal(s). Actions: {actions}.",
+            "",
+        ]
+        if p["role_changes"]:
+            out += ["**Role changes**", "", *_md_table("role_changes", p["role_changes"])]
+        if p["refusals"]:
+            out += ["**Refusals**", "", *_md_table("refusals", p["refusals"])]
+    out += ["## What left the room", "", *_md_table("exports", report["exports"])]
+    out += ["## Refusals by policy", "", *_md_table("refusals", report["refusals"])]
+    out += ["## Blocked network attempts", "", *_md_table("network_blocked", report["network_blocked"])]
+    out += [
+        "## Sessions below the policy's isolation level",
+        "",
+        *_md_table("sessions_below_isolation", report["sessions_below_isolation"]),
+    ]
+    return "\n".join(out).rstrip() + "\n"
+
+
+# ----------------------------------------------------------------------------- HTML
+STYLE = """
+@page { size: A4; margin: 15mm 14mm; }
+body { font: 10pt/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; color: #111; margin: 0 auto; max-width: 182mm; }
+h1 { font-size: 16pt; margin: 6pt 0; } h2 { font-size: 13pt; border-bottom: 1px solid #888; margin-top: 14pt; }
+h3 { font-size: 11pt; margin: 10pt 0 4pt; break-after: avoid; }
+table { border-collapse: collapse; width: 100%; margin: 4pt 0 8pt; font-size: 8.5pt; }
+th, td { border: 1px solid #bbb; padding: 1.5pt 3pt; text-align: left; vertical-align: top; overflow-wrap: anywhere; }
+th { background: #eee; white-space: nowrap; } tr { break-inside: avoid; }
+.verdict { padding: 6pt 8pt; border: 2px solid; font-weight: bold; margin: 4pt 0 8pt; }
+.ok { border-color: #0a6; } .bad { border-color: #c00; background: #fee; }
+.chart { break-inside: avoid; margin: 4pt 0 8pt; } .muted { color: #555; }
+svg text { font: 8pt sans-serif; fill: #111; }
+"""
+
+
+def _html_table(kind: str, rows: Sequence[dict[str, Any]]) -> str:
+    if not rows:
+        return '<p class="muted">none</p>'
+    rows, grouped = shown(kind, rows)
+    columns = _columns(kind, grouped)
+    head = "".join(f"<th>{_h(h)}</th>" for h, _ in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_h(_cell(r, k))}</td>" for _, k in columns) + "</tr>" for r in rows
+    )
+    note = (
+        f'<p class="muted">{len(rows)} groups by day and person (every entry is in the JSON report)</p>'
+        if grouped
+        else ""
+    )
+    return f"{note}<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def spent_chart(name: str, points: Sequence[dict[str, Any]], width: int = 640, height: int = 150) -> str:
+    """Privacy spent by a dataset after each run, as a step line against its cap (inline SVG); a
+    long history is drawn from the last point of each day (spent only grows)."""
+    if len(points) > LISTED:
+        last: dict[str, dict[str, Any]] = {}
+        for point in points:
+            last[str(point.get("time"))[:10]] = point
+        points = list(last.values())
+    bounded = [p for p in points if p.get("epsilon") is not None]
+    caps = [float(p["cap"]) for p in points if p.get("cap") is not None]
+    if not bounded and not caps:
+        return ""
+    top = max([float(p["epsilon"]) for p in bounded] + caps + [1.0]) * 1.1
+    left, right, low, high = 44, width - 10, height - 22, 10
+    n = max(len(points), 1)
+
+    def x(i: int) -> float:
+        return left + (right - left) * (i + 1) / (n + 1)
+
+    def y(value: float) -> float:
+        return low - (low - high) * value / top
+
+    steps, previous = [f"{left},{y(0):.1f}"], 0.0
+    for i, p in enumerate(points):
+        value = previous if p.get("epsilon") is None else float(p["epsilon"])
+        steps += [f"{x(i):.1f},{y(previous):.1f}", f"{x(i):.1f},{y(value):.1f}"]
+        previous = value
+    steps.append(f"{right},{y(previous):.1f}")
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+        f'aria-label="privacy spent by {_h(name)}">',
+        f'<line x1="{left}" y1="{low}" x2="{right}" y2="{low}" stroke="#111"/>',
+        f'<line x1="{left}" y1="{low}" x2="{left}" y2="{high}" stroke="#111"/>',
+        f'<text x="2" y="{high + 8}">ε {top / 1.1:.3g}</text><text x="2" y="{low}">ε 0</text>',
+        f'<polyline fill="none" stroke="#06c" stroke-width="2" points="{" ".join(steps)}"/>',
+    ]
+    if caps:
+        cap = caps[-1]
+        parts.append(
+            f'<line x1="{left}" y1="{y(cap):.1f}" x2="{right}" y2="{y(cap):.1f}" stroke="#c00" stroke-dasharray="5,3"/>'
+            f'<text x="{right - 110}" y="{y(cap) - 3:.1f}">cap ε {cap:.3g} (dashed)</text>'
+        )
+    for i, p in enumerate(points):
+        label = "∞" if p.get("unbounded") else _h(p.get("epsilon"))
+        parts.append(f'<text x="{x(i) - 8:.1f}" y="{low + 12}">{_h(p.get("seq"))}</text>')
+        if p.get("epsilon") is not None or p.get("unbounded"):
+            parts.append(
+                f'<circle cx="{x(i):.1f}" cy="{y(float(p.get("epsilon") or previous)):.1f}" r="2.5" fill="#06c"/>'
+            )
+            parts.append(
+                f'<text x="{x(i) + 3:.1f}" y="{y(float(p.get("epsilon") or previous)) - 4:.1f}">{label}</text>'
+            )
+    parts.append(
+        f'<text x="{left}" y="{height - 1}">entry (seq) of each run\'s end; ε spent after it (solid)</text>'
+    )
+    parts.append("</svg>")
+    return '<div class="chart">' + "".join(parts) + "</div>"
+
+
+def render_html(report: dict[str, Any]) -> str:
+    scope = report["scope"]
+    ok = report["verification"]["ok"]
+    body = [
+        f'<p class="verdict {"ok" if ok else "bad"}">{_h(verdict(report))}</p>',
+        f"<h1>Access report: {_h(report.get('origin') or 'vault')}</h1>",
+        f"<p>Period {_h(scope['since'] or 'from the start')} to {_h(scope['until'] or 'the end of the log')}; "
+        f"dataset {_h(scope['dataset'] or 'all')}; person {_h(scope['user'] or 'everyone')}. "
+        f"{report['entries']} entries in scope ({_h(_when(report['first']))} to {_h(_when(report['last']))}). "
+        f"Generated {_h(report['generated'])} from the log alone; figures name their entries by seq.</p>",
+    ]
+    findings = report["verification"]["findings"]
+    if findings:
+        body.append("<h2>What verification found</h2><ul>")
+        body += [
+            f"<li>{_h(f.get('seq', f.get('object')))}: {_h(f['kind'])}: {_h(f['message'])}</li>"
+            for f in findings
+        ]
+        body.append("</ul>")
+    body.append("<h2>Datasets</h2>")
+    for d in report["datasets"]:
+        readers = ", ".join(f"{k} ({v})" for k, v in d["readers"].items()) or "nobody"
+        body.append(f"<h3>{_h(d['name'])}</h3>")
+        body.append(
+            f"<p>{len(d['reads'])} read(s) of {d['records_read']} record(s), by {_h(readers)}; "
+            f"{len(d['trainings'])} training run(s); privacy spent: {_h(d['epsilon_spent'])}.</p>"
+        )
+        body.append(spent_chart(d["name"], d["privacy_spent"]))
+        for kind, title in (
+            ("imports", "Imports and versions"),
+            ("reads", "Reads (every decryption)"),
+            ("trainings", "Training runs"),
+            ("privacy_spent", "Privacy spent, after each run"),
+            ("evaluations", "Evaluations"),
+            ("deletions", "Deletions (keys destroyed)"),
+        ):
+            if d[kind] or kind in ("imports", "reads", "trainings"):
+                body.append(f"<p><strong>{title}</strong></p>{_html_table(kind, d[kind])}")
+    body.append("<h2>People</h2>")
+    for p in report["people"]:
+        actions = ", ".join(f"{a} {n}" for a, n in p["actions"].items())
+        body.append(f"<h3>{_h(p['name'])} ({_h(', '.join(p['roles']) or 'no role seen')})</h3>")
+        body.append(
+            f"<p>{p['sessions']} session(s); {len(p['failed_unlocks'])} failed unlock(s); "
+            f"{len(p['refusals'])} refusal(s). Actions: {_h(actions)}.</p>"
+        )
+        if p["role_changes"]:
+            body.append(
+                f"<p><strong>Role changes</strong></p>{_html_table('role_changes', p['role_changes'])}"
+            )
+    body.append(f"<h2>What left the room</h2>{_html_table('exports', report['exports'])}")
+    body.append(f"<h2>Refusals by policy</h2>{_html_table('refusals', report['refusals'])}")
+    body.append(
+        f"<h2>Blocked network attempts</h2>{_html_table('network_blocked', report['network_blocked'])}"
+    )
+    body.append(
+        "<h2>Sessions below the policy's isolation level</h2>"
+        + _html_table("sessions_below_isolation", report["sessions_below_isolation"])
+    )
+    title = _h(f"Access report: {report.get('origin') or 'vault'}")
+    return (
+        "<!DOCTYPE html>\n"
+        f'<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">"
+        f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
+
+
+def now_text() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
