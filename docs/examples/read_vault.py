@@ -222,10 +222,19 @@ def find_slot(header: dict[str, Any], user: str) -> dict[str, Any]:
 def unlock_v2(header: dict[str, Any], user: str, passphrase: bytes, test_kdf: bool) -> dict[str, Any]:
     slot = find_slot(header, user)
     kek = argon2id(passphrase, slot["kdf"], test_kdf)
+    carried = "wrapped_secrets" not in slot  # carried over from format 1, not yet adopted
     try:
-        secrets = aes_key_unwrap(kek, b64(slot["wrapped_secrets"], 104))
+        wrapped = b64(slot["wrapped_private"], 40) if carried else b64(slot["wrapped_secrets"], 104)
+        secrets = aes_key_unwrap(kek, wrapped)
     except InvalidUnwrap:
         raise Refused("wrong passphrase or unknown user") from None
+    if carried:  # its signing seed is sealed to it; the header's authority is taken as found
+        ephemeral = b64(slot["signing_ephemeral"], 32)
+        agreed = x25519(secrets, ephemeral) + ephemeral + b64(slot["public"], 32)
+        seed = unwrap(
+            hkdf_sha256(agreed, b"strongroom/v2 slot signing key"), b64(slot["sealed_signing"], 40), "seed"
+        )
+        secrets += seed + b64(header["authority"], 32)
     private, signing_seed, pinned = secrets[:32], secrets[32:64], secrets[64:]
     check_header(header, pinned)
     if x25519_public(private) != b64(slot["public"], 32):

@@ -124,6 +124,24 @@ def test_the_reader_opens_the_format1_vectors_as_the_appendix_says(vector: str, 
     assert version["digest"] == expected.get("digest", version["digest"])
 
 
+def test_the_reader_opens_slots_carried_over_from_format1_before_their_users_adopt_them(
+    tmp_path: Path,
+) -> None:
+    """After an admin's unlock upgraded vault-v1-users, olivia and aaron have not unlocked yet."""
+    from vault.door import Vault
+
+    expected = json.loads((VECTORS / "vault-v1-users" / "EXPECTED.json").read_text())
+    vault = shutil.copytree(VECTORS / "vault-v1-users" / "vault", tmp_path / "vault")
+    Vault.open(vault, user="admin", passphrase=expected["users"]["admin"].encode()).close()
+    slots = {s["user"]: s for s in json.loads((vault / "vault.json").read_text())["slots"]}
+    assert "sealed_signing" in slots["olivia"] and "wrapped_secrets" not in slots["olivia"]
+    olivia = read(vault, "olivia", expected["users"]["olivia"])
+    assert (olivia["format"], olivia["role"]) == (2, "operator")
+    assert olivia["datasets"]["kat"]["versions"][0]["texts"] == expected["texts"]
+    aaron = read(vault, "aaron", expected["users"]["aaron"])
+    assert (aaron["role"], aaron["datasets"]["kat"]["versions"]) == ("auditor", [1])
+
+
 @pytest.mark.slow
 def test_the_reader_opens_a_vault_made_by_this_build(tmp_path: Path) -> None:
     """make.py run afresh: the same records give the vector's digests; all else is read as recorded."""
