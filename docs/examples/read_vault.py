@@ -211,7 +211,7 @@ def argon2id(passphrase: bytes, kdf: dict[str, Any], test_kdf: bool) -> bytes:
     return kdf_.derive(passphrase)
 
 
-# ---------------------------------------------------------------- steps 1-4: slot, keys, header
+# ---------------------------------------------------------------- steps 2-4: passphrase -> slot, header check, role keys
 def find_slot(header: dict[str, Any], user: str) -> dict[str, Any]:
     slots = [s for s in header["slots"] if s.get("user") == user]
     if len(slots) != 1:
