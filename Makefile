@@ -130,10 +130,10 @@ test: setup
 	@$(MAKE) --no-print-directory wheelhouse-files WHEELHOUSE=$(TEST_WHEELHOUSE)
 	STRONGROOM_TEST_WHEELHOUSE=$(abspath $(TEST_WHEELHOUSE)) $(PY) -m pytest -q
 
-# lint: ruff over the code, the tests and the benchmarks
+# lint: ruff over the code, the tests, the benchmarks and the documentation's examples
 lint: setup
-	$(VENV)/bin/ruff format --check vault tui tests bench
-	$(VENV)/bin/ruff check vault tui tests bench
+	$(VENV)/bin/ruff format --check vault tui tests bench docs/examples
+	$(VENV)/bin/ruff check vault tui tests bench docs/examples
 
 # bench: every benchmark, each printing its ratio against a named peer
 bench: setup

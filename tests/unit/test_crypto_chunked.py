@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vault.crypto import (
+    _primitives,
     chunked,
     open_sealed,
     plaintext_length,
@@ -19,7 +20,7 @@ from vault.crypto import (
     sealed_length,
 )
 from vault.crypto.chunked import CHUNK_SIZE, HEADER_LENGTH, WIRE_CHUNK_SIZE
-from vault.errors import IntegrityError
+from vault.errors import InputError, IntegrityError
 
 KEY = bytes(range(32))
 CONTEXT = b"strongroom/v1\0vault-a\0shard\0mnist\x003"
@@ -261,3 +262,55 @@ def test_open_sealed_file_reads_into_the_workspace_and_wipes_it(tmp_path) -> Non
         chunked.open_sealed_file(KEY, CONTEXT, path)
     with pytest.raises(FileNotFoundError):
         chunked.open_sealed_file(KEY, CONTEXT, tmp_path / "missing")
+
+
+def test_the_chunk_limit_is_the_specs_2_to_the_38() -> None:
+    """c2sp.org/chunked-encryption: at most 2**38 chunks, the last one short, so 2**52 - 1 bytes."""
+    largest = 2**52 - 1
+    assert chunked.MAX_CHUNKS == 2**38
+    assert sealed_length(largest) == HEADER_LENGTH + largest + 2**38 * 16
+    assert plaintext_length(sealed_length(largest)) == largest
+    with pytest.raises(InputError) as refused:
+        sealed_length(largest + 1)
+    assert refused.value.detail == {"length": 2**52, "max_chunks": 2**38}
+    assert "longer than the sealed-object format allows" in refused.value.title
+    with pytest.raises(IntegrityError) as too_many:
+        plaintext_length(sealed_length(largest) + WIRE_CHUNK_SIZE)
+    assert too_many.value.detail["reason"] == "longer than the format allows"
+
+
+def test_sealing_past_the_chunk_limit_is_refused_before_anything_is_written(monkeypatch, tmp_path) -> None:
+    """Every way of sealing, and the object store, refuse up front; opening refuses the same count."""
+    from vault.storage.objects import ObjectStore
+
+    monkeypatch.setattr(chunked, "MAX_CHUNKS", 3)
+    fits, too_long = os.urandom(3 * CHUNK_SIZE - 1), os.urandom(3 * CHUNK_SIZE)
+    sealed = seal(KEY, CONTEXT, fits)
+    assert open_sealed(KEY, CONTEXT, sealed) == fits
+    attempts = [
+        lambda: seal(KEY, CONTEXT, too_long),
+        lambda: seal_with_salt(KEY, CONTEXT, too_long, bytes(24)),
+        lambda: chunked.seal_into(KEY, CONTEXT, too_long, bytearray(4 * WIRE_CHUNK_SIZE)),
+        lambda: ObjectStore(tmp_path, "0123456789abcdef").put(
+            "shard", "dataset=d/version=1/shard=0", too_long, KEY
+        ),
+    ]
+    for attempt in attempts:
+        with pytest.raises(InputError):
+            attempt()
+    assert list(tmp_path.iterdir()) == []
+    four_chunks = bytes(HEADER_LENGTH + 3 * WIRE_CHUNK_SIZE + 16)
+    assert _reason(four_chunks) == "longer than the format allows"
+
+
+def test_hkdf_expand_takes_the_32_byte_key_as_its_prk() -> None:
+    """RFC 5869 asks for a PRK of HashLen (64) bytes; C2SP feeds the 32-byte key, and pyca takes it:
+    the output is HMAC-SHA-512 keyed with the key itself, T(1) || T(2) cut at 76 bytes."""
+    import hashlib
+    import hmac
+
+    info = b"c2sp.org/chunked-encryption@v1+AEAD_AES_256_GCM\0" + bytes(24) + CONTEXT
+    t1 = hmac.new(KEY, info + b"\x01", hashlib.sha512).digest()
+    t2 = hmac.new(KEY, t1 + info + b"\x02", hashlib.sha512).digest()
+    assert len(KEY) == 32
+    assert _primitives.hkdf_expand_sha512(KEY, info, 76) == (t1 + t2)[:76]

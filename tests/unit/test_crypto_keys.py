@@ -173,6 +173,25 @@ def test_key_wrap_round_trip_and_failures() -> None:
         keys.wrap_key(kek[:16], key)
 
 
+def test_argon2id_is_rfc9106_version_0x13() -> None:
+    """RFC 9106 section 5.3 (Argon2id, version 0x13) through the class vault.crypto calls, which the
+    product calls without a secret (K) or associated data (X): both empty (docs/FORMAT.md)."""
+    from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+
+    kdf = Argon2id(
+        salt=b"\x02" * 16,
+        length=32,
+        iterations=3,
+        lanes=4,
+        memory_cost=32,
+        ad=b"\x04" * 12,
+        secret=b"\x03" * 8,
+    )
+    assert (
+        kdf.derive(b"\x01" * 32).hex() == "0d640df58d78766c08c037a34a8b53c9d01ef0452d75b65eb52520e96b01e659"
+    )
+
+
 def test_hkdf_sha256_matches_rfc5869_case_3() -> None:
     # RFC 5869 A.3: SHA-256, IKM = 22 x 0x0b, empty salt and info, L = 42.
     okm = keys.hkdf_sha256(b"\x0b" * 22, b"", 42)

@@ -4,7 +4,7 @@ Encrypt an object (C2SP chunked encryption, Cobblestone-256), binding it to what
 
     from vault.crypto import open_sealed, random_key, seal
     key = random_key()                                   # 32 bytes, one per object or version
-    context = b"strongroom/v1\\0<vault-id>\\0shard\\0mnist\\03"   # vault, kind, name, version
+    context = b"strongroom/v1|vault=<id>|kind=shard|..."  # what the object is (docs/FORMAT.md)
     sealed = seal(key, context, plaintext)               # fresh random salt every call
     plaintext = open_sealed(key, context, sealed)        # IntegrityError if anything is off
 

@@ -82,7 +82,9 @@ def hkdf_expand_sha512(prk: bytes, info: bytes, length: int) -> bytes:
     """HKDF-Expand with SHA-512 (RFC 5869 section 2.3), without Extract.
 
     C2SP chunked encryption feeds the caller's uniformly random key straight in as the PRK:
-    Extract is only needed for non-uniform input, and skipping it is what the spec mandates.
+    Extract is only needed for non-uniform input, and skipping it is what the spec mandates. That
+    key is 32 bytes, shorter than the HashLen (64) RFC 5869 asks of a PRK; pyca accepts it, and HMAC
+    pads any key shorter than its block to the block, so it is a 256-bit PRF key (docs/FORMAT.md).
     """
     return HKDFExpand(algorithm=hashes.SHA512(), length=length, info=info).derive(prk)
 

@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from vault.crypto import _primitives
-from vault.errors import IntegrityError
+from vault.errors import InputError, IntegrityError
 
 __all__ = [
     "CHUNK_SIZE",
@@ -59,7 +59,10 @@ HEADER_LENGTH = SALT_LENGTH + COMMITMENT_LENGTH
 TAG_LENGTH = _primitives.AEAD_TAG_LENGTH
 WIRE_CHUNK_SIZE = CHUNK_SIZE + TAG_LENGTH
 NONCE_LENGTH = 12
-# The chunk counter is 38 bits wide, capping a message at 2**38 chunks (4 PiB).
+# The chunk counter is 38 bits wide: the spec caps a message at 2**38 chunks (4 PiB) and tells an
+# implementation to abort when the counter reaches 2**38. Sealing checks the length first and refuses
+# a plaintext of MAX_CHUNKS * CHUNK_SIZE bytes or more (its short final chunk would be chunk 2**38),
+# before anything is encrypted; opening refuses a ciphertext of more chunks before decrypting.
 MAX_CHUNKS = 1 << 38
 _INFO_PREFIX = b"c2sp.org/chunked-encryption@v1+AEAD_AES_256_GCM\x00"
 
@@ -70,8 +73,19 @@ _TAMPERED_HINT = (
 
 
 def sealed_length(plaintext_len: int) -> int:
-    """Bytes that `seal` produces for `plaintext_len` bytes of plaintext."""
+    """Bytes that `seal` produces for `plaintext_len` bytes of plaintext.
+
+    InputError when the plaintext needs more chunks than the format allows (2**38, so at most
+    2**52 - 1 bytes): every seal asks this first, so an oversized object is refused whole.
+    """
     full_chunks = plaintext_len // CHUNK_SIZE
+    if full_chunks + 1 > MAX_CHUNKS:
+        raise InputError(
+            f"an object of {plaintext_len} bytes is longer than the sealed-object format allows "
+            f"({MAX_CHUNKS} chunks of {CHUNK_SIZE} bytes, the last one short)",
+            "nothing was written; store it in smaller parts (datasets are sealed in shards of 32 MiB)",
+            detail={"length": plaintext_len, "max_chunks": MAX_CHUNKS},
+        )
     return HEADER_LENGTH + plaintext_len + (full_chunks + 1) * TAG_LENGTH
 
 
