@@ -102,8 +102,23 @@ def test_the_reader_imports_only_the_standard_library_and_cryptography(tmp_path:
     assert proc.returncode == 0, proc.stderr
     loaded = set(ast.literal_eval(proc.stderr.strip().splitlines()[-1]))
     assert "cryptography" in loaded and not loaded & {"vault", "numpy", "safetensors", "torch", "tests"}
-    startup = {"__main__", "_distutils_hack"}  # the interpreter's own, and setuptools' .pth hook
-    assert loaded - startup <= {"cryptography", "_openssl", "_cffi_backend", "cffi"}, loaded
+    # What the interpreter loads before any reader code (site's .pth hooks: setuptools', an editable
+    # install's finder) is not the reader's.
+    bare = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-c",
+            "import sys; print(sorted({m.split('.')[0] for m in sys.modules}"
+            " - set(sys.stdlib_module_names)))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    startup = set(ast.literal_eval(bare.stdout.strip()))
+    assert loaded - startup <= {"cryptography", "_openssl", "_cffi_backend", "cffi"}, loaded - startup
 
 
 # ----------------------------------------------------------------------------- it reads what Strongroom wrote
