@@ -70,12 +70,20 @@ def check_bundle(bundle: Path) -> None:
         path = bundle / name
         if not path.is_file():
             raise Refused(f"{name} is named in MANIFEST.sha256 but missing from {bundle}", 3)
-        if hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+        if _sha256(path) != digest:
             raise Refused(
                 f"{name} does not match MANIFEST.sha256: the bundle was changed or damaged; nothing was "
                 "run. Obtain it again and check its signatures (docs/EXPORT.md)",
                 3,
             )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------- text
