@@ -5,8 +5,7 @@ The export directory holds `model.safetensors`, `model.onnx` (the same weights a
 `preprocess.json` (raw input to the graph's input, output to a label), `predict.py` (a reference
 that needs only numpy, pillow and onnxruntime), `card.json`, `card.md` (with the ONNX opset),
 `export.json` (what was exported, by whom, when), `MANIFEST.sha256` (`sha256sum -c` format, over all
-of these),
-`MANIFEST.sig` and `signer.pub.pem` (the vault's log key over the manifest's bytes), and
+of these), `MANIFEST.sig` and `signer.pub.pem` (the vault's log key over the manifest's bytes), and
 `approvals.json`: the requester's and each approver's Ed25519 signature over the manifest, with the
 certificates the vault's authority signed for them (`authority.pub.pem` is that authority's key).
 Check with: `sha256sum -c MANIFEST.sha256`, then docs/EXPORT.md's openssl recipe for each signer.
@@ -33,7 +32,6 @@ from vault.storage import keyring
 from vault.storage.files import atomic_write, utc_now
 
 EXPORT_FILES = ("model.safetensors", "card.json", "card.md")
-PORTABLE_FILES = ("model.onnx", "preprocess.json", "predict.py")
 
 
 class ExportService:
