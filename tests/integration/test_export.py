@@ -54,7 +54,10 @@ def test_export_writes_model_card_and_a_manifest_openssl_verifies(new_vault, tmp
         "card.json",
         "card.md",
         "export.json",
+        "model.onnx",
         "model.safetensors",
+        "predict.py",
+        "preprocess.json",
         "signer.pub.pem",
     ]
     manifest = (out / "MANIFEST.sha256").read_text().splitlines()
@@ -64,10 +67,12 @@ def test_export_writes_model_card_and_a_manifest_openssl_verifies(new_vault, tmp
     assert (out / "signer.pub.pem").read_bytes() == (v.path / "audit" / "pubkey.pem").read_bytes()
     card = json.loads((out / "card.json").read_text())
     assert card["dataset"]["name"] == "msgs"
-    for text in (t for _, t in ROWS):  # the card and weights never carry records
-        assert (
-            text.encode() not in (out / "card.json").read_bytes() + (out / "model.safetensors").read_bytes()
-        )
+    carried = b"".join(
+        (out / name).read_bytes()
+        for name in ("card.json", "model.safetensors", "model.onnx", "preprocess.json")
+    )
+    for text in (t for _, t in ROWS):  # the card, the weights and the graph never carry records
+        assert text.encode() not in carried
     if shutil.which("openssl"):
         verify = ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", "signer.pub.pem", "-rawin"]
         verify += ["-in", "MANIFEST.sha256", "-sigfile", "MANIFEST.sig"]

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.skipif(
 
 def documented() -> dict[str, str]:
     blocks = {m["name"]: m["body"] + "\n" for m in BLOCK.finditer(DOC.read_text("utf-8"))}
-    assert set(blocks) == {"manifest", "authority", "signers", "log-key"}
+    assert set(blocks) == {"manifest", "authority", "signers", "log-key", "predict"}
     return blocks
 
 
@@ -110,3 +110,21 @@ def test_a_changed_byte_fails_the_manifest_and_a_matching_manifest_fails_every_s
     assert run_block("manifest", folder).returncode == 0
     assert run_block("signers", folder).returncode != 0
     assert run_block("log-key", folder).returncode != 0
+
+
+def test_the_documented_prediction_runs_on_the_checked_bundle(
+    bundle: tuple[Path, str], tmp_path: Path
+) -> None:
+    pytest.importorskip("onnxruntime", reason="onnxruntime (the dev extra) runs predict.py here")
+    folder = copy_of(bundle, tmp_path)
+    assert run_block("manifest", folder).returncode == 0
+    done = run_block("predict", folder)
+    assert done.returncode == 0, done.stderr
+    lines = [line.split("\t") for line in done.stdout.splitlines()]
+    assert [line[0] for line in lines] == ["texts.txt:1", "texts.txt:2"]
+    assert all(line[1] in ("ham", "spam") and 0.5 <= float(line[2]) <= 1.0 for line in lines)
+    weights = bytearray((folder / "model.onnx").read_bytes())
+    weights[-1] ^= 0x01
+    (folder / "model.onnx").write_bytes(bytes(weights))
+    changed = run_block("predict", folder)
+    assert changed.returncode == 3 and "model.onnx does not match MANIFEST.sha256" in changed.stderr

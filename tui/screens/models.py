@@ -144,8 +144,8 @@ class ModelsScreen(AreaScreen):
         self.app.push_screen(
             InputDialog(
                 f"Export model {model_id[:12]}",
-                "Writes model.safetensors, card.json, card.md and a signed manifest to this folder. "
-                "Records never leave the vault.",
+                "Writes the model (safetensors and ONNX), preprocess.json, predict.py, its card and a "
+                "signed manifest to this folder. Records never leave the vault.",
                 default,
                 "Export",
             ),

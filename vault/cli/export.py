@@ -1,4 +1,5 @@
-"""`strongroom export MODEL --out DIR`: a model, its card and a signed manifest; never records.
+"""`strongroom export MODEL --out DIR`: a model (safetensors, and ONNX with preprocess.json and
+predict.py to run it without Strongroom), its card and a signed manifest; never records.
 
 Where policy asks for a second approver, the approver authenticates in the same command:
 `--approver NAME` (or STRONGROOM_APPROVER) with STRONGROOM_APPROVER_PASSPHRASE or a prompt.
@@ -36,6 +37,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(
             f"check: cd {result['out']} && sha256sum -c MANIFEST.sha256 && openssl pkeyutl -verify -pubin "
             "-inkey signer.pub.pem -rawin -in MANIFEST.sha256 -sigfile MANIFEST.sig"
+        )
+        print(
+            f"run: python {result['out']}/predict.py --bundle {result['out']} INPUT... (see docs/EXPORT.md)"
         )
     return 0
 

@@ -1,9 +1,11 @@
 """Models out, never data: export a model's weights and card with a signed manifest and the
 signatures of the people who asked for and approved it.
 
-The export directory holds `model.safetensors`, `card.json`, `card.md`, `export.json` (what was
-exported, by whom, when), `MANIFEST.sha256` (`sha256sum -c` format, over all of these),
-`MANIFEST.sig` and `signer.pub.pem` (the vault's log key over the manifest's bytes), and
+The export directory holds `model.safetensors`, `model.onnx` (the same weights as an ONNX graph),
+`preprocess.json` (raw input to the graph's input, output to a label), `predict.py` (a reference
+that needs only numpy, pillow and onnxruntime), `card.json`, `card.md` (with the ONNX opset),
+`export.json` (what was exported, by whom, when), `MANIFEST.sha256` (`sha256sum -c` format, over all
+of these), `MANIFEST.sig` and `signer.pub.pem` (the vault's log key over the manifest's bytes), and
 `approvals.json`: the requester's and each approver's Ed25519 signature over the manifest, with the
 certificates the vault's authority signed for them (`authority.pub.pem` is that authority's key).
 Check with: `sha256sum -c MANIFEST.sha256`, then docs/EXPORT.md's openssl recipe for each signer.
@@ -16,6 +18,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from vault.crypto.signing import public_pem
 from vault.door.approvals import Signer, approvals_document, signer
@@ -116,6 +119,7 @@ class ExportService:
             *approvals,
         ]
         files = self._model_files(model_id)
+        files.update(_portable_files(model, files))
         files["export.json"] = _export_record(session.vault_id, model_id, files, signers, header)
         manifest = "".join(
             f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in sorted(files.items())
@@ -151,6 +155,34 @@ class ExportService:
             ],
         )
         return {"model": model_id, "out": str(out), "files": sorted(bundle), "approvals": summary}
+
+
+def _portable_files(model: dict[str, Any], files: dict[str, bytes]) -> dict[str, bytes]:
+    """model.onnx, preprocess.json and predict.py, and the card told of the ONNX graph."""
+    from vault.train import bundle_predict, portable
+    from vault.train.weights import weights_from_bytes
+
+    weights = weights_from_bytes(files["model.safetensors"])
+    graph = portable.onnx_model(weights, model["config"])
+    document = portable.preprocess(model["config"], model["classes"], weights)
+    card = json.loads(files["card.json"])
+    card["onnx"] = portable.card_section(document)
+    section = card["onnx"]
+    markdown = files["card.md"].decode("utf-8").rstrip("\n") + (
+        "\n\n## Outside the vault\n\n"
+        f"`model.onnx`: ONNX opset {section['opset']}, exported with {section['exporter']}; input "
+        f"`{section['input']['name']}` {section['input']['dtype']} {section['input']['shape']}, output "
+        f"`{section['output']['name']}` {section['output']['dtype']} {section['output']['shape']}. "
+        "`preprocess.json` states every step from a raw input to the input and from the output to a "
+        "label; `predict.py` runs them with numpy, pillow and onnxruntime.\n"
+    )
+    return {
+        "card.json": (json.dumps(card, indent=2, sort_keys=True) + "\n").encode("utf-8"),
+        "card.md": markdown.encode("utf-8"),
+        "model.onnx": graph,
+        "preprocess.json": (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8"),
+        "predict.py": Path(bundle_predict.__file__).read_bytes(),
+    }
 
 
 def _export_record(
