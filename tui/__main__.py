@@ -19,7 +19,21 @@ def parser() -> argparse.ArgumentParser:
     return argparse.ArgumentParser(prog="strongroom tui", description=DESCRIPTION, parents=PARENTS)
 
 
+def ui_writable(args: argparse.Namespace) -> list[Path]:
+    """The vault, and the folder the UI started in: where its export dialog writes by default."""
+    paths = [Path(args.vault).expanduser().resolve()] if args.vault else []
+    return [*paths, Path.cwd()]
+
+
+def ui_readable() -> list[Path]:
+    """Where the UI's import dialog may read folders from (named at runtime, so named here broadly)."""
+    return [Path.home(), *(Path(p) for p in ("/media", "/mnt", "/srv", "/data"))]
+
+
 def main(argv: list[str] | None = None) -> int:
+    from vault.netguard import hardening
+
+    hardening.harden()  # no core dumps, passphrases out of the environment: before anything else
     args = parser().parse_args(argv)
     from vault.cli import options as common
     from vault.errors import StrongroomError
@@ -28,8 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.auditor:
             from vault import netguard
 
-            keep = [Path(args.vault).expanduser().resolve()] if args.vault else []
-            netguard.isolate_session(keep=keep)
+            netguard.isolate_session(keep=ui_writable(args), readable=ui_readable())
         path = common.vault_path(args)
         from tui.app import StrongroomApp
 

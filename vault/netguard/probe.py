@@ -84,6 +84,8 @@ class HostSentinel:
                 _serve(tcp, udp, unix, control_r, results_w)
             except BaseException:
                 code = 1
+            finally:  # the sentinel stays on the host: it, not the isolated drill, can remove this
+                shutil.rmtree(directory, ignore_errors=True)
             os._exit(code)
         for sock in (tcp, udp, unix):
             if sock is not None:
@@ -103,7 +105,7 @@ class HostSentinel:
             data += chunk
         os.close(self._results)
         os.waitpid(self.pid, 0)
-        shutil.rmtree(self._directory, ignore_errors=True)
+        shutil.rmtree(self._directory, ignore_errors=True)  # when the drill ran without isolation
         counts = json.loads(data or b"{}")
         self._stopped = {
             "tcp": f"{self.tcp[0]}:{self.tcp[1]}",
