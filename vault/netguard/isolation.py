@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from vault.errors import IsolationError
-from vault.netguard import _landlock, _linux, _seccomp, guard, hardening, state
-from vault.netguard.mounts import mask_host_directories, plan_keeps, seal_filesystem
+from vault.netguard import _landlock, _linux, _pidns, _seccomp, guard, hardening, state
+from vault.netguard.mounts import fresh_proc, mask_host_directories, plan_keeps, seal_filesystem
 from vault.vocabulary import isolation_rank
 
 # Namespaces entered besides the network and mount ones: System V IPC and the host name.
@@ -163,7 +163,9 @@ def isolate(
     interfaces: list[dict[str, Any]] = []
     mounts: list[dict[str, Any]] = []
     netns_ok = mounts_ok = False
+    pid_namespace: dict[str, Any] = {"new": False, "error": "no namespaces on this host"}
     if namespaces["ok"]:
+        pid_namespace = _pidns.enter()  # from here on this is a forked child, PID 1 of its namespace
         layers += ["userns"] if namespaces["user_namespace"] else []
         interfaces = _loopback_only(warnings)
         netns_ok = _linux.namespace_id("net") != host_netns and {i["name"] for i in interfaces} <= {"lo"}
@@ -172,6 +174,9 @@ def isolate(
         else:
             warnings.append(f"the new network namespace shows unexpected interfaces: {interfaces}")
         mounts, mounts_ok = mask_host_directories(keeps, warnings)
+        if mounts_ok and pid_namespace["new"]:
+            pid_namespace["own_proc"] = fresh_proc(warnings)
+            layers.append("pidns")
         if mounts_ok:
             layers.append("mountns")
             filesystem = seal_filesystem([os.fspath(p) for p in keep], warnings)
@@ -206,9 +211,9 @@ def isolate(
 
     mode = "namespace+seccomp" if (netns_ok and mounts_ok and seccomp_ok) else "guard"
     sandbox = _sandbox_evidence(process, host_ids, filesystem, capabilities, landlock, seccomp)
+    sandbox["namespaces"]["pid"].update(pid_namespace)
     for layer, reason in sandbox["unavailable"].items():
-        if layer != "pid namespace":
-            warnings.append(f"sandbox layer {layer} unavailable: {reason}")
+        warnings.append(f"sandbox layer {layer} unavailable: {reason}")
     report = IsolationReport(
         mode=mode,
         layers=tuple(layers),
@@ -542,9 +547,7 @@ def _sandbox_evidence(
     if seccomp.get("status") != "filter":
         unavailable["seccomp"] = str(seccomp.get("error") or seccomp.get("status"))
     if not namespaces["pid"]["new"]:
-        unavailable["pid namespace"] = (
-            "not entered (signals and ptrace to host processes are stopped by Landlock's signal scope and seccomp)"
-        )
+        unavailable["pid namespace"] = "not entered (unshare refused by the host)"
     return {
         **process,
         "namespaces": namespaces,

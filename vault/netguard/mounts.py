@@ -142,6 +142,18 @@ def _reenter_working_directory(warnings: list[str]) -> None:
         )
 
 
+def fresh_proc(warnings: list[str]) -> bool:
+    """In a new PID namespace, a /proc of its own: the host's processes are not listed there."""
+    try:
+        _linux.mount("proc", "/proc", "proc", _linux.MS_NOSUID | _linux.MS_NODEV | _linux.MS_NOEXEC)
+    except OSError as exc:
+        warnings.append(
+            f"could not mount a /proc of the PID namespace: {exc.strerror}; host processes stay listed"
+        )
+        return False
+    return True
+
+
 # ----------------------------------------------------------------------------- the read-only root
 _MOUNT_FLAGS = {
     "nosuid": _linux.MS_NOSUID,

@@ -104,7 +104,10 @@ class HostSentinel:
         while chunk := os.read(self._results, 65536):
             data += chunk
         os.close(self._results)
-        os.waitpid(self.pid, 0)
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:  # inside a PID namespace the sentinel is the supervisor's child
+            pass
         shutil.rmtree(self._directory, ignore_errors=True)  # when the drill ran without isolation
         counts = json.loads(data or b"{}")
         self._stopped = {

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import select
 import signal
 import stat
 import subprocess
@@ -51,11 +52,15 @@ class Escaped(Exception):
 @dataclass
 class HostProcess:
     """A process forked before isolation: it stays in the host's namespaces with every right the
-    caller had, and waits until its pipe closes. Start it before `isolate()`."""
+    caller had, and waits until its pipe closes. Start it before `isolate()`.
+
+    Whether it still lives is read from a second pipe whose writing end only it holds (end of file
+    when it dies), since inside a PID namespace it is not this process's child to wait for."""
 
     pid: int
     _pipe: int
-    status: int | None = field(default=None)
+    _life: int
+    status: str | None = field(default=None)
 
     @classmethod
     def start(cls) -> HostProcess:
@@ -66,33 +71,47 @@ class HostProcess:
             )
         sys.stdout.flush()
         sys.stderr.flush()
-        read, write = os.pipe()
+        control_r, control_w = os.pipe()
+        life_r, life_w = os.pipe()
         pid = os.fork()
         if pid == 0:
-            os.close(write)
+            os.close(control_w)
+            os.close(life_r)
             try:
-                os.read(read, 1)
+                os.read(control_r, 1)
             finally:
                 os._exit(0)
-        os.close(read)
-        return cls(pid, write)
+        os.close(control_r)
+        os.close(life_w)
+        return cls(pid, control_w, life_r)
 
     def alive(self) -> bool:
         if self.status is not None:
             return False
-        pid, status = os.waitpid(self.pid, os.WNOHANG)
-        if pid == 0:
-            return True
-        self.status = status
-        return False
+        ready, _, _ = select.select([self._life], [], [], 0)
+        if ready and os.read(self._life, 1) == b"":
+            self.status = "died"
+            return False
+        return True
 
     def stop(self) -> None:
+        """Let it end (it reads end of file), and wait until it has."""
+        for fd in (self._pipe,):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        select.select([self._life], [], [], 5)
+        if self.status is None:
+            self.status = "ended by the drill"
         try:
-            os.close(self._pipe)
+            os.close(self._life)
         except OSError:
             pass
-        if self.status is None:
-            _, self.status = os.waitpid(self.pid, 0)
+        try:
+            os.waitpid(self.pid, 0)  # reaped here when it is this process's child (no PID namespace)
+        except ChildProcessError:
+            pass
 
 
 # ----------------------------------------------------------------------------- the attempts
@@ -387,7 +406,7 @@ def run_attempts(sentinel: HostProcess, *, unsandboxed: bool = False) -> dict[st
         "layers": list(report.layers) if report else [],
         "all_blocked": all(a["blocked"] for a in attempts),
         "attempts": attempts,
-        "sentinel": {"pid": sentinel.pid, "exit_status": sentinel.status},
+        "sentinel": {"pid": sentinel.pid, "status": sentinel.status},
         "sandbox": dict(report.sandbox) if report else {},
     }
 
