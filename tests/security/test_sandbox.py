@@ -6,9 +6,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import sysconfig
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -235,6 +237,7 @@ def test_the_passphrase_from_the_environment_still_opens_the_vault(cli: Any) -> 
 # ----------------------------------------------------------------------------- starting Python
 PLANTED = """
 import os
+import signal
 open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "PLANTED-RAN"), "w").write("ran")
 raise SystemExit("planted module ran")
 """
@@ -342,3 +345,70 @@ def test_isolation_evidence_lists_every_layer(namespaces: dict[str, Any]) -> Non
     assert {"user", "mnt", "pid", "ipc", "uts", "net"} <= set(sandbox["namespaces"])
     assert sandbox["landlock"]["abi"] >= 1 or sandbox["landlock"]["status"] == "unavailable"
     assert "writable" in sandbox["filesystem"] and sandbox["filesystem"]["read_only_root"] in (True, False)
+
+
+# ----------------------------------------------------------------------------- the PID namespace
+SLEEPER = """
+import sys, time
+from vault import netguard
+netguard.isolate('guard')
+print(f"ready {__import__('os').getpid()}", flush=True)
+time.sleep(300)
+"""
+
+
+def _inner_pid(outer: int) -> int:
+    for _ in range(500):
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    status = Path(f"/proc/{entry}/status").read_text()
+                except OSError:
+                    continue
+                if f"\nPPid:\t{outer}\n" in status:
+                    return int(entry)
+        time.sleep(0.01)
+    raise AssertionError("the command's process inside the PID namespace was not found")
+
+
+def _gone(pid: int) -> bool:
+    for _ in range(500):
+        try:
+            state = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return True
+        if "\nState:\tZ" in state:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_the_command_ends_with_the_pid_its_caller_sees(
+    how: signal.Signals, namespaces: dict[str, Any]
+) -> None:
+    """`kill -9` or `kill` of the pid a shell sees ends the command inside the PID namespace too."""
+    if not namespaces["sandbox"]["namespaces"]["pid"]["new"]:
+        pytest.skip("this host refuses a PID namespace")
+    proc = subprocess.Popen([sys.executable, "-c", SLEEPER], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready 1"  # PID 1 of its own namespace
+        inner = _inner_pid(proc.pid)
+        os.kill(proc.pid, how)
+        assert proc.wait(timeout=30) == -how
+        assert _gone(inner), f"the command (host pid {inner}) outlived its supervisor"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_host_processes_are_not_listed_inside(namespaces: dict[str, Any]) -> None:
+    if not namespaces["sandbox"]["namespaces"]["pid"]["new"]:
+        pytest.skip("this host refuses a PID namespace")
+    code = """
+pids = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+print(json.dumps({"me": os.getpid(), "pids": pids, "parent": os.getppid()}))
+"""
+    out = isolated(code)
+    assert out["me"] == 1 and out["parent"] == 0 and out["pids"] == [1], out

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import glob
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -43,6 +44,17 @@ READ = FS_EXECUTE | FS_READ_FILE | FS_READ_DIR
 FILE_ONLY = FS_EXECUTE | FS_WRITE_FILE | FS_READ_FILE | FS_TRUNCATE
 # Character devices a process needs to read and write: never a disk, never /dev/mem.
 DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty", "/dev/pts")
+# Accelerators: NVIDIA's control, card and unified-memory nodes, AMD's kfd and the DRM render nodes.
+ACCELERATOR_PATTERNS = ("/dev/nvidia*", "/dev/nvidia-caps", "/dev/kfd", "/dev/dri")
+
+
+def accelerator_devices() -> list[str]:
+    found: list[str] = []
+    for pattern in ACCELERATOR_PATTERNS:
+        found += sorted(glob.glob(pattern))
+    return found
+
+
 SYSTEM_READ = ("/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin", "/opt", "/proc", "/sys")
 # From /etc only what the loader, libc and Python read; never shadow, never keys.
 ETC_READ = (

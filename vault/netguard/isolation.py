@@ -438,6 +438,8 @@ def _private_cache(private_tmp: bool) -> tuple[str, dict[str, str]]:
         TORCH_HOME=f"{cache}/torch",
         XDG_CACHE_HOME=f"{cache}/xdg",
         HF_HOME=f"{cache}/huggingface",
+        CUDA_CACHE_PATH=f"{cache}/nv",  # the home directory is read-only inside
+        TRITON_CACHE_DIR=f"{cache}/triton",
     )
     if private_tmp:
         environment["TMPDIR"] = "/tmp"
@@ -478,7 +480,7 @@ def landlock_paths(
         *(p for p in sys.path if p and os.path.isabs(p) and p not in (os.sep, _cwd())),
         *(os.fspath(p) for p in readable),
     ]
-    write = [*_landlock.DEVICES, *(os.fspath(p) for p in keep)]
+    write = [*_landlock.DEVICES, *_landlock.accelerator_devices(), *(os.fspath(p) for p in keep)]
     if private_tmp:  # the host's own /tmp stays out of reach when no private tmpfs covers it
         write += ["/tmp", "/var/tmp", "/run", "/dev/shm"]
     else:
