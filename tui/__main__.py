@@ -20,9 +20,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 def ui_writable(args: argparse.Namespace) -> list[Path]:
-    """The vault, and the folder the UI started in: where its export dialog writes by default."""
+    """The vault, and the folder the UI started in (where its export dialog writes by default) unless
+    that folder holds Python, the source or the system: `/`, a prefix, the virtual environment."""
     paths = [Path(args.vault).expanduser().resolve()] if args.vault else []
-    return [*paths, Path.cwd()]
+    cwd = Path.cwd().resolve()
+    guarded = [sys.prefix, sys.base_prefix, sys.exec_prefix, str(Path(__file__).resolve().parents[1])]
+    guarded += ["/etc", "/usr", "/bin", "/sbin", "/lib", "/boot", "/var", "/opt", "/tmp", "/run", "/dev"]
+    if not any(Path(p).resolve() == cwd or cwd in Path(p).resolve().parents for p in guarded):
+        paths.append(cwd)
+    return paths
 
 
 def ui_readable() -> list[Path]:

@@ -412,3 +412,21 @@ print(json.dumps({"me": os.getpid(), "pids": pids, "parent": os.getppid()}))
 """
     out = isolated(code)
     assert out["me"] == 1 and out["parent"] == 0 and out["pids"] == [1], out
+
+
+@pytest.mark.parametrize("start", ["/", "/tmp", "/etc", str(REPO), sys.prefix])
+def test_the_ui_never_makes_the_system_or_its_own_code_writable(start: str, monkeypatch: Any) -> None:
+    """The TUI keeps the folder it started in writable for exports, unless it holds the system,
+    Python or the source (started from `/`, everything would be)."""
+    from tui.__main__ import ui_writable
+
+    monkeypatch.chdir(start)
+    args = argparse.Namespace(vault="/srv/vault")
+    assert ui_writable(args) == [Path("/srv/vault")]
+
+
+def test_the_ui_keeps_an_ordinary_starting_folder_writable(tmp_path: Path, monkeypatch: Any) -> None:
+    from tui.__main__ import ui_writable
+
+    monkeypatch.chdir(tmp_path)
+    assert ui_writable(argparse.Namespace(vault=None)) == [tmp_path.resolve()]
