@@ -19,7 +19,27 @@ def parser() -> argparse.ArgumentParser:
     return argparse.ArgumentParser(prog="strongroom tui", description=DESCRIPTION, parents=PARENTS)
 
 
+def ui_writable(args: argparse.Namespace) -> list[Path]:
+    """The vault, and the folder the UI started in (where its export dialog writes by default) unless
+    that folder holds Python, the source or the system: `/`, a prefix, the virtual environment."""
+    paths = [Path(args.vault).expanduser().resolve()] if args.vault else []
+    cwd = Path.cwd().resolve()
+    guarded = [sys.prefix, sys.base_prefix, sys.exec_prefix, str(Path(__file__).resolve().parents[1])]
+    guarded += ["/etc", "/usr", "/bin", "/sbin", "/lib", "/boot", "/var", "/opt", "/tmp", "/run", "/dev"]
+    if not any(Path(p).resolve() == cwd or cwd in Path(p).resolve().parents for p in guarded):
+        paths.append(cwd)
+    return paths
+
+
+def ui_readable() -> list[Path]:
+    """Where the UI's import dialog may read folders from (named at runtime, so named here broadly)."""
+    return [Path.home(), *(Path(p) for p in ("/media", "/mnt", "/srv", "/data"))]
+
+
 def main(argv: list[str] | None = None) -> int:
+    from vault.netguard import hardening
+
+    hardening.harden()  # no core dumps, passphrases out of the environment: before anything else
     args = parser().parse_args(argv)
     from vault.cli import options as common
     from vault.errors import StrongroomError
@@ -28,8 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.auditor:
             from vault import netguard
 
-            keep = [Path(args.vault).expanduser().resolve()] if args.vault else []
-            netguard.isolate_session(keep=keep)
+            netguard.isolate_session(keep=ui_writable(args), readable=ui_readable())
         path = common.vault_path(args)
         from tui.app import StrongroomApp
 

@@ -1,6 +1,6 @@
 """The training process: opens the vault through the one door, trains, and reports events.
 
-Started by `tui.training` as `python -m tui.train_child`. It reads one JSON line (vault, user,
+Started by `tui.training` as `python -I -u -m tui.train_child`. It reads one JSON line (vault, user,
 the UI session's slot secrets, request) from stdin, then watches stdin for "cancel" (or end of file, when the UI
 has gone). Events, the result or the error go to the UI as JSON lines on a private copy of
 stdout; anything else the libraries print goes to stderr, which the UI discards.
@@ -43,6 +43,9 @@ def _isolate(vault_path: str, parent: dict[str, Any] | None) -> None:
 
 
 def main() -> int:
+    from vault.netguard import hardening
+
+    hardening.harden()  # not dumpable, no core: before the slot secrets arrive on stdin
     private_fd = os.dup(1)
     os.dup2(2, 1)
     out = os.fdopen(private_fd, "w", encoding="utf-8")

@@ -54,6 +54,20 @@ class RunEnded(Message):
         self.error = error
 
 
+def trainer_command() -> list[str]:
+    """The trainer's command line: isolated mode (-I), so neither the working directory nor user
+    site-packages nor PYTHON* variables can put a module of someone else's in front of ours."""
+    return [sys.executable, "-I", "-u", "-m", "tui.train_child"]
+
+
+def trainer_environment() -> dict[str, str]:
+    """The UI's environment, from which the passphrases were taken at start (`netguard.hardening`)."""
+    from vault.netguard import hardening
+
+    hardening.take_secrets()
+    return dict(os.environ)
+
+
 class TrainingRun:
     """Starts `python -m tui.train_child`, hands it the job on stdin, and relays what it reports."""
 
@@ -66,15 +80,13 @@ class TrainingRun:
         self._latest: RunUpdate | None = None
         self._progress_pending = False
         self._ended = False
-        env = dict(os.environ)
-        env.setdefault("PYTHONUNBUFFERED", "1")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tui.train_child"],
+            trainer_command(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
-            env=env,
+            env=trainer_environment(),
             cwd=str(Path(__file__).resolve().parents[1]),
         )
         assert self.process.stdin is not None

@@ -18,7 +18,9 @@ DEMO_USER = "admin"
 
 
 def strongroom(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "vault.cli", *args], env=env, text=True, capture_output=True)
+    return subprocess.run(
+        [sys.executable, "-I", "-m", "vault.cli", *args], env=env, text=True, capture_output=True
+    )
 
 
 def run_step(what: str, *args: str, env: dict[str, str]) -> str:
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     print(run_step("strongroom datasets", "datasets", "--vault", str(path), env=env))
     print(f"demo vault: {path}\n  user:       {DEMO_USER}\n  passphrase: {DEMO_PASSPHRASE}\n")
     if args.open and sys.stdin.isatty() and sys.stdout.isatty():
-        os.execv(sys.executable, [sys.executable, "-m", "vault.cli", "tui", "--vault", str(path)])
+        os.execv(sys.executable, [sys.executable, "-I", "-m", "vault.cli", "tui", "--vault", str(path)])
     if args.open:
         print(
             "(no terminal attached: not opening the terminal UI; run `.venv/bin/strongroom tui --vault "

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from vault import __version__
-from vault.cli import audit, datasets, export, keys, net, policy, train, tui, vaults
+from vault.cli import audit, datasets, export, keys, net, policy, sandbox, train, tui, vaults
 from vault.cli.options import vault_path
 from vault.errors import StrongroomError
+from vault.netguard import hardening
 
-COMMAND_GROUPS = (vaults, datasets, keys, audit, net, train, policy, export, tui)
+COMMAND_GROUPS = (vaults, datasets, keys, audit, net, sandbox, train, policy, export, tui)
 # Commands that never touch the vault's secrets or that must see the host as it is.
-NO_ISOLATION = {"audit", "netcheck", "tui", None}
+NO_ISOLATION = {"audit", "netcheck", "sandbox-check", "tui", None}
 
 
 class Parser(argparse.ArgumentParser):
@@ -60,12 +61,29 @@ def paths_to_keep(args: argparse.Namespace) -> list[Path]:
     return paths
 
 
+def writable_paths(args: argparse.Namespace) -> list[Path]:
+    """The paths a command writes: the vault and an export's --out; everything else stays read-only.
+    A vault being created and an export folder are made here (empty) so that they can be kept."""
+    paths = [vault_path(args).expanduser().absolute()]
+    out = getattr(args, "out", None)
+    if isinstance(out, Path):
+        paths.append(out.expanduser().absolute())
+    made = paths[1:] + (paths[:1] if args.command == "init" else [])
+    for path in made:
+        try:
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError:
+            pass  # the command itself reports what is wrong with the path
+    return paths
+
+
 def report_error(exc: StrongroomError) -> None:
     sys.stderr.write(f"strongroom: {exc.title}" + (f" (hint: {exc.hint})" if exc.hint else "") + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    hardening.harden()  # passphrases out of the environment, no core dumps: before parsing anything
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -75,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command not in NO_ISOLATION:
             from vault import netguard
 
-            netguard.isolate_session(keep=paths_to_keep(args))
+            writable = writable_paths(args)
+            readable = [p for p in paths_to_keep(args) if p not in writable]
+            netguard.isolate_session(keep=writable, readable=readable)
         return int(args.func(args) or 0)
     except StrongroomError as exc:
         report_error(exc)

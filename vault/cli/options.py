@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vault.errors import UsageError
+from vault.netguard import hardening
 from vault.storage.layout import default_vault_path
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ def passphrase(
     path = getattr(args, file_attr, None)
     if path:
         return _read_passphrase_file(Path(path))
-    value = os.environ.get(env)
+    value = hardening.secret(env)  # taken out of the environment at start; children never see it
     if value:
         return value.encode("utf-8")
     if not sys.stdin.isatty():

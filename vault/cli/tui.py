@@ -1,7 +1,9 @@
 """`strongroom tui [--auditor]`: open the terminal UI on a vault.
 
-The UI runs as `python -m tui` in place of this process (exec), so the core never imports the
-screen; that process isolates itself before anything starts a thread.
+The UI runs as `python -I -m tui` in place of this process (exec), so the core never imports the
+screen; that process isolates itself before anything starts a thread. Isolated mode (-I) keeps the
+working directory, user site-packages and PYTHON* variables out: a module planted where the operator
+starts the UI is never imported.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def register(subparsers: Any) -> None:
 
 
 def tui_argv(args: argparse.Namespace) -> list[str]:
-    argv = [sys.executable, "-m", "tui"]
+    argv = [sys.executable, "-I", "-m", "tui"]  # isolated mode: never the working directory on sys.path
     if args.vault:
         argv += ["--vault", str(args.vault)]
     if args.user:

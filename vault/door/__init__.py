@@ -44,6 +44,7 @@ from vault.door.session import Session
 from vault.door.training import TrainingService
 from vault.door.verify import VerifyService
 from vault.netguard.probe import HostSentinel
+from vault.netguard.sandbox import HostProcess
 from vault.policy import Decision, Policy
 from vault.storage import keyring
 from vault.storage.keyring import SlotSecrets
@@ -284,6 +285,9 @@ class Vault:
         timeout: float = 2.0,
     ) -> dict[str, Any]:
         return self._network.netcheck(probe, unix_socket=unix_socket, sentinel=sentinel, timeout=timeout)
+
+    def sandbox_check(self, sentinel: HostProcess) -> dict[str, Any]:
+        return self._network.sandbox_check(sentinel)
 
 
 __all__ = ["EXEMPT", "Vault"]

@@ -8,6 +8,7 @@ from typing import Any
 from vault.door.session import Session
 from vault.netguard import guard
 from vault.netguard.probe import HostSentinel, netcheck
+from vault.netguard.sandbox import HostProcess, run_attempts
 
 
 class NetworkService:
@@ -58,5 +59,27 @@ class NetworkService:
             attempts=[
                 {k: a[k] for k in ("name", "target", "blocked", "layer", "error")} for a in drill["attempts"]
             ],
+        )
+        return result
+
+    def sandbox_check(self, sentinel: HostProcess) -> dict[str, Any]:
+        """The sandbox drill inside this session's isolation, decided like the network drill and
+        recorded as `network.sandbox_check`. `sentinel` was started on the host before isolation."""
+        session = self.session
+        try:
+            session.decide("netcheck", target="sandbox")
+        except BaseException:
+            sentinel.stop()
+            raise
+        result = run_attempts(sentinel)
+        session.record(
+            "network.sandbox_check",
+            "sandbox",
+            "ok" if result["all_blocked"] else "failed",
+            mode=result["mode"],
+            layers=result["layers"],
+            all_blocked=result["all_blocked"],
+            attempts=result["attempts"],
+            sentinel=result["sentinel"],
         )
         return result

@@ -18,10 +18,19 @@ from pathlib import Path
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWPID = 0x20000000
 
+MS_RDONLY = 0x1
 MS_NOSUID = 0x2
 MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REMOUNT = 0x20
+MS_NOATIME = 0x400
+MS_NODIRATIME = 0x800
 MS_BIND = 0x1000
+MS_RELATIME = 0x200000
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
 
@@ -239,6 +248,31 @@ def restrict_caps(keep: frozenset[int]) -> list[int]:
     return dropped
 
 
+def capability_sets() -> dict[str, str]:
+    """The five capability sets of this process, as /proc/self/status shows them (hex)."""
+    names = {"CapEff": "effective", "CapPrm": "permitted", "CapInh": "inheritable", "CapBnd": "bounding"}
+    names["CapAmb"] = "ambient"
+    sets: dict[str, str] = {}
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in names:
+                sets[names[key]] = hex(int(value.strip(), 16))
+    except (OSError, ValueError):
+        pass
+    return sets
+
+
+def no_new_privs() -> bool:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("NoNewPrivs:"):
+                return line.split(":", 1)[1].strip() == "1"
+    except OSError:
+        pass
+    return False
+
+
 def set_no_new_privs() -> None:
     _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
 
@@ -305,19 +339,17 @@ def is_socket_file(path: str) -> bool:
 
 # ----------------------------------------------------------------------------- Landlock
 LANDLOCK_CREATE_RULESET_VERSION = 1
-LANDLOCK_ACCESS_NET_BIND_TCP = 1
-LANDLOCK_ACCESS_NET_CONNECT_TCP = 2
-LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET = 1
-_SYS_LANDLOCK = {"x86_64": (444, 446), "aarch64": (444, 446)}
+_SYS_LANDLOCK = {"x86_64": (444, 445, 446), "aarch64": (444, 445, 446)}
 
 
-def _landlock_numbers() -> tuple[int, int] | None:
+def landlock_numbers() -> tuple[int, int, int] | None:
+    """(landlock_create_ruleset, landlock_add_rule, landlock_restrict_self) on this machine."""
     return _SYS_LANDLOCK.get(os.uname().machine)
 
 
 def landlock_abi() -> int:
     """The kernel's Landlock ABI version, or 0 when Landlock is absent or disabled."""
-    numbers = _landlock_numbers()
+    numbers = landlock_numbers()
     if numbers is None:
         return 0
     version = libc.syscall(
@@ -326,39 +358,5 @@ def landlock_abi() -> int:
     return max(0, int(version))
 
 
-def landlock_restrict(abi: int) -> list[str]:
-    """Put this process (and its future children) in a Landlock domain; returns what the domain denies.
-
-    Any domain already forbids ptrace-class access (/proc/PID/root, /proc/PID/ns, pidfd_getfd,
-    process_vm_*) to processes outside it. ABI 4 adds TCP bind/connect (denied: no rule allows any
-    port); ABI 6 scopes abstract Unix sockets to the domain. Filesystem access is left alone.
-    """
-    numbers = _landlock_numbers()
-    if numbers is None or abi < 1:
-        raise OSError(errno.ENOSYS, "Landlock is not available on this kernel")
-    denies = [
-        "ptrace-class access to processes outside strongroom (/proc/PID/root, /proc/PID/ns, pidfd_getfd)"
-    ]
-    fields = [0, 0, 0]
-    size = 8
-    if abi >= 4:
-        fields[1] = LANDLOCK_ACCESS_NET_BIND_TCP | LANDLOCK_ACCESS_NET_CONNECT_TCP
-        size = 16
-        denies.append("TCP bind and connect on every port")
-    if abi >= 6:
-        fields[2] = LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET
-        size = 24
-        denies.append("abstract Unix sockets created outside strongroom")
-    if size == 8:
-        # ABI 1-3 needs at least one handled filesystem right; refer-across-directories (bit 13, ABI 2)
-        # or, on ABI 1, make-char (bit 6) are rights strongroom never uses.
-        fields[0] = 1 << 13 if abi >= 2 else 1 << 6
-    attr = (ctypes.c_uint64 * 3)(*fields)
-    ruleset = libc.syscall(numbers[0], ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0))
-    _check(ruleset, "landlock_create_ruleset")
-    try:
-        set_no_new_privs()
-        _check(libc.syscall(numbers[1], ctypes.c_int(ruleset), ctypes.c_uint32(0)), "landlock_restrict_self")
-    finally:
-        os.close(ruleset)
-    return denies
+def check(result: int, what: str) -> int:
+    return _check(result, what)

@@ -49,7 +49,30 @@ DENIED_SYSCALLS = (
     "init_module",
     "finit_module",
     "delete_module",
+    # what an appliance never needs: performance counters, the kernel keyring, userfaultfd (a
+    # favourite of kernel exploits), and the new-style module and namespace calls above
+    "perf_event_open",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "userfaultfd",
 )
+# clone(2) may not make namespaces (unshare's twin); clone3 passes its flags in memory a filter cannot
+# read, so it answers ENOSYS and the C library falls back to clone(2), which the filter can check.
+CLONE_NAMESPACE_FLAGS = {
+    "CLONE_NEWNS": 0x00020000,
+    "CLONE_NEWCGROUP": 0x02000000,
+    "CLONE_NEWUTS": 0x04000000,
+    "CLONE_NEWIPC": 0x08000000,
+    "CLONE_NEWUSER": 0x10000000,
+    "CLONE_NEWPID": 0x20000000,
+    "CLONE_NEWNET": 0x40000000,
+}
+
+# chmod(2) and friends may not set the setuid or setgid bit: a file planted in the vault or an export
+# folder never becomes a privileged program on the host (systemd's RestrictSUIDSGID).
+SETID_MODE_ARGUMENT = {"chmod": 1, "fchmod": 1, "fchmodat": 2, "fchmodat2": 2}
+SETID_BITS = (0o4000, 0o2000)
 
 SELFTEST_FAMILIES = {
     "AF_INET": (socket.AF_INET, socket.SOCK_DGRAM),
@@ -80,8 +103,26 @@ def install() -> dict[str, Any]:
             unknown.append(call)
             continue
         denied.append(call)
+    for flag in CLONE_NAMESPACE_FLAGS.values():
+        flt.add_rule(sc.ERRNO(errno.EPERM), "clone", sc.Arg(0, sc.MASKED_EQ, flag, flag))
+    try:
+        flt.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
+    except (OSError, ValueError):
+        unknown.append("clone3")
+    setid_refused = []
+    for call, position in SETID_MODE_ARGUMENT.items():
+        try:
+            for bit in SETID_BITS:
+                flt.add_rule(sc.ERRNO(errno.EPERM), call, sc.Arg(position, sc.MASKED_EQ, bit, bit))
+        except (OSError, ValueError):
+            unknown.append(call)
+            continue
+        setid_refused.append(call)
     flt.load()
     return {
+        "setid_mode_refused": setid_refused,
+        "clone_namespace_flags_refused": sorted(CLONE_NAMESPACE_FLAGS),
+        "clone3": "ENOSYS (the C library falls back to clone, whose flags are checked)",
         "socket_families_allowed": list(ALLOWED_FAMILIES),
         "denied_syscalls": denied,
         "unknown_syscalls": unknown,

@@ -21,15 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from vault.errors import IsolationError
-from vault.netguard import _linux, _seccomp, guard, state
-from vault.netguard.mounts import mask_host_directories, plan_keeps
+from vault.netguard import _landlock, _linux, _pidns, _seccomp, guard, hardening, state
+from vault.netguard.mounts import fresh_proc, mask_host_directories, plan_keeps, seal_filesystem
 from vault.vocabulary import isolation_rank
 
-# As root, the capabilities that file access needs stay; everything else (sys_admin, net_admin,
-# net_raw, sys_ptrace, dac_read_search, ...) goes from every set, for this process and its children.
-ROOT_KEPT_CAPS = frozenset(
-    {0, 1, 3, 4, 5, 6, 7, 14}
-)  # chown dac_override fowner fsetid kill setgid setuid ipc_lock
+# Namespaces entered besides the network and mount ones: System V IPC and the host name.
+EXTRA_NAMESPACES = _linux.CLONE_NEWIPC | _linux.CLONE_NEWUTS
+NAMESPACE_KINDS = ("user", "mnt", "pid", "ipc", "uts", "net", "cgroup")
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 NAMESPACE_HINT = (
     "run strongroom as root, or where unprivileged user namespaces are allowed "
@@ -59,6 +57,7 @@ class IsolationReport:
     environment: dict[str, str]
     cache_dir: str
     closed_fds: tuple[dict[str, Any], ...] = ()
+    sandbox: dict[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     waived_by_test_switch: bool = False
     pid: int = field(default_factory=os.getpid)
@@ -92,6 +91,7 @@ class IsolationReport:
             "environment": dict(self.environment),
             "cache_dir": self.cache_dir,
             "closed_fds": [dict(f) for f in self.closed_fds],
+            "sandbox": dict(self.sandbox),
             "warnings": list(self.warnings),
             "pid": self.pid,
         }
@@ -119,6 +119,7 @@ def isolate(
     required: str = "namespace+seccomp",
     *,
     keep: Iterable[str | os.PathLike[str]] = (),
+    readable: Iterable[str | os.PathLike[str]] = (),
     on_warning: Callable[[str], None] | None = None,
 ) -> IsolationReport:
     """Isolate this process at the strongest level the host allows; raise IsolationError below `required`.
@@ -127,6 +128,8 @@ def isolate(
     to import, an export directory). Each is bind-mounted back into the private tmpfs; one that does
     not exist yet is first created on the host as an empty directory, so what is written there
     survives the process. The interpreter's own paths and the working directory are kept as well.
+    `keep` paths stay writable; `readable` ones (files to import) are reachable but read-only.
+    Everything else is read-only, and only Python, the source and system libraries can be read.
     """
     global _report
     isolation_rank(required)
@@ -140,19 +143,29 @@ def isolate(
         return _report
     _refuse_if_threaded()
 
+    process = hardening.harden()  # before anything parses input or starts a child
     warnings: list[str] = []
+    keep, readable = list(keep), list(readable)
+    host_ids = {kind: _linux.namespace_id(kind) for kind in NAMESPACE_KINDS}
     host_netns = _linux.namespace_id("net")
     host_interfaces = _linux.host_interfaces()
     host_sockets = _linux.host_unix_sockets()
     closed = _close_network_fds(warnings)
-    keeps = plan_keeps(keep, warnings)
+    keeps = plan_keeps([*keep, *readable], warnings)
 
     namespaces = _enter_namespaces()
+    filesystem: dict[str, Any] = {
+        "read_only_root": False,
+        "writable": [],
+        "unavailable": "no mount namespace",
+    }
     layers: list[str] = []
     interfaces: list[dict[str, Any]] = []
     mounts: list[dict[str, Any]] = []
     netns_ok = mounts_ok = False
+    pid_namespace: dict[str, Any] = {"new": False, "error": "no namespaces on this host"}
     if namespaces["ok"]:
+        pid_namespace = _pidns.enter()  # from here on this is a forked child, PID 1 of its namespace
         layers += ["userns"] if namespaces["user_namespace"] else []
         interfaces = _loopback_only(warnings)
         netns_ok = _linux.namespace_id("net") != host_netns and {i["name"] for i in interfaces} <= {"lo"}
@@ -161,8 +174,14 @@ def isolate(
         else:
             warnings.append(f"the new network namespace shows unexpected interfaces: {interfaces}")
         mounts, mounts_ok = mask_host_directories(keeps, warnings)
+        if mounts_ok and pid_namespace["new"]:
+            pid_namespace["own_proc"] = fresh_proc(warnings)
+            layers.append("pidns")
         if mounts_ok:
             layers.append("mountns")
+            filesystem = seal_filesystem([os.fspath(p) for p in keep], warnings)
+            if filesystem["read_only_root"]:
+                layers.append("readonly-root")
     else:
         warnings.append(
             f"LOUD WARNING: network namespaces are unavailable here ({namespaces['error']}); strongroom runs "
@@ -176,7 +195,7 @@ def isolate(
     capabilities = _drop_capabilities(namespaces, warnings)
     if capabilities.get("dropped"):
         layers.append("capabilities")
-    landlock = _apply_landlock(warnings)
+    landlock = _apply_landlock(warnings, keep=keep, readable=readable, private_tmp=mounts_ok)
     if landlock.get("status") == "active":
         layers.append("landlock")
     seccomp = _apply_seccomp(warnings)
@@ -191,6 +210,10 @@ def isolate(
         warnings.append(f"{len(reachable)} Unix socket(s) of host processes remain reachable: {shown}")
 
     mode = "namespace+seccomp" if (netns_ok and mounts_ok and seccomp_ok) else "guard"
+    sandbox = _sandbox_evidence(process, host_ids, filesystem, capabilities, landlock, seccomp)
+    sandbox["namespaces"]["pid"].update(pid_namespace)
+    for layer, reason in sandbox["unavailable"].items():
+        warnings.append(f"sandbox layer {layer} unavailable: {reason}")
     report = IsolationReport(
         mode=mode,
         layers=tuple(layers),
@@ -210,6 +233,7 @@ def isolate(
         closed_fds=tuple(closed),
         warnings=tuple(warnings),
         waived_by_test_switch=state.waived(),
+        sandbox=sandbox,
     )
     _report = report
     _publish(report)
@@ -246,6 +270,7 @@ def inherit(parent: dict[str, Any], *, keep: Iterable[str | os.PathLike[str]] = 
     global _report
     if _report is not None:
         return _report
+    process = hardening.harden()
     status = _proc_status()
     netns = _linux.namespace_id("net")
     names = set(_linux.proc_net_dev_names())  # /proc/self/net: this process's namespace, not sysfs's
@@ -281,6 +306,13 @@ def inherit(parent: dict[str, Any], *, keep: Iterable[str | os.PathLike[str]] = 
         host_unix_sockets=dict(parent.get("host_unix_sockets") or {}),
         environment=dict(parent.get("environment") or {}),
         cache_dir=str(parent.get("cache_dir", "")),
+        sandbox={
+            **dict(parent.get("sandbox") or {}),
+            **process,
+            "capabilities": _linux.capability_sets(),
+            "no_new_privs": _linux.no_new_privs(),
+            "python_isolated_mode": bool(sys.flags.isolated),
+        },
         inherited_from=int(parent["pid"]) if parent.get("pid") is not None else None,
     )
     _report = report
@@ -288,7 +320,9 @@ def inherit(parent: dict[str, Any], *, keep: Iterable[str | os.PathLike[str]] = 
     return report
 
 
-def isolate_session(keep: Iterable[str | os.PathLike[str]] = ()) -> IsolationReport:
+def isolate_session(
+    keep: Iterable[str | os.PathLike[str]] = (), *, readable: Iterable[str | os.PathLike[str]] = ()
+) -> IsolationReport:
     """Isolate at the strongest reachable level before the vault (and its policy) can be read.
 
     The policy lives inside the encrypted vault, so the process cannot know the required level yet:
@@ -298,7 +332,7 @@ def isolate_session(keep: Iterable[str | os.PathLike[str]] = ()) -> IsolationRep
     paths = list(keep)
     if os.environ.get("STRONGROOM_VAULT"):
         paths.append(os.environ["STRONGROOM_VAULT"])
-    return isolate("guard", keep=paths)
+    return isolate("guard", keep=paths, readable=readable)
 
 
 def _publish(report: IsolationReport) -> None:
@@ -341,17 +375,27 @@ def _close_network_fds(warnings: list[str]) -> list[dict[str, Any]]:
 def _enter_namespaces() -> dict[str, Any]:
     """unshare(NEWNET|NEWNS) directly as root; otherwise (or when root lacks the right) via a user namespace."""
     errors: list[str] = []
+    base = _linux.CLONE_NEWNET | _linux.CLONE_NEWNS
     if os.geteuid() == 0:
-        try:
-            _linux.unshare(_linux.CLONE_NEWNET | _linux.CLONE_NEWNS)
-            return {"ok": True, "user_namespace": False, "error": None}
-        except OSError as exc:
-            errors.append(f"unshare(CLONE_NEWNET|CLONE_NEWNS) as root: {_linux.errno_name(exc.errno)}")
+        for flags, name in ((base | EXTRA_NAMESPACES, "|CLONE_NEWIPC|CLONE_NEWUTS"), (base, "")):
+            try:
+                _linux.unshare(flags)
+                return {"ok": True, "user_namespace": False, "error": "; ".join(errors) or None}
+            except OSError as exc:
+                errors.append(
+                    f"unshare(CLONE_NEWNET|CLONE_NEWNS{name}) as root: {_linux.errno_name(exc.errno)}"
+                )
     uid, gid = os.geteuid(), os.getegid()
-    try:
-        _linux.unshare(_linux.CLONE_NEWUSER | _linux.CLONE_NEWNET | _linux.CLONE_NEWNS)
-    except OSError as exc:
-        errors.append(f"unshare(CLONE_NEWUSER|CLONE_NEWNET|CLONE_NEWNS): {_linux.errno_name(exc.errno)}")
+    user = _linux.CLONE_NEWUSER | base
+    for flags, name in ((user | EXTRA_NAMESPACES, "|CLONE_NEWIPC|CLONE_NEWUTS"), (user, "")):
+        try:
+            _linux.unshare(flags)
+            break
+        except OSError as exc:
+            errors.append(
+                f"unshare(CLONE_NEWUSER|CLONE_NEWNET|CLONE_NEWNS{name}): {_linux.errno_name(exc.errno)}"
+            )
+    else:
         return {"ok": False, "user_namespace": False, "error": "; ".join(errors)}
     try:
         _linux.map_ids_to_self(uid, gid)
@@ -394,6 +438,8 @@ def _private_cache(private_tmp: bool) -> tuple[str, dict[str, str]]:
         TORCH_HOME=f"{cache}/torch",
         XDG_CACHE_HOME=f"{cache}/xdg",
         HF_HOME=f"{cache}/huggingface",
+        CUDA_CACHE_PATH=f"{cache}/nv",  # the home directory is read-only inside
+        TRITON_CACHE_DIR=f"{cache}/triton",
     )
     if private_tmp:
         environment["TMPDIR"] = "/tmp"
@@ -403,7 +449,9 @@ def _private_cache(private_tmp: bool) -> tuple[str, dict[str, str]]:
 
 
 def _drop_capabilities(namespaces: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
-    keep = ROOT_KEPT_CAPS if os.geteuid() == 0 and not namespaces.get("user_namespace") else frozenset()
+    """Every capability from every set, as root too: what root could still do is what its uid owns,
+    and the read-only root and Landlock take that away."""
+    keep: frozenset[int] = frozenset()
     try:
         dropped = _linux.restrict_caps(keep)
     except OSError as exc:
@@ -416,7 +464,44 @@ def _drop_capabilities(namespaces: dict[str, Any], warnings: list[str]) -> dict[
     }
 
 
-def _apply_landlock(warnings: list[str]) -> dict[str, Any]:
+def landlock_paths(
+    keep: Iterable[str | os.PathLike[str]], readable: Iterable[str | os.PathLike[str]], private_tmp: bool
+) -> tuple[list[str], list[str]]:
+    """What Landlock lets this process read and write (see `_landlock`)."""
+    source = str(Path(__file__).resolve().parents[2])
+    read = [
+        *_landlock.SYSTEM_READ,
+        *_landlock.ETC_READ,
+        sys.prefix,
+        sys.exec_prefix,
+        sys.base_prefix,
+        sys.base_exec_prefix,
+        source,
+        *(p for p in sys.path if p and os.path.isabs(p) and p not in (os.sep, _cwd())),
+        *(os.fspath(p) for p in readable),
+    ]
+    write = [*_landlock.DEVICES, *_landlock.accelerator_devices(), *(os.fspath(p) for p in keep)]
+    if private_tmp:  # the host's own /tmp stays out of reach when no private tmpfs covers it
+        write += ["/tmp", "/var/tmp", "/run", "/dev/shm"]
+    else:
+        write.append(tempfile.gettempdir())
+    return read, write
+
+
+def _cwd() -> str:
+    try:
+        return os.getcwd()
+    except OSError:
+        return os.sep
+
+
+def _apply_landlock(
+    warnings: list[str],
+    *,
+    keep: Iterable[str | os.PathLike[str]] = (),
+    readable: Iterable[str | os.PathLike[str]] = (),
+    private_tmp: bool = False,
+) -> dict[str, Any]:
     abi = _linux.landlock_abi()
     if abi < 1:
         warnings.append(
@@ -424,12 +509,64 @@ def _apply_landlock(warnings: list[str]) -> dict[str, Any]:
             "capabilities than it does could be reached through /proc/PID/root"
         )
         return {"status": "unavailable", "abi": 0}
+    read, write = landlock_paths(keep, readable, private_tmp)
     try:
-        denies = _linux.landlock_restrict(abi)
+        applied = _landlock.restrict(abi, read=read, write=write)
     except OSError as exc:
         warnings.append(f"Landlock could not be applied: {exc.strerror}")
         return {"status": "failed", "abi": abi, "error": str(exc)}
-    return {"status": "active", "abi": abi, "denies": denies}
+    return {"status": "active", **applied}
+
+
+def _sandbox_evidence(
+    process: dict[str, Any],
+    host_ids: dict[str, str],
+    filesystem: dict[str, Any],
+    capabilities: dict[str, Any],
+    landlock: dict[str, Any],
+    seccomp: dict[str, Any],
+) -> dict[str, Any]:
+    """Every layer as a property checkable from outside (systemd-analyze security's list)."""
+    namespaces = {}
+    for kind, host in host_ids.items():
+        now = _linux.namespace_id(kind)
+        namespaces[kind] = {"id": now, "new": now != host}
+    sets = _linux.capability_sets()
+    unavailable: dict[str, str] = {}
+    for kind in ("mnt", "ipc", "uts", "net"):
+        if not namespaces[kind]["new"]:
+            unavailable[f"{kind} namespace"] = "unshare refused by the host"
+    if not filesystem.get("read_only_root"):
+        unavailable["read-only root"] = str(
+            filesystem.get("unavailable") or filesystem.get("failed") or "failed"
+        )
+    if any(int(v, 16) for v in sets.values()):
+        unavailable["capabilities"] = f"some remain: {sets}"
+    if landlock.get("status") != "active":
+        unavailable["landlock"] = str(landlock.get("error") or landlock.get("status"))
+    elif "signal" not in landlock.get("scopes", []):
+        unavailable["landlock scopes"] = f"the kernel's Landlock ABI {landlock.get('abi')} is below 6"
+    if seccomp.get("status") != "filter":
+        unavailable["seccomp"] = str(seccomp.get("error") or seccomp.get("status"))
+    if not namespaces["pid"]["new"]:
+        unavailable["pid namespace"] = "not entered (unshare refused by the host)"
+    return {
+        **process,
+        "namespaces": namespaces,
+        "filesystem": filesystem,
+        "capabilities": sets,
+        "no_new_privs": _linux.no_new_privs(),
+        "landlock": {
+            k: landlock.get(k) for k in ("status", "abi", "scopes", "rules", "handled_fs") if k in landlock
+        },
+        "seccomp": {
+            "status": seccomp.get("status"),
+            "denied_syscalls": seccomp.get("denied_syscalls", []),
+            "setid_mode_refused": seccomp.get("setid_mode_refused", []),
+        },
+        "python_isolated_mode": bool(sys.flags.isolated),
+        "unavailable": unavailable,
+    }
 
 
 def _apply_seccomp(warnings: list[str]) -> dict[str, Any]:

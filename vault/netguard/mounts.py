@@ -140,3 +140,110 @@ def _reenter_working_directory(warnings: list[str]) -> None:
             f"the working directory {cwd} is now a private, empty directory; name files by "
             "paths outside it, or start strongroom from another directory"
         )
+
+
+def fresh_proc(warnings: list[str]) -> bool:
+    """In a new PID namespace, a /proc of its own: the host's processes are not listed there."""
+    try:
+        _linux.mount("proc", "/proc", "proc", _linux.MS_NOSUID | _linux.MS_NODEV | _linux.MS_NOEXEC)
+    except OSError as exc:
+        warnings.append(
+            f"could not mount a /proc of the PID namespace: {exc.strerror}; host processes stay listed"
+        )
+        return False
+    return True
+
+
+# ----------------------------------------------------------------------------- the read-only root
+_MOUNT_FLAGS = {
+    "nosuid": _linux.MS_NOSUID,
+    "nodev": _linux.MS_NODEV,
+    "noexec": _linux.MS_NOEXEC,
+    "noatime": _linux.MS_NOATIME,
+    "nodiratime": _linux.MS_NODIRATIME,
+    "relatime": _linux.MS_RELATIME,
+}
+# Kernel tunables: bound read-only over themselves (ProtectKernelTunables), whatever else happens.
+TUNABLES = ("/proc/sys", "/proc/sysrq-trigger", "/sys")
+# Device and process filesystems stay as they are (a read-only mount would not stop device writes,
+# and ptys are made there); what they expose is limited by the capabilities and Landlock.
+LEFT_AS_IS = ("/dev", "/proc")
+
+
+def _unescape(field: str) -> str:
+    return field.encode().decode("unicode_escape").encode("latin-1").decode(errors="surrogateescape")
+
+
+def mount_table() -> list[tuple[str, int]]:
+    """(mount point, per-mount flags) of every mount of this namespace, parents first."""
+    table: list[tuple[str, int]] = []
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return table
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 6:
+            continue
+        flags = 0
+        for option in fields[5].split(","):
+            flags |= _MOUNT_FLAGS.get(option, 0)
+        table.append((_unescape(fields[4]), flags))
+    return table
+
+
+def _remount_read_only(target: str, flags: int) -> None:
+    _linux.mount(None, target, None, _linux.MS_REMOUNT | _linux.MS_BIND | _linux.MS_RDONLY | flags)
+
+
+def seal_filesystem(writable: Iterable[str], warnings: list[str]) -> dict[str, Any]:
+    """Everything read-only but the private tmpfs and `writable` (ProtectSystem=strict).
+
+    Each writable path is first bound over itself, so that it is a mount of its own that stays
+    writable while the mount it lives on turns read-only. Call after `mask_host_directories`.
+    """
+    kept: list[str] = []
+    for given in writable:
+        path = os.path.realpath(given)
+        if not os.path.isdir(path) or path in kept:
+            continue
+        try:
+            _linux.mount(path, path, None, _linux.MS_BIND | _linux.MS_REC)
+        except OSError as exc:
+            warnings.append(f"could not keep {path} writable: {exc.strerror}")
+            continue
+        kept.append(path)
+    private = masked_roots()
+    tunables: list[str] = []
+    for target in TUNABLES:
+        if not os.path.exists(target):
+            continue
+        try:
+            _linux.mount(target, target, None, _linux.MS_BIND | _linux.MS_REC)
+            flags = dict(mount_table()).get(target, 0)
+            _remount_read_only(target, flags)
+            tunables.append(target)
+        except OSError as exc:
+            warnings.append(f"could not make {target} read-only: {exc.strerror}")
+    read_only: list[str] = []
+    failed: list[str] = []
+    for target, flags in mount_table():
+        mine = private + kept
+        if any(target == p or inside(target, p) for p in mine) or target in TUNABLES:
+            continue
+        if any(target == p or inside(target, p) for p in LEFT_AS_IS):
+            continue
+        try:
+            _remount_read_only(target, flags)
+            read_only.append(target)
+        except OSError as exc:
+            failed.append(f"{target}: {exc.strerror}")
+    if failed:
+        warnings.append(f"could not make {len(failed)} mount(s) read-only: {', '.join(failed[:5])}")
+    return {
+        "read_only_root": "/" in read_only,
+        "read_only_mounts": len(read_only),
+        "writable": sorted(set(kept) | set(private)),
+        "tunables_read_only": tunables,
+        "failed": failed,
+    }

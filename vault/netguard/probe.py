@@ -84,6 +84,8 @@ class HostSentinel:
                 _serve(tcp, udp, unix, control_r, results_w)
             except BaseException:
                 code = 1
+            finally:  # the sentinel stays on the host: it, not the isolated drill, can remove this
+                shutil.rmtree(directory, ignore_errors=True)
             os._exit(code)
         for sock in (tcp, udp, unix):
             if sock is not None:
@@ -102,8 +104,11 @@ class HostSentinel:
         while chunk := os.read(self._results, 65536):
             data += chunk
         os.close(self._results)
-        os.waitpid(self.pid, 0)
-        shutil.rmtree(self._directory, ignore_errors=True)
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:  # inside a PID namespace the sentinel is the supervisor's child
+            pass
+        shutil.rmtree(self._directory, ignore_errors=True)  # when the drill ran without isolation
         counts = json.loads(data or b"{}")
         self._stopped = {
             "tcp": f"{self.tcp[0]}:{self.tcp[1]}",
