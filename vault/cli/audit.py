@@ -15,8 +15,10 @@ from typing import Any
 
 from vault.audit import AuditLog, parse_time
 from vault.audit.checkpoint import verify_checkpoint
+from vault.audit.epochs import fingerprint
 from vault.audit.reader import parse_until
 from vault.cli import options
+from vault.crypto.signing import load_public_pem, public_pem
 from vault.errors import IntegrityError, NotFound, StrongroomError, UsageError
 from vault.storage.files import atomic_write
 from vault.storage.layout import AUDIT_DIR
@@ -56,6 +58,19 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--pubkey", metavar="FILE", type=Path, help="the vault's public key (PEM) from a copy you trust"
     )
+    p.add_argument(
+        "--key",
+        metavar="FILE",
+        type=Path,
+        help="the log's initial sealing key (from `audit key --out` at init): checks the whole epoch chain",
+    )
+
+    p = action(
+        "key",
+        "write the log's initial sealing key (its first epoch's public key) for the auditor to keep",
+        cmd_key,
+    )
+    p.add_argument("--out", metavar="FILE", type=Path, required=True, help="where to write it (PEM)")
 
     action("checkpoint", "print the latest signed checkpoint, to keep off this machine", cmd_checkpoint)
 
@@ -119,6 +134,9 @@ def cmd_show(args: argparse.Namespace) -> int:
             f"strongroom: note: the log ends in a torn line ({torn[1]} bytes at byte {torn[0]}), not shown "
             "(hint: `strongroom audit verify` reports it; the next command repairs it)\n"
         )
+    unsealed = log.unsealed()
+    for entry in entries:
+        entry["sealed"] = entry.get("seq") not in unsealed
     if args.json:
         options.emit_json(entries)
         return 0
@@ -137,7 +155,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             str(e.get("role")),
             str(e.get("action")),
             str(e.get("subject"))[:32],
-            str(e.get("outcome")),
+            str(e.get("outcome")) + ("" if e["sealed"] else " \u2717UNSEALED"),
             _detail_text(e.get("detail")),
         ]
         for e in entries
@@ -159,7 +177,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
     pubkey = _read_input(args.pubkey, "public key file") if args.pubkey else None
     saved = _read_input(args.checkpoint, "checkpoint file") if args.checkpoint else None
     on_event = options.progress(args)
-    report = log.verify(pubkey, saved, on_event=on_event)
+    initial = None
+    if args.key:
+        try:
+            initial = load_public_pem(_read_input(args.key, "initial key file"))
+        except ValueError:
+            raise UsageError(
+                f"{args.key} is not an Ed25519 public key in PEM form",
+                "pass the file `strongroom audit key --out` wrote",
+            ) from None
+    report = log.verify(pubkey, saved, on_event=on_event, initial_key=initial)
     if args.json:
         options.emit_json(report.to_json())
         return 0 if report.ok else EXIT_TAMPERED
@@ -169,6 +196,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
     print(
         f"signed      first {report.signed_size} of {report.entries} entries (key: {source[report.key_source]})"
     )
+    if report.epochs:
+        checked = (
+            f"matches --key {args.key}"
+            if initial is not None and report.initial_key_checked
+            else (
+                f"NOT checked: given --key {args.key}"
+                if initial is not None
+                else "not checked: pass --key FILE"
+            )
+        )
+        print(f"sealed      {report.epochs} epochs from initial key {report.initial_key} ({checked})")
     for finding in report.findings:
         print(f"\u2717 {finding.line()}")
     for note in report.notes:
@@ -178,6 +216,26 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for part in rest:
         print(textwrap.fill(part, width=100, initial_indent="  ", subsequent_indent="  "))
     return 0 if report.ok else EXIT_TAMPERED
+
+
+def cmd_key(args: argparse.Namespace) -> int:
+    log = _audit_log(args)
+    raw = log.initial_key()
+    if raw is None:
+        raise NotFound(
+            "this log has no sealing epochs yet",
+            "the next command that opens the vault starts them; run one (e.g. `strongroom datasets`)",
+        )
+    atomic_write(args.out, public_pem(raw))
+    if args.json:
+        options.emit_json({"out": str(args.out), "fingerprint": fingerprint(raw)})
+    else:
+        print(f"initial sealing key {fingerprint(raw)}")
+        print(
+            f"wrote {args.out}: compare the fingerprint with the one `strongroom init` printed, keep the file"
+        )
+        print("off this machine, and check the log with `strongroom audit verify --key FILE`")
+    return 0
 
 
 def cmd_checkpoint(args: argparse.Namespace) -> int:

@@ -88,6 +88,7 @@ def create(
         )
         audit = AuditLog(root / AUDIT_DIR)
         audit.init(log_key.public_pem())
+        audit.attach_sealer(log_key.raw(), user, "admin")  # epoch 0 opens before vault.init
         audit.append(
             user,
             "admin",
@@ -101,6 +102,7 @@ def create(
                 "kdf": {k: v for k, v in slot["kdf"].items() if k != "salt"},
                 "authority": keyring.fingerprint(authority.public_raw()),
                 "header_generation": 1,
+                "catalog_generation": 0,
             },
         )
         # The header goes last: until it exists, the directory is not a vault.
@@ -133,7 +135,7 @@ def open_with_passphrase(path: Path | str, *, user: str, passphrase: bytes) -> S
     session = Session(root, _unlock(root, header, slot, slot_secrets))
     if adopted:
         _adopt(session, kek, slot_secrets)
-    session.read_catalog()
+    check_catalog_against_log(root, session.read_catalog())
     return session
 
 
@@ -146,8 +148,22 @@ def resume(path: Path | str, *, user: str, slot_secrets: SlotSecrets) -> Session
     if slot is None:
         raise AuthError("this session cannot be resumed here", "open the vault with the passphrase")
     session = Session(root, _unlock(root, header, slot, slot_secrets))
-    session.read_catalog()
+    check_catalog_against_log(root, session.read_catalog())
     return session
+
+
+def check_catalog_against_log(root: Path, catalog: dict[str, Any]) -> None:
+    """A catalog older than the last commit the log recorded was copied back: IntegrityError naming both."""
+    generation = int(catalog.get("generation", 0))
+    latest = AuditLog(root / AUDIT_DIR).latest("catalog_generation")
+    if latest is not None and generation < int(latest[1]):
+        raise IntegrityError(
+            f"catalog.sealed is generation {generation}, older than the generation {latest[1]} the audit log "
+            f"recorded at entry {latest[0]}: it was rolled back",
+            "restore the current catalog.sealed from a backup; `strongroom audit show --action catalog` lists "
+            "the commits",
+            detail={"object": CATALOG_FILE, "catalog_generation": generation, "logged_generation": latest[1]},
+        )
 
 
 def _unlock(root: Path, header: dict[str, Any], slot: dict[str, Any], slot_secrets: SlotSecrets) -> Unlocked:
