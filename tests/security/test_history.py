@@ -233,3 +233,59 @@ def test_canonical_json_matches_what_the_forger_writes() -> None:
         == json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     )
     assert hashlib.sha256(b"").hexdigest() == merkle.MerkleTree().root().hex()
+
+
+# ----------------------------------------------------------------------------- witnesses
+def test_a_witness_cosigns_and_catches_a_whole_folder_rollback(vault: Path, tmp_path: Path) -> None:
+    key = tmp_path / "media" / "witness.key"
+    key.parent.mkdir()
+    made = strongroom(vault, "audit", "keygen", "--out", str(key), "--name", "witness.example/aaron")
+    assert made.returncode == 0, made.stderr
+    assert (key.stat().st_mode & 0o777) == 0o600 and Path(f"{key}.pub").read_text().startswith(
+        "witness.example/aaron+"
+    )
+    first = strongroom(vault, "audit", "cosign", "--key", str(key), "--json")
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["previous_size"] is None
+    snapshot = tmp_path / "snapshot"
+    shutil.copytree(vault, snapshot)  # the whole folder, log included, as it is now
+    session(vault)
+    second = strongroom(vault, "audit", "cosign", "--key", str(key), "--json")
+    assert second.returncode == 0, second.stderr
+    done = json.loads(second.stdout)
+    assert done["previous_size"] < done["size"]
+    memory = f"{key}.checkpoint"
+    assert "— witness.example/aaron " in (vault / "audit" / "checkpoint").read_text()
+    ok = strongroom(vault, "audit", "verify", "--witness", f"{key}.pub", "--checkpoint", memory)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    # The whole folder put back: every file agrees with every other, only the witness knows better.
+    shutil.rmtree(vault)
+    shutil.copytree(snapshot, vault)
+    assert strongroom(vault, "audit", "verify").returncode == 0
+    caught = strongroom(vault, "audit", "verify", "--witness", f"{key}.pub", "--checkpoint", memory, "--json")
+    assert caught.returncode == 4, caught.stdout
+    assert "checkpoint_newer" in {f["kind"] for f in json.loads(caught.stdout)["findings"]}
+    refused = strongroom(vault, "audit", "cosign", "--key", str(key))
+    assert refused.returncode == 4 and "rolled back" in refused.stderr
+
+
+def test_a_witness_refuses_a_rewritten_history_and_a_forged_cosignature(vault: Path, tmp_path: Path) -> None:
+    key = tmp_path / "witness.key"
+    assert strongroom(vault, "audit", "keygen", "--out", str(key)).returncode == 0
+    assert strongroom(vault, "audit", "cosign", "--key", str(key)).returncode == 0
+    memory = Path(f"{key}.checkpoint")
+    other = tmp_path / "other.key"
+    assert strongroom(vault, "audit", "keygen", "--out", str(other)).returncode == 0
+    wrong = strongroom(
+        vault, "audit", "verify", "--witness", f"{other}.pub", "--checkpoint", str(memory), "--json"
+    )
+    assert wrong.returncode == 4
+    assert "witness_signature" in {f["kind"] for f in json.loads(wrong.stdout)["findings"]}
+    session(vault)
+    rewrite(vault, drop="keys.add")
+    caught = strongroom(vault, "audit", "verify", "--witness", f"{key}.pub", "--checkpoint", str(memory))
+    assert caught.returncode == 4
+    refused = strongroom(vault, "audit", "cosign", "--key", str(key))
+    assert refused.returncode == 4 and "rewritten" in refused.stderr
+    missing = strongroom(vault, "audit", "verify", "--witness", f"{key}.pub")
+    assert missing.returncode == 2 and "--checkpoint" in missing.stderr

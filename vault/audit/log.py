@@ -38,6 +38,7 @@ from vault.audit.scan import ACTION_RE, ENTRY_VERSION, scan_log
 from vault.audit.sealing import Sealer
 from vault.audit.state import TreeState, split_lines
 from vault.audit.verify import AuditReport, verify_snapshot
+from vault.audit.witness import WitnessKey
 from vault.crypto.signing import SigningKey, load_public_pem
 from vault.errors import IntegrityError, StrongroomError, UsageError
 from vault.findings import Finding, VerifyProgress
@@ -103,6 +104,10 @@ class AuditLog:
                 yield
             finally:
                 os.close(fd)  # closing the descriptor releases the flock
+
+    def writer_lock(self) -> contextlib.AbstractContextManager[None]:
+        """The appenders' exclusive lock, for a writer of the audit directory (a witness cosigning)."""
+        return self._exclusive()
 
     @contextlib.contextmanager
     def _shared(self) -> Iterator[None]:
@@ -512,6 +517,7 @@ class AuditLog:
         cancel: threading.Event | None = None,
         on_entry: Callable[[dict[str, Any]], None] | None = None,
         initial_key: bytes | None = None,
+        witnesses: tuple[WitnessKey, ...] = (),
     ) -> AuditReport:
         """Check the whole log: JSON, versions, sequence, prev chain, checkpoints and public key;
         each parsed entry goes to `on_entry` on the way (one read of the log for a report).
@@ -541,6 +547,7 @@ class AuditLog:
             cancel=cancel,
             on_entry=on_entry,
             initial_key=initial_key,
+            witnesses=witnesses,
         )
 
     def initial_key(self) -> bytes | None:

@@ -16,6 +16,7 @@ from typing import Any
 from vault.audit import epochs, merkle
 from vault.audit.checkpoint import Checkpoint, parse_checkpoint, verify_checkpoint
 from vault.audit.scan import Scan, scan_log, short_hash
+from vault.audit.witness import WitnessKey, cosignatures
 from vault.crypto.signing import load_public_pem
 from vault.errors import StrongroomError
 from vault.findings import Finding, VerifyProgress
@@ -205,6 +206,7 @@ def verify_snapshot(
     cancel: threading.Event | None = None,
     on_entry: Callable[[dict[str, Any]], None] | None = None,
     initial_key: bytes | None = None,
+    witnesses: tuple[WitnessKey, ...] = (),
 ) -> AuditReport:
     """Verify a log snapshot against its checkpoints, its public key and an optional saved checkpoint;
     each parsed entry goes to `on_entry` as it is checked (one pass for a reader such as the report)."""
@@ -300,6 +302,21 @@ def verify_snapshot(
                         expected="today's log to extend the given checkpoint",
                         found=str(exc),
                         message="",
+                    )
+                )
+        for witness in witnesses:
+            try:
+                cosigned = cosignatures(external, witness)
+            except StrongroomError:
+                cosigned = []
+            if not cosigned:
+                findings.append(
+                    Finding(
+                        seq=None,
+                        kind="witness_signature",
+                        expected=f"the given checkpoint cosigned by witness {witness.name}",
+                        found="no valid cosignature by that key",
+                        message="the checkpoint is not one this witness cosigned (changed, or another witness's)",
                     )
                 )
         if cp is not None and len(findings) == before and key is not None:

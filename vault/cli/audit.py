@@ -17,6 +17,7 @@ from vault.audit import AuditLog, parse_time
 from vault.audit.checkpoint import verify_checkpoint
 from vault.audit.epochs import fingerprint
 from vault.audit.reader import parse_until
+from vault.audit.witness import keygen, parse_vkey
 from vault.cli import options
 from vault.crypto.signing import load_public_pem, public_pem
 from vault.errors import IntegrityError, NotFound, StrongroomError, UsageError
@@ -64,6 +65,32 @@ def register(subparsers: Any) -> None:
         type=Path,
         help="the log's initial sealing key (from `audit key --out` at init): checks the whole epoch chain",
     )
+
+    p.add_argument(
+        "--witness",
+        metavar="PUBFILE",
+        type=Path,
+        action="append",
+        default=[],
+        help="a witness's public key (FILE.pub); with --checkpoint FILE.checkpoint proves the log extends "
+        "what it cosigned (repeatable)",
+    )
+
+    p = action(
+        "keygen", "make a witness key: FILE (private, keep it off this machine) and FILE.pub", cmd_keygen
+    )
+    p.add_argument("--out", metavar="FILE", type=Path, required=True, help="where to write the private key")
+    p.add_argument(
+        "--name", metavar="NAME", help="the witness's name in its cosignatures (default: witness-<key id>)"
+    )
+
+    p = action(
+        "cosign",
+        "cosign the vault's latest checkpoint with a witness key, after checking the log extends the one "
+        "it cosigned last (FILE.checkpoint)",
+        cmd_cosign,
+    )
+    p.add_argument("--key", metavar="FILE", type=Path, required=True, help="the witness's private key file")
 
     p = action(
         "key",
@@ -186,7 +213,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 f"{args.key} is not an Ed25519 public key in PEM form",
                 "pass the file `strongroom audit key --out` wrote",
             ) from None
-    report = log.verify(pubkey, saved, on_event=on_event, initial_key=initial)
+    if args.witness and not args.checkpoint:
+        raise UsageError(
+            "--witness needs --checkpoint: the checkpoint that witness cosigned",
+            "pass --checkpoint FILE.checkpoint (kept beside the witness key)",
+        )
+    witnesses = tuple(
+        parse_vkey(_read_input(p, "witness key").decode("ascii", "replace"), p) for p in args.witness
+    )
+    report = log.verify(pubkey, saved, on_event=on_event, initial_key=initial, witnesses=witnesses)
     if args.json:
         options.emit_json(report.to_json())
         return 0 if report.ok else EXIT_TAMPERED
@@ -216,6 +251,47 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for part in rest:
         print(textwrap.fill(part, width=100, initial_indent="  ", subsequent_indent="  "))
     return 0 if report.ok else EXIT_TAMPERED
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from vault.crypto.signing import SigningKey
+
+    name = args.name
+    if name is None:  # a name from a random tag: distinct per witness, meaningless otherwise
+        name = "witness-" + SigningKey.generate().public_raw()[:4].hex()
+    witness = keygen(args.out, name)
+    if args.json:
+        options.emit_json(
+            {
+                "name": witness.name,
+                "private": str(args.out),
+                "public": f"{args.out}.pub",
+                "vkey": witness.vkey,
+            }
+        )
+    else:
+        print(
+            f"witness {witness.name}: private key {args.out} (keep it off this machine), public key {args.out}.pub"
+        )
+        print(f"  {witness.vkey}")
+    return 0
+
+
+def cmd_cosign(args: argparse.Namespace) -> int:
+    from vault.audit.cosign import cosign_vault
+
+    done = cosign_vault(_audit_log(args), args.key)
+    if args.json:
+        options.emit_json(done)
+    else:
+        since = (
+            "first cosignature"
+            if done["previous_size"] is None
+            else f"extends the {done['previous_size']} entries cosigned before"
+        )
+        print(f"cosigned {done['origin']} at {done['size']} entries as {done['witness']} ({since})")
+        print(f"the witness's copy: {done['memory']}")
+    return 0
 
 
 def cmd_key(args: argparse.Namespace) -> int:
