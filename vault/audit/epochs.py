@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from vault.crypto import chunked, keys
-from vault.crypto.signing import SigningKey, verify_signature
+from vault.crypto.signing import SigningKey, load_public_pem, public_pem, verify_signature
 from vault.errors import IntegrityError
 from vault.findings import Finding
 from vault.storage.files import atomic_write, canonical_json
@@ -79,6 +79,16 @@ def cert_message(epoch: int, seq: int, prev: str, key: str, mac_commit: str, rev
         f"{CERT_HEADER}\nepoch {epoch}\nseq {seq}\nprev {prev}\nkey {key}\n"
         f"mac_commit {mac_commit}\nreveal {reveal}\n"
     ).encode()
+
+
+def key_pem(public_raw: bytes) -> bytes:
+    """The initial key as the auditor keeps it: an Ed25519 PEM `PUBLIC KEY`, usable by openssl."""
+    return public_pem(public_raw)
+
+
+def load_key_pem(pem: bytes) -> bytes:
+    """The raw key in a PEM written by `key_pem`; ValueError for anything else."""
+    return load_public_pem(pem)
 
 
 def fingerprint(public_raw: bytes) -> str:

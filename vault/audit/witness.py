@@ -106,8 +106,12 @@ def read_private(path: Path) -> tuple[str, SigningKey]:
     return name, key
 
 
-def keygen(out: Path, name: str) -> WitnessKey:
-    """Write a new witness key to `out` (private, 0600) and `out`.pub; refuses to overwrite."""
+def keygen(out: Path, name: str | None = None) -> WitnessKey:
+    """Write a new witness key to `out` (private, 0600) and `out`.pub; refuses to overwrite. Without a
+    name, `witness-<key id>`."""
+    key = SigningKey.generate()
+    if name is None:
+        name = "witness-" + key_id("witness", key.public_raw()).hex()
     try:
         check_key_name(name)
     except ValueError as exc:

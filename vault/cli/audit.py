@@ -15,11 +15,10 @@ from typing import Any
 
 from vault.audit import AuditLog, parse_time
 from vault.audit.checkpoint import verify_checkpoint
-from vault.audit.epochs import fingerprint
+from vault.audit.epochs import fingerprint, key_pem, load_key_pem
 from vault.audit.reader import parse_until
 from vault.audit.witness import keygen, parse_vkey
 from vault.cli import options
-from vault.crypto.signing import load_public_pem, public_pem
 from vault.errors import IntegrityError, NotFound, StrongroomError, UsageError
 from vault.storage.files import atomic_write
 from vault.storage.layout import AUDIT_DIR
@@ -207,7 +206,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     initial = None
     if args.key:
         try:
-            initial = load_public_pem(_read_input(args.key, "initial key file"))
+            initial = load_key_pem(_read_input(args.key, "initial key file"))
         except ValueError:
             raise UsageError(
                 f"{args.key} is not an Ed25519 public key in PEM form",
@@ -254,12 +253,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    from vault.crypto.signing import SigningKey
-
-    name = args.name
-    if name is None:  # a name from a random tag: distinct per witness, meaningless otherwise
-        name = "witness-" + SigningKey.generate().public_raw()[:4].hex()
-    witness = keygen(args.out, name)
+    witness = keygen(args.out, args.name)
     if args.json:
         options.emit_json(
             {
@@ -302,7 +296,7 @@ def cmd_key(args: argparse.Namespace) -> int:
             "this log has no sealing epochs yet",
             "the next command that opens the vault starts them; run one (e.g. `strongroom datasets`)",
         )
-    atomic_write(args.out, public_pem(raw))
+    atomic_write(args.out, key_pem(raw))
     if args.json:
         options.emit_json({"out": str(args.out), "fingerprint": fingerprint(raw)})
     else:
