@@ -289,3 +289,20 @@ def test_a_witness_refuses_a_rewritten_history_and_a_forged_cosignature(vault: P
     assert refused.returncode == 4 and "rewritten" in refused.stderr
     missing = strongroom(vault, "audit", "verify", "--witness", f"{key}.pub")
     assert missing.returncode == 2 and "--checkpoint" in missing.stderr
+
+
+def test_a_long_session_moves_its_sealing_keys_on_and_destroys_the_old_ones(vault: Path) -> None:
+    v = Vault.open(vault, user="admin", passphrase=PASSPHRASE.encode())
+    before = (vault / "audit" / "epoch.sealed").read_bytes()
+    signing, live = insider_keys(vault)
+    v.audit.move_sealing_on()  # what the TUI does every 15 minutes
+    v.audit.append("admin", "admin", "vault.verify", "x", "ok", {})
+    _, moved = insider_keys(vault)
+    assert moved.epoch == live.epoch + 1 and moved.mac_key != live.mac_key
+    assert (vault / "audit" / "epoch.sealed").read_bytes() != before
+    assert live.mac_key.hex() not in (vault / "audit" / "epoch.sealed").read_text("latin-1")
+    v.close()
+    entries = [json.loads(line) for line in lines_of(vault)]
+    reasons = [e["detail"]["reason"] for e in entries if e["action"] == "audit.epoch"]
+    assert "15 minutes passed" in reasons
+    assert v.audit.verify(initial_key=v.audit.initial_key()).ok

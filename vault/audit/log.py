@@ -315,6 +315,16 @@ class AuditLog:
         state.add(data)
         return entry
 
+    def move_sealing_on(self) -> None:
+        """A new sealing epoch now, when this process's epoch is running (a long-lived session calls
+        this every ROTATE_AFTER seconds, so that keys move on even while nothing is written)."""
+        if self.sealer is None:
+            return
+        with self._exclusive():
+            state = self._current_state()
+            if state.torn is None:
+                self.sealer.move_on(self.log_path, state, self._write_entry)
+
     def _cut_torn_tail(self, state: TreeState) -> dict[str, Any]:
         """Cut off a partial last line (kept under torn/); the detail of the entry that records it."""
         assert state.torn is not None

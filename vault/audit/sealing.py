@@ -100,6 +100,14 @@ class Sealer:
                 state, write, self.actor, self.role, "the command ended", idle=True, log_path=log_path
             )
 
+    def move_on(self, log_path: Path, state: TreeState, write: WriteEntry) -> None:
+        """Rotate a running epoch now (lock held); an idle or absent one is left for the next entry."""
+        live = self._load()
+        if live is not None and live.opening is None and not live.idle:
+            self.rotate(
+                state, write, self.actor, self.role, "15 minutes passed", idle=False, log_path=log_path
+            )
+
     def seal(self, live: epochs.LiveEpoch, unsealed_line: bytes) -> bytes:
         return epochs.seal_line(live.mac_key, unsealed_line)
 
