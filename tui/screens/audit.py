@@ -157,6 +157,7 @@ class AuditScreen(AreaScreen):
     def show_verdict(self, report: dict[str, Any]) -> None:
         self.verified = report
         self.query_one("#audit-verdict", Static).update(verification_text(report))
+        self.query_one("#audit-log", AuditLogView).mark_unsealed(report.get("unsealed_seqs") or ())
 
     def action_save_checkpoint(self) -> None:
         from tui.screens.dialogs import InputDialog
