@@ -306,3 +306,16 @@ def test_a_long_session_moves_its_sealing_keys_on_and_destroys_the_old_ones(vaul
     reasons = [e["detail"]["reason"] for e in entries if e["action"] == "audit.epoch"]
     assert "15 minutes passed" in reasons
     assert v.audit.verify(initial_key=v.audit.initial_key()).ok
+
+
+def test_a_deleted_epoch_state_does_not_stop_the_vault_and_verify_says_the_chain_broke(
+    vault: Path, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "initial.pem"
+    assert strongroom(vault, "audit", "key", "--out", str(key_file)).returncode == 0
+    (vault / "audit" / "epoch.sealed").write_bytes(b"garbage")
+    session(vault)
+    result = strongroom(vault, "audit", "verify", "--key", str(key_file), "--json")
+    assert result.returncode == 4
+    report = json.loads(result.stdout)
+    assert [f["kind"] for f in report["findings"]] == ["epoch_certificate"]  # and nothing called unsealed

@@ -286,7 +286,14 @@ def check_seals(lines: list[bytes], initial_key: bytes | None = None) -> SealChe
                     revealed = bytes.fromhex(reveal)
                 except ValueError:
                     revealed = b""
-                if hashlib.sha256(revealed).hexdigest() != commit:
+                if not reveal and len(pending) > 1:
+                    out.notes.append(
+                        f"entries {pending[1]}..{pending[-1]} of epoch {epoch} cannot be checked: its MAC key "
+                        "was never revealed (its sealed state was lost)"
+                    )
+                elif not reveal:
+                    pass
+                elif hashlib.sha256(revealed).hexdigest() != commit:
                     out.findings.append(
                         _finding(
                             pos, "epoch_reveal", f"the MAC key committed in epoch {epoch}", "another", ""

@@ -19,6 +19,7 @@ from typing import Any
 from vault.audit import epochs, merkle
 from vault.audit.reader import latest_detail, lines_backwards
 from vault.audit.state import TreeState, split_lines
+from vault.errors import IntegrityError
 
 ROTATE_AFTER = 15 * 60.0  # seconds: a long-running session (the TUI) moves its keys on this often
 
@@ -55,7 +56,10 @@ class Sealer:
         if stamp is None:
             self._live, self._stamp = None, None
         elif stamp != self._stamp:
-            self._live = epochs.read_live_state(self.dir, self._secret)
+            try:
+                self._live = epochs.read_live_state(self.dir, self._secret)
+            except IntegrityError:
+                self._live = None  # replaced or damaged: the next epoch starts uncertified, and says so
             self._stamp = stamp
             self._opened_at = time.monotonic()
         return self._live
@@ -78,7 +82,7 @@ class Sealer:
             reason = (
                 "the first epoch of this log"
                 if logged is None
-                else "the sealed epoch state was missing: this epoch is not certified by the last one"
+                else "the sealed epoch state was missing or unreadable: this epoch is not certified by the last one"
             )
             nxt = epochs.new_epoch(_logged_epoch(log_path) + 1, state.size, state.offset)
             return self._open(None, nxt, state, write, actor, role, reason, idle=False)
