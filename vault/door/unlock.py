@@ -133,9 +133,9 @@ def open_with_passphrase(path: Path | str, *, user: str, passphrase: bytes) -> S
             )
         raise
     session = Session(root, _unlock(root, header, slot, slot_secrets))
+    check_catalog_against_log(root, session.read_catalog())  # before anything is written
     if adopted:
         _adopt(session, kek, slot_secrets)
-    check_catalog_against_log(root, session.read_catalog())
     return session
 
 
@@ -262,7 +262,7 @@ def _open_format1(root: Path, header: dict[str, Any], user: str, passphrase: byt
     if slot["role"] != "admin":
         unlocked = Unlocked(header, user, slot["role"], VaultKeys(master, master), None, FORMAT1_READ_ONLY)
         session = Session(root, unlocked)
-        session.read_catalog()
+        check_catalog_against_log(root, session.read_catalog())
         return session
     return _upgrade(root, header, user, master, private, kek)
 
@@ -280,6 +280,8 @@ def _upgrade(
         catalog["generation"] = int(catalog.get("generation", 0)) + 1
         unlocked = Unlocked(up.header, user, "admin", up.keys, up.secrets)
         session = Session(root, unlocked)
+        # Sealed like every entry: a non-admin's read-only session may already have begun epochs.
+        session.audit.attach_sealer(keyring.unb64(catalog["signing_key"], "signing_key"), user, "admin")
         session.record(
             "vault.upgrade",
             session.vault_id,
