@@ -341,7 +341,7 @@ def verify_snapshot(
         notes=scan.notes + seals.notes,
         epochs=seals.epochs,
         initial_key=epochs.fingerprint(seals.initial_key) if seals.initial_key else None,
-        initial_key_checked=initial_key is not None and ok,
+        initial_key_checked=initial_key is not None and seals.initial_key == initial_key,
         unsealed_seqs=sorted(seals.unsealed),
     )
 
