@@ -235,9 +235,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             f"matches --key {args.key}"
             if initial is not None and report.initial_key_checked
             else (
-                f"NOT the given --key {args.key}"
-                if initial is not None
-                else "not checked: pass --key FILE"
+                f"NOT the given --key {args.key}" if initial is not None else "not checked: pass --key FILE"
             )
         )
         print(f"sealed      {report.epochs} epochs from initial key {report.initial_key} ({checked})")
