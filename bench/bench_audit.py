@@ -1,8 +1,10 @@
-"""Audit log benchmark: durable appends per second, and verification rate of a 100,000-entry log.
+"""Audit log benchmark: durable sealed appends per second, and verification rate of a sealed
+100,000-entry log.
 
 Peers measured in the same run: a bare `write` + `fsync` of the same line bytes (the physical
-limit of a durable append on this disk), and the issue's goal of 50,000 entries verified per
-second (hashing and chain checks; one signature per checkpoint).
+limit of a durable append on this disk; goal: at least 0.5x), and the goal of 100,000 entries
+verified per second (hashing, chain, every entry's seal, the epoch certificates from the initial
+key, one signature per checkpoint). Also printed: the hash chain alone, without the seals.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vault.audit import AuditLog, merkle  # noqa: E402
+from vault.audit import AuditLog, epochs, merkle  # noqa: E402
 from vault.audit.checkpoint import sign_checkpoint  # noqa: E402
 from vault.crypto.signing import SigningKey  # noqa: E402
 from vault.storage.files import canonical_json as canonical  # noqa: E402
 
-GOAL_ENTRIES_PER_S = 50_000
+GOAL_ENTRIES_PER_S = 100_000
+EPOCH_EVERY = 1_000  # entries per epoch in the verified log (one command's worth)
 ORIGIN = "strongroom.local/vault/bench0000bench00"
 DETAIL = {"purpose": "train", "version": 3, "records": 60000, "rule": "allow-operators-train-dp"}
 
@@ -57,25 +60,36 @@ def compare_appends(log: AuditLog, bare_path: Path, count: int, rounds: int) -> 
     return ours, bare
 
 
-def make_log(audit_dir: Path, entries: int, key: SigningKey) -> str:
-    """Write an entries-long log directly (no fsync per line) and a signed checkpoint over it."""
+def make_log(audit_dir: Path, entries: int, key: SigningKey) -> tuple[str, bytes]:
+    """Write an entries-long sealed log directly (no fsync per line), a new epoch every EPOCH_EVERY
+    entries, and a signed checkpoint over it; returns the checkpoint and the initial key."""
     audit_dir.mkdir(parents=True)
     tree = merkle.MerkleTree()
     chunks = []
+    live = previous = None
+    first = None
     for seq in range(entries):
+        if seq % EPOCH_EVERY == 0:
+            previous, live = live, epochs.new_epoch(seq // EPOCH_EVERY, seq, 0)
+            first = first or live.signing.public_raw()
+            detail = epochs.epoch_detail(previous, live, seq, tree.root().hex(), "bench", False)
+            action = "audit.epoch"
+        else:
+            detail, action = DETAIL, "dataset.read"
         entry = {
             "v": 1,
             "seq": seq,
             "time": "2025-03-01T09:30:12.123456Z",
             "actor": "alice",
             "role": "operator",
-            "action": "dataset.read",
+            "action": action,
             "subject": f"set{seq % 7}",
             "outcome": "ok",
-            "detail": DETAIL,
+            "detail": detail,
             "prev": tree.root().hex(),
+            "seal": "",
         }
-        data = canonical(entry)
+        data = epochs.seal_line(live.mac_key, canonical(entry))
         tree.append_data(data)
         chunks.append(data + b"\n")
     with open(audit_dir / "log.jsonl", "wb") as f:
@@ -87,7 +101,8 @@ def make_log(audit_dir: Path, entries: int, key: SigningKey) -> str:
     (audit_dir / "checkpoint").write_text(text)
     (audit_dir / "checkpoints").mkdir()
     (audit_dir / "checkpoints" / f"{entries}.txt").write_text(text)
-    return text
+    assert first is not None
+    return text, first
 
 
 def main() -> int:
@@ -100,26 +115,37 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-audit-") as tmp:
         work = Path(tmp)
         small = AuditLog(work / "small" / "audit", origin=ORIGIN)
+        small.attach_sealer(key.raw(), "alice", "operator")
         ours, bare = compare_appends(small, work / "bare-small.log", args.appends, args.repeat)
         print(
-            f"durable appends        {ours:10.0f} /s   bare write+fsync {bare:10.0f} /s   ratio {ours / bare:.2f}"
+            f"durable sealed appends {ours:10.0f} /s   bare write+fsync {bare:10.0f} /s   ratio {ours / bare:.2f}"
+            "   (goal 0.5)"
         )
 
         audit_dir = work / "big" / "audit"
-        saved = make_log(audit_dir, args.entries, key)
+        saved, initial = make_log(audit_dir, args.entries, key)
         log = AuditLog(audit_dir)
         best = float("inf")
         for _ in range(args.repeat):
             start = time.perf_counter()
-            report = log.verify(key.public_pem(), saved)
+            report = log.verify(key.public_pem(), saved, initial_key=initial)
             best = min(best, time.perf_counter() - start)
-            assert report.ok and report.truncation_ruled_out, report.findings
+            assert report.ok and report.truncation_ruled_out and report.initial_key_checked, report.findings
+            assert report.epochs == -(-args.entries // EPOCH_EVERY)
         rate = args.entries / best
+        lines = log.log_path.read_bytes().split(b"\n")[:-1]
+        seals_best = float("inf")
+        for _ in range(args.repeat):
+            start = time.perf_counter()
+            assert not epochs.check_seals(lines, initial).findings
+            seals_best = min(seals_best, time.perf_counter() - start)
         print(
-            f"verify {args.entries} entries {best:7.2f} s   {rate:10.0f} entries/s   "
-            f"goal {GOAL_ENTRIES_PER_S} /s   ratio {rate / GOAL_ENTRIES_PER_S:.2f}"
+            f"verify {args.entries} sealed entries {best:7.2f} s   {rate:10.0f} entries/s   "
+            f"goal {GOAL_ENTRIES_PER_S} /s   ratio {rate / GOAL_ENTRIES_PER_S:.2f}   "
+            f"(of which seals and epochs {seals_best:.2f} s, {args.entries / seals_best:.0f} entries/s)"
         )
 
+        log.attach_sealer(key.raw(), "alice", "operator")
         ours, bare = compare_appends(log, work / "bare-big.log", args.appends, args.repeat)
         print(
             f"durable appends to a {args.entries}-entry log {ours:8.0f} /s   bare write+fsync {bare:8.0f} /s   "

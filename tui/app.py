@@ -17,6 +17,7 @@ from textual.screen import Screen
 
 from tui.keys import bindings
 from tui.theme import DEFAULT_THEME, HIGH_CONTRAST
+from vault.audit.sealing import ROTATE_AFTER as SEAL_EPOCH_SECONDS
 
 AREAS: dict[str, tuple[str, str]] = {
     "datasets": ("1", "Datasets"),
@@ -90,6 +91,13 @@ class StrongroomApp(App[None]):
         self.backend = backend
         self.sub_title = f"{backend.user} ({backend.role}) · {self.vault_path}"
         self.switch_mode("datasets")
+        self.set_interval(SEAL_EPOCH_SECONDS, self.move_sealing_on)
+
+    def move_sealing_on(self) -> None:
+        """Every 15 minutes while the vault stays open: the audit log's sealing keys move to a new
+        epoch and the old ones are destroyed (in a thread: it writes and fsyncs)."""
+        if self.backend is not None:
+            self.run_worker(self.backend.move_sealing_on, thread=True, group="sealing", exit_on_error=False)
 
     def training_secret(self) -> bytes:
         """The session's slot secrets, handed through a pipe (never argv or disk) to the training

@@ -72,6 +72,10 @@ class Backend:
     def close(self) -> None:
         self._vault.close()
 
+    def move_sealing_on(self) -> None:
+        """Move the audit log's sealing keys to a new epoch (the old ones are destroyed)."""
+        self._vault.audit.move_sealing_on()
+
     # Datasets.
     def datasets(self) -> list[dict[str, Any]]:
         return as_dicts(self._vault.datasets())
@@ -174,7 +178,26 @@ class AuditReader:
         report = self._log().verify(on_event=on_event)
         result = as_dict(report)
         result["findings"] = as_dicts(report.findings)
+        result["witness"] = self.witness_status()
         return result
+
+    def witness_status(self) -> dict[str, Any] | None:
+        """The largest cosigned checkpoint in the vault: witness, size, time (UTC text); None if none."""
+        import datetime as dt
+
+        from vault.audit.cosign import last_cosigned
+
+        found = last_cosigned(self._log())
+        if found is None:
+            return None
+        when = dt.datetime.fromtimestamp(found.timestamp, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        return {"witness": found.name, "size": found.size, "time": when}
+
+    def cosign(self, key_file: Path) -> dict[str, Any]:
+        """Cosign the latest checkpoint with the witness key in `key_file` (see `strongroom audit cosign`)."""
+        from vault.audit.cosign import cosign_vault
+
+        return cosign_vault(self._log(), Path(key_file).expanduser())
 
     def report(self, since: str = "", until: str = "", dataset: str = "", user: str = "") -> dict[str, Any]:
         """The access report (as `strongroom audit report --format json` gives it) for a scope."""

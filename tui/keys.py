@@ -129,6 +129,7 @@ KEYS: tuple[Key, ...] = (
     # Audit.
     Key("audit.verify", "v", "verify", "Re-verify", "audit", short="verify"),
     Key("audit.checkpoint", "c", "save_checkpoint", "Save checkpoint", "audit", short="checkpoint"),
+    Key("audit.cosign", "w", "cosign", "Cosign as a witness (a witness key file)", "audit", show=False),
     Key("audit.reload", "r", "reload", "Reload log", "audit", show=False),
     Key("audit.report", "p", "report", "Access report: by period, dataset, person", "audit", short="report"),
     # The access report (from the Audit area).

@@ -52,7 +52,8 @@ def test_show_json_lists_entries_in_seq_order(cli, vault_with_history: Path) -> 
     entries = result.json()
     assert [e["seq"] for e in entries] == list(range(len(entries)))
     assert all(FIELDS <= set(e) for e in entries)
-    assert entries[0]["action"] == "vault.init"
+    assert [e["action"] for e in entries[:2]] == ["audit.epoch", "vault.init"]  # epoch 0 seals vault.init
+    assert entries[0]["detail"]["epoch"] == 0 and all(e["sealed"] for e in entries)
     assert "session.unlock" in [e["action"] for e in entries]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import shutil
 import subprocess
@@ -110,5 +112,100 @@ def test_recompute_script_agrees_and_catches_edits(officer_dir: Path) -> None:
 
 def test_recompute_script_uses_only_the_standard_library() -> None:
     source = documented()["recompute.py"]
+    imported = set(re.findall(r"^import (\w+)", source, re.M)) | set(re.findall(r"^from (\w+)", source, re.M))
+    assert imported <= {"base64", "hashlib", "json", "sys"}
+
+
+# ----------------------------------------------------------------------------- seals, epochs, witnesses
+@pytest.fixture
+def sealed_dir(tmp_path: Path) -> Path:
+    """An officer's directory with a real vault's log after three commands, its initial key, and a
+    witness's public key and cosigned checkpoint."""
+    from tests.support import PASSPHRASE
+    from vault.audit.cosign import cosign_vault
+    from vault.audit.epochs import key_pem
+    from vault.audit.witness import keygen
+    from vault.door import Vault
+
+    vault = tmp_path / "vault"
+    Vault.create(vault, passphrase=PASSPHRASE.encode()).close()
+    for _ in range(2):
+        Vault.open(vault, user="admin", passphrase=PASSPHRASE.encode()).close()
+    log = AuditLog(vault / "audit")
+    key = tmp_path / "media" / "witness.key"
+    key.parent.mkdir()
+    keygen(key, "witness.example/aaron")
+    cosign_vault(log, key)
+    work = tmp_path / "officer"
+    work.mkdir()
+    shutil.copy(log.log_path, work / "log.jsonl")
+    (work / "initial.pem").write_bytes(key_pem(log.initial_key()))
+    shutil.copy(f"{key}.pub", work / "witness.pub")
+    shutil.copy(f"{key}.checkpoint", work / "witness.checkpoint")
+    (work / "seals.py").write_text(documented()["seals.py"])
+    (work / "recompute.py").write_text(documented()["recompute.py"])
+    return work
+
+
+def test_seals_script_and_epoch_certificates_as_written(sealed_dir: Path) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    ok = run_block(documented()["seals"], sealed_dir)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "epoch 0 is the initial key" in ok.stdout
+    assert ok.stdout.count("Signature Verified Successfully") == 5  # epochs 1..5 over three commands
+    lines = (sealed_dir / "log.jsonl").read_bytes().split(b"\n")[:-1]
+    assert f"{len(lines)} entries in epochs 0..5; 0 before the first epoch" in ok.stdout
+
+
+def test_seals_script_catches_a_hand_written_line_and_an_edit(sealed_dir: Path) -> None:
+    lines = (sealed_dir / "log.jsonl").read_bytes().split(b"\n")[:-1]
+    entry = json.loads(lines[-1])
+    entry.update(seq=len(lines), action="dataset.read", subject="clinic", detail={"purpose": "sample"})
+    entry["prev"] = merkle.root([merkle.leaf_hash(x) for x in lines]).hex()
+    forged = json.dumps(entry, sort_keys=True, separators=(",", ":")).encode()
+    (sealed_dir / "log.jsonl").write_bytes(b"".join(x + b"\n" for x in [*lines, forged]))
+    result = run_block("python3 seals.py log.jsonl", sealed_dir)
+    assert result.returncode == 1 and f"entry {len(lines)} follows an idle epoch" in result.stdout
+
+    edited = list(lines)
+    edited[3] = edited[3].replace(b'"admin"', b'"aaron"', 1)
+    assert edited[3] != lines[3]
+    (sealed_dir / "log.jsonl").write_bytes(b"".join(x + b"\n" for x in edited))
+    result = run_block("python3 seals.py log.jsonl", sealed_dir)
+    assert result.returncode == 1 and "entry 3 is not sealed" in result.stdout
+
+
+def test_a_forged_certificate_fails_in_openssl(sealed_dir: Path) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    lines = (sealed_dir / "log.jsonl").read_bytes().split(b"\n")[:-1]
+    at = max(i for i, line in enumerate(lines) if b'"audit.epoch"' in line)
+    entry = json.loads(lines[at])
+    entry["detail"]["certificate"] = base64.b64encode(SigningKey.generate().sign(b"x")).decode()
+    lines[at] = json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    (sealed_dir / "log.jsonl").write_bytes(b"".join(x + b"\n" for x in lines))
+    result = run_block(documented()["seals"], sealed_dir)
+    assert result.returncode != 0 and "Signature Verification Failure" in result.stdout + result.stderr
+
+
+def test_cosignature_check_as_written(sealed_dir: Path) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    script = documented()["cosignature"]
+    ok = run_block(script, sealed_dir)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "Signature Verified Successfully" in ok.stdout
+    extends = run_block("python3 recompute.py log.jsonl witness.checkpoint", sealed_dir)
+    assert extends.returncode == 0 and "matches the checkpoint" in extends.stdout
+    text = (sealed_dir / "witness.checkpoint").read_text().split("\n")
+    text[1] = str(int(text[1]) - 1)
+    (sealed_dir / "witness.checkpoint").write_text("\n".join(text))
+    bad = run_block(script, sealed_dir)
+    assert bad.returncode != 0 and "Signature Verification Failure" in bad.stdout + bad.stderr
+
+
+def test_seals_script_uses_only_the_standard_library() -> None:
+    source = documented()["seals.py"]
     imported = set(re.findall(r"^import (\w+)", source, re.M)) | set(re.findall(r"^from (\w+)", source, re.M))
     assert imported <= {"base64", "hashlib", "json", "sys"}

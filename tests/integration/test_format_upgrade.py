@@ -84,3 +84,21 @@ def test_an_upgrade_interrupted_before_its_header_is_written_leaves_format_1(v1:
         assert [d["name"] for d in olivia.datasets()] == ["kat"]
     assert not (v1["path"] / CATALOG_NEXT).exists()
     assert (v1["path"] / "catalog.sealed").read_bytes() == catalog and version(v1) == 1
+
+
+def test_the_log_of_an_upgraded_vault_is_sealed_from_its_first_epoch_on(v1: dict[str, Any]) -> None:
+    """Entries before the first epoch are the legacy ones; everything after, the upgrade and the
+    adoption included (a read-only user opening first starts the epochs), is sealed."""
+    legacy = len(v1["path"].joinpath("audit", "log.jsonl").read_bytes().splitlines())
+    with open_as(v1, "olivia"):
+        pass
+    with open_as(v1, "admin"):
+        pass
+    with open_as(v1, "olivia") as olivia:
+        assert olivia.audit.entries(action="keys.adopt")
+    report = olivia.audit.verify(initial_key=olivia.audit.initial_key())
+    assert report.ok, report.findings
+    assert report.epochs >= 6 and not report.unsealed_seqs
+    assert any(
+        f"entries 0..{legacy - 1} were written before the log's first epoch" in n for n in report.notes
+    )

@@ -173,3 +173,51 @@ async def test_a_log_line_that_is_not_json_is_explained_by_verification(busy_vau
         await pilot.pause()
         assert text_of(app, "#audit-count").startswith("✗ the log could not be read")
         assert text_of(app, "#audit-verdict").startswith("✗ NOT verified")
+
+
+async def test_auditor_cosigns_as_a_witness_and_sees_the_last_cosigned_size(
+    busy_vault: Path, tmp_path: Path
+) -> None:
+    from vault.audit import AuditLog
+    from vault.audit.witness import keygen
+
+    key = tmp_path / "media" / "witness.key"
+    key.parent.mkdir()
+    keygen(key, "witness.example/aaron")
+    app = StrongroomApp(busy_vault, auditor=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert "no witness has cosigned this log" in text_of(app, "#audit-verdict")
+        await pilot.press("w")
+        await pilot.pause()
+        assert isinstance(app.screen, InputDialog)
+        app.screen.query_one(Input).value = str(key)
+        await pilot.press("enter")
+        await settle(pilot)
+        size = len(AuditLog(busy_vault / "audit").entries())
+        verdict = text_of(app, "#audit-verdict")
+        assert f"witness witness.example/aaron cosigned {size:,} entries on" in verdict, verdict
+    assert Path(f"{key}.checkpoint").read_text().split("\n")[1] == str(size)
+
+
+async def test_a_hand_written_line_is_shown_unsealed(busy_vault: Path) -> None:
+    import json
+
+    from vault.audit import AuditLog, merkle
+
+    log_path = busy_vault / "audit" / "log.jsonl"
+    lines = log_path.read_bytes().split(b"\n")[:-1]
+    entry = {**json.loads(lines[-1]), "seq": len(lines), "action": "dataset.read", "subject": "clinic"}
+    entry.pop("seal")
+    entry["prev"] = merkle.root([merkle.leaf_hash(x) for x in lines]).hex()
+    with open(log_path, "ab") as f:
+        f.write(json.dumps(entry, sort_keys=True, separators=(",", ":")).encode() + b"\n")
+    app = StrongroomApp(busy_vault, auditor=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert f"seq {len(lines)}: unsealed" in text_of(app, "#audit-verdict")
+        view = app.screen.query_one("#audit-log", AuditLogView)
+        assert view.unsealed == {len(lines)}
+        assert view._cells(view._entries[len(lines)], 80)[-1] == "✗ UNSEALED"
+        assert view._cells(view._entries[len(lines) - 1], 80)[-1] != "✗ UNSEALED"
+    assert AuditLog(busy_vault / "audit").unsealed() == {len(lines)}

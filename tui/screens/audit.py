@@ -45,6 +45,7 @@ def verification_text(report: dict[str, Any]) -> Text:
             text.append(", no signed checkpoint yet")
         if not report.get("truncation_ruled_out"):
             text.append("\n▲ truncation cannot be ruled out without a saved checkpoint (c saves one)")
+        text.append(witness_text(report.get("witness")))
         return text
     text.append(
         f"✗ NOT verified: {len(findings)} problem{'s' if len(findings) != 1 else ''}", style="bold red"
@@ -54,6 +55,12 @@ def verification_text(report: dict[str, Any]) -> Text:
     if len(findings) > 20:
         text.append(f"\n… {len(findings) - 20} more")
     return text
+
+
+def witness_text(witness: dict[str, Any] | None) -> str:
+    if not witness:
+        return "\n▲ no witness has cosigned this log (w cosigns with a witness key)"
+    return f"\n◆ witness {witness['witness']} cosigned {int(witness['size']):,} entries on {witness['time']}"
 
 
 def entry_detail(entry: dict[str, Any] | None) -> str:
@@ -150,6 +157,7 @@ class AuditScreen(AreaScreen):
     def show_verdict(self, report: dict[str, Any]) -> None:
         self.verified = report
         self.query_one("#audit-verdict", Static).update(verification_text(report))
+        self.query_one("#audit-log", AuditLogView).mark_unsealed(report.get("unsealed_seqs") or ())
 
     def action_save_checkpoint(self) -> None:
         from tui.screens.dialogs import InputDialog
@@ -179,6 +187,36 @@ class AuditScreen(AreaScreen):
             chosen,
         )
 
+    def action_cosign(self) -> None:
+        from tui.screens.dialogs import InputDialog
+
+        def chosen(target: str | None) -> None:
+            if target:
+                self.call_core(
+                    "audit-cosign",
+                    self.reader.cosign,
+                    Path(target).expanduser(),
+                    done=self.cosigned,
+                )
+
+        self.app.push_screen(
+            InputDialog(
+                "Cosign as a witness",
+                "The witness's private key file (from `strongroom audit keygen`, e.g. on removable media). "
+                "The log must extend the checkpoint this witness cosigned last (kept beside the key).",
+                "",
+                "Cosign",
+            ),
+            chosen,
+        )
+
+    def cosigned(self, done: dict[str, Any]) -> None:
+        self.notify(
+            f"✓ {done['witness']} cosigned {done['size']:,} entries; its copy: {done['memory']}",
+            title="Cosigned",
+        )
+        self.action_verify()
+
     def action_report(self) -> None:
         from tui.screens.report import ReportScreen
 
@@ -190,6 +228,9 @@ class AuditScreen(AreaScreen):
         )
         yield SystemCommand(
             "Save audit checkpoint", "Write the signed checkpoint to a file (c)", self.action_save_checkpoint
+        )
+        yield SystemCommand(
+            "Cosign as a witness", "Cosign the checkpoint with a witness key (w)", self.action_cosign
         )
         yield SystemCommand("Reload audit log", "Read the log again (r)", self.action_reload)
         yield SystemCommand(

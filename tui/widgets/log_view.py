@@ -3,7 +3,7 @@ entries scroll as fast as 100. Filters by actor, action, time and free text."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rich.segment import Segment
@@ -86,12 +86,19 @@ class AuditLogView(ScrollView, can_focus=True):
         self._entries: Sequence[dict[str, Any]] = []
         self._visible: list[int] = []
         self._cache: LRUCache[tuple[int, int, bool], Strip] = LRUCache(1024)
+        self.unsealed: set[int] = set()
         self.filter_text = ""
 
     # Data.
     def set_entries(self, entries: Sequence[dict[str, Any]]) -> None:
         self._entries = entries
         self._apply_filter(keep_end=True)
+
+    def mark_unsealed(self, seqs: Iterable[int]) -> None:
+        """Show these entries as unsealed (verification found no valid seal: not written by the vault)."""
+        self.unsealed = set(seqs)
+        self._cache.clear()
+        self.refresh()
 
     def filter(self, text: str) -> None:
         self.filter_text = text
@@ -149,7 +156,9 @@ class AuditLogView(ScrollView, can_focus=True):
             str(entry.get("actor", "")),
             str(entry.get("action", "")),
             str(entry.get("subject", "")),
-            outcome_cell(str(entry.get("outcome", ""))),
+            "✗ UNSEALED"
+            if entry.get("seq") in self.unsealed
+            else outcome_cell(str(entry.get("outcome", ""))),
         ]
 
     @staticmethod

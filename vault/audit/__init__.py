@@ -9,6 +9,9 @@ Modules:
   entries     lazily parsed entries for screens
   verify      verification of a snapshot of the log: chain, checkpoints, key
   checkpoint  C2SP signed-note checkpoints (Ed25519)
+  epochs      forward-secure sealing: the format of seals and epochs, and their verification
+  sealing     the writer's side: the running epoch, rotation, closing at the end of a command
+  witness     witness keys and C2SP cosignatures; cosign: a witness cosigning a vault's log
   merkle      RFC 6962 hashing, inclusion and consistency proofs
 """
 

@@ -17,6 +17,7 @@ Files in `<vault>/audit/`:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
 import errno
@@ -29,13 +30,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from vault.audit import merkle
+from vault.audit import epochs, merkle
 from vault.audit.checkpoint import Checkpoint, parse_checkpoint, sign_checkpoint, verify_checkpoint
 from vault.audit.entries import LazyEntries
 from vault.audit.reader import latest_detail, parse_time, select
 from vault.audit.scan import ACTION_RE, ENTRY_VERSION, scan_log
+from vault.audit.sealing import Sealer
 from vault.audit.state import TreeState, split_lines
 from vault.audit.verify import AuditReport, verify_snapshot
+from vault.audit.witness import WitnessKey
 from vault.crypto.signing import SigningKey, load_public_pem
 from vault.errors import IntegrityError, StrongroomError, UsageError
 from vault.findings import Finding, VerifyProgress
@@ -77,6 +80,12 @@ class AuditLog:
         self.state_path = self.dir / STATE_FILE
         self._state: TreeState | None = None
         self._mutex = threading.Lock()
+        self.sealer: Sealer | None = None
+
+    def attach_sealer(self, vault_secret: bytes, actor: str, role: str) -> None:
+        """Seal every entry this object writes from now on (a session that opened the catalog)."""
+        if self.sealer is None:
+            self.sealer = Sealer(self.dir, vault_secret, actor, role)
 
     # ------------------------------------------------------------------ locking
     def _ensure_dir(self) -> None:
@@ -95,6 +104,10 @@ class AuditLog:
                 yield
             finally:
                 os.close(fd)  # closing the descriptor releases the flock
+
+    def writer_lock(self) -> contextlib.AbstractContextManager[None]:
+        """The appenders' exclusive lock, for a writer of the audit directory (a witness cosigning)."""
+        return self._exclusive()
 
     @contextlib.contextmanager
     def _shared(self) -> Iterator[None]:
@@ -233,8 +246,19 @@ class AuditLog:
         canonical_json(detail)  # refuse what cannot be encoded before taking the lock
         with self._exclusive():
             state = self._current_state()
-            if state.torn is not None:
-                self._repair_torn_tail(state, actor, role)
+            repaired = self._cut_torn_tail(state) if state.torn is not None else None
+            if self.sealer is not None:
+                self.sealer.ready(self.log_path, state, self._write_entry, actor, role)
+            if repaired is not None:
+                self._write_entry(
+                    state,
+                    actor,
+                    role,
+                    "audit.repair",
+                    f"{LOG_FILE}@{repaired['torn_offset']}",
+                    "repaired",
+                    repaired,
+                )
             # state.json is refreshed at checkpoints, not here: renaming a file next to the log
             # on every append would make each append's fsync commit that too.
             return self._write_entry(state, actor, role, action, subject, outcome, detail)
@@ -261,7 +285,13 @@ class AuditLog:
             "detail": detail,
             "prev": state.tree.root().hex(),
         }
-        data = canonical_json(entry)
+        live = self.sealer.current if self.sealer is not None else None
+        if live is not None:
+            entry["seal"] = ""
+            data = self.sealer.seal(live, canonical_json(entry))  # type: ignore[union-attr]
+            entry["seal"] = epochs.split_seal(data)[1].decode()  # type: ignore[index]
+        else:
+            data = canonical_json(entry)
         line = data + b"\n"
         created = not self.log_path.exists()
         try:
@@ -285,8 +315,18 @@ class AuditLog:
         state.add(data)
         return entry
 
-    def _repair_torn_tail(self, state: TreeState, actor: str, role: str) -> None:
-        """Cut off a partial last line (kept under torn/) and record the repair as an entry."""
+    def move_sealing_on(self) -> None:
+        """A new sealing epoch now, when this process's epoch is running (a long-lived session calls
+        this every ROTATE_AFTER seconds, so that keys move on even while nothing is written)."""
+        if self.sealer is None:
+            return
+        with self._exclusive():
+            state = self._current_state()
+            if state.torn is None:
+                self.sealer.move_on(self.log_path, state, self._write_entry)
+
+    def _cut_torn_tail(self, state: TreeState) -> dict[str, Any]:
+        """Cut off a partial last line (kept under torn/); the detail of the entry that records it."""
         assert state.torn is not None
         offset, torn = state.torn
         torn_dir = self.dir / TORN_DIR
@@ -300,22 +340,14 @@ class AuditLog:
         finally:
             os.close(fd)
         state.torn = None
-        self._write_entry(
-            state,
-            actor,
-            role,
-            "audit.repair",
-            f"{LOG_FILE}@{offset}",
-            "repaired",
-            {
-                "reason": "torn last line (an append was interrupted)",
-                "torn_offset": offset,
-                "torn_bytes": len(torn),
-                "torn_sha256": hashlib.sha256(torn).hexdigest(),
-                "after_seq": state.size - 1,
-                "kept_as": f"{TORN_DIR}/{saved.name}",
-            },
-        )
+        return {
+            "reason": "torn last line (an append was interrupted)",
+            "torn_offset": offset,
+            "torn_bytes": len(torn),
+            "torn_sha256": hashlib.sha256(torn).hexdigest(),
+            "after_seq": state.size - 1,
+            "kept_as": f"{TORN_DIR}/{saved.name}",
+        }
 
     def write_checkpoint(self, signing_key: SigningKey, origin: str | None = None) -> str:
         """Sign the log's current size and root; write `checkpoint` and `checkpoints/<size>.txt`.
@@ -330,6 +362,8 @@ class AuditLog:
         with self._exclusive():
             self._install_pubkey(signing_key.public_pem())
             state = self._current_state()
+            if self.sealer is not None:  # close the epoch: what it did not seal is recorded first
+                self.sealer.close(self.log_path, state, self._write_entry)
             size, root, offset, subtrees = self._checked_head(signing_key.public_raw(), state.signed)
             text = sign_checkpoint(signing_key, origin, size, root)
             self.checkpoints_dir.mkdir(exist_ok=True, mode=0o755)
@@ -492,6 +526,8 @@ class AuditLog:
         on_event: Callable[[VerifyProgress], None] | None = None,
         cancel: threading.Event | None = None,
         on_entry: Callable[[dict[str, Any]], None] | None = None,
+        initial_key: bytes | None = None,
+        witnesses: tuple[WitnessKey, ...] = (),
     ) -> AuditReport:
         """Check the whole log: JSON, versions, sequence, prev chain, checkpoints and public key;
         each parsed entry goes to `on_entry` on the way (one read of the log for a report).
@@ -520,7 +556,28 @@ class AuditLog:
             on_event=on_event,
             cancel=cancel,
             on_entry=on_entry,
+            initial_key=initial_key,
+            witnesses=witnesses,
         )
+
+    def initial_key(self) -> bytes | None:
+        """The first epoch's public key as the log records it (unchecked: the auditor compares its
+        fingerprint with the one `init` printed), or None for a log without epochs."""
+        with self._shared():
+            lines, _ = split_lines(self._read_log())
+        for line in lines:
+            if b'"audit.epoch"' in line:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    entry = json.loads(line)
+                    if entry["action"] == epochs.EPOCH_ACTION:
+                        return base64.b64decode(entry["detail"]["key"], validate=True)
+        return None
+
+    def unsealed(self) -> set[int]:
+        """Seqs of complete lines without a valid seal, as far as the revealed keys tell."""
+        with self._shared():
+            lines, _ = split_lines(self._read_log())
+        return epochs.check_seals(lines).unsealed
 
 
 def _read_optional(path: Path) -> bytes | None:

@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from vault.audit import merkle
+from vault.audit import epochs, merkle
 from vault.audit.checkpoint import Checkpoint, parse_checkpoint, verify_checkpoint
 from vault.audit.scan import Scan, scan_log, short_hash
+from vault.audit.witness import WitnessKey, cosignatures
 from vault.crypto.signing import load_public_pem
 from vault.errors import StrongroomError
 from vault.findings import Finding, VerifyProgress
@@ -37,6 +38,10 @@ class AuditReport:
     origin: str | None = None
     key_source: str = "none"
     notes: list[str] = field(default_factory=list)
+    epochs: int = 0
+    initial_key: str | None = None  # fingerprint of the first epoch's key, as the log says
+    initial_key_checked: bool = False  # True when it was compared with a key the auditor keeps
+    unsealed_seqs: list[int] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "findings": [f.to_json() for f in self.findings]}
@@ -200,6 +205,8 @@ def verify_snapshot(
     on_event: Callable[[VerifyProgress], None] | None = None,
     cancel: threading.Event | None = None,
     on_entry: Callable[[dict[str, Any]], None] | None = None,
+    initial_key: bytes | None = None,
+    witnesses: tuple[WitnessKey, ...] = (),
 ) -> AuditReport:
     """Verify a log snapshot against its checkpoints, its public key and an optional saved checkpoint;
     each parsed entry goes to `on_entry` as it is checked (one pass for a reader such as the report)."""
@@ -215,6 +222,20 @@ def verify_snapshot(
     wanted = {cp.size for cp in parsed.values() if cp is not None}
     scan = scan_log(data, want_roots=wanted, on_event=on_event, cancel=cancel, on_entry=on_entry)
     findings.extend(scan.findings)
+    complete = data.split(b"\n")
+    complete.pop()
+    seals = epochs.check_seals(complete, initial_key)
+    findings.extend(seals.findings)
+    if initial_key is not None and seals.initial_key is None:
+        findings.append(
+            Finding(
+                seq=None,
+                kind="epoch_key",
+                expected=f"a log whose epochs start at the given key {epochs.fingerprint(initial_key)}",
+                found="a log with no epochs",
+                message="the log was replaced by one written without the vault's sealing keys",
+            )
+        )
     latest_cp = parsed.get(latest) if latest is not None else None
     if origin is None and latest_cp is not None:
         origin = latest_cp.origin
@@ -283,6 +304,21 @@ def verify_snapshot(
                         message="",
                     )
                 )
+        for witness in witnesses:
+            try:
+                cosigned = cosignatures(external, witness)
+            except StrongroomError:
+                cosigned = []
+            if not cosigned:
+                findings.append(
+                    Finding(
+                        seq=None,
+                        kind="witness_signature",
+                        expected=f"the given checkpoint cosigned by witness {witness.name}",
+                        found="no valid cosignature by that key",
+                        message="the checkpoint is not one this witness cosigned (changed, or another witness's)",
+                    )
+                )
         if cp is not None and len(findings) == before and key is not None:
             truncation_ruled_out = True
             external_size = cp.size
@@ -302,7 +338,11 @@ def verify_snapshot(
         unsigned=unsigned,
         origin=origin,
         key_source=key_source,
-        notes=scan.notes,
+        notes=scan.notes + seals.notes,
+        epochs=seals.epochs,
+        initial_key=epochs.fingerprint(seals.initial_key) if seals.initial_key else None,
+        initial_key_checked=initial_key is not None and seals.initial_key == initial_key,
+        unsealed_seqs=sorted(seals.unsealed),
     )
 
 

@@ -15,7 +15,9 @@ from typing import Any
 
 from vault.audit import AuditLog, parse_time
 from vault.audit.checkpoint import verify_checkpoint
+from vault.audit.epochs import fingerprint, key_pem, load_key_pem
 from vault.audit.reader import parse_until
+from vault.audit.witness import keygen, parse_vkey
 from vault.cli import options
 from vault.errors import IntegrityError, NotFound, StrongroomError, UsageError
 from vault.storage.files import atomic_write
@@ -56,6 +58,45 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--pubkey", metavar="FILE", type=Path, help="the vault's public key (PEM) from a copy you trust"
     )
+    p.add_argument(
+        "--key",
+        metavar="FILE",
+        type=Path,
+        help="the log's initial sealing key (from `audit key --out` at init): checks the whole epoch chain",
+    )
+
+    p.add_argument(
+        "--witness",
+        metavar="PUBFILE",
+        type=Path,
+        action="append",
+        default=[],
+        help="a witness's public key (FILE.pub); with --checkpoint FILE.checkpoint proves the log extends "
+        "what it cosigned (repeatable)",
+    )
+
+    p = action(
+        "keygen", "make a witness key: FILE (private, keep it off this machine) and FILE.pub", cmd_keygen
+    )
+    p.add_argument("--out", metavar="FILE", type=Path, required=True, help="where to write the private key")
+    p.add_argument(
+        "--name", metavar="NAME", help="the witness's name in its cosignatures (default: witness-<key id>)"
+    )
+
+    p = action(
+        "cosign",
+        "cosign the vault's latest checkpoint with a witness key, after checking the log extends the one "
+        "it cosigned last (FILE.checkpoint)",
+        cmd_cosign,
+    )
+    p.add_argument("--key", metavar="FILE", type=Path, required=True, help="the witness's private key file")
+
+    p = action(
+        "key",
+        "write the log's initial sealing key (its first epoch's public key) for the auditor to keep",
+        cmd_key,
+    )
+    p.add_argument("--out", metavar="FILE", type=Path, required=True, help="where to write it (PEM)")
 
     action("checkpoint", "print the latest signed checkpoint, to keep off this machine", cmd_checkpoint)
 
@@ -119,6 +160,9 @@ def cmd_show(args: argparse.Namespace) -> int:
             f"strongroom: note: the log ends in a torn line ({torn[1]} bytes at byte {torn[0]}), not shown "
             "(hint: `strongroom audit verify` reports it; the next command repairs it)\n"
         )
+    unsealed = log.unsealed()
+    for entry in entries:
+        entry["sealed"] = entry.get("seq") not in unsealed
     if args.json:
         options.emit_json(entries)
         return 0
@@ -137,7 +181,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             str(e.get("role")),
             str(e.get("action")),
             str(e.get("subject"))[:32],
-            str(e.get("outcome")),
+            str(e.get("outcome")) + ("" if e["sealed"] else " \u2717UNSEALED"),
             _detail_text(e.get("detail")),
         ]
         for e in entries
@@ -159,7 +203,24 @@ def cmd_verify(args: argparse.Namespace) -> int:
     pubkey = _read_input(args.pubkey, "public key file") if args.pubkey else None
     saved = _read_input(args.checkpoint, "checkpoint file") if args.checkpoint else None
     on_event = options.progress(args)
-    report = log.verify(pubkey, saved, on_event=on_event)
+    initial = None
+    if args.key:
+        try:
+            initial = load_key_pem(_read_input(args.key, "initial key file"))
+        except ValueError:
+            raise UsageError(
+                f"{args.key} is not an Ed25519 public key in PEM form",
+                "pass the file `strongroom audit key --out` wrote",
+            ) from None
+    if args.witness and not args.checkpoint:
+        raise UsageError(
+            "--witness needs --checkpoint: the checkpoint that witness cosigned",
+            "pass --checkpoint FILE.checkpoint (kept beside the witness key)",
+        )
+    witnesses = tuple(
+        parse_vkey(_read_input(p, "witness key").decode("ascii", "replace"), p) for p in args.witness
+    )
+    report = log.verify(pubkey, saved, on_event=on_event, initial_key=initial, witnesses=witnesses)
     if args.json:
         options.emit_json(report.to_json())
         return 0 if report.ok else EXIT_TAMPERED
@@ -169,6 +230,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     print(
         f"signed      first {report.signed_size} of {report.entries} entries (key: {source[report.key_source]})"
     )
+    if report.epochs:
+        checked = (
+            f"matches --key {args.key}"
+            if initial is not None and report.initial_key_checked
+            else (
+                f"NOT the given --key {args.key}" if initial is not None else "not checked: pass --key FILE"
+            )
+        )
+        print(f"sealed      {report.epochs} epochs from initial key {report.initial_key} ({checked})")
     for finding in report.findings:
         print(f"\u2717 {finding.line()}")
     for note in report.notes:
@@ -178,6 +248,62 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for part in rest:
         print(textwrap.fill(part, width=100, initial_indent="  ", subsequent_indent="  "))
     return 0 if report.ok else EXIT_TAMPERED
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    witness = keygen(args.out, args.name)
+    if args.json:
+        options.emit_json(
+            {
+                "name": witness.name,
+                "private": str(args.out),
+                "public": f"{args.out}.pub",
+                "vkey": witness.vkey,
+            }
+        )
+    else:
+        print(
+            f"witness {witness.name}: private key {args.out} (keep it off this machine), public key {args.out}.pub"
+        )
+        print(f"  {witness.vkey}")
+    return 0
+
+
+def cmd_cosign(args: argparse.Namespace) -> int:
+    from vault.audit.cosign import cosign_vault
+
+    done = cosign_vault(_audit_log(args), args.key)
+    if args.json:
+        options.emit_json(done)
+    else:
+        since = (
+            "first cosignature"
+            if done["previous_size"] is None
+            else f"extends the {done['previous_size']} entries cosigned before"
+        )
+        print(f"cosigned {done['origin']} at {done['size']} entries as {done['witness']} ({since})")
+        print(f"the witness's copy: {done['memory']}")
+    return 0
+
+
+def cmd_key(args: argparse.Namespace) -> int:
+    log = _audit_log(args)
+    raw = log.initial_key()
+    if raw is None:
+        raise NotFound(
+            "this log has no sealing epochs yet",
+            "the next command that opens the vault starts them; run one (e.g. `strongroom datasets`)",
+        )
+    atomic_write(args.out, key_pem(raw))
+    if args.json:
+        options.emit_json({"out": str(args.out), "fingerprint": fingerprint(raw)})
+    else:
+        print(f"initial sealing key {fingerprint(raw)}")
+        print(
+            f"wrote {args.out}: compare the fingerprint with the one `strongroom init` printed, keep the file"
+        )
+        print("off this machine, and check the log with `strongroom audit verify --key FILE`")
+    return 0
 
 
 def cmd_checkpoint(args: argparse.Namespace) -> int:

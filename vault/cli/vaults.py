@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from vault.audit.epochs import fingerprint as audit_fingerprint
 from vault.cli import options
 from vault.errors import UsageError
 
@@ -53,6 +54,7 @@ def cmd_init(args: argparse.Namespace) -> int:
             "policy": v.policy.name,
             "policy_sha256": v.policy.sha256,
             "authority_fingerprint": v.authority_fingerprint,
+            "audit_key_fingerprint": audit_fingerprint(v.audit.initial_key() or b""),
         }
     if args.json:
         options.emit_json(info)
@@ -61,7 +63,10 @@ def cmd_init(args: argparse.Namespace) -> int:
             f"created vault {path} (id {info['vault_id']}), admin {info['admin']!r}, policy {info['policy']}\n"
             f"authority {info['authority_fingerprint']}\n"
             "  keep this fingerprint with the room's records: it is how anyone checks this vault's header, "
-            "users and exported approvals"
+            "users and exported approvals\n"
+            f"audit key {info['audit_key_fingerprint']}\n"
+            "  the log's initial sealing key: save it with `strongroom audit key --out FILE` and check the log "
+            "with `strongroom audit verify --key FILE`"
         )
     return 0
 

@@ -179,6 +179,7 @@ class Session:
                 detail={"object": CATALOG_FILE},
             )
         self._catalog_cache = catalog
+        self.audit.attach_sealer(keyring.unb64(catalog["signing_key"], "signing_key"), self.user, self.role)
         return catalog
 
     def catalog(self) -> Catalog:
@@ -209,6 +210,20 @@ class Session:
             catalog["generation"] = int(catalog.get("generation", 0)) + 1
             catalogs.write_catalog(self.path, self.vault_id, self.catalog_key, catalog)
             self._catalog_cache = catalog
+            self.record_commit(catalog)
+
+    def commit_facts(self, catalog: Catalog) -> dict[str, Any]:
+        """What every commit records in the sealed log, so that an older catalog or header put back
+        is refused at the next open. Other state that must not roll back adds its fields here."""
+        facts: dict[str, Any] = {"catalog_generation": int(catalog.get("generation", 0))}
+        if self.format_version >= 2:
+            facts["header_generation"] = int(self.header["generation"])
+        return facts
+
+    def record_commit(self, catalog: Catalog) -> None:
+        """`catalog.commit`: written after the commit point, so a crash between leaves the log behind
+        the catalog (accepted), never ahead of it (which would read as a rollback)."""
+        self.record("catalog.commit", self.vault_id, "ok", **self.commit_facts(catalog))
 
     # ----------------------------------------------------------------- objects and data keys
     @property
@@ -339,6 +354,7 @@ class Session:
         fsync_dir(self.path)
         self._unlocked = unlocked
         self._catalog_cache = catalog
+        self.record_commit(catalog)
 
     # ----------------------------------------------------------------- audit and policy
     def record(self, action: str, subject: str, outcome: str = "ok", **detail: Any) -> dict[str, Any]:

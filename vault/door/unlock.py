@@ -88,6 +88,7 @@ def create(
         )
         audit = AuditLog(root / AUDIT_DIR)
         audit.init(log_key.public_pem())
+        audit.attach_sealer(log_key.raw(), user, "admin")  # epoch 0 opens before vault.init
         audit.append(
             user,
             "admin",
@@ -101,6 +102,7 @@ def create(
                 "kdf": {k: v for k, v in slot["kdf"].items() if k != "salt"},
                 "authority": keyring.fingerprint(authority.public_raw()),
                 "header_generation": 1,
+                "catalog_generation": 0,
             },
         )
         # The header goes last: until it exists, the directory is not a vault.
@@ -131,9 +133,9 @@ def open_with_passphrase(path: Path | str, *, user: str, passphrase: bytes) -> S
             )
         raise
     session = Session(root, _unlock(root, header, slot, slot_secrets))
+    check_catalog_against_log(root, session.read_catalog())  # before anything is written
     if adopted:
         _adopt(session, kek, slot_secrets)
-    session.read_catalog()
     return session
 
 
@@ -146,8 +148,22 @@ def resume(path: Path | str, *, user: str, slot_secrets: SlotSecrets) -> Session
     if slot is None:
         raise AuthError("this session cannot be resumed here", "open the vault with the passphrase")
     session = Session(root, _unlock(root, header, slot, slot_secrets))
-    session.read_catalog()
+    check_catalog_against_log(root, session.read_catalog())
     return session
+
+
+def check_catalog_against_log(root: Path, catalog: dict[str, Any]) -> None:
+    """A catalog older than the last commit the log recorded was copied back: IntegrityError naming both."""
+    generation = int(catalog.get("generation", 0))
+    latest = AuditLog(root / AUDIT_DIR).latest("catalog_generation")
+    if latest is not None and generation < int(latest[1]):
+        raise IntegrityError(
+            f"catalog.sealed is generation {generation}, older than the generation {latest[1]} the audit log "
+            f"recorded at entry {latest[0]}: it was rolled back",
+            "restore the current catalog.sealed from a backup; `strongroom audit show --action catalog` lists "
+            "the commits",
+            detail={"object": CATALOG_FILE, "catalog_generation": generation, "logged_generation": latest[1]},
+        )
 
 
 def _unlock(root: Path, header: dict[str, Any], slot: dict[str, Any], slot_secrets: SlotSecrets) -> Unlocked:
@@ -246,7 +262,7 @@ def _open_format1(root: Path, header: dict[str, Any], user: str, passphrase: byt
     if slot["role"] != "admin":
         unlocked = Unlocked(header, user, slot["role"], VaultKeys(master, master), None, FORMAT1_READ_ONLY)
         session = Session(root, unlocked)
-        session.read_catalog()
+        check_catalog_against_log(root, session.read_catalog())
         return session
     return _upgrade(root, header, user, master, private, kek)
 
@@ -264,6 +280,8 @@ def _upgrade(
         catalog["generation"] = int(catalog.get("generation", 0)) + 1
         unlocked = Unlocked(up.header, user, "admin", up.keys, up.secrets)
         session = Session(root, unlocked)
+        # Sealed like every entry: a non-admin's read-only session may already have begun epochs.
+        session.audit.attach_sealer(keyring.unb64(catalog["signing_key"], "signing_key"), user, "admin")
         session.record(
             "vault.upgrade",
             session.vault_id,
