@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from vault import __version__
-from vault.cli import audit, datasets, export, keys, net, policy, train, tui, vaults
+from vault.cli import audit, datasets, export, keys, net, policy, selftest, train, tui, vaults
 from vault.cli.options import vault_path
 from vault.errors import StrongroomError
 
-COMMAND_GROUPS = (vaults, datasets, keys, audit, net, train, policy, export, tui)
+COMMAND_GROUPS = (vaults, datasets, keys, audit, net, train, policy, export, selftest, tui)
 # Commands that never touch the vault's secrets or that must see the host as it is.
-NO_ISOLATION = {"audit", "netcheck", "tui", None}
+NO_ISOLATION = {"audit", "netcheck", "selftest", "tui", None}
 
 
 class Parser(argparse.ArgumentParser):
