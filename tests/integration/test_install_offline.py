@@ -161,6 +161,14 @@ def test_netcheck_passes_in_the_room(room: Path, offline) -> None:
     assert report["probe"]["attempts"] and all(attempt["blocked"] for attempt in report["probe"]["attempts"])
 
 
+def test_selftest_passes_in_the_room(room: Path, offline) -> None:
+    """Commissioning as docs/INSTALL.md says, with no network: every step passes, vectors from the wheel."""
+    done = offline(str(room / "bin" / "strongroom"), "selftest", "--json", timeout=1200)
+    report = json.loads(done.stdout)
+    assert done.returncode == 0 and report["passed"], [s for s in report["steps"] if not s["passed"]]
+    assert len(report["steps"]) == 10
+
+
 def test_the_room_creates_and_verifies_a_vault_from_the_installed_package(
     room: Path, offline, tmp_path: Path
 ) -> None:

@@ -72,7 +72,9 @@ LAYERS: dict[str, set[str]] = {
     "train": BASE | {"privacy"},
     "netguard": BASE,
     "door": BASE | {"crypto", "storage", "audit", "policy", "privacy", "ingest", "train", "netguard"},
-    "cli": BASE | {"door", "storage", "audit", "policy", "privacy", "ingest", "train", "netguard", "version"},
+    "cli": BASE
+    | {"selftest", "door", "storage", "audit", "policy", "privacy", "ingest", "train", "netguard", "version"},
+    "selftest": BASE | {"crypto", "audit"},
     "demo": {"cli"},
     "package": {"door", "version"},
 }

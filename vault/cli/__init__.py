@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from vault import __version__
-from vault.cli import audit, datasets, export, keys, net, policy, sandbox, train, tui, vaults
+from vault.cli import audit, datasets, export, keys, net, policy, sandbox, selftest, train, tui, vaults
 from vault.cli.options import vault_path
 from vault.errors import StrongroomError
 from vault.netguard import hardening
 
-COMMAND_GROUPS = (vaults, datasets, keys, audit, net, sandbox, train, policy, export, tui)
+COMMAND_GROUPS = (vaults, datasets, keys, audit, net, sandbox, train, policy, export, selftest, tui)
 # Commands that never touch the vault's secrets or that must see the host as it is.
-NO_ISOLATION = {"audit", "netcheck", "sandbox-check", "tui", None}
+NO_ISOLATION = {"audit", "netcheck", "sandbox-check", "selftest", "tui", None}
 
 
 class Parser(argparse.ArgumentParser):
