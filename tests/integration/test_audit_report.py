@@ -175,6 +175,49 @@ def test_a_tampered_log_gives_a_report_that_says_so_first_and_exits_4(
     assert result.out.splitlines()[0].startswith("✗ THE AUDIT LOG FAILS VERIFICATION")
 
 
+def test_the_report_states_the_epoch_chain_and_each_witness_and_what_was_checked(
+    activity: dict[str, Any], cli, tmp_path: Path
+) -> None:
+    vault = shutil.copytree(activity["vault"], tmp_path / "vault")
+    key, initial = tmp_path / "media" / "w.key", tmp_path / "initial.pem"
+    key.parent.mkdir()
+    assert cli("audit", "key", "--vault", str(vault), "--out", str(initial), isolation=None).code == 0
+    code, report, err = report_of(cli, vault)
+    assert code == 0, err
+    sealed = report["verification"]
+    assert sealed["epochs"] >= 1 and sealed["initial_key"] and sealed["initial_key_checked"] is False
+    assert sealed["witnesses"] == [] and sealed["unsealed_seqs"] == []
+    for step in (
+        ("keygen", "--out", str(key), "--name", "witness.example/aaron"),
+        ("cosign", "--key", str(key)),
+    ):
+        assert cli("audit", *step, "--vault", str(vault), isolation=None).code == 0
+    entries = sum(1 for _ in (vault / "audit" / "log.jsonl").open("rb"))
+    code, report, err = report_of(cli, vault, "--key", str(initial))
+    assert code == 0, err
+    (witness,) = report["verification"]["witnesses"]
+    assert (witness["name"], witness["size"], witness["checked"]) == ("witness.example/aaron", entries, False)
+    assert report["verification"]["initial_key_checked"] is True
+    trusted = ("--witness", f"{key}.pub", "--checkpoint", f"{key}.checkpoint", "--key", str(initial))
+    code, report, err = report_of(cli, vault, *trusted)
+    assert code == 0, err
+    assert report["verification"]["witnesses"][0]["checked"] is True
+    markdown = cli("audit", "report", "--vault", str(vault), *trusted, isolation=None).out.splitlines()
+    assert (
+        markdown[2].startswith("Sealed in ")
+        and "checked against the initial key the auditor keeps" in markdown[2]
+    )
+    assert (
+        f"witness.example/aaron cosigned {entries} entries on " in markdown[2] and "(checked)" in markdown[2]
+    )
+    # a key that is not the log's: the report fails, and says so first
+    other = tmp_path / "other.key"
+    assert cli("audit", "keygen", "--out", str(other), "--vault", str(vault), isolation=None).code == 0
+    code, report, _ = report_of(cli, vault, "--witness", f"{other}.pub", "--checkpoint", f"{key}.checkpoint")
+    assert code == 4 and report["verification"]["ok"] is False
+    assert report["verification"]["witnesses"][0]["checked"] is False
+
+
 def test_markdown_and_html_escape_what_the_log_holds(tmp_path: Path) -> None:
     from vault.audit.report.render import render_html, render_markdown
 

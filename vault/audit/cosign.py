@@ -51,7 +51,14 @@ def cosign_vault(log: AuditLog, key_file: Path) -> dict[str, object]:
 def last_cosigned(log: AuditLog) -> Cosignature | None:
     """The largest checkpoint in the vault that carries a cosignature, with its time (as the
     cosignature says; checking it needs the witness's public key: `audit verify --witness`)."""
-    best: Cosignature | None = None
+    found = cosigned_by(log)
+    return max(found, key=lambda c: (c.size, c.timestamp)) if found else None
+
+
+def cosigned_by(log: AuditLog) -> list[Cosignature]:
+    """Each witness's largest cosigned checkpoint in the vault (by the name it signs under), as the
+    cosignature lines say; whether they are true needs the witnesses' keys."""
+    best: dict[str, Cosignature] = {}
     paths = (
         [log.checkpoint_path, *sorted(log.checkpoints_dir.glob("*.txt"))]
         if log.checkpoints_dir.is_dir()
@@ -65,6 +72,7 @@ def last_cosigned(log: AuditLog) -> Cosignature | None:
         for sig in cp.signatures:
             if len(sig.signature) == 72 and sig.key_name != cp.origin:
                 (timestamp,) = struct.unpack(">Q", sig.signature[:8])
-                if best is None or (cp.size, timestamp) > (best.size, best.timestamp):
-                    best = Cosignature(sig.key_name, timestamp, cp.size)
-    return best
+                seen = best.get(sig.key_name)
+                if seen is None or (cp.size, timestamp) > (seen.size, seen.timestamp):
+                    best[sig.key_name] = Cosignature(sig.key_name, timestamp, cp.size)
+    return sorted(best.values(), key=lambda c: c.name)

@@ -49,31 +49,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--actor", metavar="U", help="only entries by this user")
 
     p = action("verify", "check every entry, the hash chain, the checkpoints and the public key", cmd_verify)
-    p.add_argument(
-        "--checkpoint",
-        metavar="FILE",
-        type=Path,
-        help="a checkpoint saved earlier: proves the log was not cut back",
-    )
-    p.add_argument(
-        "--pubkey", metavar="FILE", type=Path, help="the vault's public key (PEM) from a copy you trust"
-    )
-    p.add_argument(
-        "--key",
-        metavar="FILE",
-        type=Path,
-        help="the log's initial sealing key (from `audit key --out` at init): checks the whole epoch chain",
-    )
-
-    p.add_argument(
-        "--witness",
-        metavar="PUBFILE",
-        type=Path,
-        action="append",
-        default=[],
-        help="a witness's public key (FILE.pub); with --checkpoint FILE.checkpoint proves the log extends "
-        "what it cosigned (repeatable)",
-    )
+    trust_options(p)
 
     p = action(
         "keygen", "make a witness key: FILE (private, keep it off this machine) and FILE.pub", cmd_keygen
@@ -115,10 +91,61 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--out", metavar="FILE", type=Path, help="write the report to FILE (default: standard output)"
     )
+    trust_options(p)
+
+
+def trust_options(p: argparse.ArgumentParser) -> None:
+    """What an auditor brings from outside the vault, for `verify` and `report` alike."""
     p.add_argument(
-        "--checkpoint", metavar="FILE", type=Path, help="a checkpoint saved earlier (as for verify)"
+        "--checkpoint",
+        metavar="FILE",
+        type=Path,
+        help="a checkpoint saved earlier: proves the log was not cut back",
     )
-    p.add_argument("--pubkey", metavar="FILE", type=Path, help="the vault's public key from a copy you trust")
+    p.add_argument(
+        "--pubkey", metavar="FILE", type=Path, help="the vault's public key (PEM) from a copy you trust"
+    )
+    p.add_argument(
+        "--key",
+        metavar="FILE",
+        type=Path,
+        help="the log's initial sealing key (from `audit key --out` at init): checks the whole epoch chain",
+    )
+    p.add_argument(
+        "--witness",
+        metavar="PUBFILE",
+        type=Path,
+        action="append",
+        default=[],
+        help="a witness's public key (FILE.pub); with --checkpoint FILE.checkpoint proves the log extends "
+        "what it cosigned (repeatable)",
+    )
+
+
+def trusted(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of `AuditLog.verify` from the trust options, each file checked."""
+    initial = None
+    if args.key:
+        try:
+            initial = load_key_pem(_read_input(args.key, "initial key file"))
+        except ValueError:
+            raise UsageError(
+                f"{args.key} is not an Ed25519 public key in PEM form",
+                "pass the file `strongroom audit key --out` wrote",
+            ) from None
+    if args.witness and not args.checkpoint:
+        raise UsageError(
+            "--witness needs --checkpoint: the checkpoint that witness cosigned",
+            "pass --checkpoint FILE.checkpoint (kept beside the witness key)",
+        )
+    return {
+        "pubkey_pem": _read_input(args.pubkey, "public key file") if args.pubkey else None,
+        "checkpoint_text": _read_input(args.checkpoint, "checkpoint file") if args.checkpoint else None,
+        "initial_key": initial,
+        "witnesses": tuple(
+            parse_vkey(_read_input(p, "witness key").decode("ascii", "replace"), p) for p in args.witness
+        ),
+    }
 
 
 def _audit_log(args: argparse.Namespace) -> AuditLog:
@@ -200,27 +227,11 @@ def _table(rows: list[list[str]], headers: list[str]) -> str:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     log = _audit_log(args)
-    pubkey = _read_input(args.pubkey, "public key file") if args.pubkey else None
-    saved = _read_input(args.checkpoint, "checkpoint file") if args.checkpoint else None
-    on_event = options.progress(args)
-    initial = None
-    if args.key:
-        try:
-            initial = load_key_pem(_read_input(args.key, "initial key file"))
-        except ValueError:
-            raise UsageError(
-                f"{args.key} is not an Ed25519 public key in PEM form",
-                "pass the file `strongroom audit key --out` wrote",
-            ) from None
-    if args.witness and not args.checkpoint:
-        raise UsageError(
-            "--witness needs --checkpoint: the checkpoint that witness cosigned",
-            "pass --checkpoint FILE.checkpoint (kept beside the witness key)",
-        )
-    witnesses = tuple(
-        parse_vkey(_read_input(p, "witness key").decode("ascii", "replace"), p) for p in args.witness
+    trust = trusted(args)
+    initial = trust["initial_key"]
+    report = log.verify(
+        trust.pop("pubkey_pem"), trust.pop("checkpoint_text"), on_event=options.progress(args), **trust
     )
-    report = log.verify(pubkey, saved, on_event=on_event, initial_key=initial, witnesses=witnesses)
     if args.json:
         options.emit_json(report.to_json())
         return 0 if report.ok else EXIT_TAMPERED
@@ -351,9 +362,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     report = build_report(
         log.dir,
         scope,
-        pubkey_pem=_read_input(args.pubkey, "public key file") if args.pubkey else None,
-        checkpoint_text=_read_input(args.checkpoint, "checkpoint file") if args.checkpoint else None,
         generated=now_text(),
+        **trusted(args),
     )
     fmt = "json" if args.json else args.format
     if fmt == "json":

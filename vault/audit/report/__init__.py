@@ -10,9 +10,11 @@ itself; schema in docs/AUDIT.md).
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
+from vault.audit.cosign import cosigned_by
 from vault.audit.log import AuditLog
 from vault.audit.report.collect import Collected, Collector, Scope
 from vault.audit.report.render import render_html, render_markdown
@@ -29,12 +31,18 @@ def build_report(
     pubkey_pem: bytes | None = None,
     checkpoint_text: bytes | None = None,
     generated: str,
+    initial_key: bytes | None = None,
+    witnesses: tuple[Any, ...] = (),
 ) -> dict[str, Any]:
-    """The report as JSON-able data: verification first, then what the entries in `scope` say."""
+    """The report as JSON-able data: verification first, then what the entries in `scope` say.
+    `initial_key` and `witnesses` are what `audit verify --key/--witness` take."""
     log = AuditLog(audit_dir)
     collector = Collector(scope)
-    verified = log.verify(pubkey_pem, checkpoint_text, on_entry=collector.add)  # one read of the log
+    verified = log.verify(  # one read of the log
+        pubkey_pem, checkpoint_text, on_entry=collector.add, initial_key=initial_key, witnesses=witnesses
+    )
     collected: Collected = collector.result()
+    given = {w.name for w in witnesses}
     verification = verified.to_json()
     return {
         "schema": SCHEMA,
@@ -50,6 +58,19 @@ def build_report(
             "message": verification["message"],
             "findings": verification["findings"],
             "notes": verification.get("notes", []),
+            "epochs": verification.get("epochs", 0),
+            "initial_key": verification.get("initial_key"),
+            "initial_key_checked": verification.get("initial_key_checked", False),
+            "unsealed_seqs": verification.get("unsealed_seqs", []),
+            "witnesses": [
+                {
+                    "name": c.name,
+                    "size": c.size,
+                    "time": dt.datetime.fromtimestamp(c.timestamp, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "checked": verified.ok and c.name in given,
+                }
+                for c in cosigned_by(log)
+            ],
         },
         **collected.to_json(),
     }

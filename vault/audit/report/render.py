@@ -84,6 +84,28 @@ def verdict(report: dict[str, Any]) -> str:
     )
 
 
+def sealing(report: dict[str, Any]) -> str:
+    """The report's second line: the epoch chain and the witnesses, and what was checked."""
+    v = report["verification"]
+    if v.get("epochs"):
+        key = (
+            "checked against the initial key the auditor keeps"
+            if v.get("initial_key_checked")
+            else "not checked against a kept initial key (pass --key)"
+        )
+        text = f"Sealed in {v['epochs']} epoch(s) from initial key {v.get('initial_key')}, {key}."
+    else:
+        text = "No sealed epochs: the log is covered by its signed checkpoints only."
+    if v.get("unsealed_seqs"):
+        text += f" Entries not sealed by the vault: {_seqs({'seq': s} for s in v['unsealed_seqs'])}."
+    cosigned = [
+        f"{w['name']} cosigned {w['size']} entries on {w['time']}"
+        + (" (checked)" if w["checked"] else " (not checked: pass --witness and --checkpoint)")
+        for w in v.get("witnesses", [])
+    ]
+    return text + (" Witnesses: " + "; ".join(cosigned) + "." if cosigned else " No witness has cosigned.")
+
+
 # (title, columns as (heading, key or callable)) of each table, shared by both formats
 Column = tuple[str, Any]
 TABLES: dict[str, tuple[Column, ...]] = {
@@ -273,6 +295,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     out = [
         verdict(report),
         "",
+        _md(sealing(report)),
+        "",
         f"# Access report: {_md(report.get('origin') or 'vault')}",
         "",
         f"Period {_md(scope['since'] or 'from the start')} to {_md(scope['until'] or 'the end of the log')}; "
@@ -435,6 +459,7 @@ def render_html(report: dict[str, Any]) -> str:
     ok = report["verification"]["ok"]
     body = [
         f'<p class="verdict {"ok" if ok else "bad"}">{_h(verdict(report))}</p>',
+        f"<p>{_h(sealing(report))}</p>",
         f"<h1>Access report: {_h(report.get('origin') or 'vault')}</h1>",
         f"<p>Period {_h(scope['since'] or 'from the start')} to {_h(scope['until'] or 'the end of the log')}; "
         f"dataset {_h(scope['dataset'] or 'all')}; person {_h(scope['user'] or 'everyone')}. "
