@@ -43,7 +43,13 @@ class VerifyService:
         catalog = session.read_catalog()  # raises IntegrityError naming the catalog when it fails
         versions = [(name, v) for name, e in sorted(catalog["datasets"].items()) for v in e["versions"]]
         model_refs = [
-            (mid, ref) for mid, m in sorted(catalog["models"].items()) for ref in m["objects"].values()
+            (f"model {mid}", ref)
+            for mid, m in sorted(catalog["models"].items())
+            for ref in m["objects"].values()
+        ]
+        model_refs += [
+            (f"record index {set_id}", stored["object"])
+            for set_id, stored in sorted(catalog.get("lineage", {}).get("sets", {}).items())
         ]
         progress = _Progress(sum(len(v["shards"]) for _, v in versions) + len(model_refs), on_event)
         checked = 0
@@ -62,7 +68,7 @@ class VerifyService:
                 findings.append(
                     Finding(
                         object=ref["id"],
-                        kind=f"model {model_id}",
+                        kind=model_id,
                         expected="authentic object",
                         found="failed",
                         message=exc.title,
@@ -110,7 +116,7 @@ class VerifyService:
         """Without a data key: every object the catalog names exists with the sealed size it records."""
         checked = 0
         refs = [(f"dataset {n} v{v['version']}", ref) for n, v in versions for ref in v["shards"]]
-        refs += [(f"model {m}", ref) for m, ref in model_refs]
+        refs += model_refs
         for label, ref in refs:
             path = self.session.objects.path_of(ref["id"])
             try:
