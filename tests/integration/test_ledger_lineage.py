@@ -53,11 +53,13 @@ def import_idx(v: Vault, folder: Path, name: str, x: np.ndarray, y: np.ndarray) 
 
 @pytest.fixture(scope="module")
 def spent_vault(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A vault whose 'clinic' has spent most of its cap in one real DP run."""
+    """A vault whose 'clinic' has spent most of its cap in one real DP run (its catalog from before
+    the run kept beside it, as `catalog-before-training.sealed`)."""
     root = tmp_path_factory.mktemp("spent")
     with Vault.create(root / "vault", passphrase=PASSPHRASE.encode(), policy_text=policy(CAP)) as v:
         x, y = mnist(COUNT)
         import_idx(v, root, "clinic", x, y)
+        shutil.copy(root / "vault" / "catalog.sealed", root / "catalog-before-training.sealed")
         v.train({"dataset": "clinic", "epsilon": 2.9, "seed": 1, "epochs": 1, "model": "cnn"})
     return root / "vault"
 

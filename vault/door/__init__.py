@@ -98,7 +98,9 @@ class Vault:
         session = unlock.create(
             path, user=user, passphrase=passphrase, policy_text=policy_text, policy_source=policy_source
         )
-        return cls._started(session, unlock=False)
+        vault = cls._started(session, unlock=False)
+        settle.record_ledger_baseline(session)
+        return vault
 
     @classmethod
     def open(cls, path: Path | str, *, user: str, passphrase: bytes) -> Vault:
@@ -132,6 +134,7 @@ class Vault:
         with contextlib.suppress(VaultBusy):
             self._datasets.index_records()
             settle.settle_interrupted(self._session)
+            settle.record_ledger_baseline(self._session)
 
     def close(self) -> None:
         self._session.close()

@@ -74,6 +74,19 @@ def settle_interrupted(session: Session) -> list[dict[str, Any]]:
     return settled
 
 
+def record_ledger_baseline(session: Session) -> bool:
+    """Record the whole ledger once in a vault whose log has never recorded it (a new vault, or one
+    from before the log recorded ledgers, at an operator's or admin's open); from then on every
+    change is recorded as it commits."""
+    if session.read_only or session.vault_keys.data is None:
+        return False
+    if session.audit.latest("ledger_baseline") is not None:
+        return False
+    catalog = session.read_catalog()
+    session.record_ledger(catalog, baseline=True)
+    return True
+
+
 def _reason(error: BaseException) -> str:
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return "the vault's disk is full"

@@ -14,6 +14,7 @@ from vault.door.results import VerifyReport
 from vault.door.session import Session
 from vault.errors import IntegrityError
 from vault.findings import Finding, VerifyProgress
+from vault.privacy import ledgerlog, lineage
 from vault.storage import shards
 from vault.storage.catalog import DatasetVersion, ObjectRef, referenced_objects
 
@@ -75,6 +76,11 @@ class VerifyService:
                     )
                 )
             progress.step(ref)
+        findings += ledgerlog.differences(
+            catalog["ledger"],
+            lineage.links_map(catalog["lineage"]),
+            session.audit.entries(action=ledgerlog.ACTION),
+        )
         referenced = referenced_objects(catalog)
         for object_id in session.objects.all_ids():
             if object_id not in referenced:

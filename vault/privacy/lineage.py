@@ -113,6 +113,12 @@ def linked_lineages(section: Mapping[str, Any], ledger_id: str) -> dict[str, int
     return out
 
 
+def links_map(section: Mapping[str, Any]) -> dict[str, dict[str, int]]:
+    """{lineage: {linked lineage: records}} for every lineage that shares records with another."""
+    ids = {s["ledger_id"] for s in sets_of(section).values()}
+    return {lid: found for lid in sorted(ids) if (found := linked_lineages(section, lid))}
+
+
 def dataset_overlaps(section: Mapping[str, Any], dataset: str, live: Iterable[str]) -> list[dict[str, Any]]:
     """The other datasets whose records the dataset `dataset` shares: [{"dataset", "records", "of",
     "lineage", "deleted"}], the largest overlap per other dataset, by name."""
