@@ -184,3 +184,30 @@ def test_an_auditor_sees_the_overlaps_without_any_record_key(vault: Vault, tmp_p
     with Vault.open(vault.path, user="audrey", passphrase=b"auditor passphrase 1") as auditor:
         row = budget_of(auditor, "copy")
     assert row["epsilon_spent"] == pytest.approx(spent) and row["overlaps"][0]["dataset"] == "clinic"
+
+
+@pytest.mark.parametrize(("first", "second"), [("csv", "tsv"), ("tsv", "jsonl")])
+def test_the_same_texts_in_another_format_are_the_same_records(
+    new_vault, tmp_path: Path, first: str, second: str
+) -> None:
+    import json
+
+    rows = [
+        ("spam" if i % 5 == 0 else "ham", f"message {i}: see you at {i % 12} o'clock") for i in range(120)
+    ]
+
+    def write(fmt: str, ordered: list[tuple[str, str]]) -> Path:
+        path = tmp_path / f"texts.{fmt}"
+        if fmt == "jsonl":
+            path.write_text("".join(json.dumps({"label": lab, "text": t}) + "\n" for lab, t in ordered))
+        else:
+            sep = "," if fmt == "csv" else "\t"
+            path.write_text(f"label{sep}text\n" + "".join(f'{lab}{sep}"{t}"\n' for lab, t in ordered))
+        return path
+
+    v = new_vault()
+    v.import_dataset(write(first, rows), name="sms")
+    info = dict(v.import_dataset(write(second, rows[::-1]), name="sms-again"))
+    assert info["format"] == second
+    assert [(o["dataset"], o["records"], o["of"]) for o in info["overlaps"]] == [("sms", 120, 120)]
+    assert budget_of(v, "sms-again")["overlaps"][0]["dataset"] == "sms"
