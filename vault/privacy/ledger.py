@@ -10,6 +10,7 @@ the total unbounded. The ledger state is plain JSON kept in the vault's encrypte
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,8 +79,15 @@ def compose(histories: Iterable[History], delta: float, accountant: str = "prv")
     """Epsilon at `delta` of all the histories run one after another on the same records."""
     if not 0 < delta < 1:
         raise ValueError("delta must be in (0, 1)")
-    entries = [entry for history in histories for entry in normalise(history)]
-    return epsilon_of(entries, delta, check_accountant(accountant))
+    entries = tuple(entry for history in histories for entry in normalise(history))
+    return _composed(entries, float(delta), check_accountant(accountant))
+
+
+@functools.lru_cache(maxsize=256)
+def _composed(entries: tuple[tuple[float, float, int], ...], delta: float, accountant: str) -> float:
+    """The accountant's answer for one history (kept: a budget composes every linked lineage, and
+    the PRV accountant takes seconds on a long history)."""
+    return epsilon_of(list(entries), delta, accountant)
 
 
 @dataclass(frozen=True)
