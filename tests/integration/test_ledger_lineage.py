@@ -211,3 +211,24 @@ def test_the_same_texts_in_another_format_are_the_same_records(
     assert info["format"] == second
     assert [(o["dataset"], o["records"], o["of"]) for o in info["overlaps"]] == [("sms", 120, 120)]
     assert budget_of(v, "sms-again")["overlaps"][0]["dataset"] == "sms"
+
+
+def test_the_command_line_says_what_carries_over(new_vault, cli, tmp_path: Path) -> None:
+    from tests.support import DEMO
+
+    new_vault().close()
+    sms = DEMO / "sms-600.tsv"
+    lines = sms.read_text(encoding="utf-8").splitlines()
+    (tmp_path / "again.tsv").write_text("\n".join(lines[::-1]) + "\n", encoding="utf-8")
+    flags = ["--format", "tsv", "--no-header", "--text-column", "1", "--label-column", "0"]
+    first = cli("import", str(sms), "--name", "sms", *flags)
+    assert first.code == 0, first.err
+    second = cli("import", str(tmp_path / "again.tsv"), "--name", "sms-again", *flags)
+    assert second.code == 0, second.err
+    budget = cli("budget", "--json").json()
+    row = next(r for r in budget if r["dataset"] == "sms-again")
+    (overlap,) = row["overlaps"]
+    assert overlap["dataset"] == "sms" and overlap["records"] == overlap["of"] > 500
+    assert f"overlaps 'sms' ({overlap['records']} of {overlap['of']} records): ε 0.00 spent carries over" in (
+        second.out
+    )
