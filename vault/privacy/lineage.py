@@ -56,15 +56,19 @@ def record_hashes(
             raise ValueError("an image dataset needs its pixels")
         pixels = np.ascontiguousarray(images, dtype=np.uint8)
         shape = "x".join(str(int(d)) for d in pixels.shape[1:]).encode("ascii")
-        prefix = b"strongroom/record/image\x00" + shape + b"\x00"
+        base = hmac.new(key, b"strongroom/record/image\x00" + shape + b"\x00", hashlib.sha256)
         for record in pixels:
-            seen.add(hmac.new(key, prefix + record.tobytes(), hashlib.sha256).digest())
+            h = base.copy()  # the keyed state after the prefix, computed once
+            h.update(memoryview(record).cast("B"))
+            seen.add(h.digest())
     elif kind == "text":
         if texts is None:
             raise ValueError("a text dataset needs its texts")
-        prefix = b"strongroom/record/text\x00"
+        base = hmac.new(key, b"strongroom/record/text\x00", hashlib.sha256)
         for text in texts:
-            seen.add(hmac.new(key, prefix + canonical_text(text).encode("utf-8"), hashlib.sha256).digest())
+            h = base.copy()
+            h.update(canonical_text(text).encode("utf-8"))
+            seen.add(h.digest())
     else:
         raise ValueError(f"unknown dataset kind {kind!r}")
     return b"".join(sorted(seen))
