@@ -80,11 +80,16 @@ def record_ledger_baseline(session: Session) -> bool:
     change is recorded as it commits."""
     if session.read_only or session.vault_keys.data is None:
         return False
-    if session.audit.latest("ledger_baseline") is not None:
+    # The catalog's flag spares every open a scan of the log; without it the log decides, so
+    # removing the flag never earns a second baseline over an edited ledger.
+    if session.read_catalog()["lineage"].get("ledger_in_log"):
         return False
-    catalog = session.read_catalog()
-    session.record_ledger(catalog, baseline=True)
-    return True
+    found = session.audit.latest("ledger_baseline") is not None
+    with session.writing() as catalog:
+        catalog["lineage"]["ledger_in_log"] = True
+        if not found:
+            session.record_ledger(catalog, baseline=True)
+    return not found
 
 
 def _reason(error: BaseException) -> str:
