@@ -19,8 +19,12 @@ object       A sealed blob (C2SP chunked encryption, AES-256-GCM) bound by its c
              its kind, its owner and its name.
 shard        An object holding decoded records as tensors (safetensors).
 catalog      The encrypted index: datasets, versions, models, runs, the privacy ledger, the policy.
-digest       SHA-256 over a dataset's records and labels; the privacy ledger follows it.
-ledger       Privacy budget spent per dataset lineage, composed across runs by the accountant.
+digest       SHA-256 over a dataset's records and labels, in order: what `verify` re-derives.
+lineage      The records a ledger is charged for, known by keyed per-record hashes (HMAC-SHA-256,
+             order, format, labels and name left out); lineages sharing records are linked, and
+             each carries the other's spend.
+ledger       Privacy budget spent per lineage, composed across runs by the accountant; every
+             change is recorded in the audit log.
 policy       TOML rules the vault keeps (content and hash); every decision names its rule.
 audit log    Append-only JSON Lines, hash-chained leaves of an RFC 6962 Merkle tree, with signed
              checkpoints (C2SP signed notes, Ed25519).

@@ -15,7 +15,7 @@ SENSITIVITIES: tuple[str, ...] = ("low", "medium", "high")
 DEFAULT_SENSITIVITY = "high"
 
 # Why records are decrypted; each read's audit entry names one.
-PURPOSES: tuple[str, ...] = ("train", "evaluate", "sample", "verify", "export-check")
+PURPOSES: tuple[str, ...] = ("train", "evaluate", "sample", "verify", "export-check", "lineage")
 
 ACCOUNTANTS: tuple[str, ...] = ("prv", "rdp")
 

@@ -245,3 +245,30 @@ async def test_train_form_offers_the_registry_and_the_recipe_default_follows_dp(
         dataset.value = "sms"
         await settle(pilot)
         assert model.value == "bow"
+
+
+async def test_datasets_area_says_which_records_a_dataset_shares(stocked_vault: Path) -> None:
+    from vault.door import Vault
+    from vault.ingest import ImportOptions
+
+    with Vault.open(stocked_vault, user="admin", passphrase=PASSPHRASE.encode()) as vault:
+        vault.import_dataset(
+            SMS,
+            name="sms-copy",
+            sensitivity="high",
+            options=ImportOptions(fmt="tsv", header=False, text_column=1, label_column=0),
+        )
+        shared = vault.budget("sms-copy")[0]["overlaps"][0]
+    app = StrongroomApp(stocked_vault)
+    async with app.run_test(size=SIZE) as pilot:
+        await unlock(pilot)
+        await settle(pilot)
+        for _ in range(2):  # digits, sms, sms-copy
+            await pilot.press("j")
+            await settle(pilot)
+        summary = " ".join(text_of(app, "#dataset-summary").split())
+        assert "sms-copy" in summary
+        assert (
+            f"⇄ overlaps 'sms' ({shared['records']} of {shared['of']} records): ε 0.00 spent carries over"
+            in summary
+        )

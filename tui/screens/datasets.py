@@ -35,7 +35,7 @@ def budget_by_dataset(budget: list[dict[str, Any]]) -> dict[str, dict[str, Any]]
 
 
 def budget_cell(row: dict[str, Any] | None) -> str:
-    if row is None or not row.get("runs"):
+    if row is None or not (row.get("runs") or row.get("epsilon_carried") or row.get("unbounded")):
         cap = None if row is None else row.get("epsilon_cap")
         return f"✓ {cap:.2f} ε" if cap is not None else "○ no cap"
     return remaining(row.get("epsilon_spent"), row.get("epsilon_cap"), bool(row.get("unbounded")))
@@ -71,6 +71,16 @@ def describe(info: dict[str, Any]) -> Text:
     return text
 
 
+def overlap_lines(row: dict[str, Any] | None) -> Text:
+    """The datasets whose records this one shares, and the spend each carries over."""
+    text = Text()
+    for overlap in (row or {}).get("overlaps") or []:
+        text.append("⇄ ", style="bold")
+        text.append(str(overlap.get("message", "")) + "\n")
+    text.rstrip()
+    return text
+
+
 def render_samples(sample: dict[str, Any], width: int) -> Text:
     records = list(sample.get("records") or [])
     if sample.get("kind") == "image":
@@ -93,6 +103,7 @@ class DatasetsScreen(AreaScreen):
     def __init__(self) -> None:
         super().__init__()
         self.infos: dict[str, dict[str, Any]] = {}
+        self.budgets: dict[str, dict[str, Any]] = {}
 
     def compose_area(self) -> ComposeResult:
         yield KeyTable(COLUMNS, id="datasets-table")
@@ -122,6 +133,7 @@ class DatasetsScreen(AreaScreen):
     ) -> None:
         datasets, budget = loaded
         budgets = budget_by_dataset(budget or [])
+        self.budgets = budgets
         self.infos = {str(info["name"]): info for info in datasets}
         rows = []
         for info in datasets:
@@ -158,7 +170,11 @@ class DatasetsScreen(AreaScreen):
         info = self.infos.get(name or "")
         if info is None:
             return
-        self.query_one("#dataset-summary", Static).update(describe(info))
+        summary = describe(info)
+        overlaps = overlap_lines(self.budgets.get(name or ""))
+        if overlaps.plain:
+            summary.append_text(overlaps)
+        self.query_one("#dataset-summary", Static).update(summary)
         self.query_one("#dataset-balance", Static).update(class_balance(info))
         self.query_one("#dataset-samples", Static).update(
             Text("s shows a few records (an audited read; policy may refuse it)", style="italic")

@@ -38,7 +38,13 @@ def ledger_lines(budget: list[dict[str, Any]], width: int) -> Text:
     return text
 
 
-OUTCOMES = {"ok": "✓ ok", "cancelled": "■ cancelled", "failed": "✗ failed", "running": "▶ running"}
+OUTCOMES = {
+    "ok": "✓ ok",
+    "cancelled": "■ cancelled",
+    "failed": "✗ failed",
+    "running": "▶ running",
+    "interrupted": "◆ interrupted",
+}
 
 
 def run_rows(budget: list[dict[str, Any]]) -> list[tuple[str, tuple[str, ...]]]:

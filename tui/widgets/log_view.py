@@ -18,7 +18,15 @@ from textual.strip import Strip
 
 from tui.keys import bindings
 
-OUTCOME_GLYPHS = {"ok": "✓", "allowed": "✓", "denied": "✗", "failed": "✗", "degraded": "▲", "cancelled": "■"}
+OUTCOME_GLYPHS = {
+    "ok": "✓",
+    "allowed": "✓",
+    "denied": "✗",
+    "failed": "✗",
+    "degraded": "▲",
+    "cancelled": "■",
+    "interrupted": "◆",
+}
 
 
 def outcome_cell(outcome: str) -> str:

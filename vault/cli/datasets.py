@@ -100,6 +100,8 @@ def cmd_import(args: argparse.Namespace) -> int:
             f"imported {info['name']} v{info['version']}: {info['samples']} {info['kind']} records, "
             f"{len(info['classes'])} classes, {info['sensitivity']} sensitivity, {info['digest'][:19]}"
         )
+        for overlap in info.get("overlaps", []):
+            print(f"  {overlap['message']}")
     return 0
 
 

@@ -166,6 +166,9 @@ def cmd_budget(args: argparse.Namespace) -> int:
             ["dataset", "epsilon spent", "delta", "cap", "runs"],
         )
     )
+    for r in rows:
+        for overlap in r.get("overlaps", []):
+            print(f"{r['dataset']}: {overlap['message']}")
     return 0
 
 

@@ -18,13 +18,14 @@ duties) and one service per concern, each built from the session and the service
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vault.audit import AuditLog
-from vault.door import unlock
+from vault.door import settle, unlock
 from vault.door.datasets import DatasetService
 from vault.door.export import ExportService
 from vault.door.keys import KeyService
@@ -43,6 +44,7 @@ from vault.door.results import (
 from vault.door.session import Session
 from vault.door.training import TrainingService
 from vault.door.verify import VerifyService
+from vault.errors import VaultBusy
 from vault.netguard.probe import HostSentinel
 from vault.netguard.sandbox import HostProcess
 from vault.policy import Decision, Policy
@@ -97,7 +99,9 @@ class Vault:
         session = unlock.create(
             path, user=user, passphrase=passphrase, policy_text=policy_text, policy_source=policy_source
         )
-        return cls._started(session, unlock=False)
+        vault = cls._started(session, unlock=False)
+        settle.record_ledger_baseline(session)
+        return vault
 
     @classmethod
     def open(cls, path: Path | str, *, user: str, passphrase: bytes) -> Vault:
@@ -118,10 +122,20 @@ class Vault:
         vault._network.watch()
         try:
             session.start(unlock=unlock)
+            if unlock:
+                vault._upkeep()
         except BaseException:
             vault._network.unwatch()
             raise
         return vault
+
+    def _upkeep(self) -> None:
+        """At an operator's or admin's open: index records imported before the record index, and
+        settle runs whose process died after their charge. Skipped while another process writes."""
+        with contextlib.suppress(VaultBusy):
+            self._datasets.index_records()
+            settle.settle_interrupted(self._session)
+            settle.record_ledger_baseline(self._session)
 
     def close(self) -> None:
         self._session.close()

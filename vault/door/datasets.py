@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vault.door.lineage import RecordIndex
 from vault.door.results import DatasetFacts, DatasetInfo, Deleted, Sample, SampledRecord
 from vault.door.session import Session
 from vault.errors import Cancelled, InputError, NotFound, StrongroomError
+from vault.privacy import ledger, lineage
 from vault.storage import shards
 from vault.storage.catalog import Catalog, DatasetEntry, DatasetVersion, ObjectRef, referenced_objects
 from vault.storage.files import utc_now
@@ -193,7 +195,15 @@ class DatasetService:
                         f"dataset {name!r} is {entry['sensitivity']} sensitivity; a new version cannot be {sensitivity}",
                         f"import it under another name, or keep --sensitivity {entry['sensitivity']}",
                     )
-                ledger_id = catalog["ledger_index"].get(digest) or (entry["ledger_id"] if entry else digest)
+                index = RecordIndex(self.session)
+                record_set = index.hashes(catalog, decoded.kind, decoded.images, decoded.texts)
+                shared, same = index.compare(catalog, record_set)
+                ledger_id = (
+                    (entry["ledger_id"] if entry else None)
+                    or catalog["ledger_index"].get(digest)
+                    or same
+                    or digest
+                )
                 key, wrapped = self.session.new_data_key()
                 for i, (start, stop, blob) in enumerate(pieces):
                     if cancel is not None and cancel.is_set():
@@ -232,6 +242,10 @@ class DatasetService:
                     catalog["datasets"][name] = entry
                 entry["versions"].append(version)
                 catalog["ledger_index"].setdefault(digest, entry["ledger_id"])
+                index.store(
+                    catalog, record_set, shared, ledger_id=ledger_id, dataset=name, version=version_no
+                )
+                overlaps = self.overlaps(catalog, name)
                 self.session.record(
                     "dataset.import",
                     name,
@@ -245,6 +259,8 @@ class DatasetService:
                     sensitivity=sensitivity,
                     source=decoded.source_name,
                     shards=len(refs),
+                    ledger_id=ledger_id,
+                    overlaps=[{k: o[k] for k in ("dataset", "records", "of", "lineage")} for o in overlaps],
                 )
         except (StrongroomError, OSError) as exc:
             with contextlib.suppress(StrongroomError, OSError):  # drop objects the catalog never took
@@ -260,7 +276,20 @@ class DatasetService:
                     error=exc.title if isinstance(exc, StrongroomError) else type(exc).__name__,
                 )
             raise
-        return self.info(name, None, decide=False)
+        info = self.info(name, None, decide=False)
+        info["overlaps"] = overlaps
+        return info
+
+    def overlaps(self, catalog: Catalog, name: str) -> list[dict[str, Any]]:
+        """The datasets whose records `name` shares, each with the spend its lineage carries:
+        [{"dataset", "records", "of", "lineage", "deleted", "epsilon", "message"}]."""
+        from vault.train.privacy import default_delta
+
+        rows = lineage.dataset_overlaps(catalog.get("lineage", {}), name, catalog["datasets"])
+        for row in rows:
+            row["epsilon"] = ledger.own_epsilon(catalog["ledger"], row["lineage"], default_delta(row["of"]))
+            row["message"] = lineage.overlap_phrase(row)
+        return rows
 
     # ------------------------------------------------------------------ load
     def load(self, name: str, *, purpose: str, version: int | None = None) -> LoadedDataset:
@@ -279,26 +308,7 @@ class DatasetService:
             samples=ver["samples"],
             digest=ver["digest"],
         )
-        key = self.session.data_key(ver["wrapped_key"])
-        labels = np.empty(ver["samples"], dtype=np.int64)
-        images = texts = None
-        if ver["kind"] == "image":
-            images = np.empty([ver["samples"], *ver["shape"]], dtype=np.uint8)
-        else:
-            texts = []
-        for ref in ver["shards"]:
-            content = shards.unpack(ver["kind"], self.session.get_object(ref, key), f"object {ref['id']}")
-            start, stop = ref["start"], ref["stop"]
-            if len(content.labels) != stop - start:
-                raise StrongroomError(
-                    f"object {ref['id']} holds the wrong number of records", "run `strongroom verify`"
-                )
-            labels[start:stop] = content.labels
-            if images is not None:
-                images[start:stop] = content.images
-            else:
-                assert texts is not None and content.texts is not None
-                texts.extend(content.texts)
+        labels, images, texts = self._records(ver)
         import torch
 
         x: Any = torch.from_numpy(images) if images is not None else texts
@@ -314,6 +324,56 @@ class DatasetService:
             sensitivity=entry["sensitivity"],
             info=public_info(name, entry, ver),
         )
+
+    def _records(self, ver: DatasetVersion) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
+        """A version's labels and records (images or texts), decrypted in memory."""
+        key = self.session.data_key(ver["wrapped_key"])
+        labels = np.empty(ver["samples"], dtype=np.int64)
+        images: np.ndarray | None = None
+        texts: list[str] | None = None
+        if ver["kind"] == "image":
+            images = np.empty([ver["samples"], *(ver["shape"] or [])], dtype=np.uint8)
+        else:
+            texts = []
+        for ref in ver["shards"]:
+            content = shards.unpack(ver["kind"], self.session.get_object(ref, key), f"object {ref['id']}")
+            start, stop = ref["start"], ref["stop"]
+            if len(content.labels) != stop - start:
+                raise StrongroomError(
+                    f"object {ref['id']} holds the wrong number of records", "run `strongroom verify`"
+                )
+            labels[start:stop] = content.labels
+            if images is not None:
+                images[start:stop] = content.images
+            else:
+                assert texts is not None and content.texts is not None
+                texts.extend(content.texts)
+        return labels, images, texts
+
+    def index_records(self) -> list[dict[str, Any]]:
+        """Give every dataset version imported before the record index its set of keyed record
+        hashes, and link it to the sets it overlaps (at an operator's or admin's open; recorded as
+        `ledger.lineage`). Returns what was indexed."""
+        session = self.session
+        if session.read_only or session.vault_keys.data is None:
+            return []
+        index = RecordIndex(session)
+        if not index.missing(session.read_catalog()):
+            return []
+        done: list[dict[str, Any]] = []
+        with session.writing() as catalog:
+            for name, number in index.missing(catalog):
+                entry = catalog["datasets"][name]
+                ver = self.version(entry, name, number)
+                session.record("dataset.read", name, "ok", version=number, purpose="lineage")
+                _, images, texts = self._records(ver)
+                blob = index.hashes(catalog, ver["kind"], images, texts)
+                shared, _ = index.compare(catalog, blob)
+                index.store(catalog, blob, shared, ledger_id=entry["ledger_id"], dataset=name, version=number)
+                done.append({"dataset": name, "version": number, "records": lineage.count(blob)})
+            links = len(catalog["lineage"]["links"])
+        session.record("ledger.lineage", session.vault_id, "ok", indexed=done, links=links)
+        return done
 
     def sample(self, name: str, n: int = 5, *, version: int | None = None) -> Sample:
         """A few records, decrypted on request: an audited read that policy may refuse."""
@@ -340,6 +400,7 @@ class DatasetService:
             entry = self.entry(catalog, name)
             doomed = [ref["id"] for v in entry["versions"] for ref in v["shards"]]
             del catalog["datasets"][name]
+            RecordIndex(self.session).mark_deleted(catalog, name)
             self.session.record(
                 "dataset.delete",
                 name,

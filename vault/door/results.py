@@ -29,6 +29,7 @@ class DatasetInfo(TypedDict):
     ledger_id: str
     versions: int
     all_versions: NotRequired[list[VersionSummary]]
+    overlaps: NotRequired[list[dict[str, Any]]]  # an import's: vault.door.datasets.DatasetService.overlaps
 
 
 class DatasetFacts(TypedDict):
@@ -94,6 +95,10 @@ class Budget(TypedDict):
     epsilon_cap: float | None
     digest: str
     runs: list[dict[str, Any]]  # vault.privacy.ledger.Charge.to_json()
+    epsilon_own: float | None  # the lineage's own composed epsilon
+    epsilon_carried: float | None  # what lineages sharing its records carry (summed)
+    delta_with_overlaps: float
+    overlaps: list[dict[str, Any]]  # {"dataset", "records", "of", "lineage", "deleted", "epsilon", "message"}
 
 
 class Approval(TypedDict):

@@ -10,6 +10,7 @@ and no authority, and the methods that would need them say so.
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as dt
 import os
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from vault.crypto.signing import SigningKey
 from vault.errors import IntegrityError, IsolationError, NotFound, PolicyDenied, StrongroomError
 from vault.netguard import state as isolation_state
 from vault.policy import Decision, Policy, Request
+from vault.privacy import ledgerlog, lineage
 from vault.storage import catalog as catalogs
 from vault.storage import keyring, legacy
 from vault.storage.catalog import Catalog, ObjectRef, PolicyHistoryEntry, PolicyRecord
@@ -206,8 +208,10 @@ class Session:
         with self.lock:
             catalog = self.read_catalog()
             self.objects.sweep(catalogs.referenced_objects(catalog))
+            ledger_before = copy.deepcopy(catalog["ledger"]), lineage.links_map(catalog["lineage"])
             yield catalog
             catalog["generation"] = int(catalog.get("generation", 0)) + 1
+            self.record_ledger(catalog, *ledger_before)
             catalogs.write_catalog(self.path, self.vault_id, self.catalog_key, catalog)
             self._catalog_cache = catalog
             self.record_commit(catalog)
@@ -224,6 +228,31 @@ class Session:
         """`catalog.commit`: written after the commit point, so a crash between leaves the log behind
         the catalog (accepted), never ahead of it (which would read as a rollback)."""
         self.record("catalog.commit", self.vault_id, "ok", **self.commit_facts(catalog))
+
+    def record_ledger(
+        self,
+        catalog: Catalog,
+        before: dict[str, Any] | None = None,
+        links_before: dict[str, Any] | None = None,
+        *,
+        baseline: bool = False,
+    ) -> None:
+        """Record the ledgers a commit changes (all of them for a baseline) before it commits."""
+        links = lineage.links_map(catalog["lineage"])
+        changed = ledgerlog.changes({} if baseline else before or {}, catalog["ledger"])
+        links_changed = baseline or links != (links_before or {})
+        if not (changed or links_changed):
+            return
+        extra: dict[str, Any] = {"ledger_baseline": True} if baseline else {}
+        self.record(
+            ledgerlog.ACTION,
+            self.vault_id,
+            "ok",
+            catalog_generation=catalog["generation"],
+            lineages=changed,
+            **({"links": links} if links_changed else {}),
+            **extra,
+        )
 
     # ----------------------------------------------------------------- objects and data keys
     @property

@@ -15,13 +15,15 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from vault.door import settle
 from vault.door.datasets import DatasetService, LoadedDataset
+from vault.door.lineage import links_by_lineage
 from vault.door.results import Budget, ModelSummary
 from vault.door.session import Session
 from vault.errors import Cancelled, NotFound, StrongroomError, UsageError
 from vault.privacy import ledger
 from vault.storage.catalog import Catalog, ModelEntry
-from vault.storage.files import utc_now
+from vault.storage.files import RunMarker, utc_now
 from vault.train.config import TrainConfig
 
 EventCallback = Callable[[Any], None] | None
@@ -99,108 +101,128 @@ class TrainingService:
         # charged in full before any record is read (and settled to the steps actually taken at
         # the end), so two runs started together cannot both pass a cap that only one fits
         # under, and a run that dies without a word stays charged in full.
-        with self.session.writing() as catalog:
-            section = catalog["ledger"]
-            ledger_id = info["ledger_id"]
-            ledger_delta = ledger.ledger_delta(
-                section, ledger_id, run.delta or default_delta(info["samples"])
-            )
-            projected = ledger.projected(
-                ledger.charges_of(section, ledger_id),
-                run.history(),
-                ledger_delta,
-                dp=run.dp,
-                accountant=run.accountant,
-            )
-            self.session.decide(
-                "train",
-                dataset=facts,
+        marker = RunMarker(self.session.path, run_id)
+        marker.acquire()
+        try:
+            with self.session.writing() as catalog:
+                section = catalog["ledger"]
+                ledger_id = info["ledger_id"]
+                ledger_delta = ledger.ledger_delta(
+                    section, ledger_id, run.delta or default_delta(info["samples"])
+                )
+                projected = ledger.projected_with_links(
+                    section,
+                    ledger_id,
+                    run.history(),
+                    ledger_delta,
+                    links_by_lineage(catalog),
+                    dp=run.dp,
+                    accountant=run.accountant,
+                )
+                self.session.decide(
+                    "train",
+                    dataset=facts,
+                    dp=run.dp,
+                    epsilon=run.epsilon,
+                    delta=run.delta,
+                    model=run.model,
+                    projected_lifetime_epsilon=projected,
+                    lifetime_delta=ledger_delta,
+                    accountant=run.accountant if run.dp else None,
+                )
+                reservation = ledger.Charge(
+                    **charge_base,
+                    history=ledger.normalise(run.history()),
+                    dp=run.dp,
+                    created=started,
+                    outcome="running",
+                    epsilon=run.epsilon,
+                )
+                ledger.add_charge(section, reservation, delta=ledger_delta, accountant=run.accountant)
+            self.session.record(
+                "train.start",
+                name,
+                "ok",
+                run=run_id,
+                version=info["version"],
+                model=run.model,
                 dp=run.dp,
                 epsilon=run.epsilon,
                 delta=run.delta,
-                model=run.model,
-                projected_lifetime_epsilon=projected,
-                lifetime_delta=ledger_delta,
+                noise_multiplier=run.noise_multiplier,
+                sample_rate=run.sample_rate,
+                steps=run.total_steps,
                 accountant=run.accountant if run.dp else None,
+                device=run.device,
+                projected_lifetime_epsilon=projected,
+                epsilon_cap=self.session.policy.lifetime_epsilon_cap(facts["sensitivity"]),
             )
-            reservation = ledger.Charge(
-                **charge_base,
-                history=ledger.normalise(run.history()),
-                dp=run.dp,
-                created=started,
-                outcome="running",
-                epsilon=run.epsilon,
-            )
-            ledger.add_charge(section, reservation, delta=ledger_delta, accountant=run.accountant)
-        self.session.record(
-            "train.start",
-            name,
-            "ok",
-            run=run_id,
-            version=info["version"],
-            model=run.model,
-            dp=run.dp,
-            epsilon=run.epsilon,
-            delta=run.delta,
-            noise_multiplier=run.noise_multiplier,
-            sample_rate=run.sample_rate,
-            steps=run.total_steps,
-            accountant=run.accountant if run.dp else None,
-            device=run.device,
-            projected_lifetime_epsilon=projected,
-            epsilon_cap=self.session.policy.lifetime_epsilon_cap(facts["sensitivity"]),
-        )
-        taken = [0]
+            taken = [0]
 
-        def counting(event: Any) -> None:
-            if isinstance(event, StepProgress):
-                taken[0] = event.step
-            if on_event is not None:
-                on_event(event)
+            def counting(event: Any) -> None:
+                if isinstance(event, StepProgress):
+                    taken[0] = event.step
+                if on_event is not None:
+                    on_event(event)
 
-        try:
-            loaded = self.datasets.load(name, purpose="train", version=info["version"])
-            data = _train_data(loaded)
-            outcome = engine.train(data, config, on_event=counting, cancel=cancel, run=run)
-        except BaseException as error:
-            # Charge what was spent whatever stopped the run: every step released a noisy update.
-            steps = taken[0]
-            history = ledger.normalise(
-                [(run.noise_multiplier, run.sample_rate, steps)] if run.dp and steps else []
-            )
-            epsilon = epsilon_of(history, ledger_delta, run.accountant) if run.dp else None
-            charge = ledger.Charge(
-                **charge_base,
-                history=history,
-                dp=run.dp or steps == 0,
-                created=utc_now(),
-                outcome="cancelled" if isinstance(error, (Cancelled, KeyboardInterrupt)) else "failed",
-                epsilon=epsilon,
-            )
-            with self.session.writing() as cat:
-                ledger.settle_charge(cat["ledger"], charge, delta=ledger_delta, accountant=run.accountant)
-                cat["runs"][run_id] = {
+            try:
+                loaded = self.datasets.load(name, purpose="train", version=info["version"])
+                data = _train_data(loaded)
+                outcome = engine.train(data, config, on_event=counting, cancel=cancel, run=run)
+            except BaseException as error:
+                # Charge what was spent whatever stopped the run: every step released a noisy update.
+                steps = taken[0]
+                history = ledger.normalise(
+                    [(run.noise_multiplier, run.sample_rate, steps)] if run.dp and steps else []
+                )
+                epsilon = epsilon_of(history, ledger_delta, run.accountant) if run.dp else None
+                charge = ledger.Charge(
                     **charge_base,
-                    "model": None,
-                    "created": started,
-                    "outcome": charge.outcome,
-                    "steps": steps,
-                    "user": self.session.user,
-                    "name": run_name,
-                }
-            self.session.record(
-                "train.end",
-                name,
-                charge.outcome,
-                run=run_id,
-                steps=steps,
-                epsilon=charge.epsilon,
-                error=error.title if isinstance(error, StrongroomError) else type(error).__name__,
-            )
-            raise
-        return self._store_run(
-            outcome, run, run_id, run_name, started, info, facts, charge_base, ledger_delta, config
-        )
+                    history=history,
+                    dp=run.dp or steps == 0,
+                    created=utc_now(),
+                    outcome="cancelled" if isinstance(error, (Cancelled, KeyboardInterrupt)) else "failed",
+                    epsilon=epsilon,
+                )
+                with self.session.writing() as cat:
+                    ledger.settle_charge(cat["ledger"], charge, delta=ledger_delta, accountant=run.accountant)
+                    cat["runs"][run_id] = {
+                        **charge_base,
+                        "model": None,
+                        "created": started,
+                        "outcome": charge.outcome,
+                        "steps": steps,
+                        "user": self.session.user,
+                        "name": run_name,
+                    }
+                self.session.record(
+                    "train.end",
+                    name,
+                    charge.outcome,
+                    run=run_id,
+                    steps=steps,
+                    epsilon=charge.epsilon,
+                    error=error.title if isinstance(error, StrongroomError) else type(error).__name__,
+                )
+                raise
+            try:
+                return self._store_run(
+                    outcome, run, run_id, run_name, started, info, facts, charge_base, ledger_delta, config
+                )
+            except (StrongroomError, OSError) as error:
+                raise settle.store_failed(
+                    self.session,
+                    error,
+                    outcome=outcome,
+                    run=run,
+                    run_id=run_id,
+                    run_name=run_name,
+                    started=started,
+                    charge_base=charge_base,
+                    ledger_delta=ledger_delta,
+                ) from None
+        finally:
+            marker.release()
 
     def _store_run(
         self,
@@ -286,7 +308,12 @@ class TrainingService:
             }
             section = cat["ledger"]
             ledger.settle_charge(section, charge, delta=ledger_delta, accountant=run.accountant)
-            spent = ledger.summary(section, info["ledger_id"], default_delta=ledger_delta)
+            spent = ledger.summary(
+                section,
+                info["ledger_id"],
+                default_delta=ledger_delta,
+                linked=links_by_lineage(cat).get(info["ledger_id"], ()),
+            )
         self.session.record(
             "train.end",
             info["name"],
@@ -347,14 +374,17 @@ class TrainingService:
             input_shape=info.get("shape"),
             config=config,
         )
-        section = self.session.read_catalog().get("ledger", {})
+        catalog = self.session.read_catalog()
+        section = catalog.get("ledger", {})
         ledger_delta = ledger.ledger_delta(
             section, info["ledger_id"], run.delta or default_delta(info["samples"])
         )
-        return ledger.projected(
-            ledger.charges_of(section, info["ledger_id"]),
+        return ledger.projected_with_links(
+            section,
+            info["ledger_id"],
             run.history(),
             ledger_delta,
+            links_by_lineage(catalog),
             dp=True,
             accountant=run.accountant,
         )
@@ -432,6 +462,7 @@ class TrainingService:
         catalog = self.session.read_catalog()
         names = [dataset] if dataset else sorted(catalog["datasets"])
         rows = []
+        links = links_by_lineage(catalog)
         for name in names:
             info = self.datasets.info(name, None, decide=False)
             summary = ledger.summary(
@@ -439,8 +470,9 @@ class TrainingService:
                 info["ledger_id"],
                 default_delta=default_delta(info["samples"]),
                 cap=self.session.policy.lifetime_epsilon_cap(info["sensitivity"]),
+                linked=links.get(info["ledger_id"], ()),
             )
-            rows.append({"dataset": name, **summary})
+            rows.append({"dataset": name, **summary, "overlaps": self.datasets.overlaps(catalog, name)})
         return rows
 
 

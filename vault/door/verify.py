@@ -14,6 +14,7 @@ from vault.door.results import VerifyReport
 from vault.door.session import Session
 from vault.errors import IntegrityError
 from vault.findings import Finding, VerifyProgress
+from vault.privacy import ledgerlog, lineage
 from vault.storage import shards
 from vault.storage.catalog import DatasetVersion, ObjectRef, referenced_objects
 
@@ -43,7 +44,13 @@ class VerifyService:
         catalog = session.read_catalog()  # raises IntegrityError naming the catalog when it fails
         versions = [(name, v) for name, e in sorted(catalog["datasets"].items()) for v in e["versions"]]
         model_refs = [
-            (mid, ref) for mid, m in sorted(catalog["models"].items()) for ref in m["objects"].values()
+            (f"model {mid}", ref)
+            for mid, m in sorted(catalog["models"].items())
+            for ref in m["objects"].values()
+        ]
+        model_refs += [
+            (f"record index {set_id}", stored["object"])
+            for set_id, stored in sorted(catalog.get("lineage", {}).get("sets", {}).items())
         ]
         progress = _Progress(sum(len(v["shards"]) for _, v in versions) + len(model_refs), on_event)
         checked = 0
@@ -62,13 +69,18 @@ class VerifyService:
                 findings.append(
                     Finding(
                         object=ref["id"],
-                        kind=f"model {model_id}",
+                        kind=model_id,
                         expected="authentic object",
                         found="failed",
                         message=exc.title,
                     )
                 )
             progress.step(ref)
+        findings += ledgerlog.differences(
+            catalog["ledger"],
+            lineage.links_map(catalog["lineage"]),
+            session.audit.entries(action=ledgerlog.ACTION),
+        )
         referenced = referenced_objects(catalog)
         for object_id in session.objects.all_ids():
             if object_id not in referenced:
@@ -110,7 +122,7 @@ class VerifyService:
         """Without a data key: every object the catalog names exists with the sealed size it records."""
         checked = 0
         refs = [(f"dataset {n} v{v['version']}", ref) for n, v in versions for ref in v["shards"]]
-        refs += [(f"model {m}", ref) for m, ref in model_refs]
+        refs += model_refs
         for label, ref in refs:
             path = self.session.objects.path_of(ref["id"])
             try:

@@ -10,6 +10,7 @@ the total unbounded. The ledger state is plain JSON kept in the vault's encrypte
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,8 +79,15 @@ def compose(histories: Iterable[History], delta: float, accountant: str = "prv")
     """Epsilon at `delta` of all the histories run one after another on the same records."""
     if not 0 < delta < 1:
         raise ValueError("delta must be in (0, 1)")
-    entries = [entry for history in histories for entry in normalise(history)]
-    return epsilon_of(entries, delta, check_accountant(accountant))
+    entries = tuple(entry for history in histories for entry in normalise(history))
+    return _composed(entries, float(delta), check_accountant(accountant))
+
+
+@functools.lru_cache(maxsize=256)
+def _composed(entries: tuple[tuple[float, float, int], ...], delta: float, accountant: str) -> float:
+    """The accountant's answer for one history (kept: a budget composes every linked lineage, and
+    the PRV accountant takes seconds on a long history)."""
+    return epsilon_of(list(entries), delta, accountant)
 
 
 @dataclass(frozen=True)
@@ -170,17 +178,82 @@ def settle_charge(
     return add_charge(section, charge, delta=delta, accountant=accountant)
 
 
+def own_epsilon(section: Mapping[str, Any], digest: str, default_delta: float) -> float | None:
+    """A lineage's own composed epsilon at its own delta (0 with no charges; None: unbounded)."""
+    found = section.get(digest)
+    if not found:
+        return 0.0
+    return spent(charges_of(section, digest), float(found["delta"]), found.get("accountant", "prv")).epsilon
+
+
+def carried(
+    section: Mapping[str, Any], linked: Iterable[str], default_delta: float
+) -> tuple[float | None, float]:
+    """What the lineages in `linked` carry into one that shares records with them: the sum of their
+    own epsilons (None when any is unbounded) and the sum of their deltas (vault.privacy.lineage
+    says why a sum is sound)."""
+    epsilon: float | None = 0.0
+    delta = 0.0
+    for other in sorted(set(linked)):
+        own = own_epsilon(section, other, default_delta)
+        found = section.get(other)
+        if found and found.get("charges"):
+            delta += float(found["delta"])
+        epsilon = None if epsilon is None or own is None else epsilon + own
+    return epsilon, delta
+
+
+def projected_with_links(
+    section: Mapping[str, Any],
+    digest: str,
+    planned_history: History,
+    delta: float,
+    links: Mapping[str, Iterable[str]],
+    *,
+    dp: bool = True,
+    accountant: str = "prv",
+) -> float | None:
+    """The largest total, after a planned run on `digest`, of that lineage and of every lineage that
+    shares records with it (each its own epsilon plus what its links carry). None: unbounded."""
+    own_after = projected(charges_of(section, digest), planned_history, delta, dp=dp, accountant=accountant)
+    if own_after is None:
+        return None
+    worst = 0.0
+    for lineage in [digest, *sorted(set(links.get(digest, ())) - {digest})]:
+        total = own_after if lineage == digest else own_epsilon(section, lineage, delta)
+        for other in set(links.get(lineage, ())) - {lineage}:
+            part = own_after if other == digest else own_epsilon(section, other, delta)
+            total = None if total is None or part is None else total + part
+        if total is None:
+            return None
+        worst = max(worst, total)
+    return worst
+
+
 def summary(
-    section: Mapping[str, Any], digest: str, *, default_delta: float, cap: float | None = None
+    section: Mapping[str, Any],
+    digest: str,
+    *,
+    default_delta: float,
+    cap: float | None = None,
+    linked: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """A dataset's budget as the CLI prints it: epsilon_spent (None if unbounded), unbounded,
-    delta, epsilon_cap, runs."""
+    """A dataset's budget as the CLI prints it: epsilon_spent (its lineage's own composed epsilon
+    plus what lineages sharing its records carry; None if unbounded), epsilon_own,
+    epsilon_carried, unbounded, delta (its own ledger's), delta_with_overlaps, epsilon_cap, runs."""
     found = section.get(digest)
     delta = float(found["delta"]) if found else default_delta
     accountant = found.get("accountant", "prv") if found else "prv"
     result = spent(charges_of(section, digest), delta, accountant).to_json()
     if not found:
         result["epsilon_spent"] = 0.0
+    own = result["epsilon_spent"]
+    carry, carry_delta = carried(section, set(linked) - {digest}, default_delta)
+    result["epsilon_own"] = own
+    result["epsilon_carried"] = carry
+    result["epsilon_spent"] = None if own is None or carry is None else own + carry
+    result["unbounded"] = result["epsilon_spent"] is None
+    result["delta_with_overlaps"] = delta + carry_delta
     result["epsilon_cap"] = cap
     result["digest"] = digest
     return result

@@ -126,9 +126,10 @@ class Catalog(TypedDict):
     ledger: dict[str, LedgerEntry]
     models: dict[str, ModelEntry]
     runs: dict[str, RunEntry]
+    lineage: dict[str, Any]  # the record index: "key", "sets", "links" (vault.privacy.lineage)
 
 
-CATALOG_SECTIONS = ("datasets", "ledger_index", "ledger", "models", "runs")
+CATALOG_SECTIONS = ("datasets", "ledger_index", "ledger", "models", "runs", "lineage")
 
 
 def empty_catalog(vault_id: str, signing_key: str, policy: PolicyRecord, created: str) -> Catalog:
@@ -143,6 +144,7 @@ def empty_catalog(vault_id: str, signing_key: str, policy: PolicyRecord, created
         "ledger": {},
         "models": {},
         "runs": {},
+        "lineage": {},
     }
 
 
@@ -154,11 +156,13 @@ def referenced_objects(catalog: Catalog) -> set[str]:
             refs.update(shard["id"] for shard in version["shards"])
     for model in catalog["models"].values():
         refs.update(ref["id"] for ref in model["objects"].values())
+    for stored in catalog.get("lineage", {}).get("sets", {}).values():
+        refs.add(stored["object"]["id"])
     return refs
 
 
 def rewrap_data_keys(catalog: Catalog, old: bytes, new: bytes) -> int:
-    """Every dataset version's and model object's key, unwrapped by `old` and wrapped by `new` (in
+    """Every dataset version's, model object's and record index's key, unwrapped by `old` and wrapped by `new` (in
     place); returns how many. The objects themselves are not touched."""
     count = 0
 
@@ -175,6 +179,13 @@ def rewrap_data_keys(catalog: Catalog, old: bytes, new: bytes) -> int:
             if "wrapped_key" in ref:
                 ref["wrapped_key"] = rewrap(ref["wrapped_key"])
                 count += 1
+    index = catalog.get("lineage", {})
+    if "key" in index:
+        index["key"] = rewrap(index["key"])
+        count += 1
+    for stored in index.get("sets", {}).values():
+        stored["object"]["wrapped_key"] = rewrap(stored["object"]["wrapped_key"])
+        count += 1
     return count
 
 

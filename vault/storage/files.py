@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vault.errors import IntegrityError, StrongroomError, VaultBusy
-from vault.storage.layout import LOCK_FILE, TMP_PREFIX
+from vault.storage.layout import LOCK_FILE, RUNS_DIR, TMP_PREFIX
 
 
 def utc_now() -> str:
@@ -40,6 +40,7 @@ def disk_full_error(path: Path) -> StrongroomError:
     return StrongroomError(
         f"the disk holding {path.parent} is full; nothing was changed",
         "free space on that disk (or choose a vault on another disk) and run the command again",
+        detail={"disk_full": True},
     )
 
 
@@ -125,3 +126,54 @@ class VaultLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+class RunMarker:
+    """A training run's mark of life: an exclusive flock on `<vault>/runs/<run>.lock`, held by the
+    process that runs it from before its charge until it is settled. The kernel drops the lock when
+    that process dies however it dies, so a charge still "running" whose mark is free was
+    interrupted. flock works across the PID namespaces a sandbox makes (it is the same file)."""
+
+    def __init__(self, root: Path, run_id: str) -> None:
+        self.path = root / RUNS_DIR / f"{run_id}.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+
+    def release(self) -> None:
+        """Drop the mark (the run is settled)."""
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def alive(self) -> bool:
+        """Whether a live process holds this run's mark (from any process, this one included)."""
+        if self._fd is not None:
+            return True
+        try:
+            fd = os.open(self.path, os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    def forget(self) -> None:
+        """Remove a dead run's mark file."""
+        with contextlib.suppress(OSError):
+            self.path.unlink()

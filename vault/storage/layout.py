@@ -6,6 +6,7 @@
 <vault>/objects/<2 hex>/<id>  sealed objects (see objects)
 <vault>/audit/                the signed audit log (see vault.audit)
 <vault>/lock                  one writer at a time
+<vault>/runs/<run>.lock       held by the process of a training run while it runs
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ HEADER_FILE = "vault.json"
 CATALOG_FILE = "catalog.sealed"
 CATALOG_NEXT = "catalog.next.sealed"
 LOCK_FILE = "lock"
+RUNS_DIR = "runs"
 OBJECTS_DIR = "objects"
 AUDIT_DIR = "audit"
 TMP_PREFIX = ".tmp-"

@@ -1,0 +1,94 @@
+"""The ledger in the sealed log: every commit that changes a ledger records it, and `verify`
+rebuilds every ledger from the log and reports a catalog that differs (a copy put back, or an edit
+by anyone holding the catalog key), exit 4. Vaults from before the record index are indexed at the
+next operator/admin open, and the overlaps they hid then carry."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.integration.test_ledger_lineage import import_idx, mnist, spent_vault  # noqa: F401
+from tests.support import PASSPHRASE
+from vault.door import Vault
+from vault.storage import catalog as catalogs
+
+
+def opened(path: Path) -> Vault:
+    return Vault.open(path, user="admin", passphrase=PASSPHRASE.encode())
+
+
+def ledger_findings(report: dict) -> list[dict]:
+    return [f for f in report["findings"] if f["kind"] == "ledger" and f["severity"] == "error"]
+
+
+@pytest.fixture
+def vault_copy(spent_vault: Path, tmp_path: Path) -> Path:  # noqa: F811
+    shutil.copytree(spent_vault, tmp_path / "vault")
+    shutil.copy(spent_vault.parent / "catalog-before-training.sealed", tmp_path / "old-catalog.sealed")
+    return tmp_path / "vault"
+
+
+def test_the_log_records_the_ledger_at_every_change_and_verify_agrees(vault_copy: Path) -> None:
+    log = [json.loads(line) for line in (vault_copy / "audit" / "log.jsonl").read_text().splitlines()]
+    states = [e for e in log if e["action"] == "ledger.state"]
+    assert states[0]["detail"]["ledger_baseline"]
+    outcomes = [c["outcome"] for e in states for s in e["detail"]["lineages"].values() for c in s["charges"]]
+    assert outcomes == ["running", "ok"]  # the reservation, then the settled run
+    with opened(vault_copy) as v:
+        report = v.verify()
+    assert report["ok"] and not ledger_findings(report)
+
+
+def test_a_catalog_copied_back_over_the_spent_one_is_reported(vault_copy: Path, cli, tmp_path) -> None:
+    with opened(vault_copy) as v:
+        spent = v.budget("clinic")[0]["epsilon_spent"]
+    assert spent > 2.0
+    shutil.copy(tmp_path / "old-catalog.sealed", vault_copy / "catalog.sealed")
+    with opened(vault_copy) as v:
+        assert v.budget("clinic")[0]["epsilon_spent"] == 0.0  # what the attack achieves in the catalog
+        report = v.verify()
+    assert not report["ok"]
+    (finding,) = ledger_findings(report)
+    assert "1 charge(s)" in finding["expected"] and "no ledger" in finding["found"]
+    result = cli("verify", env={"STRONGROOM_VAULT": str(vault_copy)})
+    assert result.code == 4, result.out + result.err
+    assert "ledger" in result.out
+
+
+def test_a_ledger_edited_with_the_catalog_key_is_reported(vault_copy: Path) -> None:
+    with opened(vault_copy) as v:
+        session = v._session
+        catalog = session.read_catalog()
+        for entry in catalog["ledger"].values():
+            entry["charges"] = []  # every run forgotten
+        catalogs.write_catalog(vault_copy, session.vault_id, session.catalog_key, catalog)
+        report = v.verify()
+    assert not report["ok"] and len(ledger_findings(report)) == 1
+
+
+def test_a_vault_from_before_the_record_index_is_indexed_at_the_next_open(tmp_path: Path) -> None:
+    """Two imports of the same records that an older version kept on separate ledgers."""
+    path = tmp_path / "vault"
+    x, y = mnist(150)
+    order = np.random.default_rng(1).permutation(150)
+    with Vault.create(path, passphrase=PASSPHRASE.encode()) as v:
+        import_idx(v, tmp_path, "clinic", x, y)
+        import_idx(v, tmp_path, "clinic-shuffled", x[order], y[order])
+        session = v._session
+        with session.lock:  # what an older version left: no record index, one ledger per digest
+            catalog = session.read_catalog()
+            catalog["lineage"] = {}
+            entry = catalog["datasets"]["clinic-shuffled"]
+            entry["ledger_id"] = entry["versions"][0]["digest"]
+            catalogs.write_catalog(path, session.vault_id, session.catalog_key, catalog)
+        assert v.budget("clinic-shuffled")[0]["overlaps"] == []
+    with opened(path) as v:
+        row = v.budget("clinic-shuffled")[0]
+        assert [(o["dataset"], o["records"]) for o in row["overlaps"]] == [("clinic", 150)]
+        log = v.audit.entries(action="ledger.lineage")
+    assert [d["dataset"] for d in log[-1]["detail"]["indexed"]] == ["clinic", "clinic-shuffled"]

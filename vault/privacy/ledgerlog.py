@@ -1,0 +1,139 @@
+"""The ledger in the audit log: every catalog commit that changes a lineage's ledger (or the links
+between lineages) records the new state in a `ledger.state` entry before the commit, so the log
+holds every ledger's whole history; `verify` rebuilds each ledger from the log and compares it with
+the catalog's. A catalog put back to an older copy, or a ledger edited by anyone holding the
+catalog key, then differs from what the log says, and verification names the lineage, what the log
+says and what the catalog says.
+
+Entry detail: {"catalog_generation": g, "lineages": {lineage: {"charges": [...], "delta",
+"accountant", "runs", "epsilon_runs_sum"} or {"removed": true}}, "links": {lineage: {other:
+records}} (when links changed), "ledger_baseline": true (the first entry of a vault: its whole
+ledger as it was found)}.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from vault.findings import Finding
+
+ACTION = "ledger.state"
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def with_totals(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A lineage's ledger as the log records it: its charges, delta, accountant, and two totals
+    cheap enough for every commit (the number of runs and the plain sum of their own epsilons; the
+    composed epsilon, never larger, is recomputed from the charges)."""
+    charges = list(entry.get("charges", []))
+    epsilons = [c.get("epsilon") for c in charges]
+    return {
+        "charges": charges,
+        "delta": entry.get("delta"),
+        "accountant": entry.get("accountant"),
+        "runs": len(charges),
+        "epsilon_runs_sum": None
+        if any(not c.get("dp", True) for c in charges)
+        else sum(float(e or 0.0) for e in epsilons),
+    }
+
+
+def changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
+    """The lineages whose ledger differs between two catalog ledger sections."""
+    out: dict[str, Any] = {}
+    for lineage in sorted(set(before) | set(after)):
+        if lineage not in after:
+            out[lineage] = {"removed": True}
+        elif lineage not in before or _canonical(before[lineage]) != _canonical(after[lineage]):
+            out[lineage] = with_totals(after[lineage])
+    return out
+
+
+def replay(entries: Iterable[Mapping[str, Any]]) -> tuple[dict[str, Any], dict[str, Any] | None, bool, int]:
+    """Rebuild every ledger from `ledger.state` entries: (ledgers, links or None, whether a
+    baseline was recorded, the seq of the last entry used)."""
+    ledgers: dict[str, Any] = {}
+    links: dict[str, Any] | None = None
+    baseline = False
+    last = -1
+    for entry in entries:
+        if entry.get("action") != ACTION:
+            continue
+        detail = entry.get("detail") or {}
+        baseline = baseline or bool(detail.get("ledger_baseline"))
+        for lineage, state in (detail.get("lineages") or {}).items():
+            if state.get("removed"):
+                ledgers.pop(lineage, None)
+            else:
+                ledgers[lineage] = state
+        if detail.get("links") is not None:
+            links = detail["links"]
+        last = int(entry.get("seq", last))
+    return ledgers, links, baseline, last
+
+
+def _describe(state: Mapping[str, Any] | None) -> str:
+    if not state:
+        return "no ledger"
+    charges = state.get("charges", [])
+    total = with_totals(state)["epsilon_runs_sum"]
+    spend = "unbounded" if total is None else f"runs summing to ε {total:.2f}"
+    return f"{len(charges)} charge(s), {spend}"
+
+
+def differences(
+    catalog_ledger: Mapping[str, Any],
+    catalog_links: Mapping[str, Any],
+    entries: Iterable[Mapping[str, Any]],
+) -> list[Finding]:
+    """Every lineage whose ledger (or links) in the catalog is not what the log recorded last."""
+    logged, links, baseline, _ = replay(entries)
+    findings: list[Finding] = []
+    if not baseline and not logged:
+        if catalog_ledger:
+            findings.append(
+                Finding(
+                    kind="ledger",
+                    object="catalog:ledger",
+                    expected="the ledger recorded in the audit log",
+                    found="a vault from before the log recorded ledgers",
+                    message="the next open by an operator or admin records it",
+                    severity="warning",
+                )
+            )
+        return findings
+    for lineage in sorted(set(logged) | set(catalog_ledger)):
+        mine = catalog_ledger.get(lineage)
+        theirs = logged.get(lineage)
+        same = (
+            mine is not None
+            and theirs is not None
+            and _canonical(with_totals(mine)["charges"]) == _canonical(theirs.get("charges", []))
+            and mine.get("delta") == theirs.get("delta")
+        )
+        if not same:
+            findings.append(
+                Finding(
+                    kind="ledger",
+                    object=f"catalog:ledger/{lineage}",
+                    expected=f"what the audit log recorded: {_describe(theirs)}",
+                    found=f"the catalog holds {_describe(mine)}",
+                    message="the catalog's privacy ledger differs from the log: it was rolled back or edited",
+                )
+            )
+    if links is not None and _canonical(links) != _canonical(dict(catalog_links)):
+        findings.append(
+            Finding(
+                kind="ledger",
+                object="catalog:lineage",
+                expected=f"the links the audit log recorded ({len(links)} lineage(s))",
+                found=f"{len(catalog_links)} lineage(s) with other links",
+                message="the record index's links differ from the log: it was rolled back or edited",
+            )
+        )
+    return findings
