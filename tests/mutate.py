@@ -136,7 +136,10 @@ def main(argv: list[str]) -> int:
     names = argv or list(MODULES)
     unknown = [n for n in names if n not in MODULES]
     if unknown:
-        print(f"mutate: unknown module(s) {', '.join(unknown)}; choose from {', '.join(MODULES)}", file=sys.stderr)
+        print(
+            f"mutate: unknown module(s) {', '.join(unknown)}; choose from {', '.join(MODULES)}",
+            file=sys.stderr,
+        )
         return 2
     command = mutmut()
     WORK.mkdir(parents=True, exist_ok=True)

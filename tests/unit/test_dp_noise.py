@@ -42,16 +42,16 @@ def dataset(name: str) -> TrainData:
     return TrainData("image", ["a", "b"], images, labels)
 
 
-def handed_to_optimizer(
-    name: str, clipping: str, noise_seed: int
-) -> tuple[list[torch.Tensor], float, int]:
+def handed_to_optimizer(name: str, clipping: str, noise_seed: int) -> tuple[list[torch.Tensor], float, int]:
     """The gradients the wrapped optimizer receives at the first private step (clipped sum plus
     noise, scaled), with the plan's noise multiplier and max_grad_norm; wired as the engine wires
     a run (`_make_private`, padded Poisson batches, `_private_pass`)."""
     data = dataset(name)
     run = plan_for(
         data,
-        TrainConfig(model=name, epochs=1, batch_size=BATCH, clipping=clipping, accountant="rdp", device="cpu"),
+        TrainConfig(
+            model=name, epochs=1, batch_size=BATCH, clipping=clipping, accountant="rdp", device="cpu"
+        ),
     )
     assert run.train_records * run.sample_rate == BATCH, (run.train_records, run.sample_rate)
     torch.manual_seed(0)
@@ -62,7 +62,9 @@ def handed_to_optimizer(
     x = prepare_all(net, data.x[: run.train_records], torch.device("cpu"))
     y = data.y[: run.train_records]
     pad_to = max(1, run.physical_batch_size // PAD_FRACTION) if clipping == "bookkeeping" else 1
-    loader = DataLoader(BatchDataset(x, y, pad_to=pad_to), batch_size=run.batch_size, collate_fn=collate_batch)
+    loader = DataLoader(
+        BatchDataset(x, y, pad_to=pad_to), batch_size=run.batch_size, collate_fn=collate_batch
+    )
     generators = (torch.Generator().manual_seed(1), torch.Generator().manual_seed(noise_seed))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -85,10 +87,16 @@ def handed_to_optimizer(
     return seen[0], float(run.noise_multiplier), float(run.max_grad_norm)
 
 
-CASES = [(name, clipping) for name in sorted(registry.MODELS) for clipping in CLIPPING]
+CASES = [
+    pytest.param(
+        name, clipping, id=f"{name}-{clipping}", marks=[pytest.mark.slow] if name == "resnet18" else []
+    )
+    for name in sorted(registry.MODELS)
+    for clipping in CLIPPING
+]
 
 
-@pytest.mark.parametrize(("name", "clipping"), CASES, ids=[f"{n}-{c}" for n, c in CASES])
+@pytest.mark.parametrize(("name", "clipping"), CASES)
 def test_the_noise_added_has_the_standard_deviation_the_accountant_assumes(name: str, clipping: str) -> None:
     first, sigma, bound = handed_to_optimizer(name, clipping, noise_seed=11)
     second, sigma_again, bound_again = handed_to_optimizer(name, clipping, noise_seed=12)
