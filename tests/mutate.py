@@ -35,9 +35,12 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
             "tests/vectors/test_crypto_vectors.py",
         ],
     ),
-    "ledger": (["vault/privacy/ledger.py"], ["tests/unit/test_ledger.py"]),
-    "policy": (
-        ["vault/policy/*"],
+    "ledger": (
+        ["vault/privacy/ledger.py"],
+        ["tests/unit/test_ledger.py", "tests/unit/test_policy_projection.py"],
+    ),
+    "policy": (  # the decision and its rules; the TOML schema and request building are not here
+        ["vault/policy/engine.py", "vault/policy/constraints.py"],
         [
             "tests/unit/test_policy_decide.py",
             "tests/unit/test_policy_matrix.py",
