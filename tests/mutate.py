@@ -1,12 +1,15 @@
 """Mutation testing of the critical modules (`make mutate`; not part of CI): mutmut, once per module,
 each against only that module's tests, so a run finishes on a small machine.
 
-    python -m tests.mutate [MODULE ...]      (default: every module in MODULES, in order)
+    python -m tests.mutate [MODULE ...]          (default: every module in MODULES, in order)
+    python -m tests.mutate --again [MODULE ...]  (only the last full run's survivors, re-tested)
 
 Each module runs in its own copy of the tree under .cache/mutate/<module>/ (mutmut writes its
 `mutants/` there and keeps its results, so a second run only re-tests what changed). The summary,
 killed and surviving mutants per module, is printed and written to .cache/mutate/summary.json;
-`cd .cache/mutate/<module> && mutmut show <mutant>` shows a survivor's diff.
+`cd .cache/mutate/<module> && mutmut show <mutant>` shows a survivor's diff. `--again` re-tests
+just the survivors of the last full run against the tests as they are now (tests added since
+included) and records which still survive as `surviving_after`.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
             "tests/unit/test_crypto_keys.py",
             "tests/unit/test_crypto_signing.py",
             "tests/vectors/test_crypto_vectors.py",
+            "tests/unit/test_crypto_refusals.py",
         ],
     ),
     "ledger": (
@@ -112,18 +116,26 @@ def survivors(work: Path, command: list[str]) -> list[str]:
     return [line.strip().split(":")[0] for line in out.splitlines() if line.strip().endswith(": survived")]
 
 
-def run(name: str, command: list[str]) -> dict:
+def run(name: str, command: list[str], again: list[str] | None = None) -> dict:
     work = prepare(name)
     started = time.monotonic()
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-    proc = subprocess.run(["nice", *command, "run"], cwd=work, env=env)
+    proc = subprocess.run(["nice", *command, "run", *(again or [])], cwd=work, env=env)
+    seconds = round(time.monotonic() - started)
+    if again is not None:
+        still = sorted(set(survivors(work, command)) & set(again))
+        print(
+            f"mutate {name}: {len(still)} of the {len(again)} survivors survive again in {seconds} s",
+            flush=True,
+        )
+        return {"exit_after": proc.returncode, "seconds_after": seconds, "surviving_after": still}
     subprocess.run([*command, "export-cicd-stats"], cwd=work, capture_output=True)
     result = {
         "module": name,
         "files": MODULES[name][0],
         "tests": MODULES[name][1],
         "exit": proc.returncode,
-        "seconds": round(time.monotonic() - started),
+        "seconds": seconds,
         **counts(work),
         "surviving": survivors(work, command),
     }
@@ -136,7 +148,8 @@ def run(name: str, command: list[str]) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    names = argv or list(MODULES)
+    again = "--again" in argv
+    names = [a for a in argv if a != "--again"] or list(MODULES)
     unknown = [n for n in names if n not in MODULES]
     if unknown:
         print(
@@ -147,10 +160,22 @@ def main(argv: list[str]) -> int:
     command = mutmut()
     WORK.mkdir(parents=True, exist_ok=True)
     summary_path = WORK / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+
+    def summary() -> dict:  # read afresh: another module may be running beside this one
+        return json.loads(summary_path.read_text()) if summary_path.exists() else {}
+
     for name in names:
-        summary[name] = run(name, command)
-        summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+        if again:
+            last = summary().get(name)
+            if last is None:
+                print(
+                    f"mutate: {name} has no full run to repeat; run it without --again first", file=sys.stderr
+                )
+                return 2
+            result = {**last, **(run(name, command, again=last["surviving"]) if last["surviving"] else {})}
+        else:
+            result = run(name, command)
+        summary_path.write_text(json.dumps({**summary(), name: result}, indent=2) + "\n")
     print(f"mutate: summary in {summary_path.relative_to(REPO)}")
     return 0
 
