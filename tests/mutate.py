@@ -41,7 +41,11 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     ),
     "ledger": (
         ["vault/privacy/ledger.py"],
-        ["tests/unit/test_ledger.py", "tests/unit/test_policy_projection.py"],
+        [
+            "tests/unit/test_ledger.py",
+            "tests/unit/test_policy_projection.py",
+            "tests/unit/test_ledger_rules.py",
+        ],
     ),
     "policy": (  # the decision and its rules; the TOML schema and request building are not here
         ["vault/policy/engine.py", "vault/policy/constraints.py"],

@@ -9,7 +9,7 @@ import base64
 
 import pytest
 
-from vault.crypto import chunked, keys
+from vault.crypto import chunked, keys, signing
 from vault.crypto.keys import CEILING, TEST_FLOOR, KdfParams
 from vault.crypto.signing import SigningKey
 from vault.errors import AuthError, IntegrityError
@@ -140,3 +140,53 @@ def test_the_wipe_zeroes_every_byte_of_a_buffer_longer_than_its_zero_block() -> 
     buffer = bytearray(b"\xa5") * (2 * len(chunked._ZEROS) + 12345)
     chunked._wipe(memoryview(buffer))
     assert buffer.count(0) == len(buffer)
+
+
+TAMPERED = "the object was altered, truncated or moved from another name, or the key is wrong; restore it from a backup"
+
+
+def test_a_sealed_object_that_fails_says_why_with_its_numbers() -> None:
+    key = keys.random_key()
+    sealed = chunked.seal(key, b"ctx", b"records")
+    cases = [
+        (key, sealed[:40], {"reason": "truncated or has trailing bytes", "sealed_length": 40}),
+        (key[:16], sealed, {"reason": "key has the wrong size", "key_length": 16}),
+        (
+            keys.random_key(),
+            sealed,
+            {"reason": "key commitment does not match (wrong key or context, or altered header)"},
+        ),
+    ]
+    for k, data, detail in cases:
+        with pytest.raises(IntegrityError) as caught:
+            chunked.open_sealed(k, b"ctx", data)
+        assert (caught.value.title, caught.value.hint, caught.value.detail) == (
+            "encrypted object failed authentication",
+            TAMPERED,
+            detail,
+        )
+    too_long = chunked.HEADER_LENGTH + chunked.MAX_CHUNKS * chunked.WIRE_CHUNK_SIZE + chunked.TAG_LENGTH
+    with pytest.raises(IntegrityError) as caught:
+        chunked.plaintext_length(too_long)
+    assert caught.value.detail == {"reason": "longer than the format allows", "sealed_length": too_long}
+
+
+def test_sealing_refuses_bad_inputs_by_name() -> None:
+    with pytest.raises(ValueError, match="chunked encryption key must be 32 bytes, got 31"):
+        chunked.seal(bytes(31), b"ctx", b"x")
+    with pytest.raises(ValueError, match=f"salt must be {chunked.SALT_LENGTH} bytes, got 3"):
+        chunked.seal_with_salt(keys.random_key(), b"ctx", b"x", bytes(3))
+    sealed = chunked.seal(keys.random_key(), b"ctx", b"x")
+    with pytest.raises(TypeError, match="output buffer is read-only"):
+        chunked.open_sealed_into(keys.random_key(), b"ctx", sealed, bytes(10))
+    with pytest.raises(Exception) as caught:
+        chunked.sealed_length(chunked.MAX_CHUNKS * chunked.CHUNK_SIZE)
+    assert caught.value.hint.startswith("nothing was written; store it in smaller parts")
+
+
+def test_a_pem_of_another_key_type_is_refused_by_name() -> None:
+    x25519 = b"-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VuAyEA" + base64.b64encode(bytes(range(1, 33)))
+    with pytest.raises(ValueError, match="PEM does not hold an Ed25519 public key"):
+        signing.load_public_pem(x25519 + b"\n-----END PUBLIC KEY-----\n")
+    ed25519 = b"-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA" + base64.b64encode(bytes(range(1, 33)))
+    assert signing.load_public_pem(ed25519 + b"\n-----END PUBLIC KEY-----\n") == bytes(range(1, 33))
