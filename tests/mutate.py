@@ -43,8 +43,6 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
         ["vault/privacy/ledger.py"],
         [
             "tests/unit/test_ledger.py",
-            "tests/unit/test_policy_projection.py",
-            "tests/unit/test_ledger_rules.py",
         ],
     ),
     "policy": (  # the decision and its rules; the TOML schema and request building are not here
