@@ -8,8 +8,9 @@ Each module runs in its own copy of the tree under .cache/mutate/<module>/ (mutm
 `mutants/` there and keeps its results, so a second run only re-tests what changed). The summary,
 killed and surviving mutants per module, is printed and written to .cache/mutate/summary.json;
 `cd .cache/mutate/<module> && mutmut show <mutant>` shows a survivor's diff. `--again` re-tests
-just the survivors of the last full run against the tests as they are now (tests added since
-included) and records which still survive as `surviving_after`.
+just what survived so far (the full run's survivors, less those a later `--again` killed) against
+the tests as they are now, tests added since included, and records what still survives as
+`surviving_after`.
 """
 
 from __future__ import annotations
@@ -174,7 +175,8 @@ def main(argv: list[str]) -> int:
                     f"mutate: {name} has no full run to repeat; run it without --again first", file=sys.stderr
                 )
                 return 2
-            result = {**last, **(run(name, command, again=last["surviving"]) if last["surviving"] else {})}
+            left = last.get("surviving_after", last["surviving"])  # what still survived last time
+            result = {**last, **(run(name, command, again=left) if left else {})}
         else:
             result = run(name, command)
         summary_path.write_text(json.dumps({**summary(), name: result}, indent=2) + "\n")

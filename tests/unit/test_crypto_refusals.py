@@ -40,7 +40,7 @@ GOOD = {
             "key-derivation parameter memory_kib is missing or not an integer",
             "memory_kib",
         ),
-        ({**GOOD, "salt": "AAAA!AAAAAAAAAAAAAAAAA=="}, "key-derivation salt is not valid base64", "salt"),
+        ({**GOOD, "salt": "!" + "A" * 24}, "key-derivation salt is not valid base64", "salt"),
     ],
 )
 def test_malformed_kdf_parameters_name_the_parameter(obj: object, title: str, parameter: str) -> None:
@@ -177,8 +177,9 @@ def test_sealing_refuses_bad_inputs_by_name() -> None:
     with pytest.raises(ValueError, match=f"salt must be {chunked.SALT_LENGTH} bytes, got 3"):
         chunked.seal_with_salt(keys.random_key(), b"ctx", b"x", bytes(3))
     sealed = chunked.seal(keys.random_key(), b"ctx", b"x")
-    with pytest.raises(TypeError, match="output buffer is read-only"):
+    with pytest.raises(TypeError) as read_only:
         chunked.open_sealed_into(keys.random_key(), b"ctx", sealed, bytes(10))
+    assert str(read_only.value) == "output buffer is read-only"
     with pytest.raises(Exception) as caught:
         chunked.sealed_length(chunked.MAX_CHUNKS * chunked.CHUNK_SIZE)
     assert caught.value.hint.startswith("nothing was written; store it in smaller parts")
@@ -186,7 +187,27 @@ def test_sealing_refuses_bad_inputs_by_name() -> None:
 
 def test_a_pem_of_another_key_type_is_refused_by_name() -> None:
     x25519 = b"-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VuAyEA" + base64.b64encode(bytes(range(1, 33)))
-    with pytest.raises(ValueError, match="PEM does not hold an Ed25519 public key"):
+    with pytest.raises(ValueError) as caught:
         signing.load_public_pem(x25519 + b"\n-----END PUBLIC KEY-----\n")
+    assert str(caught.value) == "PEM does not hold an Ed25519 public key"
     ed25519 = b"-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA" + base64.b64encode(bytes(range(1, 33)))
     assert signing.load_public_pem(ed25519 + b"\n-----END PUBLIC KEY-----\n") == bytes(range(1, 33))
+
+
+def test_the_kdf_bounds_are_inclusive() -> None:
+    """8 KiB per lane exactly, and salts of exactly 8 and 64 bytes, are within bounds."""
+    keys.check_kdf_params(KdfParams(memory_kib=72, iterations=1, lanes=9, salt=bytes(16)))
+    for length in (8, 64):
+        keys.check_kdf_params(KdfParams(memory_kib=64, iterations=1, lanes=1, salt=bytes(length)))
+    for length in (7, 65):
+        with pytest.raises(IntegrityError, match="salt must be 8 to 64 bytes"):
+            keys.check_kdf_params(KdfParams(memory_kib=64, iterations=1, lanes=1, salt=bytes(length)))
+
+
+def test_a_chunk_altered_after_the_header_names_the_chunk_failure() -> None:
+    key = keys.random_key()
+    sealed = bytearray(chunked.seal(key, b"ctx", bytes(1000)))
+    sealed[chunked.HEADER_LENGTH + 10] ^= 1
+    with pytest.raises(IntegrityError) as caught:
+        chunked.open_sealed(key, b"ctx", bytes(sealed))
+    assert caught.value.detail == {"reason": "a chunk failed authentication (altered, reordered or spliced)"}
