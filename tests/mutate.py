@@ -119,10 +119,22 @@ def survivors(work: Path, command: list[str]) -> list[str]:
     return [line.strip().split(":")[0] for line in out.splitlines() if line.strip().endswith(": survived")]
 
 
+def forget(work: Path, names: set[str]) -> None:
+    """Drop mutmut's cached verdicts for `names`, so that they are tested again."""
+    for meta in (work / "mutants").rglob("*.py.meta"):
+        data = json.loads(meta.read_text())
+        verdicts = data.get("exit_code_by_key", {})
+        if names & set(verdicts):
+            verdicts.update(dict.fromkeys(names & set(verdicts)))
+            meta.write_text(json.dumps(data))
+
+
 def run(name: str, command: list[str], again: list[str] | None = None) -> dict:
     work = prepare(name)
     started = time.monotonic()
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    if again:
+        forget(work, set(again))
     proc = subprocess.run(["nice", *command, "run", *(again or [])], cwd=work, env=env)
     seconds = round(time.monotonic() - started)
     if again is not None:
