@@ -23,7 +23,7 @@ ROOM_PIP := PIP_CONFIG_FILE=/dev/null $(PY) -m pip --isolated --disable-pip-vers
 # Strongroom's own wheel is reproducible: its files carry the last commit's time.
 EPOCH = $(shell git log -1 --format=%ct 2>/dev/null || echo 315532800)
 
-.PHONY: setup run test lint bench demo clean lock wheelhouse wheelhouse-files wheelhouse-check
+.PHONY: setup run test lint bench demo clean lock wheelhouse wheelhouse-files wheelhouse-check mutate
 
 # setup: .venv with what requirements.lock pins, every file checked against its hash; offline from
 # wheelhouse/ when it is there, else from the registries plus this checkout (editable).
@@ -138,6 +138,12 @@ lint: setup
 # bench: every benchmark, each printing its ratio against a named peer
 bench: setup
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# mutate: mutation testing (mutmut, installed into .venv from the registries if missing) of the
+# critical modules, each against its own tests (tests/mutate.py); not part of CI. MODULES=crypto ...
+# runs a few; counts land in .cache/mutate/summary.json.
+mutate: setup
+	$(PY) -m tests.mutate $(MODULES)
 
 # clean: the venv, the demo vault, caches and the test wheelhouse (not wheelhouse/)
 clean:

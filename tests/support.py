@@ -194,6 +194,30 @@ def run_python(
     )
 
 
+# unshare(2) itself, with the flags isolation tries (netguard/isolation.py): as root without a user
+# namespace first, then (or otherwise) with one.
+UNSHARE = r"""
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+NEWNS, NEWUSER, NEWNET = 0x00020000, 0x10000000, 0x40000000
+tries = ([("CLONE_NEWNET|CLONE_NEWNS", NEWNET | NEWNS)] if os.geteuid() == 0 else []) + [
+    ("CLONE_NEWUSER|CLONE_NEWNET|CLONE_NEWNS", NEWUSER | NEWNET | NEWNS)]
+refused = []
+for name, flags in tries:
+    if libc.unshare(flags) == 0:
+        raise SystemExit(0)
+    refused.append(f"unshare({name}): {os.strerror(ctypes.get_errno())}")
+print("; ".join(refused), file=sys.stderr)
+raise SystemExit(1)
+"""
+
+
+def unshare_refused(prefix: list[str] | None = None) -> str | None:
+    """Why the host refuses unshare to a fresh process (None when it allows it)."""
+    proc = run_python(UNSHARE, cwd=Path("/"), prefix=prefix)
+    return None if proc.returncode == 0 else (proc.stderr.strip()[-400:] or f"exit {proc.returncode}")
+
+
 def last_json(proc: subprocess.CompletedProcess[str]) -> Any:
     assert proc.stdout.strip(), f"no output (exit {proc.returncode}): {proc.stderr[-2000:]}"
     return json.loads(proc.stdout.strip().splitlines()[-1])

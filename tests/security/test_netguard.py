@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import CountingServer, UnixListener, last_json, run_python
+from tests.support import CountingServer, UnixListener, last_json, run_python, unshare_refused
 from vault.errors import UsageError
 from vault.netguard import guard
 from vault.netguard.guard import NetworkBlocked
@@ -277,13 +277,16 @@ raise SystemExit(main(["report", "--require", "namespace+seccomp"]))
     reason="needs root and setpriv to become an unprivileged user",
 )
 def test_unprivileged_user_isolates_through_a_user_namespace(namespaces: dict[str, Any]) -> None:
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    refused = unshare_refused(prefix=nobody)
+    if refused:
+        pytest.skip(f"unprivileged user namespaces are disabled here: {refused}")
     proc = run_python(
         "from vault.netguard.__main__ import main; raise SystemExit(main(['report']))",
         cwd=Path("/"),
-        prefix=["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"],
+        prefix=nobody,
     )
-    if proc.returncode == 6:
-        pytest.skip(f"unprivileged user namespaces are disabled here: {proc.stderr.strip()[-300:]}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)
     assert report["mode"] == "namespace+seccomp" and report["user_namespace"] is True
     assert report["layers"][0] == "userns" and report["interfaces"] == [{"name": "lo", "up": True}]

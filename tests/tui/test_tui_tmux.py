@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import PASSPHRASE, REPO, fresh_vault
+from tests.support import PASSPHRASE, REPO, fresh_vault, unshare_refused
 
 pytestmark = pytest.mark.skipif(
     shutil.which("tmux") is None, reason="tmux is absent (apt-get install tmux; .ci/run installs it)"
@@ -125,10 +125,12 @@ def test_training_from_the_ui_under_real_isolation(tmp_path: Path) -> None:
         cwd="/",
         env={k: v for k, v in os.environ.items() if not k.startswith("STRONGROOM_")},
     )
-    if probe.returncode == 6:
+    refused = unshare_refused()
+    if refused:
         pytest.skip(
-            "this host forbids network namespaces: the UI runs at 'guard' and the policy refuses training"
+            f"this host forbids network namespaces: the UI runs at 'guard' and the policy refuses training ({refused})"
         )
+    assert probe.returncode == 0, f"unshare works here, yet isolation failed: {probe.stderr[-2000:]}"
     from vault.door import Vault
 
     rows = "".join(

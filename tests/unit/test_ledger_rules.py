@@ -1,0 +1,109 @@
+"""The ledger's bookkeeping rules one at a time: a settled run replaces only its own reservation,
+the first charge fixes the delta and the accountant, histories are checked at their edges, and a
+non-DP run (planned or past) makes the projection unbounded. Written against mutants that survived
+the ledger's tests (`make mutate MODULES=ledger`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from vault.privacy import ledger
+
+RUN_A = ((1.1, 0.01, 800),)
+RUN_B = ((1.6, 1 / 16, 240),)
+PLANNED = ((1.1, 0.01, 2000),)
+
+
+def charge(run: str, history=RUN_A, *, dp: bool = True, digest: str = "sha256:aa", **extra) -> ledger.Charge:
+    return ledger.Charge(run, digest, ledger.normalise(history), dp, **extra)
+
+
+def test_settling_a_run_replaces_only_its_own_reservation() -> None:
+    section: dict = {}
+    ledger.add_charge(section, charge("run-1"), delta=1e-5)
+    ledger.add_charge(section, charge("run-2", PLANNED, outcome="running"), delta=1e-5)
+    ledger.add_charge(section, charge("run-3", RUN_B, digest="sha256:bb"), delta=1e-6)
+    entry = ledger.settle_charge(section, charge("run-2", RUN_B, outcome="cancelled"), delta=1e-5)
+    assert [(c["run"], c["outcome"]) for c in entry["charges"]] == [("run-1", "ok"), ("run-2", "cancelled")]
+    assert ledger.summary(section, "sha256:aa", default_delta=1e-5)["epsilon_spent"] == pytest.approx(
+        ledger.compose([RUN_A, RUN_B], 1e-5)
+    )
+    assert [c.run for c in ledger.charges_of(section, "sha256:bb")] == ["run-3"]  # another dataset untouched
+    fresh = ledger.settle_charge(section, charge("run-4", digest="sha256:cc"), delta=1e-6, accountant="rdp")
+    assert fresh == {
+        "digest": "sha256:cc",
+        "delta": 1e-6,
+        "accountant": "rdp",
+        "charges": [charge("run-4", digest="sha256:cc").to_json()],
+    }
+
+
+def test_the_first_charge_fixes_delta_and_accountant_and_the_summary_uses_them() -> None:
+    section: dict = {}
+    ledger.add_charge(section, charge("run-1"), delta=1e-6, accountant="rdp")
+    ledger.add_charge(section, charge("run-2", RUN_B), delta=1e-3, accountant="prv")
+    assert (section["sha256:aa"]["delta"], section["sha256:aa"]["accountant"]) == (1e-6, "rdp")
+    assert ledger.ledger_delta(section, "sha256:aa", 0.5) == 1e-6
+    assert ledger.ledger_delta(section, "sha256:zz", 0.5) == 0.5
+    budget = ledger.summary(section, "sha256:aa", default_delta=1e-3, cap=5.0)
+    assert (budget["delta"], budget["accountant"], budget["epsilon_cap"], budget["digest"]) == (
+        1e-6,
+        "rdp",
+        5.0,
+        "sha256:aa",
+    )
+    assert budget["epsilon_spent"] == pytest.approx(ledger.compose([RUN_A, RUN_B], 1e-6, "rdp"))
+    assert budget["epsilon_spent"] != pytest.approx(ledger.compose([RUN_A, RUN_B], 1e-6, "prv"), rel=1e-3)
+    assert ledger.entry(section, "sha256:aa") == section["sha256:aa"]
+    assert ledger.entry(section, "sha256:aa") is not section["sha256:aa"]  # a copy
+    assert ledger.entry(section, "sha256:zz") is None
+    empty = ledger.summary(section, "sha256:zz", default_delta=1e-4)
+    assert (empty["epsilon_spent"], empty["unbounded"], empty["delta"], empty["accountant"]) == (
+        0.0,
+        False,
+        1e-4,
+        "prv",
+    )
+    with pytest.raises(Exception, match="accountant"):
+        ledger.add_charge({}, charge("run-5"), delta=1e-5, accountant="moments")
+
+
+def test_histories_are_checked_at_their_edges() -> None:
+    assert ledger.normalise([(1.0, 1.0, 3), (2.0, 0.5, 0)]) == ((1.0, 1.0, 3),)  # rate 1 is allowed
+    assert ledger.normalise([["1", "0.5", "2"]]) == ((1.0, 0.5, 2),)
+    for bad in [(0.0, 0.1, 1), (-1.0, 0.1, 1), (1.0, 0.0, 1), (1.0, 1.01, 1), (1.0, 0.1, -1)]:
+        with pytest.raises(ValueError, match="not an accountant history entry"):
+            ledger.normalise([bad])
+    for delta in (0.0, 1.0):
+        with pytest.raises(ValueError, match=r"delta must be in \(0, 1\)"):
+            ledger.compose([RUN_A], delta)
+    assert ledger.compose([RUN_A], 1e-5, "rdp") > ledger.compose([RUN_A], 1e-3, "rdp") > 0
+
+
+def test_a_non_dp_run_planned_or_past_makes_the_total_unbounded() -> None:
+    dp = [charge("run-1")]
+    assert ledger.projected(dp, RUN_B, 1e-5) == pytest.approx(ledger.compose([RUN_A, RUN_B], 1e-5))
+    assert ledger.projected(dp, RUN_B, 1e-5, accountant="rdp") == pytest.approx(
+        ledger.compose([RUN_A, RUN_B], 1e-5, "rdp")
+    )
+    assert ledger.projected(dp, RUN_B, 1e-5, dp=False) is None
+    assert ledger.projected([*dp, charge("run-2", (), dp=False)], RUN_B, 1e-5) is None
+    spent = ledger.spent(dp, 1e-5, "rdp")
+    assert (spent.unbounded, spent.delta, spent.accountant) == (False, 1e-5, "rdp")
+    assert spent.epsilon == pytest.approx(ledger.compose([RUN_A], 1e-5, "rdp"))
+    unbounded = ledger.spent([*dp, charge("run-2", (), dp=False)], 1e-5).to_json()
+    assert (unbounded["epsilon_spent"], unbounded["unbounded"], len(unbounded["runs"])) == (None, True, 2)
+
+
+def test_a_charge_read_back_takes_the_defaults_the_format_gives() -> None:
+    minimal = {"run": "r", "dataset_digest": "sha256:aa", "dp": True}
+    assert ledger.Charge.from_json(minimal) == ledger.Charge("r", "sha256:aa", (), True)
+    read = ledger.Charge.from_json({**minimal, "history": [[1.1, 0.01, 800]], "version": 2, "epsilon": 1.5})
+    assert (read.history, read.version, read.epsilon, read.outcome, read.dataset, read.created) == (
+        RUN_A,
+        2,
+        1.5,
+        "ok",
+        "",
+        "",
+    )
