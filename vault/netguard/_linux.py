@@ -124,11 +124,25 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int, data:
     _check(libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)), f"mount {target}")
 
 
+PR_GET_DUMPABLE, PR_SET_DUMPABLE = 3, 4
+
+
 def map_ids_to_self(uid: int, gid: int) -> None:
-    """Inside a fresh user namespace, map our own uid and gid to themselves (one id each)."""
-    Path("/proc/self/setgroups").write_text("deny")
-    Path("/proc/self/uid_map").write_text(f"{uid} {uid} 1")
-    Path("/proc/self/gid_map").write_text(f"{gid} {gid} 1")
+    """Inside a fresh user namespace, map our own uid and gid to themselves (one id each).
+
+    A process that is not dumpable (hardening sets that first) has its /proc/self files owned by
+    root, so an unprivileged user could not write its own maps: it is made dumpable for the three
+    writes only, and not dumpable again whatever happens (the core limit stays 0 throughout)."""
+    was = libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0)
+    if was == 0:
+        _check(libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), "prctl(PR_SET_DUMPABLE)")
+    try:
+        Path("/proc/self/setgroups").write_text("deny")
+        Path("/proc/self/uid_map").write_text(f"{uid} {uid} 1")
+        Path("/proc/self/gid_map").write_text(f"{gid} {gid} 1")
+    finally:
+        if was == 0:
+            _check(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl(PR_SET_DUMPABLE)")
 
 
 def namespace_id(kind: str = "net", pid: str = "self") -> str:
