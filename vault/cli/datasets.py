@@ -9,6 +9,7 @@ from typing import Any
 
 from vault.cli import options
 from vault.errors import UsageError
+from vault.terminal import safe
 from vault.vocabulary import DEFAULT_SENSITIVITY, SENSITIVITIES
 
 
@@ -97,7 +98,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         options.emit_json(info)
     else:
         print(
-            f"imported {info['name']} v{info['version']}: {info['samples']} {info['kind']} records, "
+            f"imported {safe(info['name'])} v{info['version']}: {info['samples']} {info['kind']} records, "
             f"{len(info['classes'])} classes, {info['sensitivity']} sensitivity, {info['digest'][:19]}"
         )
     return 0
@@ -152,20 +153,21 @@ def cmd_show(args: argparse.Namespace) -> int:
         options.emit_json(info)
         return 0
     print(
-        f"{info['name']} v{info['version']} ({info['kind']}, {info['format']}, {info['sensitivity']} sensitivity)"
+        f"{safe(info['name'])} v{info['version']} ({info['kind']}, {info['format']}, "
+        f"{info['sensitivity']} sensitivity)"
     )
     print(f"  samples  {info['samples']}   shape {info['shape']}   digest {info['digest']}")
     print(f"  created  {info['created']}   versions {info['versions']}")
     total = max(1, info["samples"])
     for cls, count in info["counts"].items():
         bar = "#" * int(30 * count / total)
-        print(f"  {cls[:20]:<20} {count:>7}  {bar}")
+        print(f"  {safe(cls)[:20]:<20} {count:>7}  {bar}")
     for rec in info.get("sample", []):
         if "text" in rec:
-            print(f"  [{rec['index']}] {rec['label']}: {rec['text'][:100]}")
+            print(f"  [{rec['index']}] {safe(rec['label'])}: {safe(rec['text'])[:100]}")
         else:
             print(
-                f"  [{rec['index']}] {rec['label']}: image {len(rec['pixels'])}x{len(rec['pixels'][0])}x"
+                f"  [{rec['index']}] {safe(rec['label'])}: image {len(rec['pixels'])}x{len(rec['pixels'][0])}x"
                 f"{len(rec['pixels'][0][0])}"
             )
     return 0
@@ -176,7 +178,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
         if not sys.stdin.isatty():
             raise UsageError(f"deleting {args.name!r} needs confirmation", "pass --yes in scripts")
         typed = input(
-            f"This destroys {args.name!r} and its keys; it cannot be undone.\nType the dataset's name to confirm: "
+            f"This destroys {safe(args.name)!r} and its keys; it cannot be undone.\nType the dataset's name to confirm: "
         )
         if typed.strip() != args.name:
             print("names differ; nothing was deleted", file=sys.stderr)
@@ -187,7 +189,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
         options.emit_json(result)
     else:
         print(
-            f"deleted {result['name']}: {result['versions']} version(s), keys destroyed, "
+            f"deleted {safe(result['name'])}: {result['versions']} version(s), keys destroyed, "
             f"{result['objects_removed']} objects removed"
         )
     return 0

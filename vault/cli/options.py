@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import os
 import sys
 import time
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from vault.errors import UsageError
 from vault.storage.layout import default_vault_path
+from vault.terminal import json_safe_dumps, safe
 
 if TYPE_CHECKING:
     from vault.door import Vault
@@ -112,7 +112,8 @@ def open_vault(args: argparse.Namespace) -> Vault:
 
 
 def emit_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False, default=str, ensure_ascii=False) + "\n")
+    """JSON keeps the exact data; control characters and bidi overrides are written as \\u escapes."""
+    sys.stdout.write(json_safe_dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
 class Progress:
@@ -150,6 +151,8 @@ def progress(args: argparse.Namespace) -> Progress:
 
 
 def table(rows: list[list[str]], headers: list[str]) -> str:
+    """Aligned columns; every cell escaped for the terminal first (vault.terminal.safe)."""
+    rows = [[safe(cell) for cell in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
