@@ -10,7 +10,13 @@ from typing import Any
 from vault.cli import options
 from vault.errors import UsageError
 from vault.terminal import safe
-from vault.vocabulary import DEFAULT_SENSITIVITY, SENSITIVITIES
+from vault.vocabulary import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_RECORDS,
+    DEFAULT_SENSITIVITY,
+    MAX_IMAGE_SIDE,
+    SENSITIVITIES,
+)
 
 
 def register(sub: Any) -> None:
@@ -37,7 +43,10 @@ def register(sub: Any) -> None:
         "--labels", type=Path, metavar="LABELS.idx", help="IDX labels file (with an IDX images file)"
     )
     p.add_argument(
-        "--image-size", type=int, metavar="N", help="resize images to N x N (default: most common size)"
+        "--image-size",
+        type=options.whole(1, MAX_IMAGE_SIDE),
+        metavar="N",
+        help="resize images to N x N (default: most common size)",
     )
     p.add_argument(
         "--text-column",
@@ -55,13 +64,41 @@ def register(sub: Any) -> None:
         help="TSV quoting: csv (RFC 4180 quotes), none (quotes are ordinary characters), "
         "auto (csv when the whole file parses that way; the default)",
     )
-    p.add_argument("--workers", type=int, metavar="N", help="image decoding processes (default: automatic)")
+    p.add_argument(
+        "--workers",
+        type=options.whole(1, 64),
+        metavar="N",
+        help="image decoding processes (default: automatic)",
+    )
+    p.add_argument(
+        "--max-records",
+        type=options.whole(1),
+        default=DEFAULT_MAX_RECORDS,
+        metavar="N",
+        help=f"refuse a source of more than N records (default {DEFAULT_MAX_RECORDS:,})",
+    )
+    p.add_argument(
+        "--max-bytes",
+        type=options.size,
+        default=DEFAULT_MAX_BYTES,
+        metavar="SIZE",
+        help="refuse a source whose bytes on disk or decoded records exceed SIZE, e.g. 500MB, 40GiB "
+        f"(default {options.human_size(DEFAULT_MAX_BYTES)})",
+    )
 
     command("datasets", "list datasets", cmd_datasets)
     p = command("show", "show a dataset's metadata (records only with --sample, an audited read)", cmd_show)
     p.add_argument("name")
-    p.add_argument("--version", type=int, dest="version", metavar="V", help="a version other than the latest")
-    p.add_argument("--sample", type=int, metavar="N", default=0, help="also show N records (audited)")
+    p.add_argument(
+        "--version",
+        type=options.whole(1),
+        dest="version",
+        metavar="V",
+        help="a version other than the latest",
+    )
+    p.add_argument(
+        "--sample", type=options.whole(1), metavar="N", default=0, help="also show N records (audited)"
+    )
     p = command("delete", "delete a dataset and destroy its keys", cmd_delete)
     p.add_argument("name")
     p.add_argument("--yes", action="store_true", help="do not ask to type the name (for scripts)")
@@ -85,6 +122,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         header=not args.no_header,
         quoting=quoting,
         workers=args.workers,
+        max_records=args.max_records,
+        max_bytes=args.max_bytes,
     )
     with options.open_vault(args) as v:
         info = v.import_dataset(

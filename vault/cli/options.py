@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from vault.errors import UsageError
@@ -21,6 +24,69 @@ from vault.terminal import json_safe_dumps, safe
 
 if TYPE_CHECKING:
     from vault.door import Vault
+
+
+def whole(low: int = 1, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` (to `high`), else a usage error naming the range."""
+    wanted = (
+        f"a whole number between {low} and {high}" if high is not None else f"a whole number, at least {low}"
+    )
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{safe(text)!r} is not {wanted}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{value} is out of range: give {wanted}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+def number(*, above: float = 0.0, below: float | None = None) -> Callable[[str], float]:
+    """An argparse type: a finite number above `above` (and below `below`); NaN and infinity refused."""
+    wanted = (
+        f"a number between {above:g} and {below:g} (both excluded)"
+        if below is not None
+        else (f"a number above {above:g}")
+    )
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{safe(text)!r} is not {wanted}") from None
+        if not math.isfinite(value) or value <= above or (below is not None and value >= below):
+            raise argparse.ArgumentTypeError(f"{safe(text)} is out of range: give {wanted}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+_SIZE = re.compile(r"\s*(\d+)\s*(|b|k|kb|kib|m|mb|mib|g|gb|gib|t|tb|tib)\s*", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_UNITS.update({"k": 2**10, "kib": 2**10, "m": 2**20, "mib": 2**20, "g": 2**30, "gib": 2**30})
+_UNITS.update({"t": 2**40, "tib": 2**40})
+
+
+def size(text: str) -> int:
+    """An argparse type: a size in bytes, e.g. 1500, 500MB, 20GiB (K, M, G, T alone are binary)."""
+    match = _SIZE.fullmatch(text)
+    if match is None or int(match.group(1)) < 1:
+        raise argparse.ArgumentTypeError(
+            f"{safe(text)!r} is not a size: give a size of at least 1 byte, e.g. 500MB or 20GiB"
+        )
+    return int(match.group(1)) * _UNITS[match.group(2).lower()]
+
+
+def human_size(value: int) -> str:
+    for unit, factor in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if value >= factor and value % factor == 0:
+            return f"{value // factor} {unit}"
+    return f"{value} bytes"
 
 
 def _parent() -> argparse.ArgumentParser:
