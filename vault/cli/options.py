@@ -14,8 +14,8 @@ import os
 import re
 import sys
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vault.errors import UsageError

@@ -27,11 +27,11 @@ from vault.ingest.parallel import run_split, shared_zeros
 from vault.ingest.pixels import IMAGE_SUFFIXES, Header, open_image, read_header, render
 from vault.ingest.types import (
     DecodedDataset,
-    check_bytes,
-    check_records,
     ImportOptions,
     Preview,
     Progress,
+    check_bytes,
+    check_records,
     most_common,
     require_two_classes,
 )
