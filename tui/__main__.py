@@ -9,7 +9,6 @@ Textual loads next and torch only when a screen needs it, so the unlock screen a
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
