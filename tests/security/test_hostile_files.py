@@ -143,7 +143,7 @@ def test_an_idx_gzip_bomb_within_the_ratio_is_refused_by_the_byte_cap(tmp_path: 
 def test_idx_with_one_byte_too_many_after_gzip_is_refused(tmp_path: Path) -> None:
     images = idx(tmp_path / "img.gz", 8, (4, 2, 2), bytes(17), gz=True)
     labels = idx(tmp_path / "lab.gz", 8, (4,), bytes([0, 1, 0, 1]), gz=True)
-    refused(images, "byte(s) after", options=ImportOptions(labels=labels))
+    refused(images, "more data after the", options=ImportOptions(labels=labels))
 
 
 # ----------------------------------------------------------------------------- CSV fields
@@ -171,7 +171,7 @@ def test_a_csv_field_over_the_limit_names_the_limit(tmp_path: Path, monkeypatch)
     assert "line 2" in error.title
 
 
-def test_quoted_fields_parse_the_same_by_either_reader(tmp_path: Path) -> None:
+def test_quoted_fields_parse_the_same_by_either_reader(tmp_path: Path, monkeypatch) -> None:
     """The reader for huge fields gives what the csv module gives, on every quoting it allows."""
     rows = [
         ['he said ""hi""', "a"],
@@ -191,14 +191,32 @@ def test_quoted_fields_parse_the_same_by_either_reader(tmp_path: Path) -> None:
     from vault.ingest import text
 
     small = decode(source, ImportOptions())
-    old = text.CSV_MODULE_FIELD_LIMIT
-    try:
-        text.CSV_MODULE_FIELD_LIMIT = 1  # every field goes to the reader for huge fields
-        big = decode(source, ImportOptions())
-    finally:
-        text.CSV_MODULE_FIELD_LIMIT = old
+    monkeypatch.setattr(text, "CSV_MODULE_FIELD_LIMIT", 1)  # every file goes to the long-field reader
+    big = decode(source, ImportOptions())
     assert big.texts == small.texts and list(big.labels) == list(small.labels)
     assert big.notes == small.notes
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        'text,label\n"he said "hi"",a\nok,b\n',
+        'text,label\nok,a\n"never closed,b\n',
+        'text,label\nok,a\n"ends in a doubled quote"",b',
+        'text,label\nok,a\n\n\n"x"y,b\n',
+    ],
+)
+def test_malformed_quoting_gives_the_same_error_by_either_reader(tmp_path: Path, monkeypatch, body) -> None:
+    from vault.ingest import text
+
+    source = tmp_path / "bad.csv"
+    source.write_text(body)
+    with pytest.raises(InputError) as small:
+        decode(source, ImportOptions())
+    monkeypatch.setattr(text, "CSV_MODULE_FIELD_LIMIT", 1)
+    with pytest.raises(InputError) as big:
+        decode(source, ImportOptions())
+    assert big.value.title == small.value.title and big.value.detail == small.value.detail
 
 
 def test_os_level_loop_error_is_not_a_traceback_for_the_source_itself(tmp_path: Path) -> None:
