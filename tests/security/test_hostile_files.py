@@ -224,3 +224,17 @@ def test_os_level_loop_error_is_not_a_traceback_for_the_source_itself(tmp_path: 
     os.symlink("loop", loop)
     with pytest.raises(InputError):
         decode(loop, ImportOptions())
+
+
+def test_an_image_over_the_pixel_limit_is_refused_from_its_header(folder: Path) -> None:
+    """PIL only warns between its limit and twice it; the import refuses at the limit itself."""
+    wide = Image.new("1", (12_000, 8_000))  # 96 million pixels in a few kilobytes of PNG
+    wide.save(folder / "cats" / "wide.png")
+    tracemalloc.start()
+    try:
+        error = refused(folder, "photos/cats/wide.png", "pixels")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert f"{Image.MAX_IMAGE_PIXELS:,}" in error.title + error.hint
+    assert peak < 32 * 2**20
