@@ -18,7 +18,7 @@ from tui.widgets.tables import KeyTable  # noqa: E402
 TITLE = "\x1b]0;owned\x07"
 CLIPBOARD = "\x1b]52;c;cm0gLXJmIH4=\x07"
 CLASS_A = f"[bold]{TITLE}spam[/bold]"
-CLASS_B = f"[link=https://evil.example]ham[/link]\u202e"
+CLASS_B = "[link=https://evil.example]ham[/link]\u202e"
 NAME = "[b]mail"
 RAW = ("\x1b", "\x07", "\x9b", "\u202e")
 
