@@ -238,3 +238,69 @@ def test_an_image_over_the_pixel_limit_is_refused_from_its_header(folder: Path) 
         tracemalloc.stop()
     assert f"{Image.MAX_IMAGE_PIXELS:,}" in error.title + error.hint
     assert peak < 32 * 2**20
+
+
+# ----------------------------------------------------------------------------- nesting, FIFOs, policy files
+def test_deeply_nested_jsonl_is_a_clear_error_not_a_recursion_traceback(tmp_path: Path) -> None:
+    source = tmp_path / "deep.jsonl"
+    source.write_text('{"text": "a", "label": "x"}\n' + "[" * 200_000 + "]" * 200_000 + "\n")
+    error = refused(source, "line 2", "nest")
+    assert "RecursionError" not in error.title
+
+
+def test_deeply_nested_policy_is_a_clear_error(tmp_path: Path) -> None:
+    from vault.policy import Policy
+
+    policy = tmp_path / "deep.toml"
+    policy.write_text("[policy]\nname = 'x'\nbad = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(InputError) as caught:
+        Policy.from_file(policy)
+    assert "nest" in caught.value.title
+
+
+def test_a_huge_policy_file_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
+    from vault.policy import Policy
+
+    policy = tmp_path / "huge.toml"
+    policy.write_text("[policy]\nname = 'x'\n" + "# filler\n" * 300_000)
+    with pytest.raises(InputError) as caught:
+        Policy.from_file(policy)
+    assert "MiB" in caught.value.title
+
+
+def test_a_fifo_in_an_image_folder_is_refused_instead_of_blocking(folder: Path) -> None:
+    from tests.support import run_python
+
+    os.mkfifo(folder / "cats" / "pipe.png")
+    proc = run_python(
+        """
+        import sys
+        from pathlib import Path
+        from vault.errors import InputError
+        from vault.ingest import ImportOptions, decode
+        try:
+            decode(Path(sys.argv[1]), ImportOptions())
+        except InputError as exc:
+            print(exc.title)
+        """,
+        str(folder),
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "photos/cats/pipe.png" in proc.stdout and "not a regular file" in proc.stdout
+
+
+def test_a_folder_of_many_tiny_files_is_refused_while_it_is_listed(folder: Path) -> None:
+    """The record cap stops the listing itself: a class folder of 20,000 files under a cap of 100
+    is refused without building the whole list (and without opening a file)."""
+    crowd = folder / "cats"
+    for i in range(20_000):
+        (crowd / f"{i:05}.png").touch()
+    tracemalloc.start()
+    try:
+        error = refused(folder, "--max-records", options=ImportOptions(max_records=100))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "4,096" in error.title or "4096" in error.title
+    assert peak < 8 * 2**20

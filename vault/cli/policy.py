@@ -15,11 +15,12 @@ from typing import Any
 from vault.cli import options
 from vault.errors import InputError, NotFound
 from vault.policy import ACTIONS, Decision, Policy
+from vault.policy.engine import read_policy_text
 
 
 def read_policy_file(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return read_policy_text(path)
     except FileNotFoundError:
         raise NotFound(
             f"policy file {path} does not exist", "check the path (e.g. policies/strict.toml)"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from vault.ingest.types import (
 
 SPLIT_NAMES = frozenset({"train", "training", "test", "testing", "val", "valid", "validation", "dev", "eval"})
 PARALLEL_MIN_IMAGES = 2000
+_CAP_EVERY = 4096  # entries listed between checks of the record cap
 LAYOUT_HINT = "an image folder holds one sub-folder per class, and each of those holds that class's images"
 
 
@@ -97,7 +99,12 @@ def list_folder(root: Path, options: ImportOptions) -> Listing:
     counts = []
     disk_bytes = 0
     for d in dirs:
-        inside, hidden_inside = _entries(Path(d.path), inside_root, f"{root.name}/{d.name}")
+        inside, hidden_inside = _entries(
+            Path(d.path),
+            inside_root,
+            f"{root.name}/{d.name}",
+            cap=_record_cap(root, options, len(files)),
+        )
         hidden += hidden_inside
         sub = [e.name for e in inside if e.is_dir()]
         if sub:
@@ -110,6 +117,13 @@ def list_folder(root: Path, options: ImportOptions) -> Listing:
             raise InputError(
                 f"class folder {root.name}/{d.name} has no images",
                 "add images to it or remove the empty folder",
+            )
+        special = next((e.name for e in inside if not e.is_file()), None)
+        if special is not None:  # a FIFO would block the import, a device would never end
+            raise InputError(
+                f"{root.name}/{d.name}/{special} is not a regular file (a pipe, socket or device)",
+                "remove it from the image folder",
+                detail={"file": f"{root.name}/{d.name}/{special}", "problem": "not a regular file"},
             )
         prefix = f"{root.name}/{d.name}/"
         files.extend(e.path for e in inside)
@@ -276,12 +290,26 @@ def _real_folder(root: Path) -> str:
         raise _link_error(root.name, exc) from None
 
 
-def _entries(folder: Path, inside: str, shown: str) -> tuple[list[os.DirEntry], int]:
+def _record_cap(root: Path, options: ImportOptions, before: int) -> Callable[[int], None]:
+    def cap(listed: int) -> None:
+        check_records(before + listed, root, options, at_least=True)
+
+    return cap
+
+
+def _entries(
+    folder: Path, inside: str, shown: str, cap: Callable[[int], None] | None = None
+) -> tuple[list[os.DirEntry], int]:
     """Visible entries sorted by name, and how many hidden ones were skipped. A symbolic link must
-    resolve to a path under `inside` (the real image folder); shown names the folder in errors."""
+    resolve to a path under `inside` (the real image folder); shown names the folder in errors.
+    cap(count) may refuse the folder while it is listed (millions of tiny files)."""
     try:
+        everything = []
         with os.scandir(folder) as it:
-            everything = list(it)
+            for entry in it:
+                everything.append(entry)
+                if cap is not None and len(everything) % _CAP_EVERY == 0:
+                    cap(len(everything))
     except NotADirectoryError:
         raise InputError(f"{folder.name} is not a folder", LAYOUT_HINT) from None
     except OSError as exc:

@@ -275,6 +275,12 @@ def parse_jsonl(content: str, source: Path, progress: Progress) -> Table:
         if stripped:
             try:
                 value = json.loads(stripped)
+            except RecursionError:
+                raise InputError(
+                    f"{source.name} line {number} nests JSON arrays or objects too deeply to read",
+                    'write one flat JSON object per line, e.g. {"text": "...", "label": "..."}',
+                    detail={"file": source.name, "line": number},
+                ) from None
             except json.JSONDecodeError as exc:
                 raise InputError(
                     f"{source.name} line {number} is not valid JSON: {exc.msg} (column {exc.colno})",

@@ -202,11 +202,13 @@ def size_text(count: int) -> str:
     return f"{count} bytes"
 
 
-def check_records(count: int, source: Path, options: ImportOptions) -> None:
-    """Refuse, before decoding, a source of more records than one import may take."""
+def check_records(count: int, source: Path, options: ImportOptions, *, at_least: bool = False) -> None:
+    """Refuse, before decoding, a source of more records than one import may take (at_least: the
+    count so far of a listing stopped early)."""
     if count > options.max_records:
         raise InputError(
-            f"{source.name} holds {count:,} records, more than the import limit of {options.max_records:,}",
+            f"{source.name} holds {'at least ' if at_least else ''}{count:,} records, more than the import "
+            f"limit of {options.max_records:,}",
             f"raise the limit with --max-records {count} if this is expected, or import the source in parts",
             detail={"file": source.name, "limit": "max_records", "found": count},
         )
