@@ -304,3 +304,20 @@ def test_a_folder_of_many_tiny_files_is_refused_while_it_is_listed(folder: Path)
         tracemalloc.stop()
     assert "4,096" in error.title or "4096" in error.title
     assert peak < 8 * 2**20
+
+
+def test_a_passphrase_file_that_never_ends_is_refused(cli) -> None:
+    result = cli(
+        "datasets", "--passphrase-file", "/dev/zero", env={"STRONGROOM_PASSPHRASE": None}, timeout=60
+    )
+    assert result.code == 2 and "Traceback" not in result.err
+    assert "/dev/zero" in result.err and "first line" in result.err
+
+
+def test_labels_too_long_or_too_many_are_refused(tmp_path: Path) -> None:
+    long_label = tmp_path / "long.csv"
+    long_label.write_text("text,label\na," + "x" * 5000 + "\nb,y\n")
+    refused(long_label, "row 1", "label", "1,000 characters")
+    many = tmp_path / "many.csv"
+    many.write_text("text,label\n" + "".join(f"t,{i}\n" for i in range(100_001)))
+    refused(many, "100,000")

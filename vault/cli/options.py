@@ -123,13 +123,22 @@ def user(args: argparse.Namespace) -> str:
     return getattr(args, "user", None) or os.environ.get("STRONGROOM_USER") or "admin"
 
 
+PASSPHRASE_FILE_READ = 1 << 16  # the first line must end within this many bytes
+
+
 def _read_passphrase_file(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as handle:  # bounded: /dev/zero or a huge file must not fill memory
+            data = handle.read(PASSPHRASE_FILE_READ)
     except OSError as exc:
         raise UsageError(
             f"cannot read passphrase file {path}: {exc.strerror}", "check the path and its permissions"
         ) from None
+    if b"\n" not in data and len(data) == PASSPHRASE_FILE_READ:
+        raise UsageError(
+            f"passphrase file {safe(path)} has no line end in its first {PASSPHRASE_FILE_READ // 1024} KiB",
+            "put the passphrase on its first line",
+        )
     line = data.split(b"\n", 1)[0].rstrip(b"\r")
     if not line:
         raise UsageError(f"passphrase file {path} is empty", "put the passphrase on its first line")

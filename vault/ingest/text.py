@@ -16,6 +16,7 @@ from __future__ import annotations
 import codecs
 import csv
 import json
+import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from pathlib import Path
 from vault.errors import InputError
 from vault.ingest.columns import Columns, Key, name_like, resolve
 from vault.ingest.types import (
+    MAX_LABEL_CHARS,
     DecodedDataset,
     ImportOptions,
     Progress,
@@ -60,7 +62,7 @@ def decode_text(source: Path, fmt: str, options: ImportOptions, progress: Progre
         raise InputError(
             f"cannot read {source}: {exc.strerror}", "check the path and its permissions"
         ) from None
-    content = read_utf8(source)
+    content = read_utf8(source, options)
     if fmt == "jsonl":
         table = parse_jsonl(content, source, progress)
     else:
@@ -89,10 +91,18 @@ def decode_text(source: Path, fmt: str, options: ImportOptions, progress: Progre
     )
 
 
-def read_utf8(path: Path) -> str:
-    """The whole file as text; InputError naming line and byte offset of the first invalid byte."""
+def read_utf8(path: Path, options: ImportOptions) -> str:
+    """The whole file as text; InputError naming line and byte offset of the first invalid byte.
+    Reads no more than the file's size and options.max_bytes allow (+1 to know it grew meanwhile)."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            check_bytes(size, "the file's bytes", path, options)
+            data = handle.read(size + 1)
+        if len(data) > size:
+            raise InputError(
+                f"{path.name} grew while it was being read", "import it once nothing is writing to it"
+            )
     except OSError as exc:
         raise InputError(
             f"cannot read {path}: {exc.strerror}", "check the path and its permissions"
@@ -329,6 +339,12 @@ def extract(
                 detail={"file": source.name, "row": row, "line": line},
             )
         label = (_json_label(label, where) if fmt == "jsonl" else str(label)).strip()
+        if len(label) > MAX_LABEL_CHARS:
+            raise InputError(
+                f"{where} has a label longer than {MAX_LABEL_CHARS:,} characters",
+                "check that the right column holds the label (--label-column); labels are short names",
+                detail={"file": source.name, "row": row, "line": line},
+            )
         if not label:
             raise InputError(
                 f"{where} has an empty label",

@@ -225,8 +225,19 @@ def check_bytes(count: int, what: str, source: Path, options: ImportOptions) -> 
         )
 
 
+MAX_CLASSES = 100_000  # every class name lives in the catalog, which every command reads
+MAX_LABEL_CHARS = 1_000
+
+
 def require_two_classes(classes: list[str], source: Path, unit: str) -> None:
-    """A classifier needs two classes; unit names what a class is here ("class folder", "label")."""
+    """A classifier needs two classes, and at most MAX_CLASSES; unit names what a class is here
+    ("class folder", "label value")."""
+    if len(classes) > MAX_CLASSES:
+        raise InputError(
+            f"{source.name} has {len(classes):,} distinct {unit}s, more than {MAX_CLASSES:,}",
+            f"check that the right column holds the label (--label-column); a classifier has at most "
+            f"{MAX_CLASSES:,} classes",
+        )
     if len(classes) < 2:
         found = f"only one {unit} ({classes[0]})" if classes else f"no {unit}"
         raise InputError(
