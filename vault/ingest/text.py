@@ -56,12 +56,6 @@ class Table:
 
 
 def decode_text(source: Path, fmt: str, options: ImportOptions, progress: Progress) -> DecodedDataset:
-    try:
-        check_bytes(source.stat().st_size, "the file's bytes", source, options)
-    except OSError as exc:
-        raise InputError(
-            f"cannot read {source}: {exc.strerror}", "check the path and its permissions"
-        ) from None
     content = read_utf8(source, options)
     if fmt == "jsonl":
         table = parse_jsonl(content, source, progress)
