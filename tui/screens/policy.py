@@ -14,7 +14,7 @@ from textual.widgets import Input, Label, Select, Static, Switch
 from tui.keys import bindings
 from tui.screens.area import AreaScreen
 from tui.screens.train import decision_text
-from tui.text import safe_name, safe_name_lines, shown
+from tui.text import safe_name, safe_name_lines
 from tui.widgets.tables import KeyTable
 
 ACTIONS = ("train", "evaluate", "dataset.sample", "dataset.import", "dataset.delete", "model.export")
@@ -93,7 +93,7 @@ class PolicyScreen(AreaScreen):
         select = self.query_one("#whatif-dataset", Select)
         current = select.value
         names = [str(d["name"]) for d in datasets]
-        select.set_options([(shown(n), n) for n in names])
+        select.set_options([(n, n) for n in names])
         if current in names:
             select.value = current
         elif names:

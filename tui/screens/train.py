@@ -17,7 +17,7 @@ from textual.widgets import Input, Label, ProgressBar, Select, Static, Switch
 
 from tui.keys import bindings
 from tui.screens.area import AreaScreen
-from tui.text import literal, safe_name, shown
+from tui.text import literal, safe_name
 from tui.training import RunEnded, RunEvent, RunProgress, TrainingRun
 from tui.widgets.curves import Curves
 from tui.widgets.ledger_bar import ledger_bar, target_bar
@@ -128,7 +128,7 @@ class TrainScreen(AreaScreen):
         self.budget = {str(row.get("dataset")): row for row in budget or []}
         select = self.query_one("#train-dataset", Select)
         current = select.value
-        select.set_options([(shown(name), name) for name in self.datasets])
+        select.set_options([(name, name) for name in self.datasets])
         if current in self.datasets:
             select.value = current
         elif self.datasets:
