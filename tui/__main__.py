@@ -58,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         app.run()
         return int(app.return_code or 0)
     except StrongroomError as exc:
-        sys.stderr.write(f"strongroom: {exc.title}" + (f" (hint: {exc.hint})" if exc.hint else "") + "\n")
+        from vault.cli import report_error
+
+        report_error(exc)
         return exc.exit_code
 
 

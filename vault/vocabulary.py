@@ -52,6 +52,11 @@ ADMIN_ESSENTIAL: tuple[str, ...] = ("unlock", "keys.manage", "policy.set")
 
 DEFAULT_APPROVER_ROLES: tuple[str, ...] = ("operator", "admin")
 
+# What one import may take (--image-size, --max-records, --max-bytes raise or set them per import).
+MAX_IMAGE_SIDE = 4096
+DEFAULT_MAX_RECORDS = 10_000_000
+DEFAULT_MAX_BYTES = 20 * 2**30
+
 # Isolation a process reached, ordered from weakest to strongest; a policy requires one of the
 # last two. `isolation_rank` is the only comparison of levels anywhere in the product.
 ISOLATION_LEVELS: tuple[str, ...] = ("none", "guard", "namespace+seccomp")

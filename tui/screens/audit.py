@@ -15,6 +15,7 @@ from textual.widgets import Input, Static
 
 from tui.keys import bindings
 from tui.screens.area import AreaScreen
+from tui.text import literal, safe_name
 from tui.widgets.log_view import AuditLogView
 
 FILTER_HELP = "filter: actor:NAME action:WORD since:2025-01-31 until:2025-02 outcome:denied words…"
@@ -22,7 +23,7 @@ FILTER_HELP = "filter: actor:NAME action:WORD since:2025-01-31 until:2025-02 out
 
 def finding_text(finding: dict[str, Any]) -> str:
     where = f"seq {finding['seq']}" if finding.get("seq") is not None else "log"
-    return (
+    return safe_name(
         f"{where}: {finding.get('kind')}: expected {finding.get('expected')}; "
         f"found {finding.get('found')} ({finding.get('message')})"
     )
@@ -69,7 +70,9 @@ def entry_detail(entry: dict[str, Any] | None) -> str:
     detail = entry.get("detail")
     fields = detail if isinstance(detail, dict) else {}
     extra = ", ".join(f"{k}={v}" for k, v in fields.items())
-    return f"#{entry.get('seq')} {entry.get('actor')} ({entry.get('role')}) {entry.get('action')}: {extra}"
+    return safe_name(
+        f"#{entry.get('seq')} {entry.get('actor')} ({entry.get('role')}) {entry.get('action')}: {extra}"
+    )
 
 
 class AuditScreen(AreaScreen):
@@ -150,7 +153,7 @@ class AuditScreen(AreaScreen):
 
     def verify_failed(self, error: BaseException) -> bool:
         self.query_one("#audit-verdict", Static).update(
-            Text(f"✗ verification failed: {getattr(error, 'title', error)}", style="bold")
+            Text(f"✗ verification failed: {safe_name(getattr(error, 'title', error))}", style="bold")
         )
         return False
 
@@ -172,7 +175,7 @@ class AuditScreen(AreaScreen):
                     self.reader.save_checkpoint,
                     Path(target).expanduser(),
                     done=lambda path: self.notify(
-                        f"✓ checkpoint written to {path}", title="Checkpoint saved"
+                        f"✓ checkpoint written to {literal(path)}", title="Checkpoint saved"
                     ),
                 )
 

@@ -13,6 +13,7 @@ from textual.widgets import Static
 
 from tui.keys import bindings
 from tui.screens.area import AreaScreen
+from tui.text import literal, safe_name, shown
 from tui.widgets.halfblock import image_row
 from tui.widgets.ledger_bar import remaining
 from tui.widgets.tables import KeyTable
@@ -42,7 +43,7 @@ def budget_cell(row: dict[str, Any] | None) -> str:
 
 
 def class_balance(info: dict[str, Any]) -> Text:
-    counts: dict[str, int] = {str(k): int(v) for k, v in (info.get("counts") or {}).items()}
+    counts: dict[str, int] = {safe_name(k): int(v) for k, v in (info.get("counts") or {}).items()}
     total = sum(counts.values()) or 1
     widest = max((len(name) for name in counts), default=4)
     text = Text()
@@ -59,14 +60,14 @@ def describe(info: dict[str, Any]) -> Text:
     shape = info.get("shape")
     shape_text = " × ".join(str(s) for s in shape) if shape else "text"
     text = Text()
-    text.append(f"{info.get('name')}", style="bold")
+    text.append_text(shown(info.get("name"), "bold"))
     text.append(
         f"  v{info.get('version')} of {info.get('versions', 1)}  ·  {info.get('kind')}  ·  {shape_text}"
         f"  ·  {info.get('format', '')}\n"
     )
     text.append(
         f"digest {str(info.get('digest', ''))[:23]}…  ·  created {str(info.get('created', ''))[:19]}"
-        f"  ·  source {info.get('source_name', '')}\n"
+        f"  ·  source {safe_name(info.get('source_name', ''))}\n"
     )
     return text
 
@@ -85,12 +86,12 @@ def render_samples(sample: dict[str, Any], width: int) -> Text:
     records = list(sample.get("records") or [])
     if sample.get("kind") == "image":
         per_image = max(8, min(28, (width - 4) // max(1, min(len(records), SAMPLES_SHOWN)) - 2))
-        images = [(f"#{r['index']} {r['label']}", r["pixels"]) for r in records[:SAMPLES_SHOWN]]
+        images = [(f"#{r['index']} {safe_name(r['label'])}", r["pixels"]) for r in records[:SAMPLES_SHOWN]]
         return image_row(images, max_width=per_image)
     text = Text()
     for record in records:
-        snippet = " ".join(str(record.get("text", "")).split())
-        text.append(f"#{record['index']} [{record['label']}] ", style="bold")
+        snippet = safe_name(" ".join(str(record.get("text", "")).split()))
+        text.append(f"#{record['index']} [{safe_name(record['label'])}] ", style="bold")
         text.append(snippet[: max(20, width - 20)] + ("…" if len(snippet) > width - 20 else "") + "\n")
     text.rstrip()
     return text
@@ -220,7 +221,7 @@ class DatasetsScreen(AreaScreen):
 
         self.app.push_screen(
             TypedConfirmDialog(
-                f"Delete dataset {name}?",
+                f"Delete dataset {safe_name(name)}?",
                 "Every version's data key is destroyed: the records cannot be recovered. Models trained on "
                 "it stay, and so does its privacy ledger.",
                 name,
@@ -229,7 +230,7 @@ class DatasetsScreen(AreaScreen):
         )
 
     def deleted(self, name: str) -> None:
-        self.notify(f"✓ deleted {name}: its keys are destroyed", title="Dataset deleted")
+        self.notify(f"✓ deleted {literal(name)}: its keys are destroyed", title="Dataset deleted")
         self.refresh_area()
 
     def palette_commands(self) -> Iterable[SystemCommand]:

@@ -1,5 +1,6 @@
 """Modal dialogs: errors (title + hint), confirmations (focus on Cancel), typed-name confirmation,
-and the approver's credentials for a two-person export."""
+and the approver's credentials for a two-person export. What they show is never read as markup,
+and control characters in it are shown escaped (tui.text)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 from tui.keys import bindings
+from tui.text import safe_name
 
 
 class ErrorDialog(ModalScreen[None]):
@@ -23,9 +25,9 @@ class ErrorDialog(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog error-dialog"):
-            yield Static(f"✗ Error: {self.error_title}", classes="dialog-title", markup=False)
+            yield Static(f"✗ Error: {safe_name(self.error_title)}", classes="dialog-title", markup=False)
             if self.error_hint:
-                yield Static(f"Hint: {self.error_hint}", classes="dialog-body", markup=False)
+                yield Static(f"Hint: {safe_name(self.error_hint)}", classes="dialog-body", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("OK", id="ok", variant="primary")
 
@@ -53,8 +55,8 @@ class ConfirmDialog(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(f"⚠ {self.dialog_title}", classes="dialog-title", markup=False)
-            yield Static(self.body, classes="dialog-body", markup=False)
+            yield Static(f"⚠ {safe_name(self.dialog_title)}", classes="dialog-title", markup=False)
+            yield Static(safe_name(self.body), classes="dialog-body", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button(self.confirm_label, id="confirm", variant="error")
                 yield Button("Cancel", id="cancel", variant="primary")
@@ -84,10 +86,10 @@ class TypedConfirmDialog(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(f"⚠ {self.dialog_title}", classes="dialog-title", markup=False)
-            yield Static(self.body, classes="dialog-body", markup=False)
-            yield Label(f"Type {self.expected!r} to confirm:", markup=False)
-            yield Input(placeholder=self.expected, id="typed")
+            yield Static(f"⚠ {safe_name(self.dialog_title)}", classes="dialog-title", markup=False)
+            yield Static(safe_name(self.body), classes="dialog-body", markup=False)
+            yield Label(f"Type {safe_name(self.expected)!r} to confirm:", markup=False)
+            yield Input(placeholder=safe_name(self.expected), id="typed")
             with Horizontal(classes="dialog-buttons"):
                 yield Button(self.confirm_label, id="confirm", variant="error", disabled=True)
                 yield Button("Cancel", id="cancel", variant="primary")
@@ -124,7 +126,11 @@ class ApproverDialog(ModalScreen[tuple[str, bytes] | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Static("⚠ Export needs a second person's approval", classes="dialog-title")
-            yield Static(f"Model {self.model_id}: {self.reason}", classes="dialog-body", markup=False)
+            yield Static(
+                f"Model {safe_name(self.model_id)}: {safe_name(self.reason)}",
+                classes="dialog-body",
+                markup=False,
+            )
             yield Input(placeholder="approver's user name", id="approver")
             yield Input(placeholder="approver's passphrase", password=True, id="approver-passphrase")
             with Horizontal(classes="dialog-buttons"):
@@ -173,8 +179,8 @@ class InputDialog(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(self.dialog_title, classes="dialog-title", markup=False)
-            yield Static(self.body, classes="dialog-body", markup=False)
+            yield Static(safe_name(self.dialog_title), classes="dialog-title", markup=False)
+            yield Static(safe_name(self.body), classes="dialog-body", markup=False)
             yield Input(self.value, id="value")
             with Horizontal(classes="dialog-buttons"):
                 yield Button(self.confirm_label, id="confirm", variant="primary")

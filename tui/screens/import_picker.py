@@ -17,6 +17,7 @@ from textual.widgets import DirectoryTree, Footer, Input, Label, ProgressBar, Se
 from textual.worker import Worker, WorkerState
 
 from tui.keys import bindings
+from tui.text import literal, safe_name, shown
 from tui.widgets.area_bar import AreaBar
 from vault.vocabulary import DEFAULT_SENSITIVITY, SENSITIVITIES
 
@@ -37,12 +38,21 @@ def describe_preview(preview: dict[str, Any]) -> Text:
     if shape:
         text.append(" · " + " × ".join(str(s) for s in shape))
     text.append("\n")
-    text.append("classes: " + ", ".join(f"{name} ({counts.get(name, '?')})" for name in classes[:12]))
+    text.append(
+        "classes: " + ", ".join(f"{safe_name(name)} ({counts.get(name, '?')})" for name in classes[:12])
+    )
     if len(classes) > 12:
         text.append(f", … {len(classes) - 12} more")
     for note in preview.get("notes") or []:
-        text.append(f"\n• {note}", style="italic")
+        text.append(f"\n• {safe_name(note)}", style="italic")
     return text
+
+
+class FileTree(DirectoryTree):
+    """The file picker: names of files and folders shown as they are, never read as markup."""
+
+    def process_label(self, label: Any) -> Text:
+        return shown(label.plain if isinstance(label, Text) else label)
 
 
 class ImportProgress(Message):
@@ -77,7 +87,7 @@ class ImportScreen(Screen[bool]):
         yield Input(
             str(self.root), id="picker-path", compact=True, placeholder="a file or folder; enter previews it"
         )
-        yield DirectoryTree(self.root, id="picker-tree")
+        yield FileTree(self.root, id="picker-tree")
         yield Static(
             Text("Select a file or folder (enter) to see what would be imported.", style="italic"),
             id="picker-preview",
@@ -195,7 +205,7 @@ class ImportScreen(Screen[bool]):
                 last_post[0] = now
                 self.post_message(ImportProgress(str(getattr(event, "stage", "")), int(done), int(total)))
 
-        self.query_one("#picker-status", Static).update(f"… importing {name}")
+        self.query_one("#picker-status", Static).update(f"… importing {literal(name)}")
         worker = self.run_worker(
             lambda: backend.import_dataset(
                 path, name=name, sensitivity=sensitivity, options=options, on_event=on_event, cancel=cancel
@@ -238,9 +248,9 @@ class ImportScreen(Screen[bool]):
             bar = self.query_one("#picker-progress", ProgressBar)
             bar.update(total=100, progress=100)
             self.query_one("#picker-status", Static).update(
-                f"✓ imported {info['name']} v{info['version']}: {info['samples']} records"
+                f"✓ imported {literal(info['name'])} v{info['version']}: {info['samples']} records"
             )
-            self.notify(f"✓ imported {info['name']} v{info['version']}", title="Import done")
+            self.notify(f"✓ imported {literal(info['name'])} v{info['version']}", title="Import done")
 
     def action_close(self) -> None:
         if self.cancel_import is not None:

@@ -13,6 +13,7 @@ from textual.widgets import Markdown, Static
 
 from tui.keys import bindings
 from tui.screens.area import AreaScreen
+from tui.text import literal, safe_name_lines
 from tui.widgets.tables import KeyTable
 
 COLUMNS = (("id", 12), ("dataset", 12), ("model", 9), ("ε", 9), ("accuracy", 8), ("created", 16))
@@ -27,7 +28,12 @@ def fmt_accuracy(value: Any) -> str:
 
 
 def card_markdown(card: Any) -> str:
-    """The card's own Markdown when the core gives it, else one built from its JSON fields."""
+    """The card's own Markdown when the core gives it, else one built from its JSON fields; control
+    characters escaped either way (names in a card come from imported files)."""
+    return safe_name_lines(_card_markdown(card))
+
+
+def _card_markdown(card: Any) -> str:
     if isinstance(card, str):
         return card
     if isinstance(card, dict):
@@ -45,7 +51,9 @@ def card_markdown(card: Any) -> str:
 
 
 def evaluation_line(result: dict[str, Any]) -> str:
-    parts = [f"✓ evaluated on {result.get('dataset', '?')}: accuracy {fmt_accuracy(result.get('accuracy'))}"]
+    parts = [
+        f"✓ evaluated on {literal(result.get('dataset', '?'))}: accuracy {fmt_accuracy(result.get('accuracy'))}"
+    ]
     if isinstance(result.get("macro_f1"), (int, float)):
         parts.append(f"macro-F1 {result['macro_f1']:.3f}")
     return " · ".join(parts)
@@ -119,7 +127,7 @@ class ModelsScreen(AreaScreen):
             return
         dataset = str(self.models[model_id].get("dataset", ""))
         status = self.query_one("#models-status", Static)
-        status.update(f"… evaluating {model_id[:12]} on {dataset} (an audited read)")
+        status.update(f"… evaluating {literal(model_id[:12])} on {literal(dataset)} (an audited read)")
         self.call_core(
             "evaluate",
             self.backend.evaluate,
@@ -154,11 +162,11 @@ class ModelsScreen(AreaScreen):
 
     def export_to(self, model_id: str, folder: Path, approver: tuple[str, bytes] | None = None) -> None:
         status = self.query_one("#models-status", Static)
-        status.update(f"… exporting {model_id[:12]} to {folder}")
+        status.update(f"… exporting {literal(model_id[:12])} to {literal(folder)}")
 
         def needs_approval(error: BaseException) -> bool:
             rule = str(getattr(error, "detail", {}).get("rule", "")) + str(getattr(error, "title", ""))
-            status.update(f"✗ export refused: {getattr(error, 'title', error)}")
+            status.update(f"✗ export refused: {literal(getattr(error, 'title', error))}")
             if approver is None and "approv" in rule.lower():
                 from tui.screens.dialogs import ApproverDialog
 
@@ -179,7 +187,7 @@ class ModelsScreen(AreaScreen):
             folder,
             approver=approver[0] if approver else None,
             approver_passphrase=approver[1] if approver else None,
-            done=lambda _: status.update(f"✓ exported {model_id[:12]} to {folder}"),
+            done=lambda _: status.update(f"✓ exported {literal(model_id[:12])} to {literal(folder)}"),
             failed=needs_approval,
         )
 

@@ -14,6 +14,7 @@ from textual.widgets import Input, Label, Select, Static, Switch
 from tui.keys import bindings
 from tui.screens.area import AreaScreen
 from tui.screens.train import decision_text
+from tui.text import safe_name, safe_name_lines
 from tui.widgets.tables import KeyTable
 
 ACTIONS = ("train", "evaluate", "dataset.sample", "dataset.import", "dataset.delete", "model.export")
@@ -22,12 +23,12 @@ RULE_COLUMNS = (("rule", 28), ("effect", 8), ("what it says", None))
 
 def policy_header(policy: dict[str, Any]) -> Text:
     text = Text()
-    text.append(f"{policy.get('name')}", style="bold")
+    text.append(safe_name(policy.get("name")), style="bold")
     if policy.get("description"):
-        text.append(f" — {policy['description']}")
+        text.append(f" — {safe_name(policy['description'])}")
     text.append(f"\nsha256 {policy.get('sha256')}")
     if policy.get("source"):
-        text.append(f" · from {policy['source']}")
+        text.append(f" · from {safe_name(policy['source'])}")
     return text
 
 
@@ -88,7 +89,7 @@ class PolicyScreen(AreaScreen):
             for rule in policy.get("rules") or []
         ]
         self.query_one("#policy-rules", KeyTable).set_rows(rules)
-        self.query_one("#policy-text", Static).update(str(policy.get("text", "")))
+        self.query_one("#policy-text", Static).update(safe_name_lines(policy.get("text", "")))
         select = self.query_one("#whatif-dataset", Select)
         current = select.value
         names = [str(d["name"]) for d in datasets]
@@ -123,7 +124,7 @@ class PolicyScreen(AreaScreen):
         try:
             action, facts = self.request()
         except ValueError as problem:
-            result.update(Text(f"✗ {problem}", style="bold"))
+            result.update(Text(f"✗ {safe_name(problem)}", style="bold"))
             return
         result.update("… asking the policy")
         self.call_core(

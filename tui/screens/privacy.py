@@ -11,6 +11,7 @@ from textual.widgets import Static
 
 from tui.keys import bindings
 from tui.screens.area import AreaScreen
+from tui.text import safe_name
 from tui.widgets.ledger_bar import ledger_bar
 from tui.widgets.tables import KeyTable
 
@@ -24,7 +25,7 @@ def ledger_lines(budget: list[dict[str, Any]], width: int) -> Text:
     name_width = min(18, max(len(str(row.get("dataset", ""))) for row in budget))
     bar_width = max(8, min(24, width - name_width - 46))
     for row in budget:
-        text.append(f"{str(row.get('dataset', ''))[:name_width]:<{name_width}} ", style="bold")
+        text.append(f"{safe_name(row.get('dataset', ''))[:name_width]:<{name_width}} ", style="bold")
         text.append_text(
             ledger_bar(
                 row.get("epsilon_spent"),

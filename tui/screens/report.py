@@ -15,6 +15,7 @@ from textual.widgets import Footer, Input, Label, Static
 
 from tui.keys import bindings
 from tui.screens.area import CoreScreen
+from tui.text import literal, safe_name
 
 FIELDS = (
     ("since", "since", "YYYY-MM-DD"),
@@ -42,23 +43,24 @@ def summary(report: dict[str, Any]) -> Text:
             else (f"{spent:.3g}" if spent is not None else "-")
         )
         text.append(
-            f"\n  {d['name']}: {len(d['reads'])} reads ({d['records_read']:,} records) by "
-            f"{', '.join(d['readers']) or 'nobody'}; {len(d['trainings'])} runs; ε spent {shown}"
+            f"\n  {safe_name(d['name'])}: {len(d['reads'])} reads ({d['records_read']:,} records) by "
+            f"{safe_name(', '.join(d['readers'])) or 'nobody'}; {len(d['trainings'])} runs; ε spent {shown}"
         )
     if not report["datasets"]:
         text.append("\n  none")
     text.append("\n\nPeople", style="bold")
     for p in report["people"]:
         text.append(
-            f"\n  {p['name']} ({', '.join(p['roles']) or '-'}): {p['sessions']} sessions, "
+            f"\n  {safe_name(p['name'])} ({safe_name(', '.join(p['roles'])) or '-'}): {p['sessions']} sessions, "
             f"{sum(p['actions'].values()):,} actions, {len(p['refusals'])} refusals, "
             f"{len(p['role_changes'])} role changes"
         )
     text.append("\n\nWhat left the room", style="bold")
     for e in report["exports"]:
-        approvers = ", ".join(a.get("user", "?") for a in e["approvals"]) or "no approver"
+        approvers = safe_name(", ".join(a.get("user", "?") for a in e["approvals"])) or "no approver"
         text.append(
-            f"\n  seq {e['seq']}: {e['model']} by {e['actor']}, approved by {approvers}; ε {e['epsilon']}"
+            f"\n  seq {e['seq']}: {safe_name(e['model'])} by {safe_name(e['actor'])}, approved by {approvers}; "
+            f"ε {e['epsilon']}"
         )
     if not report["exports"]:
         text.append("\n  nothing")
@@ -110,7 +112,7 @@ class ReportScreen(CoreScreen):
 
     def failed(self, error: BaseException) -> bool:
         self.query_one("#report-status", Static).update(
-            Text(f"✗ {getattr(error, 'title', error)}", style="bold")
+            Text(f"✗ {safe_name(getattr(error, 'title', error))}", style="bold")
         )
         return True
 
@@ -135,7 +137,9 @@ class ReportScreen(CoreScreen):
                     self.app.audit_reader.save_report,
                     report,
                     Path(target).expanduser(),
-                    done=lambda path: self.notify(f"✓ report written to {path}", title="Report saved"),
+                    done=lambda path: self.notify(
+                        f"✓ report written to {literal(path)}", title="Report saved"
+                    ),
                 )
 
         self.app.push_screen(

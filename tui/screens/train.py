@@ -17,6 +17,7 @@ from textual.widgets import Input, Label, ProgressBar, Select, Static, Switch
 
 from tui.keys import bindings
 from tui.screens.area import AreaScreen
+from tui.text import literal, safe_name
 from tui.training import RunEnded, RunEvent, RunProgress, TrainingRun
 from tui.widgets.curves import Curves
 from tui.widgets.ledger_bar import ledger_bar, target_bar
@@ -189,7 +190,7 @@ class TrainScreen(AreaScreen):
         try:
             request = self.form()
         except ValueError as problem:
-            line.update(Text(f"✗ {problem}", style="bold"))
+            line.update(Text(f"✗ {safe_name(problem)}", style="bold"))
             return
         facts = {k: request.get(k) for k in ("dataset", "model", "dp", "epsilon", "delta")}
         self.call_core(
@@ -203,7 +204,9 @@ class TrainScreen(AreaScreen):
 
     @staticmethod
     def check_failed(line: Static, error: BaseException) -> bool:
-        line.update(Text(f"policy: ✗ cannot check: {getattr(error, 'title', type(error).__name__)}"))
+        line.update(
+            Text(f"policy: ✗ cannot check: {safe_name(getattr(error, 'title', type(error).__name__))}")
+        )
         return True
 
     def show_budget(self) -> None:
@@ -235,7 +238,7 @@ class TrainScreen(AreaScreen):
         try:
             request = self.form()
         except ValueError as problem:
-            self.notify(str(problem), title="Cannot start", severity="error")
+            self.notify(literal(problem), title="Cannot start", severity="error")
             return
         self.losses, self.accuracies = [], []
         self.target_epsilon = request.get("epsilon") if request.get("dp") else None
@@ -290,7 +293,7 @@ class TrainScreen(AreaScreen):
         status = f"step {step}/{total} · epoch {fields.get('epoch', '?')}"
         if isinstance(loss, (int, float)):
             status += f" · loss {loss:.4f}"
-        self.query_one("#train-status", Static).update(f"▶ running: {status}")
+        self.query_one("#train-status", Static).update(f"▶ running: {literal(status)}")
         self.query_one("#train-curves", Curves).update(self.losses, self.accuracies)
         self.show_epsilon(fields.get("epsilon_so_far"))
 

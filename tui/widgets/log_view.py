@@ -17,6 +17,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from tui.keys import bindings
+from tui.text import safe_name
 
 OUTCOME_GLYPHS = {
     "ok": "✓",
@@ -156,17 +157,18 @@ class AuditLogView(ScrollView, can_focus=True):
         ]
 
     def _cells(self, entry: dict[str, Any], width: int) -> list[str]:
+        """The row's cells, escaped for the terminal (tui.text): the log is written by others."""
         time = str(entry.get("time", ""))
         shown_time = time[:19].replace("T", " ") + "Z" if width >= 110 else time[5:19].replace("T", " ")
         return [
-            str(entry.get("seq", "")),
-            shown_time,
-            str(entry.get("actor", "")),
-            str(entry.get("action", "")),
-            str(entry.get("subject", "")),
+            safe_name(entry.get("seq", "")),
+            safe_name(shown_time),
+            safe_name(entry.get("actor", "")),
+            safe_name(entry.get("action", "")),
+            safe_name(entry.get("subject", "")),
             "✗ UNSEALED"
             if entry.get("seq") in self.unsealed
-            else outcome_cell(str(entry.get("outcome", ""))),
+            else safe_name(outcome_cell(str(entry.get("outcome", "")))),
         ]
 
     @staticmethod

@@ -9,6 +9,7 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import RowDoesNotExist
 
 from tui.keys import bindings
+from tui.text import shown
 
 Cell = str | Text
 
@@ -30,7 +31,10 @@ class KeyTable(DataTable[Cell]):
             self.add_column(label, width=width)
 
     def set_rows(self, rows: Sequence[tuple[str, Sequence[Cell]]]) -> None:
-        self._rows = [(key, tuple(cells)) for key, cells in rows]
+        """Plain-string cells are shown as typed (escaped, never read as markup); Text cells as given."""
+        self._rows = [
+            (key, tuple(shown(c) if isinstance(c, str) else c for c in cells)) for key, cells in rows
+        ]
         self._show()
 
     def filter(self, text: str) -> None:

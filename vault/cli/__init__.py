@@ -19,6 +19,7 @@ from vault.cli import audit, datasets, export, keys, net, policy, sandbox, selft
 from vault.cli.options import vault_path
 from vault.errors import StrongroomError
 from vault.netguard import hardening
+from vault.terminal import SafeStream, safe
 
 COMMAND_GROUPS = (vaults, datasets, keys, audit, net, sandbox, train, policy, export, selftest, tui)
 # Commands that never touch the vault's secrets or that must see the host as it is.
@@ -28,7 +29,7 @@ NO_ISOLATION = {"audit", "netcheck", "sandbox-check", "selftest", "tui", None}
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # usage errors: one line with a hint, exit 2
         self.print_usage(sys.stderr)
-        sys.stderr.write(f"strongroom: {message} (hint: `{self.prog} --help` shows the options)\n")
+        sys.stderr.write(f"strongroom: {safe(message)} (hint: `{self.prog} --help` shows the options)\n")
         raise SystemExit(2)
 
 
@@ -78,12 +79,25 @@ def writable_paths(args: argparse.Namespace) -> list[Path]:
 
 
 def report_error(exc: StrongroomError) -> None:
-    sys.stderr.write(f"strongroom: {exc.title}" + (f" (hint: {exc.hint})" if exc.hint else "") + "\n")
+    """One line on stderr: names and paths in the title and hint are escaped (see vault.terminal)."""
+    hint = f" (hint: {safe(exc.hint)})" if exc.hint else ""
+    sys.stderr.write(f"strongroom: {safe(exc.title)}{hint}\n")
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Its output passes through vault.terminal.SafeStream, so no escape sequence
+    from records, names or the log reaches the terminal, whichever line printed it."""
     argv = sys.argv[1:] if argv is None else argv
     hardening.harden()  # passphrases out of the environment, no core dumps: before parsing anything
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = SafeStream(streams[0]), SafeStream(streams[1])
+    try:
+        return _run(argv)
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+def _run(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

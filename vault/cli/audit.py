@@ -22,6 +22,7 @@ from vault.cli import options
 from vault.errors import IntegrityError, NotFound, StrongroomError, UsageError
 from vault.storage.files import atomic_write
 from vault.storage.layout import AUDIT_DIR
+from vault.terminal import safe
 
 EXIT_TAMPERED = IntegrityError.exit_code
 
@@ -171,9 +172,11 @@ def _read_input(path: Path, what: str) -> bytes:
 def _detail_text(detail: Any, width: int = 60) -> str:
     if not isinstance(detail, dict) or not detail:
         return ""
-    text = " ".join(
-        f"{k}={v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, separators=(',', ':'))}"
-        for k, v in detail.items()
+    text = safe(
+        " ".join(
+            f"{k}={v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, separators=(',', ':'))}"
+            for k, v in detail.items()
+        )
     )
     return text if len(text) <= width else text[: width - 1] + "\u2026"
 
@@ -207,7 +210,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             str(e.get("actor")),
             str(e.get("role")),
             str(e.get("action")),
-            str(e.get("subject"))[:32],
+            safe(e.get("subject"))[:32],
             str(e.get("outcome")) + ("" if e["sealed"] else " \u2717UNSEALED"),
             _detail_text(e.get("detail")),
         ]
@@ -218,6 +221,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _table(rows: list[list[str]], headers: list[str]) -> str:
+    rows = [[safe(cell) for cell in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     return "\n".join(
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()

@@ -9,7 +9,14 @@ from typing import Any
 
 from vault.cli import options
 from vault.errors import UsageError
-from vault.vocabulary import DEFAULT_SENSITIVITY, SENSITIVITIES
+from vault.terminal import safe
+from vault.vocabulary import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_RECORDS,
+    DEFAULT_SENSITIVITY,
+    MAX_IMAGE_SIDE,
+    SENSITIVITIES,
+)
 
 
 def register(sub: Any) -> None:
@@ -36,7 +43,10 @@ def register(sub: Any) -> None:
         "--labels", type=Path, metavar="LABELS.idx", help="IDX labels file (with an IDX images file)"
     )
     p.add_argument(
-        "--image-size", type=int, metavar="N", help="resize images to N x N (default: most common size)"
+        "--image-size",
+        type=options.whole(1, MAX_IMAGE_SIDE),
+        metavar="N",
+        help="resize images to N x N (default: most common size)",
     )
     p.add_argument(
         "--text-column",
@@ -54,13 +64,41 @@ def register(sub: Any) -> None:
         help="TSV quoting: csv (RFC 4180 quotes), none (quotes are ordinary characters), "
         "auto (csv when the whole file parses that way; the default)",
     )
-    p.add_argument("--workers", type=int, metavar="N", help="image decoding processes (default: automatic)")
+    p.add_argument(
+        "--workers",
+        type=options.whole(1, 64),
+        metavar="N",
+        help="image decoding processes (default: automatic)",
+    )
+    p.add_argument(
+        "--max-records",
+        type=options.whole(1),
+        default=DEFAULT_MAX_RECORDS,
+        metavar="N",
+        help=f"refuse a source of more than N records (default {DEFAULT_MAX_RECORDS:,})",
+    )
+    p.add_argument(
+        "--max-bytes",
+        type=options.size,
+        default=DEFAULT_MAX_BYTES,
+        metavar="SIZE",
+        help="refuse a source whose bytes on disk or decoded records exceed SIZE, e.g. 500MB, 40GiB "
+        f"(default {options.human_size(DEFAULT_MAX_BYTES)})",
+    )
 
     command("datasets", "list datasets", cmd_datasets)
     p = command("show", "show a dataset's metadata (records only with --sample, an audited read)", cmd_show)
     p.add_argument("name")
-    p.add_argument("--version", type=int, dest="version", metavar="V", help="a version other than the latest")
-    p.add_argument("--sample", type=int, metavar="N", default=0, help="also show N records (audited)")
+    p.add_argument(
+        "--version",
+        type=options.whole(1),
+        dest="version",
+        metavar="V",
+        help="a version other than the latest",
+    )
+    p.add_argument(
+        "--sample", type=options.whole(1), metavar="N", default=0, help="also show N records (audited)"
+    )
     p = command("delete", "delete a dataset and destroy its keys", cmd_delete)
     p.add_argument("name")
     p.add_argument("--yes", action="store_true", help="do not ask to type the name (for scripts)")
@@ -84,6 +122,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         header=not args.no_header,
         quoting=quoting,
         workers=args.workers,
+        max_records=args.max_records,
+        max_bytes=args.max_bytes,
     )
     with options.open_vault(args) as v:
         info = v.import_dataset(
@@ -97,7 +137,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         options.emit_json(info)
     else:
         print(
-            f"imported {info['name']} v{info['version']}: {info['samples']} {info['kind']} records, "
+            f"imported {safe(info['name'])} v{info['version']}: {info['samples']} {info['kind']} records, "
             f"{len(info['classes'])} classes, {info['sensitivity']} sensitivity, {info['digest'][:19]}"
         )
         for overlap in info.get("overlaps", []):
@@ -154,20 +194,21 @@ def cmd_show(args: argparse.Namespace) -> int:
         options.emit_json(info)
         return 0
     print(
-        f"{info['name']} v{info['version']} ({info['kind']}, {info['format']}, {info['sensitivity']} sensitivity)"
+        f"{safe(info['name'])} v{info['version']} ({info['kind']}, {info['format']}, "
+        f"{info['sensitivity']} sensitivity)"
     )
     print(f"  samples  {info['samples']}   shape {info['shape']}   digest {info['digest']}")
     print(f"  created  {info['created']}   versions {info['versions']}")
     total = max(1, info["samples"])
     for cls, count in info["counts"].items():
         bar = "#" * int(30 * count / total)
-        print(f"  {cls[:20]:<20} {count:>7}  {bar}")
+        print(f"  {safe(cls)[:20]:<20} {count:>7}  {bar}")
     for rec in info.get("sample", []):
         if "text" in rec:
-            print(f"  [{rec['index']}] {rec['label']}: {rec['text'][:100]}")
+            print(f"  [{rec['index']}] {safe(rec['label'])}: {safe(rec['text'])[:100]}")
         else:
             print(
-                f"  [{rec['index']}] {rec['label']}: image {len(rec['pixels'])}x{len(rec['pixels'][0])}x"
+                f"  [{rec['index']}] {safe(rec['label'])}: image {len(rec['pixels'])}x{len(rec['pixels'][0])}x"
                 f"{len(rec['pixels'][0][0])}"
             )
     return 0
@@ -178,7 +219,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
         if not sys.stdin.isatty():
             raise UsageError(f"deleting {args.name!r} needs confirmation", "pass --yes in scripts")
         typed = input(
-            f"This destroys {args.name!r} and its keys; it cannot be undone.\nType the dataset's name to confirm: "
+            f"This destroys {safe(args.name)!r} and its keys; it cannot be undone.\nType the dataset's name to confirm: "
         )
         if typed.strip() != args.name:
             print("names differ; nothing was deleted", file=sys.stderr)
@@ -189,7 +230,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
         options.emit_json(result)
     else:
         print(
-            f"deleted {result['name']}: {result['versions']} version(s), keys destroyed, "
+            f"deleted {safe(result['name'])}: {result['versions']} version(s), keys destroyed, "
             f"{result['objects_removed']} objects removed"
         )
     return 0

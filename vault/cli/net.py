@@ -36,7 +36,9 @@ def register(subparsers: Any) -> None:
         help="a Unix socket a host process listens on (default: the sentinel's, under /tmp)",
     )
     p.add_argument("--no-record", action="store_true", help="do not open the vault or write to its audit log")
-    p.add_argument("--timeout", type=float, default=2.0, metavar="SECONDS", help="per attempt (default 2)")
+    p.add_argument(
+        "--timeout", type=options.number(), default=2.0, metavar="SECONDS", help="per attempt (default 2)"
+    )
     p.set_defaults(func=cmd_netcheck)
 
 

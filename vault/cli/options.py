@@ -9,19 +9,85 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
+import math
 import os
+import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vault.errors import UsageError
 from vault.netguard import hardening
 from vault.storage.layout import default_vault_path
+from vault.terminal import json_safe_dumps, safe
 
 if TYPE_CHECKING:
     from vault.door import Vault
+
+
+def whole(low: int = 1, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` (to `high`), else a usage error naming the range."""
+    wanted = (
+        f"a whole number between {low} and {high}" if high is not None else f"a whole number, at least {low}"
+    )
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{safe(text)!r} is not {wanted}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{value} is out of range: give {wanted}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+def number(*, above: float = 0.0, below: float | None = None) -> Callable[[str], float]:
+    """An argparse type: a finite number above `above` (and below `below`); NaN and infinity refused."""
+    wanted = (
+        f"a number between {above:g} and {below:g} (both excluded)"
+        if below is not None
+        else (f"a number above {above:g}")
+    )
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{safe(text)!r} is not {wanted}") from None
+        if not math.isfinite(value) or value <= above or (below is not None and value >= below):
+            raise argparse.ArgumentTypeError(f"{safe(text)} is out of range: give {wanted}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+_SIZE = re.compile(r"\s*(\d+)\s*(|b|k|kb|kib|m|mb|mib|g|gb|gib|t|tb|tib)\s*", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_UNITS.update({"k": 2**10, "kib": 2**10, "m": 2**20, "mib": 2**20, "g": 2**30, "gib": 2**30})
+_UNITS.update({"t": 2**40, "tib": 2**40})
+
+
+def size(text: str) -> int:
+    """An argparse type: a size in bytes, e.g. 1500, 500MB, 20GiB (K, M, G, T alone are binary)."""
+    match = _SIZE.fullmatch(text)
+    if match is None or int(match.group(1)) < 1:
+        raise argparse.ArgumentTypeError(
+            f"{safe(text)!r} is not a size: give a size of at least 1 byte, e.g. 500MB or 20GiB"
+        )
+    return int(match.group(1)) * _UNITS[match.group(2).lower()]
+
+
+def human_size(value: int) -> str:
+    for unit, factor in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if value >= factor and value % factor == 0:
+            return f"{value // factor} {unit}"
+    return f"{value} bytes"
 
 
 def _parent() -> argparse.ArgumentParser:
@@ -58,13 +124,22 @@ def user(args: argparse.Namespace) -> str:
     return getattr(args, "user", None) or os.environ.get("STRONGROOM_USER") or "admin"
 
 
+PASSPHRASE_FILE_READ = 1 << 16  # the first line must end within this many bytes
+
+
 def _read_passphrase_file(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as handle:  # bounded: /dev/zero or a huge file must not fill memory
+            data = handle.read(PASSPHRASE_FILE_READ)
     except OSError as exc:
         raise UsageError(
             f"cannot read passphrase file {path}: {exc.strerror}", "check the path and its permissions"
         ) from None
+    if b"\n" not in data and len(data) == PASSPHRASE_FILE_READ:
+        raise UsageError(
+            f"passphrase file {safe(path)} has no line end in its first {PASSPHRASE_FILE_READ // 1024} KiB",
+            "put the passphrase on its first line",
+        )
     line = data.split(b"\n", 1)[0].rstrip(b"\r")
     if not line:
         raise UsageError(f"passphrase file {path} is empty", "put the passphrase on its first line")
@@ -113,7 +188,8 @@ def open_vault(args: argparse.Namespace) -> Vault:
 
 
 def emit_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False, default=str, ensure_ascii=False) + "\n")
+    """JSON keeps the exact data; control characters and bidi overrides are written as \\u escapes."""
+    sys.stdout.write(json_safe_dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
 class Progress:
@@ -151,6 +227,8 @@ def progress(args: argparse.Namespace) -> Progress:
 
 
 def table(rows: list[list[str]], headers: list[str]) -> str:
+    """Aligned columns; every cell escaped for the terminal first (vault.terminal.safe)."""
+    rows = [[safe(cell) for cell in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]

@@ -15,11 +15,12 @@ from typing import Any
 from vault.cli import options
 from vault.errors import InputError, NotFound
 from vault.policy import ACTIONS, Decision, Policy
+from vault.policy.engine import read_policy_text
 
 
 def read_policy_file(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return read_policy_text(path)
     except FileNotFoundError:
         raise NotFound(
             f"policy file {path} does not exist", "check the path (e.g. policies/strict.toml)"
@@ -152,8 +153,8 @@ def register(sub: Any) -> None:
     dp = p.add_mutually_exclusive_group()
     dp.add_argument("--dp", dest="dp", action="store_true", default=None, help="a run with DP")
     dp.add_argument("--no-dp", dest="dp", action="store_false", help="a run without DP")
-    p.add_argument("--epsilon", type=float, metavar="E", help="the run's target epsilon")
-    p.add_argument("--delta", type=float, metavar="D", help="the run's delta")
+    p.add_argument("--epsilon", type=options.number(), metavar="E", help="the run's target epsilon")
+    p.add_argument("--delta", type=options.number(below=1), metavar="D", help="the run's delta")
     p.add_argument("--model", metavar="M", help="model architecture (cnn, resnet18, bow, transformer)")
     p.add_argument("--target", metavar="ID", help="what the action is about (a user, a model id)")
     p.add_argument(

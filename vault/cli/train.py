@@ -193,21 +193,34 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--epsilon",
-        type=float,
+        type=options.number(),
         default=DEFAULTS.epsilon,
         help=f"target epsilon of this run (default {DEFAULTS.epsilon:g})",
     )
-    p.add_argument("--delta", type=float, default=None, help="target delta (default min(1e-5, 1/(10 n)))")
-    p.add_argument("--max-grad-norm", type=float, default=None, help="per-sample clipping norm C")
-    p.add_argument("--epochs", type=int, default=None)
     p.add_argument(
-        "--batch-size", type=int, default=None, help="logical batch (expected size under Poisson sampling)"
+        "--delta",
+        type=options.number(below=1),
+        default=None,
+        help="target delta (default min(1e-5, 1/(10 n)))",
+    )
+    p.add_argument("--max-grad-norm", type=options.number(), default=None, help="per-sample clipping norm C")
+    p.add_argument("--epochs", type=options.whole(1), default=None)
+    p.add_argument(
+        "--batch-size",
+        type=options.whole(1),
+        default=None,
+        help="logical batch (expected size under Poisson sampling)",
     )
     p.add_argument(
-        "--physical-batch-size", type=int, default=None, help="largest batch computed at once (memory)"
+        "--physical-batch-size",
+        type=options.whole(1),
+        default=None,
+        help="largest batch computed at once (memory)",
     )
-    p.add_argument("--lr", type=float, default=None, help="learning rate")
-    p.add_argument("--seed", type=int, default=None, help="fixes the held-out split and initialisation")
+    p.add_argument("--lr", type=options.number(), default=None, help="learning rate")
+    p.add_argument(
+        "--seed", type=options.whole(0), default=None, help="fixes the held-out split and initialisation"
+    )
     p.add_argument(
         "--reproducible",
         action="store_true",
@@ -216,7 +229,7 @@ def register(sub: Any) -> None:
     p.add_argument("--device", default=DEFAULTS.device, choices=DEVICES)
     p.add_argument(
         "--val-split",
-        type=float,
+        type=options.number(below=1),
         default=DEFAULTS.val_split,
         help=f"held-out fraction (default {DEFAULTS.val_split:g})",
     )
@@ -228,7 +241,10 @@ def register(sub: Any) -> None:
         help="per-sample clipping: bookkeeping (default; one backward pass) or Opacus' ghost or hooks",
     )
     p.add_argument(
-        "--dataset-version", type=int, default=None, help="train on this version (default: latest)"
+        "--dataset-version",
+        type=options.whole(1),
+        default=None,
+        help="train on this version (default: latest)",
     )
     p.add_argument("--name", default="", help="a name for the run")
     p.add_argument("--json", action="store_true", help="print JSON for scripts (no progress bar)")
@@ -242,7 +258,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("model", help="model id (see `strongroom models`)")
     p.add_argument("dataset", help="dataset name")
-    p.add_argument("--dataset-version", type=int, default=None)
+    p.add_argument("--dataset-version", type=options.whole(1), default=None)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(

@@ -5,12 +5,19 @@ The pass decodes each image whose size and colour fit the layout guessed from th
 fixed by image_size) and only reads the header of the others; once every header is known, the
 images that did not fit are decoded again at the final size. Large folders are split between
 forked processes (see parallel.py).
+
+Symbolic links are followed only where they stay inside the folder: a link that leaves it (to
+/etc/hostname, to another folder), dangles or loops is refused, naming the link. The number of
+images, their bytes on disk and the decoded pixel array are checked against the import's caps
+(ImportOptions.max_records, max_bytes) before they are read or allocated.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,12 +31,15 @@ from vault.ingest.types import (
     ImportOptions,
     Preview,
     Progress,
+    check_bytes,
+    check_records,
     most_common,
     require_two_classes,
 )
 
 SPLIT_NAMES = frozenset({"train", "training", "test", "testing", "val", "valid", "validation", "dev", "eval"})
 PARALLEL_MIN_IMAGES = 2000
+_CAP_EVERY = 4096  # entries listed between checks of the record cap
 LAYOUT_HINT = "an image folder holds one sub-folder per class, and each of those holds that class's images"
 
 
@@ -45,9 +55,11 @@ class Listing:
     notes: list[str] = field(default_factory=list)
 
 
-def list_folder(root: Path) -> Listing:
-    """Check the two-level layout and list the images; hidden files and folders (.name) are skipped."""
-    entries, hidden = _entries(root)
+def list_folder(root: Path, options: ImportOptions) -> Listing:
+    """Check the two-level layout and list the images; hidden files and folders (.name) are skipped.
+    Links must stay inside the folder; the count and the bytes on disk must fit the import's caps."""
+    inside_root = _real_folder(root)
+    entries, hidden = _entries(root, inside_root, root.name)
     dirs = [e for e in entries if e.is_dir()]
     loose = [e for e in entries if not e.is_dir()]
     if not entries:
@@ -60,7 +72,9 @@ def list_folder(root: Path) -> Listing:
                 "otherwise move the images into one folder per class",
             )
         raise InputError(f"{root.name} holds no class folders", LAYOUT_HINT)
-    if all(d.name.lower() in SPLIT_NAMES for d in dirs) and all(_has_subfolder(d.path) for d in dirs):
+    if all(d.name.lower() in SPLIT_NAMES for d in dirs) and all(
+        _has_subfolder(d.path, inside_root, f"{root.name}/{d.name}") for d in dirs
+    ):
         names = ", ".join(d.name for d in dirs)
         example = next((d.name for d in dirs if d.name.lower().startswith("train")), dirs[0].name)
         raise InputError(
@@ -83,8 +97,14 @@ def list_folder(root: Path) -> Listing:
     files: list[str] = []
     shown: list[str] = []
     counts = []
+    disk_bytes = 0
     for d in dirs:
-        inside, hidden_inside = _entries(Path(d.path))
+        inside, hidden_inside = _entries(
+            Path(d.path),
+            inside_root,
+            f"{root.name}/{d.name}",
+            cap=_record_cap(root, options, len(files)),
+        )
         hidden += hidden_inside
         sub = [e.name for e in inside if e.is_dir()]
         if sub:
@@ -98,10 +118,20 @@ def list_folder(root: Path) -> Listing:
                 f"class folder {root.name}/{d.name} has no images",
                 "add images to it or remove the empty folder",
             )
+        special = next((e.name for e in inside if not e.is_file()), None)
+        if special is not None:  # a FIFO would block the import, a device would never end
+            raise InputError(
+                f"{root.name}/{d.name}/{special} is not a regular file (a pipe, socket or device)",
+                "remove it from the image folder",
+                detail={"file": f"{root.name}/{d.name}/{special}", "problem": "not a regular file"},
+            )
         prefix = f"{root.name}/{d.name}/"
         files.extend(e.path for e in inside)
         shown.extend(prefix + e.name for e in inside)
         counts.append(len(inside))
+        check_records(len(files), root, options)
+        disk_bytes += sum(_size(e, prefix) for e in inside)
+        check_bytes(disk_bytes, "the images on disk", root, options)
     if hidden:
         notes.append(f"skipped {hidden} hidden file(s) or folder(s)")
     labels = np.repeat(np.arange(len(classes), dtype=np.int64), counts)
@@ -110,7 +140,7 @@ def list_folder(root: Path) -> Listing:
 
 def detect_folder(root: Path, options: ImportOptions, progress: Progress) -> Preview:
     """Lists the folder and reads every image header (not the pixels) to report the exact layout."""
-    listing = list_folder(root)
+    listing = list_folder(root, options)
     n = len(listing.files)
     headers = []
     for i, (path, shown) in enumerate(zip(listing.files, listing.shown, strict=True)):
@@ -135,7 +165,7 @@ def detect_folder(root: Path, options: ImportOptions, progress: Progress) -> Pre
 
 
 def decode_folder(root: Path, options: ImportOptions, progress: Progress) -> DecodedDataset:
-    listing = list_folder(root)
+    listing = list_folder(root, options)
     files, shown = listing.files, listing.shown
     n = len(files)
     progress.report("scan", n, n, "files")
@@ -144,7 +174,7 @@ def decode_folder(root: Path, options: ImportOptions, progress: Progress) -> Dec
     fixed = options.image_size is not None
     guess = _final_size([first.size], options)
     channels = 1 if first.grey else 3
-    _check_memory(n, channels, guess)
+    _check_memory(n, channels, guess, root, options)
     workers = _workers(options, n)
     zeros = shared_zeros if workers > 1 else np.zeros
     images = zeros((n, channels, guess[1], guess[0]), np.uint8)
@@ -170,7 +200,7 @@ def decode_folder(root: Path, options: ImportOptions, progress: Progress) -> Dec
     final_channels = 1 if grey.all() else 3
     if size != guess:
         del images
-        _check_memory(n, final_channels, size)
+        _check_memory(n, final_channels, size, root, options)
         images = np.zeros((n, final_channels, size[1], size[0]), np.uint8)
         done[:] = False
     elif final_channels != channels:
@@ -192,9 +222,11 @@ def decode_folder(root: Path, options: ImportOptions, progress: Progress) -> Dec
     )
 
 
-def _check_memory(n: int, channels: int, size: tuple[int, int]) -> None:
-    """Refuse up front a pixel array larger than this machine's memory, rather than fail inside numpy."""
+def _check_memory(n: int, channels: int, size: tuple[int, int], root: Path, options: ImportOptions) -> None:
+    """Refuse up front a pixel array over the byte cap or larger than this machine's memory, rather
+    than fail inside numpy."""
     needed = n * channels * size[0] * size[1]
+    check_bytes(needed, f"{n} decoded images of {channels}x{size[1]}x{size[0]}", root, options)
     try:
         physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
@@ -250,21 +282,85 @@ def _workers(options: ImportOptions, n: int) -> int:
     return max(1, min(4, cpus, int(idle) + 1))
 
 
-def _entries(folder: Path) -> tuple[list[os.DirEntry], int]:
-    """Visible entries sorted by name, and how many hidden ones were skipped."""
+def _real_folder(root: Path) -> str:
+    """The folder's real path (the root itself may be reached through a link), or a clear error."""
     try:
+        return os.path.realpath(root, strict=True)
+    except OSError as exc:
+        raise _link_error(root.name, exc) from None
+
+
+def _record_cap(root: Path, options: ImportOptions, before: int) -> Callable[[int], None]:
+    def cap(listed: int) -> None:
+        check_records(before + listed, root, options, at_least=True)
+
+    return cap
+
+
+def _entries(
+    folder: Path, inside: str, shown: str, cap: Callable[[int], None] | None = None
+) -> tuple[list[os.DirEntry], int]:
+    """Visible entries sorted by name, and how many hidden ones were skipped. A symbolic link must
+    resolve to a path under `inside` (the real image folder); shown names the folder in errors.
+    cap(count) may refuse the folder while it is listed (millions of tiny files)."""
+    try:
+        everything = []
         with os.scandir(folder) as it:
-            everything = list(it)
+            for entry in it:
+                everything.append(entry)
+                if cap is not None and len(everything) % _CAP_EVERY == 0:
+                    cap(len(everything))
     except NotADirectoryError:
         raise InputError(f"{folder.name} is not a folder", LAYOUT_HINT) from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _link_error(shown, exc) from None
         raise InputError(
             f"cannot list {folder}: {exc.strerror}", "check that the folder is readable"
         ) from None
     visible = sorted((e for e in everything if not e.name.startswith(".")), key=lambda e: e.name)
+    for entry in visible:
+        if entry.is_symlink():
+            _check_link(entry, inside, f"{shown}/{entry.name}")
     return visible, len(everything) - len(visible)
 
 
-def _has_subfolder(folder: str) -> bool:
-    entries, _ = _entries(Path(folder))
+def _check_link(entry: os.DirEntry, inside: str, shown: str) -> None:
+    try:
+        target = os.path.realpath(entry.path, strict=True)
+    except OSError as exc:
+        raise _link_error(shown, exc) from None
+    if os.path.commonpath([inside, target]) != inside:
+        raise InputError(
+            f"{shown} is a symbolic link that leaves the image folder (to {target})",
+            "copy the file into the folder instead of linking to it, or remove the link",
+            detail={"file": shown, "problem": "link leaves the folder"},
+        )
+
+
+def _link_error(shown: str, exc: OSError) -> InputError:
+    if exc.errno == errno.ELOOP:
+        return InputError(
+            f"{shown} is a symbolic link that loops (it leads back to itself)",
+            "remove the link, or point it at a real file inside the folder",
+            detail={"file": shown, "problem": "link loop"},
+        )
+    if isinstance(exc, FileNotFoundError):
+        return InputError(
+            f"{shown} is a symbolic link to nothing (its target does not exist)",
+            "remove the link, or point it at a real file inside the folder",
+            detail={"file": shown, "problem": "dangling link"},
+        )
+    return InputError(f"cannot read {shown}: {exc.strerror}", "check that it is readable")
+
+
+def _size(entry: os.DirEntry, prefix: str) -> int:
+    try:
+        return entry.stat().st_size
+    except OSError as exc:
+        raise _link_error(prefix + entry.name, exc) from None
+
+
+def _has_subfolder(folder: str, inside: str, shown: str) -> bool:
+    entries, _ = _entries(Path(folder), inside, shown)
     return any(e.is_dir() for e in entries)

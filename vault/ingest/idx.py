@@ -2,8 +2,10 @@
 uint32 per dimension) followed by the values, raw or gzip-compressed.
 
 Images are unsigned bytes shaped (count, rows, cols), or (count, rows, cols, channels) with 1 or 3
-channels; labels are integers shaped (count). Sizes are checked before anything is allocated, and
-the values are read straight into their final array.
+channels; labels are integers shaped (count). Sizes are checked before anything is allocated: the
+header's count against ImportOptions.max_records, count x item size against max_bytes and (for
+gzip) against what deflate can expand the file to. The values are read straight into their final
+array, in chunks, never more than the header declares plus one byte to detect excess.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from vault.ingest.types import (
     DecodedDataset,
     ImportOptions,
     Progress,
+    check_bytes,
+    check_records,
     class_order,
     encode_labels,
     require_two_classes,
@@ -97,6 +101,11 @@ def decode_idx(source: Path, options: ImportOptions, progress: Progress) -> Deco
         )
     if n == 0:
         raise InputError(f"{source.name} holds no images", "an IDX images file needs at least one record")
+    check_records(n, source, options)
+    _check_ratio(source, image_header)
+    _check_ratio(labels_path, label_header)
+    check_bytes(image_header.payload_bytes, "the images its header declares", source, options)
+    check_bytes(label_header.payload_bytes, "the labels its header declares", labels_path, options)
 
     raw_labels = read_values(labels_path, label_header, progress).astype(np.int64)
     names = [str(v) for v in raw_labels.tolist()]
@@ -149,12 +158,7 @@ def read_values(path: Path, header: IdxHeader, progress: Progress) -> np.ndarray
         found = header.disk_bytes - header.header_bytes
         if found != expected:
             raise _length_error(path, header, found)
-    elif expected > header.disk_bytes * MAX_DEFLATE_RATIO:
-        raise InputError(
-            f"{path.name} is corrupt: its header claims {expected} bytes of {header.describe()}, "
-            "more than the compressed file can hold",
-            "copy the file again",
-        )
+    _check_ratio(path, header)
     buffer = np.empty(expected, dtype=np.uint8)
     view = buffer.data
     done = 0
@@ -167,14 +171,24 @@ def read_values(path: Path, header: IdxHeader, progress: Progress) -> np.ndarray
                     raise _length_error(path, header, done)
                 done += got
                 progress.report("read", done, expected, "bytes")
-            extra = len(stream.read(1 << 16))
+            extra = len(stream.read(1))  # one byte is enough to know the file holds more
     except OSError as exc:
         raise _read_error(path, exc) from None
     except (EOFError, zlib.error) as exc:
         raise _read_error(path, exc) from None
     if extra:
-        raise _length_error(path, header, expected + extra)
+        raise _length_error(path, header, None)
     return buffer.view(header.dtype)
+
+
+def _check_ratio(path: Path, header: IdxHeader) -> None:
+    """A gzip file cannot expand past deflate's ratio: a header claiming more is corrupt (or a lie)."""
+    if header.compressed and header.payload_bytes > header.disk_bytes * MAX_DEFLATE_RATIO:
+        raise InputError(
+            f"{path.name} is corrupt: its header claims {header.payload_bytes} bytes of {header.describe()}, "
+            "more than the compressed file can hold",
+            "copy the file again",
+        )
 
 
 def _check_images(path: Path, header: IdxHeader) -> None:
@@ -218,8 +232,14 @@ def _open(path: Path) -> io.BufferedIOBase:
     return open(path, "rb")  # noqa: SIM115 - returned to the caller's with-block
 
 
-def _length_error(path: Path, header: IdxHeader, found: int) -> InputError:
+def _length_error(path: Path, header: IdxHeader, found: int | None) -> InputError:
+    """found: the data bytes the file holds; None when it holds more than declared (gzip, not counted)."""
     expected = header.payload_bytes
+    if found is None:
+        return InputError(
+            f"{path.name} holds more data after the {header.describe()} its header declares",
+            "copy the file again; an IDX file holds exactly the values its header declares",
+        )
     if found < expected:
         return InputError(
             f"{path.name} is truncated: its header declares {header.describe()} ({expected} bytes of data) "

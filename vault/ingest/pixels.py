@@ -4,6 +4,9 @@ straight into a row of the caller's (C, H, W) uint8 array.
 Grey images are rendered as one channel and broadcast when the dataset is colour, so a grey file
 gives the same pixels whichever path decodes it. EXIF orientation is applied; GIFs give their first
 frame; alpha is dropped; 16-bit grey keeps its top 8 bits.
+
+An image whose header declares more than MAX_PIXELS pixels is refused before it is decoded
+(Pillow itself only warns up to twice its limit, and a few kilobytes of PNG can declare that many).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ _DECODE_ERRORS = (
 )
 
 Image.init()  # load every format plugin now, not lazily inside a forked decoder
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485  # Pillow's own limit (about 0.25 GiB of RGB)
 
 
 @dataclass(frozen=True)
@@ -62,9 +66,17 @@ class Header:
 
 
 def open_image(path: str | Path, shown: str) -> Image.Image:
-    """Open lazily (header only). Raises InputError naming the file when it is not a usable image."""
+    """Open lazily (header only). Raises InputError naming the file when it is not a usable image,
+    or when its header declares more than MAX_PIXELS pixels."""
     try:
-        return Image.open(path, formats=IMAGE_FORMATS)
+        with warnings.catch_warnings():  # Pillow's warning band is refused below, not warned about
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path, formats=IMAGE_FORMATS)
+        width, height = im.size
+        if width * height > MAX_PIXELS:
+            im.close()
+            raise Image.DecompressionBombError(f"{width * height} pixels")
+        return im
     except Image.UnidentifiedImageError:
         suffix = Path(path).suffix
         if suffix.lower() in IMAGE_SUFFIXES:
@@ -90,8 +102,8 @@ def corrupt(shown: str, exc: BaseException) -> InputError:
     """The error for an image whose data cannot be decoded; never quotes the bytes themselves."""
     if isinstance(exc, Image.DecompressionBombError):
         return InputError(
-            f"image too large to decode safely: {shown}",
-            f"scale it below {Image.MAX_IMAGE_PIXELS} pixels, or remove it from the folder",
+            f"image too large to decode safely: {shown} declares more than {MAX_PIXELS:,} pixels",
+            f"scale it below {MAX_PIXELS:,} pixels, or remove it from the folder",
             detail={"file": shown, "problem": "too large"},
         )
     truncated = isinstance(exc, EOFError) or "truncated" in str(exc).lower()

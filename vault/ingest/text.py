@@ -3,30 +3,45 @@ quoted or plain TSV, one JSON object (or array) per JSONL line.
 
 Each record gives one text (several text columns are joined with a space) and one label string
 (surrounding whitespace removed). Errors name the file, the row and line, never a field's content.
+
+Memory: the file's size is checked against ImportOptions.max_bytes before it is read, and its
+record count against max_records before the records are taken. CSV/TSV rows are read by the csv
+module while every field is short; its buffer costs 4 bytes a character, so a field longer than
+CSV_MODULE_FIELD_LIMIT sends the whole file to a reader of the same grammar written with regular
+expressions, which costs about the field's own size. No field may exceed FIELD_LIMIT characters.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
-import io
 import json
-from collections.abc import Sequence
+import os
+import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from vault.errors import InputError
 from vault.ingest.columns import Columns, Key, name_like, resolve
 from vault.ingest.types import (
+    MAX_LABEL_CHARS,
     DecodedDataset,
     ImportOptions,
     Progress,
+    check_bytes,
+    check_records,
     class_order,
     encode_labels,
     require_two_classes,
 )
 
-FIELD_LIMIT = 1 << 26  # characters in one CSV/TSV field
+FIELD_LIMIT = 1 << 26  # characters in one CSV/TSV field, whichever reader reads it
+CSV_MODULE_FIELD_LIMIT = 1 << 20  # longer fields go to the regular-expression reader (memory)
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")  # lines as io.StringIO(newline="") splits them
+_LONE_CR = re.compile(r"\r(?!\n)")
+_LINE_END = re.compile(r"\r\n|\r|\n")
+_QUOTED = re.compile(r'"([^"]*+(?:""[^"]*+)*+)"')  # possessive: an unclosed quote fails at once
 _SAMPLE_ROWS = 2000
 
 
@@ -41,11 +56,12 @@ class Table:
 
 
 def decode_text(source: Path, fmt: str, options: ImportOptions, progress: Progress) -> DecodedDataset:
-    content = read_utf8(source)
+    content = read_utf8(source, options)
     if fmt == "jsonl":
         table = parse_jsonl(content, source, progress)
     else:
         table = parse_delimited(content, source, fmt, options, progress)
+    check_records(len(table.records), source, options)
     if not table.records:
         raise InputError(
             f"{source.name} holds no records", "a text dataset needs at least one row with a label"
@@ -69,10 +85,18 @@ def decode_text(source: Path, fmt: str, options: ImportOptions, progress: Progre
     )
 
 
-def read_utf8(path: Path) -> str:
-    """The whole file as text; InputError naming line and byte offset of the first invalid byte."""
+def read_utf8(path: Path, options: ImportOptions) -> str:
+    """The whole file as text; InputError naming line and byte offset of the first invalid byte.
+    Reads no more than the file's size and options.max_bytes allow (+1 to know it grew meanwhile)."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            check_bytes(size, "the file's bytes", path, options)
+            data = handle.read(size + 1)
+        if len(data) > size:
+            raise InputError(
+                f"{path.name} grew while it was being read", "import it once nothing is writing to it"
+            )
     except OSError as exc:
         raise InputError(
             f"cannot read {path}: {exc.strerror}", "check the path and its permissions"
@@ -130,9 +154,39 @@ class _Malformed(InputError):
 def _read_rows(
     content: str, delimiter: str, quoted: bool, source: Path, progress: Progress
 ) -> list[tuple[int, list[str]]]:
+    """(line where the record starts, fields) for every non-empty record; _Malformed on bad quoting."""
+    previous = csv.field_size_limit(min(CSV_MODULE_FIELD_LIMIT, FIELD_LIMIT))  # process-wide: restored below
+    try:
+        return _read_rows_csv(content, delimiter, quoted, source, progress)
+    except _FieldTooLong:
+        return _read_rows_long(content, delimiter, quoted, source, progress)
+    finally:
+        csv.field_size_limit(previous)
+
+
+class _FieldTooLong(Exception):
+    """The csv module met a field longer than CSV_MODULE_FIELD_LIMIT."""
+
+
+def _lines(content: str) -> Iterator[str]:
+    """The lines of content with their endings, one at a time (never a copy of the whole file)."""
+    if _LONE_CR.search(content):  # old Mac line ends: the slower general split
+        for match in _LINE.finditer(content):
+            yield match.group()
+        return
+    pos, end, find = 0, len(content), content.find
+    while pos < end:
+        stop = find("\n", pos) + 1 or end
+        yield content[pos:stop]
+        pos = stop
+
+
+def _read_rows_csv(
+    content: str, delimiter: str, quoted: bool, source: Path, progress: Progress
+) -> list[tuple[int, list[str]]]:
     total_lines = content.count("\n") + 1
     reader = csv.reader(
-        io.StringIO(content, newline=""),
+        _lines(content),
         delimiter=delimiter,
         quotechar='"',
         doublequote=True,
@@ -140,8 +194,6 @@ def _read_rows(
         strict=quoted,
     )
     rows: list[tuple[int, list[str]]] = []
-    if csv.field_size_limit() < FIELD_LIMIT:
-        csv.field_size_limit(FIELD_LIMIT)  # process-wide; raising it harms no other reader
     start = 1
     try:
         for fields in reader:
@@ -152,12 +204,70 @@ def _read_rows(
         progress.report("parse", total_lines, total_lines, "lines")
     except csv.Error as exc:
         reason = str(exc)
-        raise _Malformed(
-            f"{source.name} line {start}: malformed {'quoted ' if quoted else ''}field ({reason})",
-            'inside a quoted field, write a double quote as two (""), and close every quoted field',
-            detail={"file": source.name, "line": start},
-        ) from None
+        if reason.startswith("field larger than field limit"):
+            raise _FieldTooLong from None
+        raise _malformed(source, start, quoted, reason) from None
     return rows
+
+
+def _read_rows_long(
+    content: str, delimiter: str, quoted: bool, source: Path, progress: Progress
+) -> list[tuple[int, list[str]]]:
+    """The csv module's grammar (RFC 4180 quotes when `quoted`, strict; else none) for files with
+    long fields: each field is one slice of `content`, so memory stays near the file's own size."""
+    total_lines = content.count("\n") + 1
+    unquoted = re.compile(f"[^{re.escape(delimiter)}\r\n]*")
+    rows: list[tuple[int, list[str]]] = []
+    pos, end, line = 0, len(content), 1
+    while pos < end:
+        start, record_start = line, pos
+        blank = _LINE_END.match(content, pos)
+        if blank:
+            line, pos = line + 1, blank.end()
+            continue
+        fields: list[str] = []
+        while True:
+            if quoted and content.startswith('"', pos):
+                match = _QUOTED.match(content, pos)
+                if match is None:
+                    raise _malformed(source, start, quoted, "unexpected end of data")
+                value = match.group(1)
+                if '""' in value:
+                    value = value.replace('""', '"')
+                pos = match.end()
+                if pos < end and content[pos] not in (delimiter, "\r", "\n"):
+                    raise _malformed(source, start, quoted, f"'{delimiter}' expected after '\"'")
+            else:
+                match = unquoted.match(content, pos)
+                assert match is not None  # the pattern matches the empty string
+                value, pos = match.group(), match.end()
+            if len(value) > FIELD_LIMIT:
+                raise InputError(
+                    f"{source.name} line {start}: a field is longer than {FIELD_LIMIT:,} characters",
+                    "a record's text must be shorter: split it, or leave the record out",
+                    detail={"file": source.name, "line": start, "limit": FIELD_LIMIT},
+                )
+            fields.append(value)
+            if pos < end and content[pos] == delimiter:
+                pos += 1
+                continue
+            break
+        newline = _LINE_END.match(content, pos)
+        if newline:
+            pos = newline.end()
+        line = start + len(_LINE_END.findall(content, record_start, pos))
+        rows.append((start, fields))
+        progress.report("parse", line - 1, total_lines, "lines")
+    progress.report("parse", total_lines, total_lines, "lines")
+    return rows
+
+
+def _malformed(source: Path, start: int, quoted: bool, reason: str) -> _Malformed:
+    return _Malformed(
+        f"{source.name} line {start}: malformed {'quoted ' if quoted else ''}field ({reason})",
+        'inside a quoted field, write a double quote as two (""), and close every quoted field',
+        detail={"file": source.name, "line": start},
+    )
 
 
 def parse_jsonl(content: str, source: Path, progress: Progress) -> Table:
@@ -169,6 +279,12 @@ def parse_jsonl(content: str, source: Path, progress: Progress) -> Table:
         if stripped:
             try:
                 value = json.loads(stripped)
+            except RecursionError:
+                raise InputError(
+                    f"{source.name} line {number} nests JSON arrays or objects too deeply to read",
+                    'write one flat JSON object per line, e.g. {"text": "...", "label": "..."}',
+                    detail={"file": source.name, "line": number},
+                ) from None
             except json.JSONDecodeError as exc:
                 raise InputError(
                     f"{source.name} line {number} is not valid JSON: {exc.msg} (column {exc.colno})",
@@ -217,6 +333,12 @@ def extract(
                 detail={"file": source.name, "row": row, "line": line},
             )
         label = (_json_label(label, where) if fmt == "jsonl" else str(label)).strip()
+        if len(label) > MAX_LABEL_CHARS:
+            raise InputError(
+                f"{where} has a label longer than {MAX_LABEL_CHARS:,} characters",
+                "check that the right column holds the label (--label-column); labels are short names",
+                detail={"file": source.name, "row": row, "line": line},
+            )
         if not label:
             raise InputError(
                 f"{where} has an empty label",

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from vault.errors import Cancelled, InputError, UsageError
+from vault.vocabulary import DEFAULT_MAX_BYTES, DEFAULT_MAX_RECORDS, MAX_IMAGE_SIDE
 
 FORMATS = ("image-folder", "idx", "csv", "tsv", "jsonl")
 TEXT_FORMATS = ("csv", "tsv", "jsonl")
-MAX_IMAGE_SIDE = 4096
 
 ColumnSpec = str | int | Sequence[str | int] | None
 
@@ -38,6 +38,10 @@ class ImportOptions:
         as quoted when the whole file parses that way, otherwise as plain IANA TSV where quotes
         are ordinary characters. True/False force one reading.
     workers: processes used to decode large image folders; None picks 1 or 2 by size and CPUs.
+    max_records: the most records one import takes (--max-records); checked before decoding.
+    max_bytes: the most bytes one import reads or decodes into memory (--max-bytes): the source's
+        size on disk, an IDX header's declared payload, the decoded pixel array; checked before
+        the memory is taken.
     """
 
     fmt: str | None = None
@@ -48,6 +52,8 @@ class ImportOptions:
     header: bool = True
     quoting: bool | None = None
     workers: int | None = None
+    max_records: int = DEFAULT_MAX_RECORDS
+    max_bytes: int = DEFAULT_MAX_BYTES
 
     def checked(self) -> ImportOptions:
         """Return self after rejecting values no source could satisfy (UsageError)."""
@@ -63,6 +69,11 @@ class ImportOptions:
                 )
         if self.workers is not None and (isinstance(self.workers, bool) or not 1 <= self.workers <= 64):
             raise UsageError(f"workers must be between 1 and 64, not {self.workers!r}", "leave it unset")
+        for flag, value in (("--max-records", self.max_records), ("--max-bytes", self.max_bytes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UsageError(
+                    f"{flag} must be a whole number of at least 1, not {value!r}", f"leave {flag} unset"
+                )
         if self.labels is not None and self.fmt not in (None, "idx"):
             raise UsageError(f"--labels only applies to IDX sources, not {self.fmt}", "drop --labels")
         return self
@@ -183,8 +194,50 @@ def class_order(names: Iterable[str]) -> list[str]:
     return sorted(unique)
 
 
+def size_text(count: int) -> str:
+    """A byte count for people: 15.0 MiB, 20.0 GiB, 812 bytes."""
+    for unit, factor in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= factor:
+            return f"{count / factor:.1f} {unit}"
+    return f"{count} bytes"
+
+
+def check_records(count: int, source: Path, options: ImportOptions, *, at_least: bool = False) -> None:
+    """Refuse, before decoding, a source of more records than one import may take (at_least: the
+    count so far of a listing stopped early)."""
+    if count > options.max_records:
+        raise InputError(
+            f"{source.name} holds {'at least ' if at_least else ''}{count:,} records, more than the import "
+            f"limit of {options.max_records:,}",
+            f"raise the limit with --max-records {count} if this is expected, or import the source in parts",
+            detail={"file": source.name, "limit": "max_records", "found": count},
+        )
+
+
+def check_bytes(count: int, what: str, source: Path, options: ImportOptions) -> None:
+    """Refuse, before the memory is taken, `count` bytes (of `what`) over the import's byte limit."""
+    if count > options.max_bytes:
+        raise InputError(
+            f"{source.name}: {what} come to {size_text(count)} ({count:,} bytes), more than the import limit "
+            f"of {size_text(options.max_bytes)}",
+            f"raise the limit with --max-bytes {count} if this is expected, or import the source in parts",
+            detail={"file": source.name, "limit": "max_bytes", "found": count},
+        )
+
+
+MAX_CLASSES = 100_000  # every class name lives in the catalog, which every command reads
+MAX_LABEL_CHARS = 1_000
+
+
 def require_two_classes(classes: list[str], source: Path, unit: str) -> None:
-    """A classifier needs two classes; unit names what a class is here ("class folder", "label")."""
+    """A classifier needs two classes, and at most MAX_CLASSES; unit names what a class is here
+    ("class folder", "label value")."""
+    if len(classes) > MAX_CLASSES:
+        raise InputError(
+            f"{source.name} has {len(classes):,} distinct {unit}s, more than {MAX_CLASSES:,}",
+            f"check that the right column holds the label (--label-column); a classifier has at most "
+            f"{MAX_CLASSES:,} classes",
+        )
     if len(classes) < 2:
         found = f"only one {unit} ({classes[0]})" if classes else f"no {unit}"
         raise InputError(

@@ -24,7 +24,7 @@ from vault.policy.constraints import (
     request_problem,
 )
 from vault.policy.request import Decision, Request
-from vault.policy.schema import PolicySpec, PolicyTest, parse_policy
+from vault.policy.schema import MAX_POLICY_BYTES, PolicySpec, PolicyTest, parse_policy
 from vault.vocabulary import RAW_EXPORT_ACTION, ROLES, SENSITIVITIES
 
 BUILTIN_NAMES = ("default", "strict", "research")
@@ -96,7 +96,7 @@ class Policy:
     def from_file(cls, path: Path | str) -> Policy:
         file = Path(path)
         try:
-            text = file.read_text(encoding="utf-8")
+            text = read_policy_text(file)
         except FileNotFoundError:
             raise NotFound(f"policy file {file} does not exist", "check the path") from None
         except (OSError, UnicodeDecodeError) as exc:
@@ -343,3 +343,16 @@ class Policy:
 def _load_cached(text: str, source: str) -> Policy:
     """Policies are immutable, and the vault reloads its stored text on every decision."""
     return Policy(parse_policy(text, source), text, source)
+
+
+def read_policy_text(path: Path) -> str:
+    """A policy file's text, read no further than MAX_POLICY_BYTES (+1 to know it is larger): a
+    device or a huge file is refused without filling memory. OSError and UnicodeDecodeError pass on."""
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_POLICY_BYTES + 1)
+    if len(data) > MAX_POLICY_BYTES:
+        raise InputError(
+            f"policy file {path} is larger than {MAX_POLICY_BYTES // 2**20} MiB",
+            "a policy is a short TOML file: check that this is the right file",
+        )
+    return data.decode("utf-8")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
+from vault.errors import InputError
 from vault.policy.checks import (
     Problems,
     check_keys,
@@ -142,15 +143,28 @@ class PolicySpec:
     tests: tuple[PolicyTest, ...]
 
 
+MAX_POLICY_BYTES = 1 << 20  # a policy is a short file; anything larger is refused unread
+
+
 def parse_policy(text: str, source: str) -> PolicySpec:
     """Parse and validate a policy file's text; raises InputError naming every bad key."""
     problems = Problems(source)
+    if len(text.encode("utf-8")) > MAX_POLICY_BYTES:
+        raise InputError(
+            f"policy {source} is larger than {MAX_POLICY_BYTES // 2**20} MiB",
+            "a policy is a short TOML file: check that this is the right file",
+        )
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         problems.add("(file)", f"not valid TOML: {exc}")
         problems.raise_if_any()
         raise AssertionError("unreachable") from exc
+    except RecursionError:
+        raise InputError(
+            f"policy {source}: its arrays or tables nest too deeply to read",
+            "a policy's values nest a level or two: check that this is the right file",
+        ) from None
     check_keys(problems, "", data, SECTIONS)
     for section in REQUIRED_SECTIONS:
         if section not in data:

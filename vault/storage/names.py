@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from vault.errors import InputError
+from vault.terminal import safe
 
 
 def check_name(name: str, what: str = "dataset") -> str:
@@ -15,7 +16,7 @@ def check_name(name: str, what: str = "dataset") -> str:
         or name in (".", "..")
         or ".." in name
         or name.startswith("-")
-        or any(ord(c) < 32 or ord(c) == 127 for c in name)
+        or safe(name) != name  # control characters (C0, DEL, C1) and bidi overrides
         or "|" in name
         or "=" in name
     )
