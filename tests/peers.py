@@ -61,7 +61,7 @@ def _hashed_rows(texts: Sequence[str], features: int) -> tuple[list[int], list[i
     rows, cols, values = [], [], []
     for row, text in enumerate(texts):
         words = _WORD.findall(text.lower())
-        grams = words + [f"{a} {b}" for a, b in zip(words, words[1:])]
+        grams = words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]
         counts: dict[int, float] = {}
         for gram in grams:
             h = zlib.crc32(gram.encode("utf-8"))
@@ -109,8 +109,9 @@ def hashed_logistic_regression(
     solved = optimize.minimize(loss_and_grad, start, jac=True, method="L-BFGS-B", options={"maxiter": 300})
     weight, bias = solved.x[:width].reshape(len(used), classes), solved.x[width:]
     rows, cols, values = _hashed_rows(test_texts, features)
-    kept = [(r, used[c], v) for r, c, v in zip(rows, cols, values) if c in used]
+    kept = [(r, used[c], v) for r, c, v in zip(rows, cols, values, strict=True) if c in used]
     test = sparse.csr_matrix(
-        ([k[2] for k in kept], ([k[0] for k in kept], [k[1] for k in kept])), shape=(len(test_texts), len(used))
+        ([k[2] for k in kept], ([k[0] for k in kept], [k[1] for k in kept])),
+        shape=(len(test_texts), len(used)),
     )
     return np.asarray(test @ weight + bias).argmax(1)

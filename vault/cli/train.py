@@ -13,8 +13,10 @@ dataset's privacy ledger.
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from vault.cli import options
@@ -23,6 +25,37 @@ from vault.vocabulary import ACCOUNTANTS
 
 MODEL_CHOICES = ("auto", *MODEL_KINDS)
 DEFAULTS = TrainConfig()  # the one source of training defaults; the TUI's form reads it too
+
+
+def _number(
+    option: str, example: str, *, integer: bool = False, above: float = 0.0, below: float | None = None
+) -> Callable[[str], float | int]:
+    """An argparse type that refuses what the run would refuse later, before torch is imported:
+    NaN, infinities and values outside (above, below) or (above, below] for `val_split`."""
+
+    def parse(text: str) -> float | int:
+        try:
+            value: float | int = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{option} takes {'a whole number' if integer else 'a number'}, got {text!r}; use e.g. {option} {example}"
+            ) from None
+        inside = math.isfinite(value) and value > above and (below is None or value <= below)
+        if not inside:
+            where = f"above {above:g}" + ("" if below is None else f" and at most {below:g}")
+            raise argparse.ArgumentTypeError(
+                f"{option} must be a finite number {where}, got {text}; use e.g. {option} {example}"
+            )
+        return value
+
+    return parse
+
+
+def _delta(text: str) -> float:
+    value = _number("--delta", "1e-5")(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"--delta must be below 1, got {text}; use e.g. --delta 1e-5")
+    return float(value)
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -190,20 +223,31 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--epsilon",
-        type=float,
+        type=_number("--epsilon", "3"),
         default=DEFAULTS.epsilon,
         help=f"target epsilon of this run (default {DEFAULTS.epsilon:g})",
     )
-    p.add_argument("--delta", type=float, default=None, help="target delta (default min(1e-5, 1/(10 n)))")
-    p.add_argument("--max-grad-norm", type=float, default=None, help="per-sample clipping norm C")
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--delta", type=_delta, default=None, help="target delta (default min(1e-5, 1/(10 n)))")
     p.add_argument(
-        "--batch-size", type=int, default=None, help="logical batch (expected size under Poisson sampling)"
+        "--max-grad-norm",
+        type=_number("--max-grad-norm", "1.0"),
+        default=None,
+        help="per-sample clipping norm C",
+    )
+    p.add_argument("--epochs", type=_number("--epochs", "10", integer=True), default=None)
+    p.add_argument(
+        "--batch-size",
+        type=_number("--batch-size", "256", integer=True),
+        default=None,
+        help="logical batch (expected size under Poisson sampling)",
     )
     p.add_argument(
-        "--physical-batch-size", type=int, default=None, help="largest batch computed at once (memory)"
+        "--physical-batch-size",
+        type=_number("--physical-batch-size", "128", integer=True),
+        default=None,
+        help="largest batch computed at once (memory)",
     )
-    p.add_argument("--lr", type=float, default=None, help="learning rate")
+    p.add_argument("--lr", type=_number("--lr", "0.5"), default=None, help="learning rate")
     p.add_argument("--seed", type=int, default=None, help="fixes the held-out split and initialisation")
     p.add_argument(
         "--reproducible",
@@ -213,7 +257,7 @@ def register(sub: Any) -> None:
     p.add_argument("--device", default=DEFAULTS.device, choices=DEVICES)
     p.add_argument(
         "--val-split",
-        type=float,
+        type=_number("--val-split", "0.1", below=0.5),
         default=DEFAULTS.val_split,
         help=f"held-out fraction (default {DEFAULTS.val_split:g})",
     )
