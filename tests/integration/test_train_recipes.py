@@ -13,7 +13,7 @@ import torch
 
 from tests import peers
 from tests.support import shared_path
-from vault.train import TrainConfig, TrainData
+from vault.train import TrainConfig, TrainData, recipes
 from vault.train.data import split
 from vault.train.engine import plan_for, train
 
@@ -35,11 +35,13 @@ def test_cnn_under_dp_does_not_collapse_on_1800_small_images() -> None:
     assert outcome.dp is not None and outcome.dp.epsilon <= 3.0 + 1e-9
 
 
-def test_cnn_recipe_scales_with_the_number_of_records() -> None:
-    small = plan_for(_digits(600), TrainConfig(model="cnn", accountant="rdp"))
-    large = plan_for(_digits(6000), TrainConfig(model="cnn", accountant="rdp"))
-    assert small.batch_size < large.batch_size
-    assert small.total_steps >= 150, "a small set still gets enough noisy steps to learn"
+def test_cnn_learning_rate_follows_the_noise_and_an_explicit_rate_is_kept() -> None:
+    small = plan_for(_digits(1800), TrainConfig(model="cnn", accountant="rdp"))
+    large = plan_for(_digits(8000), TrainConfig(model="cnn", accountant="rdp", delta=1e-5))
+    assert small.lr < 0.5 * large.lr, (small.lr, large.lr)
+    assert small.lr == recipes.learning_rate(1.0, 280.0, small.batch_size, small.noise_multiplier)
+    assert plan_for(_digits(1800), TrainConfig(model="cnn", accountant="rdp", lr=0.7)).lr == 0.7
+    assert plan_for(_digits(1800), TrainConfig(model="cnn", dp=False)).lr == 0.05, "no noise, no scaling"
 
 
 def _ag_news(n: int) -> tuple[list[str], list[int], list[str]]:
