@@ -37,7 +37,7 @@ def test_cnn_under_dp_does_not_collapse_on_1800_small_images(cnn_on_small_digits
     assert outcome.dp is not None and outcome.dp.epsilon <= 3.0 + 1e-9
 
 
-@pytest.mark.xfail(reason="goal not reached yet: 0.77 measured, scatternet ~0.945", strict=False)
+@pytest.mark.xfail(reason="goal not reached yet: 0.79 measured (lr 0.18), scatternet 0.945", strict=False)
 def test_cnn_under_dp_reaches_85_percent_of_the_default(cnn_on_small_digits) -> None:
     assert cnn_on_small_digits.accuracy >= 0.80, cnn_on_small_digits.accuracy
 
