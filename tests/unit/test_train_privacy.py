@@ -13,7 +13,7 @@ from tests.support import google_epsilon
 from vault.train import TrainConfig, TrainData
 from vault.train.engine import train
 from vault.train.metrics import dp_auc_bound, dp_tpr_bound, membership_check, roc_auc
-from vault.train.privacy import RunningBound, default_delta, epsilon_of, noise_multiplier_for
+from vault.train.privacy import RunningBound, calibrate, default_delta, epsilon_of, noise_multiplier_for
 
 
 def test_a_real_runs_reported_epsilon_agrees_with_dp_accounting() -> None:
@@ -72,3 +72,38 @@ def test_membership_bounds() -> None:
     assert abs(same["auc"] - 0.5) < 0.03 and same["tpr_at_1pct_fpr"] < 0.03
     separated = roc_auc(np.array([3.0, 4.0, 5.0]), np.array([0.0, 1.0, 3.0]))
     assert separated == pytest.approx((3 + 3 + 2.5) / 9)
+
+
+@pytest.mark.parametrize("accountant", ["prv", "rdp"])
+@pytest.mark.parametrize(
+    ("epsilon", "delta", "rate", "epochs"),
+    [(3.0, 1e-5, 1 / 8, 20), (1.0, 1e-5, 1 / 15, 15), (8.0, 1e-6, 0.01, 30)],
+)
+def test_fast_calibration_is_exact_by_the_named_accountant(
+    accountant: str, epsilon: float, delta: float, rate: float, epochs: int
+) -> None:
+    from opacus.accountants import create_accountant
+
+    result = calibrate(epsilon, delta, rate, epochs, accountant)
+    tracker = create_accountant(mechanism=accountant)
+    tracker.history = [(result.noise_multiplier, rate, int(epochs / rate))]
+    exact = tracker.get_epsilon(delta=delta)
+    assert result.epsilon == exact, "the epsilon reported is the accountant's own"
+    assert epsilon - 0.01 <= exact <= epsilon
+    assert epsilon_of([(result.noise_multiplier, rate, int(epochs / rate))], delta, accountant) == exact
+    assert result.evaluations <= (0 if accountant == "rdp" else 8), "few evaluations of the slow accountant"
+
+
+def test_card_epsilon_after_fast_calibration_is_the_prv_accountants() -> None:
+    from opacus.accountants import PRVAccountant
+
+    from tests.support import blobs
+    from vault.train import TrainConfig
+    from vault.train.engine import train
+
+    outcome = train(blobs(n=120), TrainConfig(model="scatternet", epochs=2, batch_size=20, seed=2))
+    tracker = PRVAccountant()
+    tracker.history = list(outcome.dp.history)
+    assert outcome.dp.accountant == "prv"
+    assert outcome.dp.epsilon == tracker.get_epsilon(delta=outcome.dp.delta)
+    assert 2.99 <= outcome.dp.epsilon <= 3.0

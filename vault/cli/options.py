@@ -27,11 +27,14 @@ if TYPE_CHECKING:
     from vault.door import Vault
 
 
-def whole(low: int = 1, high: int | None = None) -> Callable[[str], int]:
-    """An argparse type: a whole number from `low` (to `high`), else a usage error naming the range."""
+def whole(low: int = 1, high: int | None = None, *, example: str | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` (to `high`), else a usage error naming the range
+    (and, given one, an example of the option used well)."""
     wanted = (
         f"a whole number between {low} and {high}" if high is not None else f"a whole number, at least {low}"
     )
+    if example:
+        wanted += f"; use e.g. {example}"
 
     def parse(text: str) -> int:
         try:
@@ -46,13 +49,17 @@ def whole(low: int = 1, high: int | None = None) -> Callable[[str], int]:
     return parse
 
 
-def number(*, above: float = 0.0, below: float | None = None) -> Callable[[str], float]:
+def number(
+    *, above: float = 0.0, below: float | None = None, example: str | None = None
+) -> Callable[[str], float]:
     """An argparse type: a finite number above `above` (and below `below`); NaN and infinity refused."""
     wanted = (
         f"a number between {above:g} and {below:g} (both excluded)"
         if below is not None
         else (f"a number above {above:g}")
     )
+    if example:
+        wanted += f"; use e.g. {example}"
 
     def parse(text: str) -> float:
         try:

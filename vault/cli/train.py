@@ -193,31 +193,36 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--epsilon",
-        type=options.number(),
+        type=options.number(example="--epsilon 3"),
         default=DEFAULTS.epsilon,
         help=f"target epsilon of this run (default {DEFAULTS.epsilon:g})",
     )
     p.add_argument(
         "--delta",
-        type=options.number(below=1),
+        type=options.number(below=1, example="--delta 1e-5"),
         default=None,
         help="target delta (default min(1e-5, 1/(10 n)))",
     )
-    p.add_argument("--max-grad-norm", type=options.number(), default=None, help="per-sample clipping norm C")
-    p.add_argument("--epochs", type=options.whole(1), default=None)
+    p.add_argument(
+        "--max-grad-norm",
+        type=options.number(example="--max-grad-norm 1.0"),
+        default=None,
+        help="per-sample clipping norm C",
+    )
+    p.add_argument("--epochs", type=options.whole(1, example="--epochs 10"), default=None)
     p.add_argument(
         "--batch-size",
-        type=options.whole(1),
+        type=options.whole(1, example="--batch-size 256"),
         default=None,
         help="logical batch (expected size under Poisson sampling)",
     )
     p.add_argument(
         "--physical-batch-size",
-        type=options.whole(1),
+        type=options.whole(1, example="--physical-batch-size 128"),
         default=None,
         help="largest batch computed at once (memory)",
     )
-    p.add_argument("--lr", type=options.number(), default=None, help="learning rate")
+    p.add_argument("--lr", type=options.number(example="--lr 0.5"), default=None, help="learning rate")
     p.add_argument(
         "--seed", type=options.whole(0), default=None, help="fixes the held-out split and initialisation"
     )
@@ -229,7 +234,7 @@ def register(sub: Any) -> None:
     p.add_argument("--device", default=DEFAULTS.device, choices=DEVICES)
     p.add_argument(
         "--val-split",
-        type=options.number(below=1),
+        type=options.number(below=0.5, example="--val-split 0.1"),
         default=DEFAULTS.val_split,
         help=f"held-out fraction (default {DEFAULTS.val_split:g})",
     )

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from vault.errors import Cancelled, InputError, StrongroomError, UsageError
 from vault.train import models as registry
+from vault.train import recipes
 from vault.train.bookkeeping import BookkeepingClipper
 from vault.train.config import CLIPPING, DEVICES, DPFacts, TrainConfig, TrainOutcome
 from vault.train.data import (
@@ -169,7 +170,7 @@ def plan(
     epochs = recipe.epochs if config.epochs is None else int(config.epochs)
     if epochs < 1:
         raise UsageError(f"--epochs must be at least 1, got {epochs}", "use e.g. --epochs 10")
-    lr = recipe.lr if config.lr is None else float(config.lr)
+    lr = recipe.lr if config.lr is None else float(config.lr)  # scaled below once the noise is known
     if not lr > 0:
         raise UsageError(f"--lr must be positive, got {lr}", "use e.g. --lr 0.5")
     if config.batch_size is None:
@@ -217,6 +218,8 @@ def plan(
         sample_rate = poisson_sample_rate(train_records, batch_size)
         per_epoch = steps_per_epoch(sample_rate)
         noise = noise_multiplier_for(epsilon, delta, sample_rate, epochs, config.accountant)
+        if config.lr is None:
+            lr = recipes.learning_rate(recipe.lr, recipe.reference_snr, batch_size, noise)
     else:
         sample_rate = batch_size / train_records
         per_epoch = math.ceil(train_records / batch_size)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 from vault.errors import UsageError
 from vault.vocabulary import ACCOUNTANTS
@@ -38,31 +39,105 @@ def steps_per_epoch(sample_rate: float) -> int:
     return int(1 / sample_rate)
 
 
+EPSILON_TOLERANCE = 0.01  # the calibrated epsilon lies in [target - this, target], as in Opacus
+MAX_SIGMA = 1e6
+
+
+@dataclass(frozen=True)
+class Calibration:
+    noise_multiplier: float
+    epsilon: float  # the named accountant's epsilon at the noise multiplier, the one the card shows
+    evaluations: int  # of the named accountant (the RDP bracket costs milliseconds)
+
+
+def _accountant_epsilon(accountant: str, delta: float, sample_rate: float, steps: int) -> Callable:
+    from opacus.accountants import create_accountant
+
+    tracker = create_accountant(mechanism=accountant)
+
+    def epsilon(sigma: float) -> float:
+        tracker.history = [(sigma, sample_rate, steps)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(tracker.get_epsilon(delta=delta))
+
+    return epsilon
+
+
+def calibrate(epsilon: float, delta: float, sample_rate: float, epochs: int, accountant: str) -> Calibration:
+    """The noise multiplier whose epsilon, by the named accountant, is within EPSILON_TOLERANCE
+    below `epsilon` after `epochs` of Poisson-sampled steps (Opacus' step count, int(epochs / q)).
+
+    RDP is cheap and never below PRV's epsilon, so the RDP calibration is an upper end of the
+    bracket; for PRV, false position (Illinois) on that bracket needs a handful of PRV evaluations
+    where Opacus' bisection from [0, 20] needs a dozen or more. Raises ValueError when no noise
+    below MAX_SIGMA reaches the target."""
+    steps = int(epochs / sample_rate)
+    if not math.isfinite(epsilon) or epsilon <= 0:
+        raise ValueError(f"the target epsilon must be positive, got {epsilon}")
+    rdp = _accountant_epsilon("rdp", delta, sample_rate, steps)
+    low, high = 0.0, 1.0  # bisection on RDP (each evaluation well under a millisecond)
+    while rdp(high) > epsilon:
+        low, high = high, 2 * high
+        if high > MAX_SIGMA:
+            raise ValueError("the privacy budget is too low")
+    while high - low > 1e-4 * high:
+        middle = (low + high) / 2
+        low, high = (middle, high) if rdp(middle) > epsilon else (low, middle)
+    if accountant == "rdp":
+        return Calibration(high, rdp(high), 0)
+    named = _accountant_epsilon(accountant, delta, sample_rate, steps)
+    evaluations = 0
+
+    def gap(sigma: float) -> float:  # positive: over budget
+        nonlocal evaluations
+        evaluations += 1
+        return named(sigma) - epsilon
+
+    hi_gap = gap(high)
+    while hi_gap > 0:  # PRV above RDP (its error bound): widen upwards
+        high *= 1.25
+        hi_gap = gap(high)
+    low = 0.5 * high
+    lo_gap = gap(low)
+    while lo_gap <= 0:
+        high, hi_gap, low = low, lo_gap, low / 2
+        lo_gap = gap(low)
+    side, true_gap = 0, hi_gap  # Illinois halves the kept end's gap; the true one is kept here
+    while -true_gap > EPSILON_TOLERANCE:
+        if evaluations >= 40:
+            middle = (low + high) / 2
+        else:
+            middle = high - hi_gap * (high - low) / (hi_gap - lo_gap)
+            middle = min(max(middle, low + 1e-9 * high), high - 1e-9 * high)
+        value = gap(middle)
+        if value > 0:
+            low, lo_gap = middle, value
+            if side == -1:
+                hi_gap /= 2
+            side = -1
+        else:
+            high, hi_gap, true_gap = middle, value, value
+            if side == 1:
+                lo_gap /= 2
+            side = 1
+    return Calibration(high, epsilon + true_gap, evaluations)
+
+
 @functools.lru_cache(maxsize=64)
 def noise_multiplier_for(
     epsilon: float, delta: float, sample_rate: float, epochs: int, accountant: str
 ) -> float:
-    """Opacus' get_noise_multiplier, exactly as make_private_with_epsilon calls it (cached: the
-    policy's projection and the run itself ask for the same value)."""
-    from opacus.accountants.utils import get_noise_multiplier
-
+    """The calibrated noise multiplier (cached: the policy's projection and the run itself ask
+    for the same value). The run's epsilon is then computed by the accountant, exactly."""
     check_accountant(accountant)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            noise = get_noise_multiplier(
-                target_epsilon=epsilon,
-                target_delta=delta,
-                sample_rate=sample_rate,
-                epochs=epochs,
-                accountant=accountant,
-            )
+        return float(calibrate(epsilon, delta, sample_rate, epochs, accountant).noise_multiplier)
     except ValueError as error:
         raise UsageError(
             f"epsilon {epsilon} cannot be reached at delta {delta:g}: {error}",
             "raise --epsilon, or lower --epochs or --batch-size",
         ) from error
-    return float(noise)
 
 
 def epsilon_of(history: Iterable[Sequence[float]], delta: float, accountant: str = "prv") -> float:
