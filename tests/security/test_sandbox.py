@@ -403,6 +403,46 @@ def test_the_command_ends_with_the_pid_its_caller_sees(
         proc.wait()
 
 
+def _controlling_terminal() -> None:
+    import fcntl
+    import termios
+
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def test_a_closed_terminal_ends_the_command_inside_too(namespaces: dict[str, Any]) -> None:
+    """A terminal window closed (the pty hung up) signals its session leader alone, and the kernel
+    sends that SIGHUP (si_code SI_KERNEL) to the supervisor only: the command inside must end too,
+    not spin on a dead terminal (the TUI did, at a third of a core, after its tmux session went)."""
+    if not namespaces["sandbox"]["namespaces"]["pid"]["new"]:
+        pytest.skip("this host refuses a PID namespace")
+    master, slave = os.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLEEPER],
+        cwd=REPO,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+        preexec_fn=_controlling_terminal,
+    )
+    os.close(slave)
+    try:
+        said = b""
+        while b"ready 1" not in said:
+            said += os.read(master, 1024)
+        inner = _inner_pid(proc.pid)
+        os.close(master)  # the terminal hangs up
+        master = -1
+        assert proc.wait(timeout=30) == -signal.SIGHUP
+        assert _gone(inner), f"the command (host pid {inner}) outlived its terminal"
+    finally:
+        if master >= 0:
+            os.close(master)
+        proc.kill()
+        proc.wait()
+
+
 def test_host_processes_are_not_listed_inside(namespaces: dict[str, Any]) -> None:
     if not namespaces["sandbox"]["namespaces"]["pid"]["new"]:
         pytest.skip("this host refuses a PID namespace")

@@ -60,7 +60,9 @@ def _supervise(child: int, watched: set[signal.Signals]) -> None:
     while True:
         info = signal.sigwaitinfo(watched)
         if info.si_signo != signal.SIGCHLD:
-            if info.si_code != SI_KERNEL:
+            # The kernel signals a whole process group (^C), so the child has those already; but a
+            # hung-up terminal signals its session leader alone, and that may be this process.
+            if info.si_code != SI_KERNEL or info.si_signo == signal.SIGHUP:
                 try:
                     os.kill(child, info.si_signo)
                 except OSError:
