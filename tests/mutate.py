@@ -67,7 +67,7 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     ),
     "seccomp": (["vault/netguard/_seccomp.py"], ["tests/security/test_netguard.py"]),
     "dp": (
-        ["vault/train/bookkeeping.py", "vault/train/privacy.py", "vault/train/engine.py"],
+        ["vault/train/bookkeeping.py", "vault/privacy/accounting.py", "vault/train/engine.py"],
         [
             "tests/unit/test_dp_noise.py",
             "tests/unit/test_bookkeeping.py",

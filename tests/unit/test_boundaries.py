@@ -68,7 +68,7 @@ LAYERS: dict[str, set[str]] = {
     "storage": BASE | {"crypto"},
     "audit": BASE | {"crypto", "storage"},
     "policy": BASE,
-    "privacy": BASE | {"train"},
+    "privacy": BASE,
     "ingest": BASE,
     "train": BASE | {"privacy"},
     "netguard": BASE,

@@ -19,7 +19,8 @@ from vault.train import TrainConfig, TrainData
 from vault.train import models as registry
 from vault.train.config import CLIPPING
 from vault.train.data import IGNORE, BatchDataset, collate_batch, prepare_all
-from vault.train.engine import PAD_FRACTION, _make_private, _private_pass, plan_for
+from vault.train.engine import PAD_FRACTION, plan_for
+from vault.train.opacus_adapter import make_private, private_pass
 
 RECORDS = 40  # two classes, 36 train after the 10% split; batches of 9: sample rate 1/4, expected batch 9
 BATCH = 9
@@ -45,7 +46,7 @@ def dataset(name: str) -> TrainData:
 def handed_to_optimizer(name: str, clipping: str, noise_seed: int) -> tuple[list[torch.Tensor], float, int]:
     """The gradients the wrapped optimizer receives at the first private step (clipped sum plus
     noise, scaled), with the plan's noise multiplier and max_grad_norm; wired as the engine wires
-    a run (`_make_private`, padded Poisson batches, `_private_pass`)."""
+    a run (`make_private`, padded Poisson batches, `private_pass`)."""
     data = dataset(name)
     run = plan_for(
         data,
@@ -68,7 +69,7 @@ def handed_to_optimizer(name: str, clipping: str, noise_seed: int) -> tuple[list
     generators = (torch.Generator().manual_seed(1), torch.Generator().manual_seed(noise_seed))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model, optimizer, criterion, loader, _ = _make_private(net, loader, run, generators)
+        model, optimizer, criterion, loader, _ = make_private(net, loader, run, generators)
     params = [p for p in net.parameters() if p.requires_grad]
     seen: list[list[torch.Tensor]] = []
     optimizer.original_optimizer.register_step_pre_hook(
@@ -79,7 +80,7 @@ def handed_to_optimizer(name: str, clipping: str, noise_seed: int) -> tuple[list
         xb, yb = next(iter(loader))
         assert int((yb != IGNORE).sum()) > 0, "an empty Poisson batch: change the sampling seed"
         optimizer.zero_grad()
-        _private_pass(model, criterion, xb, yb)
+        private_pass(model, criterion, xb, yb)
         optimizer.step()
     finally:
         model.close() if hasattr(model, "clip") else model._close()

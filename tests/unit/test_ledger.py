@@ -6,7 +6,7 @@ import pytest
 
 from tests.support import google_epsilon
 from vault.privacy import ledger
-from vault.train.privacy import epsilon_of
+from vault.privacy.accounting import epsilon_of
 
 RUN_A = [(1.1, 0.01, 800)]
 RUN_B = [(1.6, 1 / 16, 240)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -12,7 +13,7 @@ from vault.errors import Cancelled, InputError, StrongroomError, UsageError
 from vault.train import StepProgress, TrainConfig, TrainData
 from vault.train.engine import _is_out_of_memory, plan_for, train
 from vault.train.evaluate import evaluate, load_model
-from vault.train.weights import model_config_from_bytes, weights_from_bytes, weights_to_bytes
+from vault.train.weights import weights_from_bytes, weights_to_bytes
 
 FAST = dict(accountant="rdp", epochs=2, batch_size=24, seed=3)
 
@@ -121,7 +122,8 @@ def test_weights_round_trip_through_safetensors_and_evaluate() -> None:
     restored = weights_from_bytes(blob)
     assert restored.keys() == outcome.state_dict.keys()
     assert all(torch.equal(restored[k], outcome.state_dict[k]) for k in restored)
-    assert model_config_from_bytes(blob) == outcome.model_config
+    header = json.loads(blob[8 : 8 + int.from_bytes(blob[:8], "little")])  # docs/FORMAT.md, safetensors
+    assert json.loads(header["__metadata__"]["model_config"]) == outcome.model_config
     metrics = evaluate(restored, outcome.model_config, data)
     assert metrics["accuracy"] > 0.9
     model = load_model(restored, outcome.model_config)

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from tests.support import google_epsilon
+from vault.privacy.accounting import RunningBound, calibrate, default_delta, epsilon_of, noise_multiplier_for
 from vault.train import TrainConfig, TrainData
 from vault.train.engine import train
 from vault.train.metrics import dp_auc_bound, dp_tpr_bound, membership_check, roc_auc
-from vault.train.privacy import RunningBound, calibrate, default_delta, epsilon_of, noise_multiplier_for
 
 
 def test_a_real_runs_reported_epsilon_agrees_with_dp_accounting() -> None:

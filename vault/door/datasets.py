@@ -283,7 +283,7 @@ class DatasetService:
     def overlaps(self, catalog: Catalog, name: str) -> list[dict[str, Any]]:
         """The datasets whose records `name` shares, each with the spend its lineage carries:
         [{"dataset", "records", "of", "lineage", "deleted", "epsilon", "message"}]."""
-        from vault.train.privacy import default_delta
+        from vault.privacy.accounting import default_delta
 
         rows = lineage.dataset_overlaps(catalog.get("lineage", {}), name, catalog["datasets"])
         for row in rows:

@@ -197,7 +197,7 @@ class PolicyService:
 
             facts["model"] = default_model(str(dataset_facts["kind"]), bool(facts["dp"]))
         if facts["dp"] and facts.get("delta") is None and dataset_facts.get("samples"):
-            from vault.train.privacy import default_delta
+            from vault.privacy.accounting import default_delta
 
             facts["delta"] = default_delta(int(dataset_facts["samples"]))
         if facts["dp"] and facts.get("epsilon") is None:

@@ -73,9 +73,9 @@ class TrainingService:
 
         Returns the run's summary (model id, DP parameters, held-out accuracy, ledger after the run).
         Raises PolicyDenied before any record is read, Cancelled after charging the steps taken."""
+        from vault.privacy.accounting import default_delta, epsilon_of
         from vault.train import engine
         from vault.train.events import StepProgress
-        from vault.train.privacy import default_delta, epsilon_of
 
         name, run_name, version, config = parse_request(request, dataset)
         self.session.check_writable()
@@ -362,8 +362,8 @@ class TrainingService:
         model: str | None = None,
     ) -> float | None:
         """The dataset's composed epsilon if a DP run with these settings ran now (for dry-run checks)."""
+        from vault.privacy.accounting import default_delta
         from vault.train import engine
-        from vault.train.privacy import default_delta
 
         info = self.datasets.info(dataset_facts["name"], None, decide=False)
         config = TrainConfig(model=model or "auto", dp=True, epsilon=epsilon, delta=delta)
@@ -456,7 +456,7 @@ class TrainingService:
     def budget(self, dataset: str | None = None) -> list[Budget]:
         """Each dataset's composed privacy spend: epsilon_spent (None when unbounded), delta,
         epsilon_cap (None when the policy sets none), runs."""
-        from vault.train.privacy import default_delta
+        from vault.privacy.accounting import default_delta
 
         self.session.decide("budget.read", target=dataset or "datasets")
         catalog = self.session.read_catalog()

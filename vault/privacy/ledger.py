@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from vault.train.privacy import check_accountant, epsilon_of
+from vault.privacy.accounting import check_accountant, epsilon_of
 
 History = Sequence[Sequence[float]]
 

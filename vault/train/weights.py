@@ -30,18 +30,3 @@ def weights_from_bytes(blob: bytes) -> dict[str, torch.Tensor]:
         raise IntegrityError(
             "the model weights are not valid safetensors", "the model object is damaged"
         ) from error
-
-
-def model_config_from_bytes(blob: bytes) -> dict[str, Any] | None:
-    """The model config stored in the safetensors header, if any."""
-    try:
-        header_len = int.from_bytes(blob[:8], "little")
-        if len(blob) < 8 or header_len > len(blob) - 8:
-            raise ValueError("header length out of range")
-        header = json.loads(blob[8 : 8 + header_len])
-    except (ValueError, UnicodeDecodeError) as error:
-        raise IntegrityError(
-            "the model weights are not valid safetensors", "the model object is damaged"
-        ) from error
-    config = header.get("__metadata__", {}).get("model_config")
-    return json.loads(config) if config else None

@@ -1,0 +1,137 @@
+"""Opacus, where Strongroom goes beyond `PrivacyEngine.make_private`: the one module that touches
+Opacus internals, checked against the pinned release when it is imported.
+
+Book-keeping clipping is assembled from Opacus' own parts (the Poisson `DPDataLoader`,
+`DPOptimizerFastGradientClipping` for the noise and scaling, the accountant's step hook) exactly as
+`make_private` would; what make_private has no public way to say (whether the optimizer skipped
+the last step as a partial logical batch, how to remove a wrapped model's hooks) is read here,
+from attributes of the pinned version only.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+from typing import Any
+
+import torch
+from opacus import PrivacyEngine
+from opacus.accountants import create_accountant
+from opacus.data_loader import DPDataLoader
+from opacus.optimizers import DPOptimizerFastGradientClipping
+from opacus.utils.uniform_sampler import UniformWithReplacementSampler
+from torch import nn
+from torch.utils.data import DataLoader
+
+from vault.errors import StrongroomError
+from vault.train.bookkeeping import BookkeepingClipper
+from vault.train.data import IGNORE
+from vault.train.plan import RunPlan, optimizer_for
+
+OPACUS = "1.6.0"  # the release whose internals this module reads (requirements.lock pins it)
+if metadata.version("opacus") != OPACUS:
+    raise StrongroomError(
+        f"Opacus {metadata.version('opacus')} is installed; Strongroom's DP training is written for "
+        f"Opacus {OPACUS}",
+        "install the versions requirements.lock pins: `make setup` (or from the wheelhouse)",
+    )
+
+
+class BookkeepingOptimizer(DPOptimizerFastGradientClipping):
+    """Opacus' optimizer for clipped sums, with a clone where Opacus deep-copies in `accumulate`
+    (a tenth of a millisecond a step, which is a tenth of a small model's step)."""
+
+    def accumulate(self) -> None:
+        for p in self.params:
+            if p.summed_grad is None:
+                p.summed_grad = p.grad.detach().clone()
+            else:
+                p.summed_grad.add_(p.grad.detach())
+
+
+def last_step_skipped(optimizer: Any) -> bool:
+    """Whether the optimizer's last `step` only accumulated (a physical batch inside a logical one)."""
+    return bool(optimizer._is_last_step_skipped)
+
+
+def release(model: Any) -> None:
+    """Remove the hooks a private model holds on the network."""
+    if isinstance(model, BookkeepingClipper):
+        model.close()
+    else:
+        model._close()
+
+
+def make_private(
+    net: nn.Module,
+    loader: DataLoader,
+    run: RunPlan,
+    generators: tuple[torch.Generator, torch.Generator],
+) -> tuple[Any, Any, Any, DataLoader, Any]:
+    """(model, optimizer, criterion, Poisson loader, accountant) for the run's clipping mode.
+
+    Opacus' PrivacyEngine sets up "hooks" and "ghost"; "bookkeeping" is assembled from the same
+    Opacus parts (Poisson DPDataLoader, DPOptimizerFastGradientClipping for noise and scaling, the
+    accountant's step hook) around BookkeepingClipper, exactly as make_private would.
+    """
+    sampling_generator, noise_generator = generators
+    if run.grad_sample_mode == "bookkeeping":
+        accountant = create_accountant(run.accountant)
+        loader = DPDataLoader.from_data_loader(loader, generator=sampling_generator)
+        sample_rate = 1 / len(loader)
+
+        optimizer = BookkeepingOptimizer(
+            optimizer_for(net.parameters(), run),
+            noise_multiplier=run.noise_multiplier or 0.0,
+            max_grad_norm=run.max_grad_norm or 0.0,
+            expected_batch_size=int(len(loader.dataset) * sample_rate),
+            loss_reduction="mean",
+            generator=noise_generator,
+        )
+        optimizer.attach_step_hook(accountant.get_optimizer_hook_fn(sample_rate=sample_rate))
+        # a reproducible run always computes the same way; others time the exact variants once
+        model = BookkeepingClipper(net, run.max_grad_norm or 0.0, tune=not run.reproducible)
+        criterion = nn.CrossEntropyLoss(reduction="none")  # per-sample losses; the optimizer averages
+    else:
+        engine = PrivacyEngine(accountant=run.accountant)
+        accountant = engine.accountant
+        private = engine.make_private(
+            module=net,
+            optimizer=optimizer_for(net.parameters(), run),
+            criterion=nn.CrossEntropyLoss(),
+            data_loader=loader,
+            noise_multiplier=run.noise_multiplier,
+            max_grad_norm=run.max_grad_norm,
+            poisson_sampling=True,
+            grad_sample_mode=run.grad_sample_mode,
+            noise_generator=noise_generator,
+        )
+        if run.grad_sample_mode == "ghost":
+            model, optimizer, criterion, loader = private
+        else:
+            (model, optimizer, loader), criterion = private, nn.CrossEntropyLoss()
+        loader.batch_sampler.generator = sampling_generator
+    sampler = loader.batch_sampler
+    if (
+        not isinstance(sampler, UniformWithReplacementSampler)
+        or abs(sampler.sample_rate - run.sample_rate) > 1e-12
+    ):
+        raise StrongroomError("Opacus did not set up Poisson sampling as planned", "report this as a bug")
+    return model, optimizer, criterion, loader, accountant
+
+
+def private_pass(model: Any, criterion: Any, xb: torch.Tensor, yb: torch.Tensor) -> tuple[float, float, int]:
+    """Forward and backward of one physical batch under DP; returns (mean loss, correct count,
+    records). Book-keeping batches may carry padding rows labelled IGNORE (see BatchDataset):
+    cross-entropy gives them loss 0, so their gradient, norm and share of the clipped sum are
+    exactly zero, and they are not counted."""
+    if not isinstance(model, BookkeepingClipper):
+        logits = model(xb)
+        loss = criterion(logits, yb)
+        loss.backward()
+        return float(loss.item()), float((logits.detach().argmax(1) == yb).sum()), int(yb.numel())
+    n = int((yb != IGNORE).sum())
+    logits = model(xb)
+    loss = criterion(logits, yb).sum()
+    loss.backward()
+    model.clip()
+    return float(loss.item()) / max(n, 1), float((logits.detach().argmax(1) == yb).sum()), n
