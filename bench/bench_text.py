@@ -8,30 +8,13 @@ model is the text default (`bow`: hashed word n-grams, no vocabulary from the re
 from __future__ import annotations
 
 import argparse
-import csv
-import io
+import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = REPO.parent / "shared" / "datasets"
-
-
-def sms() -> tuple[list[str], list[int], list[str]]:
-    texts, labels = [], []
-    for line in (DATASETS / "sms_spam_collection" / "SMSSpamCollection").read_text("utf-8").splitlines():
-        label, text = line.split("\t", 1)
-        texts.append(text)
-        labels.append(1 if label == "spam" else 0)
-    return texts, labels, ["ham", "spam"]
-
-
-def ag_news() -> tuple[list[str], list[int], list[str]]:
-    texts, labels = [], []
-    for row in csv.reader(io.StringIO((DATASETS / "ag_news" / "test.csv").read_text("utf-8"))):
-        labels.append(int(row[0]) - 1)
-        texts.append(f"{row[1]} {row[2]}".replace("\\n", " "))
-    return texts, labels, ["World", "Sports", "Business", "Sci/Tech"]
+sys.path.insert(0, str(REPO))
 
 
 def main() -> int:
@@ -50,6 +33,8 @@ def main() -> int:
     from vault.train.engine import train
 
     print(f"text at epsilon {args.epsilon} vs no DP, model {args.model}, 80/20 split (seed 0)")
+    from tests.peers import ag_news, sms
+
     for name, load in (("SMS spam", sms), ("AG News", ag_news)):
         texts, labels, classes = load()
         data = TrainData("text", classes, texts, torch.tensor(labels, dtype=torch.int64))

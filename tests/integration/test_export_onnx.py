@@ -301,4 +301,8 @@ def test_the_bundle_holds_the_portable_model_and_a_changed_byte_stops_predict_py
     results = [json.loads(line) for line in done.stdout.splitlines()]
     assert [r["input"] for r in results] == [f"{texts}:1", f"{texts}:2"]
     by_argument = run_predict(sys.executable, bundle, "--json", "--text", "WIN a prize now")
-    assert json.loads(by_argument.stdout)["logits"] == results[0]["logits"]
+    alone = json.loads(by_argument.stdout)
+    # the same text alone or in a batch of two: the same label, logits equal up to float32 rounding
+    # (ONNX Runtime's kernels may add in another order for another batch size)
+    assert alone["label"] == results[0]["label"]
+    assert max(abs(a - b) for a, b in zip(alone["logits"], results[0]["logits"], strict=True)) < 1e-5

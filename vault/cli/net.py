@@ -7,7 +7,6 @@ start a sentinel on the host side: listeners on 127.0.0.1 and under /tmp that co
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 from vault.cli import options
@@ -43,26 +42,13 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_netcheck(args: argparse.Namespace) -> int:
-    record = not args.no_record and bool(args.vault or os.environ.get("STRONGROOM_VAULT"))
-    keep = [options.vault_path(args)] if record else []
-    opened: list[Any] = []
-
-    def inside() -> Any:
-        vault = options.open_vault(args)
-        opened.append(vault)
-        return vault.netcheck
-
-    try:
-        result = isolated_drill(
-            args.probe,
-            unix_socket=args.unix_socket,
-            keep=keep,
-            timeout=args.timeout,
-            inside=inside if record else None,
-        )
-    finally:
-        for vault in opened:
-            vault.close()
+    result = options.recorded_drill(
+        args,
+        lambda keep, inside: isolated_drill(
+            args.probe, unix_socket=args.unix_socket, keep=keep, timeout=args.timeout, inside=inside
+        ),
+        lambda vault: vault.netcheck,
+    )
     if args.json:
         options.emit_json(result)
     else:

@@ -240,3 +240,26 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(lines)
+
+
+def recorded_drill(
+    args: argparse.Namespace,
+    drill: Callable[[list[Path], Callable[[], Any] | None], dict[str, Any]],
+    recorder: Callable[[Vault], Any],
+) -> dict[str, Any]:
+    """Run a drill (netcheck, sandbox-check) as `drill(keep, inside)`: with a vault named and no
+    --no-record, the vault is opened inside the isolation and `recorder(vault)` records the result
+    through the door; the vault is closed whatever happens."""
+    record = not args.no_record and bool(args.vault or os.environ.get("STRONGROOM_VAULT"))
+    opened: list[Vault] = []
+
+    def inside() -> Any:
+        vault = open_vault(args)
+        opened.append(vault)
+        return recorder(vault)
+
+    try:
+        return drill([vault_path(args)] if record else [], inside if record else None)
+    finally:
+        for vault in opened:
+            vault.close()

@@ -7,7 +7,6 @@ sentinel process can first start on the host: the target of the signal and ptrac
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 from vault.cli import options
@@ -29,20 +28,9 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_sandbox_check(args: argparse.Namespace) -> int:
-    record = not args.no_record and bool(args.vault or os.environ.get("STRONGROOM_VAULT"))
-    keep = [options.vault_path(args)] if record else []
-    opened: list[Any] = []
-
-    def inside() -> Any:
-        vault = options.open_vault(args)
-        opened.append(vault)
-        return vault.sandbox_check
-
-    try:
-        result = sandbox.drill(keep=keep, inside=inside if record else None)
-    finally:
-        for vault in opened:
-            vault.close()
+    result = options.recorded_drill(
+        args, lambda keep, inside: sandbox.drill(keep=keep, inside=inside), lambda vault: vault.sandbox_check
+    )
     if args.json:
         options.emit_json(result)
     else:
