@@ -145,9 +145,11 @@ def test_training_from_the_ui_under_real_isolation(tmp_path: Path) -> None:
         pane.wait_for(lambda text: "Passphrase" in text, "the unlock screen")
         pane.send(PASSPHRASE, literal=True)
         pane.send("Enter")
-        pane.wait_for(lambda text: "1 Datasets" in text and "msgs" in text, "the Datasets area")
+        # deadlines, not durations: real key derivation, then torch loading for the Train area, on a
+        # loaded 2-core machine can take minutes
+        pane.wait_for(lambda text: "1 Datasets" in text and "msgs" in text, "the Datasets area", 300)
         pane.send("2")
-        pane.wait_for(lambda text: "policy: ✓ allowed" in text, "the Train area's policy check")
+        pane.wait_for(lambda text: "policy: ✓ allowed" in text, "the Train area's policy check", 300)
         for _ in range(10):  # the area may still be settling its form when the first key arrives
             pane.send("C-r")
             try:
