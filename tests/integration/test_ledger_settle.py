@@ -17,6 +17,7 @@ from tests.integration.test_ledger_lineage import import_idx, mnist, policy
 from tests.support import PASSPHRASE, REPO, launcher
 from vault.door import Vault
 from vault.errors import StrongroomError
+from vault.storage.files import RunMarker
 from vault.train.events import TrainFinished
 
 
@@ -64,6 +65,13 @@ def test_a_run_killed_after_its_charge_is_interrupted_and_charged_in_full(tmp_pa
             assert [c["outcome"] for c in charges(v, "clinic")] == ["running"]
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
+        # The command itself runs inside its PID namespace and dies with its supervisor (the pid
+        # killed here) a moment later; the kernel drops its run mark when it does.
+        mark = RunMarker(vault, run_id)
+        deadline = time.monotonic() + 60
+        while mark.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not mark.alive(), "the killed run's process still holds its mark"
     finally:
         if proc.poll() is None:
             proc.kill()
