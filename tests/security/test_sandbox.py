@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -111,6 +113,29 @@ def test_planting_files_outside_the_vault_is_refused(where: str, namespaces: dic
     finally:
         if os.path.exists(target):
             os.unlink(target)
+
+
+def test_code_reached_under_tmp_stays_read_only(namespaces: dict[str, Any]) -> None:
+    """Python, the source and sys.path live under /tmp in a checkout cloned there (as CI's may be):
+    bound back into the private /tmp to stay importable, they must not become writable with it."""
+    code_dir = Path(tempfile.mkdtemp(prefix="strongroom-code-", dir="/tmp"))
+    try:
+        (code_dir / "helper.py").write_text("VALUE = 1\n")
+        script = "import json, sys\nfrom vault import netguard\nnetguard.isolate('guard')\n"
+        script += "import helper\n" + try_write(str(code_dir / "planted.pth"))
+        script += try_write("/tmp/scratch-" + uuid.uuid4().hex)  # the private tmpfs itself stays writable
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STRONGROOM_")}
+        env["PYTHONPATH"] = os.pathsep.join([str(code_dir), str(REPO)])
+        proc = subprocess.run(
+            [sys.executable, "-c", script], cwd=code_dir, env=env, capture_output=True, text=True, timeout=120
+        )
+        said = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('"')]
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert said[0] != "WROTE", "a folder on sys.path under /tmp was writable from inside"
+        assert said[1] == "WROTE"
+        assert not (code_dir / "planted.pth").exists()
+    finally:
+        shutil.rmtree(code_dir, ignore_errors=True)
 
 
 def test_etc_shadow_cannot_be_read(namespaces: dict[str, Any]) -> None:

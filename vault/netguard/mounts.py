@@ -228,8 +228,10 @@ def seal_filesystem(writable: Iterable[str], warnings: list[str]) -> dict[str, A
     read_only: list[str] = []
     failed: list[str] = []
     for target, flags in mount_table():
-        mine = private + kept
-        if any(target == p or inside(target, p) for p in mine) or target in TUNABLES:
+        # The private tmpfs roots and the writable paths stay writable; what was bound back inside
+        # a private root to stay reachable (Python, the source, sys.path, the working directory
+        # and the command's inputs, when they live under /tmp) turns read-only like the rest.
+        if target in private or any(target == k or inside(target, k) for k in kept) or target in TUNABLES:
             continue
         if any(target == p or inside(target, p) for p in LEFT_AS_IS):
             continue
