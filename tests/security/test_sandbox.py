@@ -125,7 +125,8 @@ def test_code_reached_under_tmp_stays_read_only(namespaces: dict[str, Any]) -> N
         script += "import helper\n" + try_write(str(code_dir / "planted.pth"))
         script += try_write("/tmp/scratch-" + uuid.uuid4().hex)  # the private tmpfs itself stays writable
         env = {k: v for k, v in os.environ.items() if not k.startswith("STRONGROOM_")}
-        env["PYTHONPATH"] = os.pathsep.join([str(code_dir), str(REPO)])
+        (code_dir / "lib").mkdir()  # a folder on sys.path inside another (a venv inside its checkout)
+        env["PYTHONPATH"] = os.pathsep.join([str(code_dir / "lib"), str(code_dir), str(REPO)])
         proc = subprocess.run(
             [sys.executable, "-c", script], cwd=code_dir, env=env, capture_output=True, text=True, timeout=120
         )
@@ -134,6 +135,7 @@ def test_code_reached_under_tmp_stays_read_only(namespaces: dict[str, Any]) -> N
         assert said[0] != "WROTE", "a folder on sys.path under /tmp was writable from inside"
         assert said[1] == "WROTE"
         assert not (code_dir / "planted.pth").exists()
+        assert "could not make" not in proc.stderr, proc.stderr  # the nested folder is read-only too
     finally:
         shutil.rmtree(code_dir, ignore_errors=True)
 

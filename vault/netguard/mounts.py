@@ -196,6 +196,13 @@ def _remount_read_only(target: str, flags: int) -> None:
     _linux.mount(None, target, None, _linux.MS_REMOUNT | _linux.MS_BIND | _linux.MS_RDONLY | flags)
 
 
+def _reaches_read_only(path: str) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def seal_filesystem(writable: Iterable[str], warnings: list[str]) -> dict[str, Any]:
     """Everything read-only but the private tmpfs and `writable` (ProtectSystem=strict).
 
@@ -226,7 +233,7 @@ def seal_filesystem(writable: Iterable[str], warnings: list[str]) -> dict[str, A
         except OSError as exc:
             warnings.append(f"could not make {target} read-only: {exc.strerror}")
     read_only: list[str] = []
-    failed: list[str] = []
+    refused: list[tuple[str, str]] = []
     for target, flags in mount_table():
         # The private tmpfs roots and the writable paths stay writable; what was bound back inside
         # a private root to stay reachable (Python, the source, sys.path, the working directory
@@ -239,7 +246,10 @@ def seal_filesystem(writable: Iterable[str], warnings: list[str]) -> dict[str, A
             _remount_read_only(target, flags)
             read_only.append(target)
         except OSError as exc:
-            failed.append(f"{target}: {exc.strerror}")
+            refused.append((target, exc.strerror))
+    # A mount shadowed by a later bind over a folder above it (the source bound back over its venv)
+    # cannot be remounted; what its path reaches is the covering mount, checked once all are done.
+    failed = [f"{target}: {reason}" for target, reason in refused if not _reaches_read_only(target)]
     if failed:
         warnings.append(f"could not make {len(failed)} mount(s) read-only: {', '.join(failed[:5])}")
     return {
