@@ -168,16 +168,21 @@ class UnixListener:
         self.sock.setblocking(False)
 
     def close(self) -> int:
-        count = 0
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except BlockingIOError:
-                break
-            conn.close()
-            count += 1
-        self.sock.close()
-        return count
+        return close_counting(self.sock)
+
+
+def close_counting(sock: socket.socket) -> int:
+    """Accept and count what waits in a non-blocking listener's backlog, then close it."""
+    count = 0
+    while True:
+        try:
+            conn, _ = sock.accept()
+        except BlockingIOError:
+            break
+        conn.close()
+        count += 1
+    sock.close()
+    return count
 
 
 def run_python(

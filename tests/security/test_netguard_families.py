@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import CountingServer, last_json, run_python
+from tests.support import CountingServer, close_counting, last_json, run_python
 
 # socket(2) and connect(2) through libc, no Python socket object (the in-process guard never sees it)
 PROBE = r"""
@@ -91,17 +91,8 @@ class Listener6:
     def close(self) -> int:
         if self.sock.fileno() < 0:
             return self.count
-        count = 0
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except BlockingIOError:
-                break
-            conn.close()
-            count += 1
-        self.sock.close()
-        self.count = count
-        return count
+        self.count = close_counting(self.sock)
+        return self.count
 
 
 @pytest.fixture
