@@ -15,7 +15,8 @@ from typing import Any
 
 from vault.audit import epochs, merkle
 from vault.audit.checkpoint import Checkpoint, parse_checkpoint, verify_checkpoint
-from vault.audit.scan import Scan, scan_log, short_hash
+from vault.audit.forked import Forked
+from vault.audit.scan import SIDE_BY_SIDE_FROM, Scan, scan_log, short_hash
 from vault.audit.witness import WitnessKey, cosignatures
 from vault.crypto.signing import load_public_pem
 from vault.errors import StrongroomError
@@ -220,11 +221,20 @@ def verify_snapshot(
             except StrongroomError:
                 parsed[text] = None
     wanted = {cp.size for cp in parsed.values() if cp is not None}
-    scan = scan_log(data, want_roots=wanted, on_event=on_event, cancel=cancel, on_entry=on_entry)
-    findings.extend(scan.findings)
     complete = data.split(b"\n")
     complete.pop()
-    seals = epochs.check_seals(complete, initial_key)
+    # The seals and epochs are checked in a forked child while the entries are scanned here.
+    sealing = (
+        Forked(epochs.check_seals, complete, initial_key) if len(complete) >= SIDE_BY_SIDE_FROM else None
+    )
+    try:
+        scan = scan_log(data, want_roots=wanted, on_event=on_event, cancel=cancel, on_entry=on_entry)
+    except BaseException:
+        if sealing is not None:
+            sealing.cancel()
+        raise
+    findings.extend(scan.findings)
+    seals = sealing.result() if sealing is not None else epochs.check_seals(complete, initial_key)
     findings.extend(seals.findings)
     if initial_key is not None and seals.initial_key is None:
         findings.append(
