@@ -17,7 +17,7 @@ from json.scanner import make_scanner
 from typing import Any
 
 from vault.audit import merkle
-from vault.audit.forked import Forked
+from vault.audit.forked import Forked, cores
 from vault.errors import Cancelled
 from vault.findings import Finding, VerifyProgress
 
@@ -37,14 +37,15 @@ ENTRY_FIELDS: dict[str, type] = {
 ACTION_RE = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+")
 TIME_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?Z")
 PROGRESS_EVERY = 8192
-_STRING = rb'"(?:[^"\\\x00-\x1f]|\\.)*+"'
+_STRING = rb'"[^"\\\x00-\x1f]*+(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*+)*+"'
 # One canonical entry line with every envelope field well-formed (keys in canonical order; the
 # detail an object; prev and seal hex; seq a number; time RFC 3339 UTC; v 1). Groups: the action,
-# prev and seq. A line whose JSON would be read another way never matches, so it is parsed.
+# the detail (which must then parse as one JSON object), prev and seq. A line that a JSON parser
+# would read another way never matches, so it goes to the full checks.
 ENVELOPE = re.compile(
     rb'(?m)^\{"action":"([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+)","actor":'
     + _STRING
-    + rb',"detail":\{[^\n]*\},"outcome":'
+    + rb',"detail":(\{(?:[^}\n]*+\})+?),"outcome":'
     + _STRING
     + rb',"prev":"([0-9a-f]{64})","role":'
     + _STRING
@@ -235,25 +236,27 @@ def _skipping(on_entry: Callable[[dict[str, Any]], None], count: int) -> Callabl
     return call
 
 
-def _tree_of(lines: list[bytes]) -> tuple[bytes, bytes, list[bytes], bytes]:
-    """Every leaf hash and the root before every entry (each concatenated), the compact range at the
-    end and the final root: the hashing half of a side-by-side scan, run in the forked child.
+def _tree_of(lines: list[bytes], start: int, stop: int) -> tuple[bytes, bytes, list[bytes], bytes]:
+    """The leaf hashes of lines[start:stop] and the root before each of them (each concatenated),
+    the compact range after them and the root there: one part of the hashing half of a side-by-side
+    scan, run in a forked child. The lines before `start` are hashed into the compact range only.
 
     The same arithmetic as `merkle.MerkleTree`, with the compact range kept ready-prefixed for
     hashing as left children, so each node costs one concatenation and one SHA-256."""
     sha256 = hashlib.sha256
-    node = merkle.NODE_PREFIX
-    leaves = [sha256(merkle.LEAF_PREFIX + line).digest() for line in lines]
-    roots = bytearray()
+    node, leaf_prefix = merkle.NODE_PREFIX, merkle.LEAF_PREFIX
     lefts: list[bytes] = []  # the compact range but its smallest subtree, each as 0x01 || root
     last = b""  # the smallest subtree's root (none while the tree is empty)
-    size = 0
-    for leaf in leaves:
-        acc = last or merkle.EMPTY_ROOT
-        for left in reversed(lefts):
-            acc = sha256(left + acc).digest()
-        roots += acc
-        size += 1
+    leaves = []
+    roots = bytearray()
+    for size, line in enumerate(lines[:stop], start=1):
+        leaf = sha256(leaf_prefix + line).digest()
+        if size > start:
+            acc = last or merkle.EMPTY_ROOT
+            for left in reversed(lefts):
+                acc = sha256(left + acc).digest()
+            roots += acc
+            leaves.append(leaf)
         if size & 1:
             if last:
                 lefts.append(node + last)
@@ -270,6 +273,30 @@ def _tree_of(lines: list[bytes]) -> tuple[bytes, bytes, list[bytes], bytes]:
         acc = sha256(left + acc).digest()
     subtrees = [left[1:] for left in lefts] + ([last] if last else [])
     return b"".join(leaves), bytes(roots), subtrees, acc
+
+
+def _tree_parts(total: int, parts: int) -> list[tuple[int, int]]:
+    """Ranges of entries for `parts` children with about equal work: a later part also hashes the
+    lines before it (about two hashes each: its leaf and one node), so it gets fewer roots of its
+    own (a root costs about log2(total) / 2 + 1 hashes)."""
+    if parts <= 1 or total < 2 * parts:
+        return [(0, total)]
+    per_root = total.bit_length() / 2 + 1
+
+    def ends(work: float) -> list[int]:
+        bounds = [0]
+        for _ in range(parts):
+            start = bounds[-1]
+            bounds.append(min(total, start + max(1, int((work - 2 * start) / per_root))))
+        return bounds
+
+    low, high = 0.0, total * (per_root + 2)
+    for _ in range(40):  # the least work per part with which the parts reach the end
+        middle = (low + high) / 2
+        low, high = (low, middle) if ends(middle)[-1] >= total else (middle, high)
+    bounds = ends(high)
+    bounds[-1] = total
+    return [(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if a < b]
 
 
 def _entry_is_plain(entry: Any, expected_seq: int, known_actions: set[str]) -> bool:
@@ -306,7 +333,7 @@ def _scan_side_by_side(
     if lines.pop():
         return None, 0  # a torn tail: the pass in order reports it
     total = len(lines)
-    tree = Forked(_tree_of, lines)
+    trees = [Forked(_tree_of, lines, start, stop) for start, stop in _tree_parts(total, cores())]
     delivered = 0
     try:
         if on_event is not None:
@@ -317,9 +344,13 @@ def _scan_side_by_side(
             prevs, delivered = _plain_entries(data, total, on_event, cancel, on_entry)
         if prevs is None:
             return None, delivered
-        leaves_blob, roots_blob, subtrees, final = tree.result()
+        results = [tree.result() for tree in trees]
     finally:
-        tree.cancel()  # a no-op once its result is in
+        for tree in trees:
+            tree.cancel()  # a no-op once its result is in
+    leaves_blob = b"".join(r[0] for r in results)
+    roots_blob = b"".join(r[1] for r in results)
+    subtrees, final = results[-1][2], results[-1][3]
     if prevs != roots_blob.hex():
         return None, delivered
     leaves = [leaves_blob[i : i + 32] for i in range(0, len(leaves_blob), 32)]
@@ -340,9 +371,15 @@ def _plain_envelopes(data: bytes, total: int) -> str | None:
     found = ENVELOPE.findall(data)
     if len(found) != total:
         return None
-    actions, prevs, seqs = zip(*found, strict=True) if found else ((), (), ())
+    actions, details, prevs, seqs = zip(*found, strict=True) if found else ((), (), (), ())
     if b"audit.repair" in set(actions):
         return None  # a repaired tear: the pass in order words its note
+    loads = json.loads
+    try:
+        if not all(type(loads(detail)) is dict for detail in set(details)):  # many details repeat
+            return None
+    except (ValueError, RecursionError):
+        return None
     if b",".join(seqs) != ",".join(map(str, range(total))).encode():
         return None
     return b"".join(prevs).decode("ascii")
