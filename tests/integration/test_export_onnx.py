@@ -250,6 +250,9 @@ def test_predict_py_outside_the_vault_predicts_as_evaluate_does(new_vault, tmp_p
 
     plain = run_predict(python, bundle, *inputs, env={**env, "HOME": str(tmp_path)})
     assert plain.returncode == 0, plain.stderr
+    assert not (tmp_path / ".cache" / "Microsoft").exists(), (
+        "onnxruntime's telemetry queued events about the host"
+    )
     first = plain.stdout.splitlines()[0].split("\t")
     assert first[:2] == [names[0], results[0]["label"]]
     assert abs(float(first[2]) - results[0]["probability"]) < 1e-4
@@ -296,8 +299,12 @@ def test_the_bundle_holds_the_portable_model_and_a_changed_byte_stops_predict_py
         assert "Traceback" not in refused.stderr
 
     pytest.importorskip("onnxruntime", reason="onnxruntime (the dev extra) runs the whole bundle here")
-    done = run_predict(sys.executable, bundle, "--json", str(texts))
+    home = tmp_path / "home"
+    home.mkdir()
+    done = run_predict(sys.executable, bundle, "--json", str(texts), env={**os.environ, "HOME": str(home)})
     assert done.returncode == 0, done.stderr
+    # onnxruntime's own telemetry (events about the host, queued on disk for upload) stays off
+    assert not any(home.rglob("*")), sorted(str(p.relative_to(home)) for p in home.rglob("*"))
     results = [json.loads(line) for line in done.stdout.splitlines()]
     assert [r["input"] for r in results] == [f"{texts}:1", f"{texts}:2"]
     by_argument = run_predict(sys.executable, bundle, "--json", "--text", "WIN a prize now")

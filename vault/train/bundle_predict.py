@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
 import struct
 import sys
@@ -218,6 +219,9 @@ def predict(bundle: Path, inputs: list[str], *, as_text: bool = False) -> list[d
         tensor = (
             np.stack([load_image(p, spec["image"]) for p in names]) if names else np.zeros(shape, np.uint8)
         )
+    # ONNX Runtime's builds carry telemetry that records the host (executable, OS, CPU, a device
+    # id) in ~/.cache/Microsoft and sends it when online; it is read once, at import, from this.
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     try:
         import onnxruntime
     except ImportError:
