@@ -171,6 +171,22 @@ print(json.dumps({k: status[k].strip() for k in ("CapInh", "CapPrm", "CapEff", "
     assert status["NoNewPrivs"] == "1"
 
 
+def test_verification_spreads_over_forked_children_inside(namespaces: dict[str, Any]) -> None:
+    """audit verify forks children for the tree and the seals: the sandbox lets it, and a child's
+    result comes back through its pipe (not computed again by the command itself)."""
+    from vault.audit.forked import cores
+
+    if cores() < 2:
+        pytest.skip("one core: verification does not fork")
+    code = """
+from vault.audit.forked import Forked
+jobs = [Forked(os.getpid) for _ in range(3)]
+print(json.dumps({"parent": os.getpid(), "children": [job.result() for job in jobs]}))
+"""
+    seen = isolated(code)
+    assert len(set(seen["children"])) == 3 and seen["parent"] not in seen["children"], seen
+
+
 def test_seccomp_refuses_the_appliance_deny_list(namespaces: dict[str, Any]) -> None:
     code = """
 import ctypes, errno
