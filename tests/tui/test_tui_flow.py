@@ -123,6 +123,18 @@ async def test_unlock_import_train_models_privacy_audit(vault_dir: Path, tmp_pat
         assert {"dataset.import", "train.start", "session.unlock"} <= actions
 
 
+async def test_the_train_area_checks_the_policy_for_the_dataset_it_shows(vault_dir: Path) -> None:
+    """Opening Train shows the first dataset chosen, and the policy's verdict for it, untouched."""
+    app = StrongroomApp(vault_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await unlock_and_import_sms(pilot)
+        await pilot.press("2")
+        await settle(pilot)
+        await settle(pilot)
+        assert app.screen.query_one("#train-dataset", Select).value == "sms"
+        assert " by rule " in text_of(app, "#train-check"), text_of(app, "#train-check")
+
+
 async def test_cancel_asks_first_then_stops_the_run(vault_dir: Path) -> None:
     app = StrongroomApp(vault_dir)
     async with app.run_test(size=SIZE) as pilot:

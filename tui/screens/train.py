@@ -97,7 +97,7 @@ class TrainScreen(AreaScreen):
                 yield Input(DEFAULTS["batch"], id="train-batch", compact=True, placeholder="auto")
                 yield Label("lr")
                 yield Input(DEFAULTS["lr"], id="train-lr", compact=True, placeholder="auto")
-            yield Static("policy: choose a dataset", id="train-check", classes="status-line")
+            yield Static("policy: checking…", id="train-check", classes="status-line")
         with Vertical(id="train-monitor"):
             yield Static(
                 "No run yet. ctrl+r starts one with the settings above.",
