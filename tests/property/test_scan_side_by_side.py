@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from vault.audit import AuditLog, scan
 from vault.audit.forked import Forked
 from vault.audit.verify import verify_snapshot
 from vault.crypto.signing import SigningKey
+from vault.errors import Cancelled
 
 ORIGIN = "strongroom.local/vault/5b5b5b5b5b5b5b5b"
 
@@ -203,3 +205,19 @@ def test_a_cancelled_child_is_reaped(tmp_path: Path) -> None:
     job = Forked(json.dumps, {"a": 1})
     job.cancel()
     assert job.result() == '{"a": 1}'  # computed here after the cancel
+
+
+def test_the_side_by_side_pass_shows_progress_and_hears_a_cancel(written, side_by_side, monkeypatch) -> None:
+    monkeypatch.setattr(scan, "PROGRESS_EVERY", 10)
+    data = written[0]
+    total = data.count(b"\n")
+    seen: list[int] = []
+    fast, _ = scan._scan_side_by_side(
+        data, want_roots=set(), on_event=lambda e: seen.append(e.done), cancel=None, on_entry=None
+    )
+    assert fast is not None
+    assert seen == [*range(0, total, 10), total]
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Cancelled):
+        scan.scan_log(data, cancel=stop)

@@ -336,10 +336,8 @@ def _scan_side_by_side(
     trees = [Forked(_tree_of, lines, start, stop) for start, stop in _tree_parts(total, cores())]
     delivered = 0
     try:
-        if on_event is not None:
-            on_event(VerifyProgress(done=0, total=total))
         if on_entry is None:
-            prevs = _plain_envelopes(data, total)
+            prevs = _plain_envelopes(data, lines, on_event, cancel)
         else:
             prevs, delivered = _plain_entries(data, total, on_event, cancel, on_entry)
         if prevs is None:
@@ -361,16 +359,34 @@ def _scan_side_by_side(
     return Scan(leaves, roots, [], total, None, [], subtrees), delivered
 
 
-def _plain_envelopes(data: bytes, total: int) -> str | None:
-    """Every line's prev in order (concatenated), when all `total` lines are plain entries in
-    sequence: one match of ENVELOPE each, numbered 0, 1, 2, ... Else None."""
+def _plain_envelopes(
+    data: bytes,
+    lines: list[bytes],
+    on_event: Callable[[VerifyProgress], None] | None,
+    cancel: threading.Event | None,
+) -> str | None:
+    """Every line's prev in order (concatenated), when every line is a plain entry in sequence:
+    one match of ENVELOPE each, numbered 0, 1, 2, ..., each detail one JSON object. Else None.
+    Matched PROGRESS_EVERY lines at a time, so progress shows and a cancel is heard."""
     try:
         data.decode("utf-8")  # every string must be text, as a JSON parser would insist
     except UnicodeDecodeError:
         return None
-    found = ENVELOPE.findall(data)
-    if len(found) != total:
-        return None
+    total = len(lines)
+    found: list[tuple[bytes, ...]] = []
+    start = 0
+    for first in range(0, total, PROGRESS_EVERY):
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("audit verification cancelled", "run `strongroom audit verify` again")
+        if on_event is not None:
+            on_event(VerifyProgress(done=first, total=total))
+        chunk = lines[first : first + PROGRESS_EVERY]
+        end = start + sum(map(len, chunk)) + len(chunk)
+        matched = ENVELOPE.findall(data, start, end)
+        if len(matched) != len(chunk):
+            return None
+        found += matched
+        start = end
     actions, details, prevs, seqs = zip(*found, strict=True) if found else ((), (), (), ())
     if b"audit.repair" in set(actions):
         return None  # a repaired tear: the pass in order words its note
