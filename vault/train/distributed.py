@@ -120,8 +120,8 @@ class _Inbox:
                 self.steps = int(event.step)
             if self.on_event is not None:
                 self.on_event(event)
-        elif kind == "ready":
-            self.checks[int(message[1])] = dict(message[2])
+        elif kind in ("ready", "finished"):
+            self.checks.setdefault(int(message[1]), {}).update(message[2])
         elif kind == "outcome":
             self.outcome = _thaw(message[1])
         elif kind == "error":
@@ -157,6 +157,10 @@ class _Inbox:
             "devices": devices,
             "interface_checks": [self.checks[r].get("loopback", {}) for r in sorted(self.checks)],
         }
+        if backend == "nccl":
+            distributed["peak_gpu_bytes"] = [
+                self.checks[r].get("peak_gpu_bytes") for r in sorted(self.checks)
+            ]
         return replace(self.outcome, distributed=distributed)
 
 
@@ -213,6 +217,12 @@ def _device_name(backend: str, rank: int) -> str:
     return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+def _peak_memory(backend: str) -> dict[str, Any]:
+    import torch
+
+    return {"peak_gpu_bytes": int(torch.cuda.max_memory_allocated())} if backend == "nccl" else {}
+
+
 def join_group(rank: int, size: int, backend: str, store: str, parent: dict[str, Any]) -> dict[str, Any]:
     """In a worker: check the namespace, take the command's isolation, open the process group.
     Returns the interface check's evidence; raises IsolationError before any socket exists."""
@@ -256,6 +266,7 @@ def _worker(
         outcome = engine.train(
             data, config, on_event=forward, cancel=stop, run=run, world=World(rank, size, backend)
         )
+        messages.put(("finished", rank, _peak_memory(backend)))
         if outcome is not None:
             messages.put(("outcome", _frozen(outcome)))
     except StrongroomError as error:
