@@ -259,3 +259,15 @@ def test_a_policy_that_requires_the_plain_level_refuses_several_processes(tmp_pa
     assert proc.returncode == 6, proc.stderr
     assert LOOPBACK in proc.stderr and "Traceback" not in proc.stderr
     assert charges(vault) == []
+
+
+def test_reproducible_runs_of_two_processes_give_the_same_weights(digits: Path) -> None:
+    recipe = ("--epsilon", "3", "--seed", "5", "--reproducible", "--epochs", "2", "--nproc", "2", "--json")
+    first = strongroom(digits, "train", "digits", *recipe)
+    second = strongroom(digits, "train", "digits", *recipe)
+    assert first.returncode == 0 and second.returncode == 0, (first.stderr[-2000:], second.stderr[-2000:])
+    lines = (digits / "audit" / "log.jsonl").read_text().splitlines()
+    ends = [json.loads(line)["detail"] for line in lines if '"train.end"' in line]
+    hashes = {e["run"]: e["weights_sha256"] for e in ends}
+    runs = [json.loads(first.stdout)["run"], json.loads(second.stdout)["run"]]
+    assert hashes[runs[0]] == hashes[runs[1]], "the same seed and N gave different weights"
