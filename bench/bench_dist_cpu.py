@@ -92,7 +92,8 @@ def main() -> int:
     for name, result in (("1 process", one), (f"{args.nproc} processes", many)):
         charge = runs[result["run"]]
         print(
-            f"  {name:>11}: accuracy {result['accuracy']:.4f}, epsilon {result['epsilon']:.6f}, "
+            f"  {name:>11} (world size {result['world_size']}): accuracy {result['accuracy']:.4f}, "
+            f"macro-F1 {result['macro_f1']:.4f}, epsilon {result['epsilon']:.6f}, "
             f"steps {result['steps']}, noise {result['noise_multiplier']:.6f}, sample rate "
             f"{result['sample_rate']:.6f}, train {result['timings']['train_s']:.1f} s, "
             f"ledger charge {charge['epsilon']:.6f} ({charge['outcome']})"
