@@ -23,6 +23,7 @@ import shutil
 import signal
 import tempfile
 import threading
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -32,6 +33,7 @@ from vault.train.config import TrainConfig, TrainOutcome, World
 from vault.vocabulary import LOOPBACK_ISOLATION
 
 POLL_S = 0.1
+ERROR_GRACE_S = 5.0  # how long the others may take to finish after one process reported an error
 GROUP_TIMEOUT = datetime.timedelta(minutes=10)  # a worker silent this long in a collective fails it
 RENDEZVOUS = "file: torch.distributed.FileStore in the command's private /tmp"
 NO_LOOPBACK_HINT = (
@@ -169,10 +171,17 @@ def _supervise(workers: Any, messages: Any, stop: Any, cancel: Any, inbox: _Inbo
     from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
 
     failure = None
+    first_error = None
     while True:
         inbox.drain(messages)
         if cancel is not None and cancel.is_set():
             stop.set()
+        if inbox.errors and not all(e[1] == "Cancelled" for e in inbox.errors):
+            # one process gave up on its own (out of memory, a failed check): the others would wait
+            # for it in the next collective until the group's timeout, so they are stopped
+            first_error = first_error or time.monotonic()
+            if time.monotonic() - first_error > ERROR_GRACE_S:
+                break
         try:
             if workers.join(timeout=POLL_S):
                 break
