@@ -58,9 +58,13 @@ DEFAULT_MAX_RECORDS = 10_000_000
 DEFAULT_MAX_BYTES = 20 * 2**30
 
 # Isolation a process reached, ordered from weakest to strongest; a policy requires one of the
-# last two. `isolation_rank` is the only comparison of levels anywhere in the product.
-ISOLATION_LEVELS: tuple[str, ...] = ("none", "guard", "namespace+seccomp")
-REQUIRABLE_ISOLATION: tuple[str, ...] = ("guard", "namespace+seccomp")
+# last three. `isolation_rank` is the only comparison of levels anywhere in the product.
+# 'namespace+seccomp-loopback' is the full sandbox with internet sockets allowed inside a network
+# namespace checked to hold only `lo` (the collectives of a run across several processes): below
+# the plain level, so a policy that requires 'namespace+seccomp' refuses it.
+LOOPBACK_ISOLATION = "namespace+seccomp-loopback"
+ISOLATION_LEVELS: tuple[str, ...] = ("none", "guard", LOOPBACK_ISOLATION, "namespace+seccomp")
+REQUIRABLE_ISOLATION: tuple[str, ...] = ("guard", LOOPBACK_ISOLATION, "namespace+seccomp")
 
 
 def isolation_rank(level: str) -> int:

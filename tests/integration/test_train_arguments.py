@@ -43,3 +43,19 @@ def test_bad_number_is_refused_before_torch_loads(tmp_path, option: str, value: 
     assert result == {"code": 2, "heavy": []}, (result, proc.stderr)
     assert option in proc.stderr and "use e.g." in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        (["--nproc", "0"], "--nproc must be a whole number from 1 to 64"),
+        (["--nproc", "two"], "--nproc must be a whole number from 1 to 64 or 'auto'"),
+        (["--nproc", "65"], "--nproc must be a whole number from 1 to 64"),
+        (["--nproc", "2", "--no-dp"], "--nproc 2 trains with DP only"),
+    ],
+)
+def test_bad_nproc_is_refused_before_torch_loads(tmp_path, given: list[str], said: str) -> None:
+    proc = run_python(PROBE, "train", "digits", "--vault", str(tmp_path / "v"), *given)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result == {"code": 2, "heavy": []}, (result, proc.stderr)
+    assert said in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

@@ -70,7 +70,7 @@ LAYERS: dict[str, set[str]] = {
     "policy": BASE,
     "privacy": BASE,
     "ingest": BASE,
-    "train": BASE | {"privacy"},
+    "train": BASE | {"privacy", "netguard"},
     "netguard": BASE,
     "door": BASE | {"crypto", "storage", "audit", "policy", "privacy", "ingest", "train", "netguard"},
     "cli": BASE

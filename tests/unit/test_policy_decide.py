@@ -159,6 +159,19 @@ def test_isolation_is_checked_when_reported() -> None:
     assert RESEARCH.decide(train(isolation="none")).rule == "isolation.required"
 
 
+def test_the_loopback_level_trains_only_where_the_policy_names_it() -> None:
+    loopback = "namespace+seccomp-loopback"
+    # strict and default keep the plain level: a run across processes is refused with the rule
+    for policy in (STRICT, DEFAULT):
+        decision = policy.decide(train(isolation=loopback))
+        assert decision.rule == "isolation.required" and loopback in decision.reason
+    assert RESEARCH.decide(train(isolation=loopback, dp=False)).allowed  # research requires 'guard'
+    text = (REPO / "policies" / "default.toml").read_text()
+    named = Policy.load(text.replace('required = "namespace+seccomp"', f'required = "{loopback}"'))
+    assert named.decide(train(isolation=loopback)).allowed
+    assert named.decide(train(isolation="guard")).rule == "isolation.required"
+
+
 # ----------------------------------------------------------------------------- approvals
 
 

@@ -109,7 +109,7 @@ def _run(argv: list[str]) -> int:
 
             writable = writable_paths(args)
             readable = [p for p in paths_to_keep(args) if p not in writable]
-            netguard.isolate_session(keep=writable, readable=readable)
+            netguard.isolate_session(keep=writable, readable=readable, loopback=train.wants_loopback(args))
         return int(args.func(args) or 0)
     except StrongroomError as exc:
         report_error(exc)

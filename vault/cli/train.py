@@ -7,7 +7,7 @@
   strongroom budget [DATASET] --json
 
 Ctrl-C cancels a run between steps: no model is written, and the steps taken are charged to the
-dataset's privacy ledger.
+dataset's privacy ledger. `--nproc 2` trains in two processes with the same privacy accounting.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import threading
 from typing import Any
 
 from vault.cli import options
-from vault.train.config import CLIPPING, DEVICES, MODEL_KINDS, TrainConfig
+from vault.errors import UsageError
+from vault.train.config import CLIPPING, DEVICES, MODEL_KINDS, TrainConfig, parse_nproc, resolve_nproc
 from vault.vocabulary import ACCOUNTANTS
 
 MODEL_CHOICES = ("auto", *MODEL_KINDS)
@@ -54,7 +55,29 @@ def request_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "accountant": args.accountant,
         "reproducible": args.reproducible,
         "clipping": args.clipping,
+        "nproc": resolve_nproc(args.nproc, args.device),
     }
+
+
+def nproc_arg(text: str) -> int | str:
+    try:
+        return parse_nproc(text)
+    except UsageError as error:
+        raise argparse.ArgumentTypeError(f"{error.title} ({error.hint})") from None
+
+
+def wants_loopback(args: argparse.Namespace) -> bool:
+    """Whether the command isolates at the loopback level: `train --nproc N` with N above 1. Checked
+    before isolation and before torch loads, so a request that cannot run costs nothing."""
+    if getattr(args, "func", None) is not cmd_train:
+        return False
+    nproc = resolve_nproc(args.nproc, args.device)
+    if nproc > 1 and not args.dp:
+        raise UsageError(
+            f"--nproc {nproc} trains with DP only (the processes share one privacy accounting)",
+            "drop --no-dp, or train without DP in one process (--nproc 1)",
+        )
+    return nproc > 1
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -239,6 +262,14 @@ def register(sub: Any) -> None:
         help=f"held-out fraction (default {DEFAULTS.val_split:g})",
     )
     p.add_argument("--accountant", default=DEFAULTS.accountant, choices=ACCOUNTANTS)
+    p.add_argument(
+        "--nproc",
+        type=nproc_arg,
+        default=DEFAULTS.nproc,
+        metavar="N",
+        help="processes for this run (torch.distributed: gloo on CPU, NCCL on GPUs); 'auto' = one per "
+        "GPU, 1 on CPU. Above 1 needs a policy allowing isolation 'namespace+seccomp-loopback'",
+    )
     p.add_argument(
         "--clipping",
         default=None,

@@ -154,6 +154,7 @@ class TrainingService:
                 steps=run.total_steps,
                 accountant=run.accountant if run.dp else None,
                 device=run.device,
+                world_size=run.world_size,
                 projected_lifetime_epsilon=projected,
                 epsilon_cap=self.session.policy.lifetime_epsilon_cap(facts["sensitivity"]),
             )
@@ -349,6 +350,8 @@ class TrainingService:
             "split": outcome.split,
             "leakage": outcome.leakage,
             "device": outcome.device,
+            "world_size": run.world_size,
+            "distributed": outcome.distributed,
             "timings": outcome.timings,
             "ledger": {k: spent[k] for k in ("epsilon_spent", "unbounded", "delta")},
         }

@@ -26,6 +26,8 @@ guard         an audit hook that turns Python-level attempts into NetworkBlocked
               records each one (`set_recorder`, `blocked_count`).
 
 Modes (what a policy can require): 'namespace+seccomp' (netns, mountns and seccomp all in place),
+'namespace+seccomp-loopback' (the same, with internet sockets allowed once the namespace was seen
+to hold only `lo`: `isolate(loopback=True)`, for a run across processes; `loopback.py`),
 'guard' (the host forbids namespaces: the weaker level, loudly reported), 'none'.
 `netcheck()` is the fire drill; `python -m vault.netguard netcheck` runs it without a vault.
 `sandbox.drill()` is the sandbox drill (`strongroom sandbox-check`): 17 escapes against a sentinel.

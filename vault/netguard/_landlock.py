@@ -95,16 +95,19 @@ def handled_fs(abi: int) -> int:
     return rights
 
 
-def restrict(abi: int, *, read: Iterable[str], write: Iterable[str]) -> dict[str, Any]:
+def restrict(abi: int, *, read: Iterable[str], write: Iterable[str], tcp: bool = False) -> dict[str, Any]:
     """Put this process (and its future children) in a Landlock domain; returns the rules applied.
 
     Paths that do not exist are left out (listed under `absent`). Sets no_new_privs, as Landlock needs.
+    `tcp=True` (the loopback level) leaves TCP out of the domain: the collectives of a run across
+    processes bind and connect ephemeral ports that no port rule can name in advance; the network
+    namespace holding only `lo` is then what confines them.
     """
     numbers = _linux.landlock_numbers()
     if numbers is None or abi < 1:
         raise OSError(errno.ENOSYS, "Landlock is not available on this kernel")
     fs = handled_fs(abi)
-    net = NET_BIND_TCP | NET_CONNECT_TCP if abi >= 4 else 0
+    net = NET_BIND_TCP | NET_CONNECT_TCP if abi >= 4 and not tcp else 0
     scoped = SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL if abi >= 6 else 0
     size = 24 if abi >= 6 else (16 if abi >= 4 else 8)
     attr = (ctypes.c_uint64 * 3)(fs, net, scoped)

@@ -1,4 +1,5 @@
-"""The seccomp filter: socket() only for AF_UNIX, and no syscall that leaves or rebuilds the isolation.
+"""The seccomp filter: socket() only for AF_UNIX (plus AF_INET/AF_INET6 at the loopback level), and
+no syscall that leaves or rebuilds the isolation.
 
 Installed last, inherited by every thread and child (C code, ctypes and subprocesses included),
 and never removable. Built with pyseccomp (the PyPI twin of Debian's python3-seccomp).
@@ -18,6 +19,13 @@ from vault.netguard import _linux
 # AF_PACKET, AF_NETLINK (interface and route changes), AF_VSOCK (the hypervisor, which network
 # namespaces do not confine), AF_BLUETOOTH, AF_CAN and the rest.
 ALLOWED_FAMILIES = ("AF_UNIX",)
+# The loopback level (a run across several processes) adds the internet families, for the
+# collectives between its processes: only installed once the network namespace was seen to hold
+# nothing but `lo`. Gloo finds loopback's address with getifaddrs(3), which reads NETLINK_ROUTE, so
+# AF_NETLINK is allowed for that one protocol (every other netlink protocol stays refused); with every
+# capability dropped, the kernel refuses any change of interface or route it would ask for.
+LOOPBACK_FAMILIES = ("AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK")
+NETLINK_ROUTE = 0
 
 # Syscalls that would leave the namespaces, undo the private mounts, borrow another process's
 # sockets, or create sockets without socket(2) (io_uring bypasses seccomp for its own operations).
@@ -81,10 +89,14 @@ SELFTEST_FAMILIES = {
     "AF_NETLINK": (socket.AF_NETLINK, socket.SOCK_RAW),
     "AF_VSOCK": (_linux.AF_VSOCK, socket.SOCK_STREAM),
 }
+NETLINK_SOCK_DIAG, NETLINK_KOBJECT_UEVENT = 4, 15  # other netlink protocols: refused at the loopback level
 
 
-def install() -> dict[str, Any]:
-    """Load the filter into this process; returns what was installed. Raises OSError when it cannot."""
+def install(families: tuple[str, ...] = ALLOWED_FAMILIES) -> dict[str, Any]:
+    """Load the filter into this process, allowing socket() for `families` (ALLOWED_FAMILIES or
+    LOOPBACK_FAMILIES); returns what was installed. Raises OSError when it cannot."""
+    if families not in (ALLOWED_FAMILIES, LOOPBACK_FAMILIES):
+        raise ValueError(f"socket families {families} are neither the plain nor the loopback set")
     try:
         import pyseccomp as sc
     except (ImportError, RuntimeError) as exc:  # RuntimeError: libseccomp.so is missing
@@ -93,8 +105,26 @@ def install() -> dict[str, Any]:
     flt.set_attr(sc.Attr.ACT_BADARCH, sc.KILL_PROCESS)  # 32-bit syscalls (int 0x80) end the process
     flt.set_attr(sc.Attr.CTL_NNP, 1)
     flt.set_attr(sc.Attr.CTL_TSYNC, 1)
+    allowed = {int(getattr(socket, name)) for name in families}
+    if socket.AF_NETLINK in allowed:  # NETLINK_ROUTE only (read by getifaddrs), never for socketpair
+        flt.add_rule(
+            sc.ERRNO(errno.EACCES),
+            "socket",
+            sc.Arg(0, sc.EQ, socket.AF_NETLINK),
+            sc.Arg(2, sc.NE, NETLINK_ROUTE),
+        )
+        flt.add_rule(sc.ERRNO(errno.EACCES), "socketpair", sc.Arg(0, sc.EQ, socket.AF_NETLINK))
     for call in ("socket", "socketpair"):
-        flt.add_rule(sc.ERRNO(errno.EACCES), call, sc.Arg(0, sc.NE, socket.AF_UNIX))
+        if allowed == {int(socket.AF_UNIX)}:
+            flt.add_rule(sc.ERRNO(errno.EACCES), call, sc.Arg(0, sc.NE, socket.AF_UNIX))
+            continue
+        # families are small numbers: refuse every one below the largest known that is not allowed,
+        # and everything from there up
+        top = max(_linux.AF_VSOCK, socket.AF_NETLINK, _linux.AF_PACKET, 64)
+        for family in range(top):
+            if family not in allowed:
+                flt.add_rule(sc.ERRNO(errno.EACCES), call, sc.Arg(0, sc.EQ, family))
+        flt.add_rule(sc.ERRNO(errno.EACCES), call, sc.Arg(0, sc.GE, top))
     denied, unknown = [], []
     for call in DENIED_SYSCALLS:
         try:
@@ -123,18 +153,27 @@ def install() -> dict[str, Any]:
         "setid_mode_refused": setid_refused,
         "clone_namespace_flags_refused": sorted(CLONE_NAMESPACE_FLAGS),
         "clone3": "ENOSYS (the C library falls back to clone, whose flags are checked)",
-        "socket_families_allowed": list(ALLOWED_FAMILIES),
+        "socket_families_allowed": list(families),
         "denied_syscalls": denied,
         "unknown_syscalls": unknown,
         "bad_arch_action": "kill process",
     }
 
 
-def selftest() -> dict[str, str]:
-    """Try socket(2) through libc for each refused family; maps family to the errno seen ('CREATED' if not)."""
+def selftest(families: tuple[str, ...] = ALLOWED_FAMILIES) -> dict[str, str]:
+    """Try socket(2) through libc for each family the filter refuses (those not in `families`);
+    maps family to the errno seen ('CREATED' if not)."""
     seen: dict[str, str] = {}
-    for name, (family, kind) in SELFTEST_FAMILIES.items():
-        fd, err = _linux.raw_socket(family, kind)
+    tries = [
+        (name, family, kind, 0) for name, (family, kind) in SELFTEST_FAMILIES.items() if name not in families
+    ]
+    if "AF_NETLINK" in families:
+        tries += [
+            ("AF_NETLINK/sock_diag", socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG),
+            ("AF_NETLINK/kobject_uevent", socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_KOBJECT_UEVENT),
+        ]
+    for name, family, kind, proto in tries:
+        fd, err = _linux.raw_socket(family, kind, proto)
         if fd >= 0:
             os.close(fd)
             seen[name] = "CREATED"

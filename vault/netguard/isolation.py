@@ -22,8 +22,9 @@ from typing import Any
 
 from vault.errors import IsolationError
 from vault.netguard import _landlock, _linux, _pidns, _seccomp, guard, hardening, state
+from vault.netguard import loopback as only_lo
 from vault.netguard.mounts import fresh_proc, mask_host_directories, plan_keeps, seal_filesystem
-from vault.vocabulary import isolation_rank
+from vault.vocabulary import LOOPBACK_ISOLATION, isolation_rank
 
 # Namespaces entered besides the network and mount ones: System V IPC and the host name.
 EXTRA_NAMESPACES = _linux.CLONE_NEWIPC | _linux.CLONE_NEWUTS
@@ -62,6 +63,7 @@ class IsolationReport:
     waived_by_test_switch: bool = False
     pid: int = field(default_factory=os.getpid)
     inherited_from: int | None = None  # the isolated strongroom process this one was started by
+    loopback_check: dict[str, Any] = field(default_factory=dict)  # the loopback level's interface check
 
     @property
     def isolated(self) -> bool:
@@ -99,6 +101,8 @@ class IsolationReport:
             data["waived_by_test_switch"] = True
         if self.inherited_from is not None:
             data["inherited_from"] = self.inherited_from
+        if self.loopback_check:
+            data["loopback_check"] = dict(self.loopback_check)
         return data
 
 
@@ -121,8 +125,14 @@ def isolate(
     keep: Iterable[str | os.PathLike[str]] = (),
     readable: Iterable[str | os.PathLike[str]] = (),
     on_warning: Callable[[str], None] | None = None,
+    loopback: bool = False,
 ) -> IsolationReport:
     """Isolate this process at the strongest level the host allows; raise IsolationError below `required`.
+
+    `loopback=True` asks for 'namespace+seccomp-loopback' instead of 'namespace+seccomp': internet
+    sockets are allowed (Landlock leaves TCP alone, seccomp allows AF_INET/AF_INET6) only when the
+    new network namespace was seen to hold nothing but `lo`, and `loopback_check` records what was
+    seen; otherwise the plain filter is installed and the level is at most 'guard'.
 
     `keep`: paths under /tmp, /var/tmp, /run or /dev/shm that must stay reachable (the vault, files
     to import, an export directory). Each is bind-mounted back into the private tmpfs; one that does
@@ -167,7 +177,7 @@ def isolate(
     if namespaces["ok"]:
         pid_namespace = _pidns.enter()  # from here on this is a forked child, PID 1 of its namespace
         layers += ["userns"] if namespaces["user_namespace"] else []
-        interfaces = _loopback_only(warnings)
+        interfaces = only_lo.bring_up_and_list(warnings)
         netns_ok = _linux.namespace_id("net") != host_netns and {i["name"] for i in interfaces} <= {"lo"}
         if netns_ok:
             layers.append("netns")
@@ -195,10 +205,16 @@ def isolate(
     capabilities = _drop_capabilities(namespaces, warnings)
     if capabilities.get("dropped"):
         layers.append("capabilities")
-    landlock = _apply_landlock(warnings, keep=keep, readable=readable, private_tmp=mounts_ok)
+    loopback_check: dict[str, Any] = {}
+    if loopback:  # checked here, before any filter that would allow an internet socket is loaded
+        names = [str(i["name"]) for i in interfaces]
+        loopback_check = only_lo.evidence(names, where="isolate, before the seccomp filter")
+        loopback_check["allowed"] = bool(netns_ok and mounts_ok and loopback_check["only_loopback"])
+    tcp = bool(loopback_check.get("allowed"))
+    landlock = _apply_landlock(warnings, keep=keep, readable=readable, private_tmp=mounts_ok, tcp=tcp)
     if landlock.get("status") == "active":
         layers.append("landlock")
-    seccomp = _apply_seccomp(warnings)
+    seccomp = _apply_seccomp(warnings, _seccomp.LOOPBACK_FAMILIES if tcp else _seccomp.ALLOWED_FAMILIES)
     seccomp_ok = seccomp.get("status") == "filter"
     if seccomp_ok:
         layers.append("seccomp")
@@ -210,6 +226,10 @@ def isolate(
         warnings.append(f"{len(reachable)} Unix socket(s) of host processes remain reachable: {shown}")
 
     mode = "namespace+seccomp" if (netns_ok and mounts_ok and seccomp_ok) else "guard"
+    if loopback and mode != "guard":
+        mode = LOOPBACK_ISOLATION if tcp else "guard"
+    if loopback and not tcp:
+        warnings.append(f"the loopback level was refused: {loopback_check}")
     sandbox = _sandbox_evidence(process, host_ids, filesystem, capabilities, landlock, seccomp)
     sandbox["namespaces"]["pid"].update(pid_namespace)
     for layer, reason in sandbox["unavailable"].items():
@@ -234,6 +254,7 @@ def isolate(
         warnings=tuple(warnings),
         waived_by_test_switch=state.waived(),
         sandbox=sandbox,
+        loopback_check=loopback_check,
     )
     _report = report
     _publish(report)
@@ -275,7 +296,8 @@ def inherit(parent: dict[str, Any], *, keep: Iterable[str | os.PathLike[str]] = 
     netns = _linux.namespace_id("net")
     names = set(_linux.proc_net_dev_names())  # /proc/self/net: this process's namespace, not sysfs's
     checks = {
-        "parent isolated with namespaces and seccomp": parent.get("mode") == "namespace+seccomp",
+        "parent isolated with namespaces and seccomp": parent.get("mode")
+        in ("namespace+seccomp", LOOPBACK_ISOLATION),
         "in the parent's network namespace": bool(parent.get("netns")) and netns == parent.get("netns"),
         "not the host's network namespace": netns != parent.get("host_netns"),
         "loopback only": names <= {"lo"},
@@ -321,7 +343,10 @@ def inherit(parent: dict[str, Any], *, keep: Iterable[str | os.PathLike[str]] = 
 
 
 def isolate_session(
-    keep: Iterable[str | os.PathLike[str]] = (), *, readable: Iterable[str | os.PathLike[str]] = ()
+    keep: Iterable[str | os.PathLike[str]] = (),
+    *,
+    readable: Iterable[str | os.PathLike[str]] = (),
+    loopback: bool = False,
 ) -> IsolationReport:
     """Isolate at the strongest reachable level before the vault (and its policy) can be read.
 
@@ -332,7 +357,7 @@ def isolate_session(
     paths = list(keep)
     if os.environ.get("STRONGROOM_VAULT"):
         paths.append(os.environ["STRONGROOM_VAULT"])
-    return isolate("guard", keep=paths, readable=readable)
+    return isolate("guard", keep=paths, readable=readable, loopback=loopback)
 
 
 def _publish(report: IsolationReport) -> None:
@@ -405,24 +430,6 @@ def _enter_namespaces() -> dict[str, Any]:
             NAMESPACE_HINT,
         ) from None
     return {"ok": True, "user_namespace": True, "error": "; ".join(errors) or None}
-
-
-def _loopback_only(warnings: list[str]) -> list[dict[str, Any]]:
-    """Bring `lo` up inside the new namespace (SIOCSIFFLAGS) and list what is there. The AF_INET socket
-    used for the ioctl is created and closed here, before the guard and seccomp exist."""
-    found: list[dict[str, Any]] = []
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            _linux.bring_up(sock, "lo")
-        except OSError as exc:
-            warnings.append(f"could not bring loopback up inside the namespace: {exc.strerror}")
-        for name in _linux.proc_net_dev_names():
-            try:
-                flags = _linux.interface_flags(sock, name)
-            except OSError:
-                flags = 0
-            found.append({"name": name, "up": bool(flags & _linux.IFF_UP)})
-    return found
 
 
 def _private_cache(private_tmp: bool) -> tuple[str, dict[str, str]]:
@@ -501,6 +508,7 @@ def _apply_landlock(
     keep: Iterable[str | os.PathLike[str]] = (),
     readable: Iterable[str | os.PathLike[str]] = (),
     private_tmp: bool = False,
+    tcp: bool = False,
 ) -> dict[str, Any]:
     abi = _linux.landlock_abi()
     if abi < 1:
@@ -511,7 +519,7 @@ def _apply_landlock(
         return {"status": "unavailable", "abi": 0}
     read, write = landlock_paths(keep, readable, private_tmp)
     try:
-        applied = _landlock.restrict(abi, read=read, write=write)
+        applied = _landlock.restrict(abi, read=read, write=write, tcp=tcp)
     except OSError as exc:
         warnings.append(f"Landlock could not be applied: {exc.strerror}")
         return {"status": "failed", "abi": abi, "error": str(exc)}
@@ -569,16 +577,16 @@ def _sandbox_evidence(
     }
 
 
-def _apply_seccomp(warnings: list[str]) -> dict[str, Any]:
+def _apply_seccomp(warnings: list[str], families: tuple[str, ...]) -> dict[str, Any]:
     try:
-        installed = _seccomp.install()
+        installed = _seccomp.install(families)
     except OSError as exc:
         warnings.append(
             f"seccomp filter unavailable: {exc.strerror or exc}; C code and child processes "
             "are not stopped by the kernel from creating internet sockets"
         )
         return {"status": "unavailable", "error": str(exc.strerror or exc)}
-    selftest = _seccomp.selftest()
+    selftest = _seccomp.selftest(families)
     status = "filter" if all(v in ("EACCES", "EPERM") for v in selftest.values()) else "ineffective"
     if status != "filter":
         warnings.append(f"the seccomp filter did not refuse every network family: {selftest}")

@@ -72,6 +72,7 @@ def card_json(
         "seed": outcome.seed,
         "reproducible": reproducible,
         "device": outcome.device,
+        "distributed": outcome.distributed,
         "versions": outcome.versions,
         "timings": outcome.timings,
         "epochs": outcome.epochs,
@@ -99,6 +100,8 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"seed {data['split']['seed']} (stratified)",
         f"- Seed: {card['seed']}{' (reproducible run)' if card.get('reproducible') else ''}",
         f"- Device: {card['device']}",
+        f"- Processes: {(card.get('distributed') or {}).get('world_size', 1)}"
+        f" ({(card.get('distributed') or {}).get('backend', 'one process')})",
         f"- Versions: {', '.join(f'{k} {v}' for k, v in card['versions'].items())}",
         f"- Created: {card.get('created', '')}",
         "",

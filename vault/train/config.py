@@ -6,6 +6,8 @@ actually used, so a model card never says "default".
 
 from __future__ import annotations
 
+import glob
+import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +20,36 @@ DEVICES = ("auto", "cpu", "cuda")
 # Per-sample clipping: book-keeping (one backward pass, vault/train/bookkeeping.py) or Opacus' own
 # ghost clipping (norms, then a second backward pass) or hooks (per-sample gradients materialised).
 CLIPPING = ("bookkeeping", "ghost", "hooks")
+# Processes of one run (`--nproc`): torch.distributed workers started by torch.multiprocessing,
+# gloo between CPU processes, NCCL between GPUs.
+MAX_NPROC = 64
+NPROC_AUTO = "auto"
+
+
+def parse_nproc(text: str) -> int | str:
+    """`--nproc`: a whole number from 1 to MAX_NPROC, or 'auto'; UsageError otherwise (no torch)."""
+    value = str(text).strip().lower()
+    if value == NPROC_AUTO:
+        return NPROC_AUTO
+    if not re.fullmatch(r"[0-9]{1,4}", value) or not 1 <= int(value) <= MAX_NPROC:
+        raise UsageError(
+            f"--nproc must be a whole number from 1 to {MAX_NPROC} or 'auto', got {text!r}",
+            "use e.g. --nproc 2 (processes on this host) or --nproc auto (one per GPU, 1 on CPU)",
+        )
+    return int(value)
+
+
+def gpus_present() -> int:
+    """GPUs the NVIDIA driver lists, counted without loading torch (importing it starts threads)."""
+    listed = glob.glob("/proc/driver/nvidia/gpus/*")
+    return len(listed) or len([d for d in glob.glob("/dev/nvidia*") if re.fullmatch(r"/dev/nvidia[0-9]+", d)])
+
+
+def resolve_nproc(value: int | str, device: str) -> int:
+    """'auto' is the number of GPUs (1 on the CPU, or where there is none); a number stays."""
+    if value != NPROC_AUTO:
+        return int(value)
+    return 1 if device == "cpu" else max(1, gpus_present())
 
 
 @dataclass(frozen=True)
@@ -37,6 +69,7 @@ class TrainConfig:
     accountant: str = "prv"
     reproducible: bool = False  # derive DP noise and sampling from the seed (the card says so)
     clipping: str | None = None  # one of CLIPPING; None: the model's default (bookkeeping)
+    nproc: int = 1  # processes of the run (torch.distributed); the privacy accounting is the same
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -50,6 +83,15 @@ class TrainConfig:
                 f"unknown training option(s): {', '.join(unknown)}", f"known: {', '.join(sorted(known))}"
             )
         return cls(**data)
+
+
+@dataclass(frozen=True)
+class World:
+    """One process of a run across several: its rank, the number of processes, the backend."""
+
+    rank: int
+    size: int
+    backend: str = "gloo"
 
 
 @dataclass(frozen=True)
@@ -89,6 +131,8 @@ class TrainOutcome:
     device: str
     versions: dict[str, str]
     epochs: list[dict[str, Any]] = field(default_factory=list)
+    # processes of the run: world_size, backend, devices, rendezvous, the interface checks
+    distributed: dict[str, Any] = field(default_factory=dict)
 
     @property
     def accuracy(self) -> float | None:
@@ -108,6 +152,7 @@ class TrainOutcome:
             "device": self.device,
             "versions": self.versions,
             "epochs": self.epochs,
+            "distributed": self.distributed,
         }
 
 

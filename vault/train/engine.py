@@ -32,7 +32,7 @@ from vault.privacy.accounting import (
     epsilon_of,
 )
 from vault.train import models as registry
-from vault.train.config import DPFacts, TrainConfig, TrainOutcome
+from vault.train.config import DPFacts, TrainConfig, TrainOutcome, World
 from vault.train.data import (
     BatchDataset,
     TrainData,
@@ -99,8 +99,16 @@ def per_record_loss(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor
 class _Run:
     """State of one training run; `Cancelled` carries what was spent."""
 
-    def __init__(self, run: RunPlan, on_event: EventCallback | None, cancel: threading.Event | None) -> None:
+    def __init__(
+        self,
+        run: RunPlan,
+        on_event: EventCallback | None,
+        cancel: threading.Event | None,
+        world: World | None = None,
+        device: torch.device | None = None,
+    ) -> None:
         self.plan, self.on_event, self.cancel = run, on_event, cancel
+        self.world, self.device = world, device
         self.steps = 0
         self.history: list[tuple[float, float, int]] = []
         self.epochs: list[dict[str, Any]] = []
@@ -110,7 +118,12 @@ class _Run:
             self.on_event(event)
 
     def check_cancel(self) -> None:
-        if self.cancel is not None and self.cancel.is_set():
+        wanted = self.cancel is not None and self.cancel.is_set()
+        if self.world is not None and self.world.size > 1:  # every rank stops at the same step
+            flag = torch.tensor([1.0 if wanted else 0.0], device=self.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            wanted = bool(flag.item())
+        if wanted:
             raise self.cancelled()
 
     def cancelled(self) -> Cancelled:
@@ -153,7 +166,7 @@ def _dp_epochs(
 
     with warnings.catch_warnings():  # Opacus' and torch's notes on hooks and secure RNG, every run
         warnings.filterwarnings("ignore", category=UserWarning, module=r"(opacus|torch)(\.|$)")
-        private = dp.make_private(net, loader, run, generators)
+        private = dp.make_private(net, loader, run, generators, world_size=run.world_size)
     model, optimizer, criterion, loader, accountant = private
     planned_epsilon = epsilon_of(run.history(), run.delta or 0.0, run.accountant)
     bound = RunningBound(
@@ -291,18 +304,28 @@ def train(
     on_event: EventCallback | None = None,
     cancel: threading.Event | None = None,
     run: RunPlan | None = None,
-) -> TrainOutcome:
+    world: World | None = None,
+) -> TrainOutcome | None:
     """Trains a classifier on `data` as `config` asks and evaluates it on the held-out split.
 
     Raises UsageError/InputError for a bad request (before any work), Cancelled when `cancel` is
     set (between steps; `detail` holds the steps taken and the accountant history), and
     StrongroomError when memory runs out (with the setting to change).
+    A plan for several processes starts them (vault/train/distributed.py), each of which comes back
+    here with its `world`; rank 0 emits the events and returns the outcome, the others None.
     """
     began = time.perf_counter()
     run = run or plan_for(data, config)
+    if run.world_size > 1 and world is None:
+        from vault.train import distributed
+
+        return distributed.train(data, config, on_event=on_event, cancel=cancel, run=run)
+    lead = world is None or world.rank == 0
     device = torch.device(run.device)
+    if world is not None and device.type == "cuda":
+        device = torch.device("cuda", world.rank)
     seed = config.seed if config.seed is not None else secrets.randbits(31)
-    state = _Run(run, on_event, cancel)
+    state = _Run(run, on_event if lead else None, cancel, world, device)
     fork_devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork_devices):
         torch.manual_seed(seed)
@@ -325,8 +348,9 @@ def train(
             raise
         train_y, val_y = data.y[held_out.train].to(device), data.y[held_out.val].to(device)
         prepare_s = time.perf_counter() - prepare_started
-        if run.dp and config.reproducible:
-            sampling_seed, noise_seed = _derived_seed(seed, "sampling"), _derived_seed(seed, "noise")
+        if run.dp and config.reproducible:  # rank 0 draws as one process does; each other rank its own
+            sampling = "sampling" if lead else f"sampling/rank {world.rank if world else 0}"
+            sampling_seed, noise_seed = _derived_seed(seed, sampling), _derived_seed(seed, "noise")
         else:
             sampling_seed, noise_seed = secrets.randbits(63), secrets.randbits(63)
         state.emit(
@@ -356,9 +380,8 @@ def train(
                     warnings.filterwarnings(
                         "ignore", message="Full backward hook is firing", category=UserWarning
                     )
-                    history = _dp_epochs(
-                        state, net, train_x, train_y, (val_x, val_y), (sampling, noise), device
-                    )
+                    val = (val_x, val_y) if lead else (val_x[:0], val_y[:0])  # rank 0 evaluates
+                    history = _dp_epochs(state, net, train_x, train_y, val, (sampling, noise), device)
             else:
                 _plain_epochs(
                     state, net, train_x, train_y, (val_x, val_y), torch.Generator().manual_seed(seed)
@@ -376,6 +399,8 @@ def train(
                 ) from None
             raise
         train_s = time.perf_counter() - train_started
+        if not lead:
+            return None
 
         evaluate_started = time.perf_counter()
         logits, _ = predict(net, val_x)
@@ -428,6 +453,7 @@ def train(
         device=_device_name(device),
         versions=_versions(),
         epochs=state.epochs,
+        distributed={"world_size": world.size if world else 1, "devices": [_device_name(device)]},
     )
     state.emit(
         TrainFinished(state.steps, dp_facts.epsilon if dp_facts else None, metrics["accuracy"], total_s)

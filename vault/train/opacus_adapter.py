@@ -17,8 +17,12 @@ import torch
 from opacus import PrivacyEngine
 from opacus.accountants import create_accountant
 from opacus.data_loader import DPDataLoader
-from opacus.optimizers import DPOptimizerFastGradientClipping
-from opacus.utils.uniform_sampler import UniformWithReplacementSampler
+from opacus.distributed import DifferentiallyPrivateDistributedDataParallel as DPDDP
+from opacus.optimizers import DistributedDPOptimizerFastGradientClipping, DPOptimizerFastGradientClipping
+from opacus.utils.uniform_sampler import (
+    DistributedUniformWithReplacementSampler,
+    UniformWithReplacementSampler,
+)
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -48,6 +52,35 @@ class BookkeepingOptimizer(DPOptimizerFastGradientClipping):
                 p.summed_grad.add_(p.grad.detach())
 
 
+class DistributedBookkeepingOptimizer(DistributedDPOptimizerFastGradientClipping):
+    """The same, across processes: every rank scales its clipped sum, rank 0 alone adds the noise,
+    and the sums are all-reduced (Opacus' DistributedDPOptimizerFastGradientClipping)."""
+
+    accumulate = BookkeepingOptimizer.accumulate
+
+
+class EveryStepSampler(DistributedUniformWithReplacementSampler):
+    """Opacus' distributed Poisson sampler, yielding a rank's empty batch instead of skipping it.
+
+    Each rank draws every record of its share with the run's sample rate, so the union is Poisson
+    sampling of the whole dataset at that rate. The pinned release skips a rank's empty draw, and
+    that rank would then take one step fewer than the others and leave them waiting in the
+    all-reduce; an empty batch here is a step like any other (the engine zeroes its gradients).
+    """
+
+    def __iter__(self) -> Any:
+        if self.shuffle:
+            order = torch.Generator()
+            order.manual_seed(self.shuffle_seed + self.epoch)
+            indices = torch.randperm(self.total_size, generator=order)
+        else:
+            indices = torch.arange(self.total_size)
+        indices = indices[self.rank : self.total_size : self.num_replicas]
+        for _ in range(self.num_batches):
+            mask = torch.rand(self.num_samples, generator=self.generator) < self.sample_rate
+            yield indices[mask.nonzero(as_tuple=False).reshape(-1)].tolist()
+
+
 def last_step_skipped(optimizer: Any) -> bool:
     """Whether the optimizer's last `step` only accumulated (a physical batch inside a logical one)."""
     return bool(optimizer._is_last_step_skipped)
@@ -66,24 +99,36 @@ def make_private(
     loader: DataLoader,
     run: RunPlan,
     generators: tuple[torch.Generator, torch.Generator],
+    *,
+    world_size: int = 1,
 ) -> tuple[Any, Any, Any, DataLoader, Any]:
     """(model, optimizer, criterion, Poisson loader, accountant) for the run's clipping mode.
 
     Opacus' PrivacyEngine sets up "hooks" and "ghost"; "bookkeeping" is assembled from the same
     Opacus parts (Poisson DPDataLoader, DPOptimizerFastGradientClipping for noise and scaling, the
     accountant's step hook) around BookkeepingClipper, exactly as make_private would.
+    With `world_size` above 1 (inside a torch.distributed process group) it is Opacus' distributed
+    set-up: DPDDP broadcasts rank 0's initial weights, each rank samples its share of the records
+    at the run's sample rate, and the distributed optimizer adds the noise once (rank 0) and
+    all-reduces the noisy sum; every rank's accountant records the single-process history.
     """
     sampling_generator, noise_generator = generators
+    distributed = world_size > 1
+    # DPDDP broadcasts rank 0's parameters into `net` when made; its forward is the module's
+    module = DPDDP(net) if distributed else net
     if run.grad_sample_mode == "bookkeeping":
         accountant = create_accountant(run.accountant)
-        loader = DPDataLoader.from_data_loader(loader, generator=sampling_generator)
+        loader = DPDataLoader.from_data_loader(loader, generator=sampling_generator, distributed=distributed)
+        if distributed:
+            loader.batch_sampler.__class__ = EveryStepSampler
         sample_rate = 1 / len(loader)
-
-        optimizer = BookkeepingOptimizer(
+        expected = int(len(loader.dataset) * sample_rate)  # Opacus: per rank, the share of it
+        kind = DistributedBookkeepingOptimizer if distributed else BookkeepingOptimizer
+        optimizer = kind(
             optimizer_for(net.parameters(), run),
             noise_multiplier=run.noise_multiplier or 0.0,
             max_grad_norm=run.max_grad_norm or 0.0,
-            expected_batch_size=int(len(loader.dataset) * sample_rate),
+            expected_batch_size=expected / world_size if distributed else expected,
             loss_reduction="mean",
             generator=noise_generator,
         )
@@ -95,7 +140,7 @@ def make_private(
         engine = PrivacyEngine(accountant=run.accountant)
         accountant = engine.accountant
         private = engine.make_private(
-            module=net,
+            module=module,
             optimizer=optimizer_for(net.parameters(), run),
             criterion=nn.CrossEntropyLoss(),
             data_loader=loader,
@@ -110,11 +155,11 @@ def make_private(
         else:
             (model, optimizer, loader), criterion = private, nn.CrossEntropyLoss()
         loader.batch_sampler.generator = sampling_generator
+        if distributed:
+            loader.batch_sampler.__class__ = EveryStepSampler
     sampler = loader.batch_sampler
-    if (
-        not isinstance(sampler, UniformWithReplacementSampler)
-        or abs(sampler.sample_rate - run.sample_rate) > 1e-12
-    ):
+    kind = EveryStepSampler if distributed else UniformWithReplacementSampler
+    if not isinstance(sampler, kind) or abs(sampler.sample_rate - run.sample_rate) > 1e-12:
         raise StrongroomError("Opacus did not set up Poisson sampling as planned", "report this as a bug")
     return model, optimizer, criterion, loader, accountant
 

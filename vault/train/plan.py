@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ from vault.privacy.accounting import (
 )
 from vault.train import models as registry
 from vault.train import recipes
-from vault.train.config import CLIPPING, DEVICES, TrainConfig
+from vault.train.config import CLIPPING, DEVICES, MAX_NPROC, TrainConfig
 from vault.train.data import (
     TrainData,
     check_data,
@@ -65,6 +66,7 @@ class RunPlan:
     val_split: float
     device: str
     reproducible: bool = False
+    world_size: int = 1  # processes (torch.distributed ranks); sampling, noise and steps do not change
 
     @property
     def total_steps(self) -> int:
@@ -166,6 +168,7 @@ def plan(
     if physical < 1:
         raise UsageError("the physical batch size must be at least 1", "use e.g. --physical-batch-size 128")
 
+    world_size = check_nproc(config, device)
     clipping = recipe.grad_sample_mode if config.clipping is None else config.clipping
     if clipping not in CLIPPING:
         raise UsageError(f"unknown clipping {clipping!r}", f"choose one of: {', '.join(CLIPPING)}")
@@ -220,7 +223,34 @@ def plan(
         val_split=config.val_split,
         device=str(device),
         reproducible=config.reproducible,
+        world_size=world_size,
     )
+
+
+def check_nproc(config: TrainConfig, device: torch.device) -> int:
+    """The number of processes, checked against the request and the host (UsageError otherwise)."""
+    nproc = config.nproc
+    if isinstance(nproc, bool) or not isinstance(nproc, int) or not 1 <= nproc <= MAX_NPROC:
+        raise UsageError(
+            f"nproc must be a whole number from 1 to {MAX_NPROC}, got {nproc!r}", "use e.g. --nproc 2"
+        )
+    if nproc > 1 and not config.dp:
+        raise UsageError(
+            f"--nproc {nproc} trains with DP only (the processes share one privacy accounting)",
+            "drop --no-dp, or train without DP in one process (--nproc 1)",
+        )
+    if device.type == "cuda" and nproc > torch.cuda.device_count():
+        raise UsageError(
+            f"--nproc {nproc} asks for one GPU per process, but {torch.cuda.device_count()} are visible",
+            f"use --nproc {torch.cuda.device_count()} (or --nproc auto)",
+        )
+    cores = os.cpu_count() or 1
+    if device.type == "cpu" and nproc > cores:
+        raise UsageError(
+            f"--nproc {nproc} is more processes than this host's {cores} CPU cores",
+            f"use --nproc {cores} or fewer",
+        )
+    return nproc
 
 
 def plan_for(data: TrainData, config: TrainConfig) -> RunPlan:
