@@ -91,7 +91,7 @@ def test_fast_calibration_is_exact_by_the_named_accountant(
     assert result.epsilon == exact, "the epsilon reported is the accountant's own"
     assert epsilon - 0.01 <= exact <= epsilon
     assert epsilon_of([(result.noise_multiplier, rate, int(epochs / rate))], delta, accountant) == exact
-    assert result.evaluations <= (0 if accountant == "rdp" else 8), "few evaluations of the slow accountant"
+    assert 1 <= result.evaluations <= 6, "few evaluations of the named accountant"
 
 
 def test_card_epsilon_after_fast_calibration_is_the_prv_accountants() -> None:

@@ -5,7 +5,8 @@ Book-keeping clipping is assembled from Opacus' own parts (the Poisson `DPDataLo
 `DPOptimizerFastGradientClipping` for the noise and scaling, the accountant's step hook) exactly as
 `make_private` would; what make_private has no public way to say (whether the optimizer skipped
 the last step as a partial logical batch, how to remove a wrapped model's hooks) is read here,
-from attributes of the pinned version only.
+from attributes of the pinned version only. Opacus' modules are imported one by one
+(vault/privacy/opacus_parts.py), so a run loads only the parts it uses.
 """
 
 from __future__ import annotations
@@ -14,26 +15,32 @@ from importlib import metadata
 from typing import Any
 
 import torch
-from opacus import PrivacyEngine
-from opacus.accountants import create_accountant
-from opacus.data_loader import DPDataLoader
-from opacus.optimizers import DPOptimizerFastGradientClipping
-from opacus.utils.uniform_sampler import UniformWithReplacementSampler
 from torch import nn
 from torch.utils.data import DataLoader
 
 from vault.errors import StrongroomError
+from vault.privacy import opacus_parts
 from vault.train.bookkeeping import BookkeepingClipper
 from vault.train.data import IGNORE
 from vault.train.plan import RunPlan, optimizer_for
 
 OPACUS = "1.6.0"  # the release whose internals this module reads (requirements.lock pins it)
-if metadata.version("opacus") != OPACUS:
+if metadata.version("opacus") != OPACUS or opacus_parts.OPACUS != OPACUS:
     raise StrongroomError(
         f"Opacus {metadata.version('opacus')} is installed; Strongroom's DP training is written for "
         f"Opacus {OPACUS}",
         "install the versions requirements.lock pins: `make setup` (or from the wheelhouse)",
     )
+
+# the parts a book-keeping run uses, without the package's other accountants, optimizers and
+# per-sample gradient rules (PrivacyEngine is loaded for the "hooks" and "ghost" modes only)
+DPDataLoader = opacus_parts.module("opacus.data_loader").DPDataLoader
+DPOptimizerFastGradientClipping = opacus_parts.module(
+    "opacus.optimizers.optimizer_fast_gradient_clipping"
+).DPOptimizerFastGradientClipping
+UniformWithReplacementSampler = opacus_parts.module(
+    "opacus.utils.uniform_sampler"
+).UniformWithReplacementSampler
 
 
 class BookkeepingOptimizer(DPOptimizerFastGradientClipping):
@@ -75,7 +82,7 @@ def make_private(
     """
     sampling_generator, noise_generator = generators
     if run.grad_sample_mode == "bookkeeping":
-        accountant = create_accountant(run.accountant)
+        accountant = opacus_parts.accountant(run.accountant)
         loader = DPDataLoader.from_data_loader(loader, generator=sampling_generator)
         sample_rate = 1 / len(loader)
 
@@ -92,7 +99,7 @@ def make_private(
         model = BookkeepingClipper(net, run.max_grad_norm or 0.0, tune=not run.reproducible)
         criterion = nn.CrossEntropyLoss(reduction="none")  # per-sample losses; the optimizer averages
     else:
-        engine = PrivacyEngine(accountant=run.accountant)
+        engine = opacus_parts.module("opacus.privacy_engine").PrivacyEngine(accountant=run.accountant)
         accountant = engine.accountant
         private = engine.make_private(
             module=net,
