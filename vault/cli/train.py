@@ -18,7 +18,7 @@ import threading
 from typing import Any
 
 from vault.cli import options
-from vault.train.config import CLIPPING, DEVICES, MODEL_KINDS, TrainConfig
+from vault.train.config import CLIPPING, DEVICES, MODEL_KINDS, TUNE_RANGE, TrainConfig
 from vault.vocabulary import ACCOUNTANTS
 
 MODEL_CHOICES = ("auto", *MODEL_KINDS)
@@ -54,6 +54,7 @@ def request_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "accountant": args.accountant,
         "reproducible": args.reproducible,
         "clipping": args.clipping,
+        "tune": args.tune,
     }
 
 
@@ -81,6 +82,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         if result["dp"]
         else "no DP: this dataset's privacy budget is now unbounded"
     )
+    tuning = result.get("tuning")
+    if tuning:
+        privacy += (
+            f"\n  tuned: learning rate {tuning['chosen']['lr']:.4g} chosen among {tuning['runs']} candidate run(s) "
+            f"(mean {tuning['mean']}, {tuning['method']})"
+        )
     ledger = result["ledger"]
     spent = "unbounded" if ledger["unbounded"] else f"{ledger['epsilon_spent']:.3f}"
     print(f"model {result['model']} ({result['architecture']}) trained on {result['dataset']}")
@@ -239,6 +246,14 @@ def register(sub: Any) -> None:
         help=f"held-out fraction (default {DEFAULTS.val_split:g})",
     )
     p.add_argument("--accountant", default=DEFAULTS.accountant, choices=ACCOUNTANTS)
+    p.add_argument(
+        "--tune",
+        type=options.whole(*TUNE_RANGE, example="--tune 4"),
+        default=None,
+        metavar="K",
+        help="choose the learning rate privately among K candidate runs on average (random stopping, "
+        "accounted in RDP; --epsilon is the whole run's)",
+    )
     p.add_argument(
         "--clipping",
         default=None,

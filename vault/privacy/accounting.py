@@ -96,7 +96,7 @@ def _bracket_epsilon(delta: float, sample_rate: float, steps: int) -> Callable:
     return epsilon
 
 
-def _solve(epsilon_at: Callable, epsilon: float, start: float, tolerance: float) -> tuple[float, float, int]:
+def solve(epsilon_at: Callable, epsilon: float, start: float, tolerance: float) -> tuple[float, float, int]:
     """(sigma, its epsilon, evaluations) with epsilon - tolerance <= epsilon_at(sigma) <= epsilon.
 
     Epsilon falls with sigma roughly as a power of it, so the solver takes secant steps on log
@@ -151,9 +151,9 @@ def calibrate(epsilon: float, delta: float, sample_rate: float, epochs: int, acc
     if not math.isfinite(epsilon) or epsilon <= 0:
         raise ValueError(f"the target epsilon must be positive, got {epsilon}")
     bracket = _bracket_epsilon(delta, sample_rate, steps)
-    start, _, _ = _solve(bracket, epsilon, 1.0, max(EPSILON_TOLERANCE, 0.02 * epsilon))
+    start, _, _ = solve(bracket, epsilon, 1.0, max(EPSILON_TOLERANCE, 0.02 * epsilon))
     named = _accountant_epsilon(accountant, delta, sample_rate, steps)
-    sigma, value, evaluations = _solve(named, epsilon, start, EPSILON_TOLERANCE)
+    sigma, value, evaluations = solve(named, epsilon, start, EPSILON_TOLERANCE)
     return Calibration(sigma, value, evaluations)
 
 

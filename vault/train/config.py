@@ -18,6 +18,7 @@ DEVICES = ("auto", "cpu", "cuda")
 # Per-sample clipping: book-keeping (one backward pass, vault/train/bookkeeping.py) or Opacus' own
 # ghost clipping (norms, then a second backward pass) or hooks (per-sample gradients materialised).
 CLIPPING = ("bookkeeping", "ghost", "hooks")
+TUNE_RANGE = (2, 64)  # `--tune K`: candidates on average (vault/train/tuning.py)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class TrainConfig:
     accountant: str = "prv"
     reproducible: bool = False  # derive DP noise and sampling from the seed (the card says so)
     clipping: str | None = None  # one of CLIPPING; None: the model's default (bookkeeping)
+    tune: int | None = None  # `--tune K`: choose the learning rate among K candidates on average
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,6 +91,7 @@ class TrainOutcome:
     device: str
     versions: dict[str, str]
     epochs: list[dict[str, Any]] = field(default_factory=list)
+    tuning: dict[str, Any] | None = None  # how a tuned run chose (vault/train/tuning.py)
 
     @property
     def accuracy(self) -> float | None:
@@ -108,6 +111,7 @@ class TrainOutcome:
             "device": self.device,
             "versions": self.versions,
             "epochs": self.epochs,
+            **({"tuning": self.tuning} if self.tuning else {}),
         }
 
 
