@@ -43,6 +43,7 @@ def steps_per_epoch(sample_rate: float) -> int:
 
 EPSILON_TOLERANCE = 0.01  # the calibrated epsilon lies in [target - this, target], as in Opacus
 MAX_SIGMA = 1e6
+MAX_EVALUATIONS = 60  # a search that has not reached the window by then keeps its best answer within budget
 
 
 @dataclass(frozen=True)
@@ -108,15 +109,20 @@ def solve(epsilon_at: Callable, epsilon: float, start: float, tolerance: float) 
     low = high = None  # over budget at low; within budget at high
     sigma, slope, evaluations = start, -1.0, 0
     previous: tuple[float, float] | None = None
+    within: tuple[float, float] | None = None  # the least noise found within budget, and its epsilon
     while True:
         value = epsilon_at(sigma)
         evaluations += 1
         if epsilon - tolerance <= value <= epsilon:
             return sigma, value, evaluations
-        if value > epsilon or not math.isfinite(value):
+        over = value > epsilon or not math.isfinite(value)
+        if over:
             low = sigma
         else:
             high = sigma
+            within = (sigma, value) if within is None or sigma < within[0] else within
+        if evaluations >= MAX_EVALUATIONS and within is not None:
+            return within[0], within[1], evaluations  # within budget, if above the window
         if high is None and sigma > MAX_SIGMA:
             raise ValueError("the privacy budget is too low")
         usable = math.isfinite(value) and value > 0
@@ -125,7 +131,10 @@ def solve(epsilon_at: Callable, epsilon: float, start: float, tolerance: float) 
             run = math.log(sigma) - math.log(previous[0])
             if rise < 0 and run != 0:
                 slope = rise / run
-        guess = sigma * math.exp((math.log(aim) - math.log(value)) / slope) if usable else 2 * sigma
+        if usable:
+            guess = sigma * math.exp((math.log(aim) - math.log(value)) / slope)
+        else:
+            guess = 2 * sigma if over else sigma / 2
         if low is not None and high is not None:
             if evaluations > 6 or not low < guess < high:
                 guess = (low + high) / 2
