@@ -164,7 +164,7 @@ class TrainingService:
                 sample_rate=run.sample_rate,
                 steps=run.total_steps,
                 accountant=run.accountant if run.dp else None,
-                tune=tuned.mean if tuned else None,
+                **({"tune": tuned.mean} if tuned else {}),
                 device=run.device,
                 projected_lifetime_epsilon=projected,
                 epsilon_cap=self.session.policy.lifetime_epsilon_cap(facts["sensitivity"]),
