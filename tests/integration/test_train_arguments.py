@@ -35,6 +35,9 @@ print(json.dumps({"code": code, "heavy": heavy}))
         ("--batch-size", "-4"),
         ("--physical-batch-size", "0"),
         ("--val-split", "0.9"),
+        ("--tune", "1"),
+        ("--tune", "2.5"),
+        ("--tune", "65"),
     ],
 )
 def test_bad_number_is_refused_before_torch_loads(tmp_path, option: str, value: str) -> None:

@@ -91,7 +91,7 @@ def test_fast_calibration_is_exact_by_the_named_accountant(
     assert result.epsilon == exact, "the epsilon reported is the accountant's own"
     assert epsilon - 0.01 <= exact <= epsilon
     assert epsilon_of([(result.noise_multiplier, rate, int(epochs / rate))], delta, accountant) == exact
-    assert result.evaluations <= (0 if accountant == "rdp" else 8), "few evaluations of the slow accountant"
+    assert 1 <= result.evaluations <= 6, "few evaluations of the named accountant"
 
 
 def test_card_epsilon_after_fast_calibration_is_the_prv_accountants() -> None:
@@ -107,3 +107,11 @@ def test_card_epsilon_after_fast_calibration_is_the_prv_accountants() -> None:
     assert outcome.dp.accountant == "prv"
     assert outcome.dp.epsilon == tracker.get_epsilon(delta=outcome.dp.delta)
     assert 2.99 <= outcome.dp.epsilon <= 3.0
+
+
+def test_the_noise_search_lands_in_the_window_from_either_side() -> None:
+    from vault.privacy.accounting import solve
+
+    for start in (0.01, 1.0, 1000.0):  # far below, near, and where the epsilon reads 0
+        sigma, value, evaluations = solve(lambda s: 0.0 if s > 100 else 50 / s, 3.0, start, 0.01)
+        assert 2.99 <= value <= 3.0 and value == 50 / sigma and evaluations <= 12

@@ -19,7 +19,15 @@ from typing import Any
 
 from vault.cli import options
 from vault.errors import UsageError
-from vault.train.config import CLIPPING, DEVICES, MODEL_KINDS, TrainConfig, parse_nproc, resolve_nproc
+from vault.train.config import (
+    CLIPPING,
+    DEVICES,
+    MODEL_KINDS,
+    TUNE_RANGE,
+    TrainConfig,
+    parse_nproc,
+    resolve_nproc,
+)
 from vault.vocabulary import ACCOUNTANTS
 
 MODEL_CHOICES = ("auto", *MODEL_KINDS)
@@ -56,6 +64,7 @@ def request_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "reproducible": args.reproducible,
         "clipping": args.clipping,
         "nproc": resolve_nproc(args.nproc, args.device),
+        "tune": args.tune,
     }
 
 
@@ -104,6 +113,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         if result["dp"]
         else "no DP: this dataset's privacy budget is now unbounded"
     )
+    tuning = result.get("tuning")
+    if tuning:
+        privacy += (
+            f"\n  tuned: learning rate {tuning['chosen']['lr']:.4g} chosen among {tuning['runs']} candidate run(s) "
+            f"(mean {tuning['mean']}, {tuning['method']})"
+        )
     ledger = result["ledger"]
     spent = "unbounded" if ledger["unbounded"] else f"{ledger['epsilon_spent']:.3f}"
     print(f"model {result['model']} ({result['architecture']}) trained on {result['dataset']}")
@@ -269,6 +284,14 @@ def register(sub: Any) -> None:
         metavar="N",
         help="processes for this run (torch.distributed: gloo on CPU, NCCL on GPUs); 'auto' = one per "
         "GPU, 1 on CPU. Above 1 needs a policy allowing isolation 'namespace+seccomp-loopback'",
+    )
+    p.add_argument(
+        "--tune",
+        type=options.whole(*TUNE_RANGE, example="--tune 4"),
+        default=None,
+        metavar="K",
+        help="choose the learning rate privately among K candidate runs on average (random stopping, "
+        "accounted in RDP; --epsilon is the whole run's)",
     )
     p.add_argument(
         "--clipping",

@@ -113,6 +113,7 @@ def store_failed(
     started: str,
     charge_base: dict[str, Any],
     ledger_delta: float,
+    rdp: tuple[float, ...] | None = None,
 ) -> StrongroomError:
     """Settle a run that trained to the end but whose model could not be sealed: charged for all
     the steps it took, recorded as failed. Returns the error to raise, which says what was charged."""
@@ -125,6 +126,7 @@ def store_failed(
         created=utc_now(),
         outcome="failed",
         epsilon=dp.epsilon if dp else None,
+        rdp=rdp,  # a tuned run: the whole run's curve
     )
     reason = _reason(error)
     dataset = charge_base["dataset"]

@@ -13,6 +13,7 @@ import json
 import secrets
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from vault.door import settle
@@ -86,8 +87,15 @@ class TrainingService:
             classes=len(info["classes"]),
             counts=counts,
             input_shape=info.get("shape"),
-            config=config,
+            # a tuned run is accounted in RDP (its bound is one); PRV's calibration would go unused
+            config=replace(config, accountant="rdp") if config.tune else config,
         )
+        tuned = None
+        if config.tune:
+            from vault.train import tuning
+
+            tuned = tuning.plan_tuned(run, config, kind=info["kind"])
+            run = tuned.run
         facts = self.datasets.facts(name)
         run_id = f"run-{secrets.token_hex(5)}"
         started = utc_now()
@@ -118,6 +126,7 @@ class TrainingService:
                     links_by_lineage(catalog),
                     dp=run.dp,
                     accountant=run.accountant,
+                    planned_rdp=tuned.curve if tuned else None,
                 )
                 self.session.decide(
                     "train",
@@ -129,6 +138,7 @@ class TrainingService:
                     projected_lifetime_epsilon=projected,
                     lifetime_delta=ledger_delta,
                     accountant=run.accountant if run.dp else None,
+                    **({"tune": tuned.mean} if tuned else {}),
                 )
                 reservation = ledger.Charge(
                     **charge_base,
@@ -137,6 +147,7 @@ class TrainingService:
                     created=started,
                     outcome="running",
                     epsilon=run.epsilon,
+                    rdp=tuned.curve if tuned else None,
                 )
                 ledger.add_charge(section, reservation, delta=ledger_delta, accountant=run.accountant)
             self.session.record(
@@ -153,23 +164,27 @@ class TrainingService:
                 sample_rate=run.sample_rate,
                 steps=run.total_steps,
                 accountant=run.accountant if run.dp else None,
+                **({"tune": tuned.mean} if tuned else {}),
                 device=run.device,
                 world_size=run.world_size,
                 projected_lifetime_epsilon=projected,
                 epsilon_cap=self.session.policy.lifetime_epsilon_cap(facts["sensitivity"]),
             )
-            taken = [0]
+            taken = [0, 0]  # steps of the current run, and whether any run took one
 
             def counting(event: Any) -> None:
                 if isinstance(event, StepProgress):
-                    taken[0] = event.step
+                    taken[0], taken[1] = event.step, 1
                 if on_event is not None:
                     on_event(event)
 
             try:
                 loaded = self.datasets.load(name, purpose="train", version=info["version"])
                 data = _train_data(loaded)
-                outcome = engine.train(data, config, on_event=counting, cancel=cancel, run=run)
+                if tuned is not None:
+                    outcome = tuning.train_tuned(data, config, tuned, on_event=counting, cancel=cancel)
+                else:
+                    outcome = engine.train(data, config, on_event=counting, cancel=cancel, run=run)
             except BaseException as error:
                 # Charge what was spent whatever stopped the run: every step released a noisy update.
                 steps = taken[0]
@@ -177,6 +192,9 @@ class TrainingService:
                     [(run.noise_multiplier, run.sample_rate, steps)] if run.dp and steps else []
                 )
                 epsilon = epsilon_of(history, ledger_delta, run.accountant) if run.dp else None
+                curve = None
+                if tuned is not None and taken[1]:  # random stopping's bound holds for the whole run only
+                    history, curve, epsilon = (), tuned.curve, tuned.epsilon
                 charge = ledger.Charge(
                     **charge_base,
                     history=history,
@@ -184,6 +202,7 @@ class TrainingService:
                     created=utc_now(),
                     outcome="cancelled" if isinstance(error, (Cancelled, KeyboardInterrupt)) else "failed",
                     epsilon=epsilon,
+                    rdp=curve,
                 )
                 with self.session.writing() as cat:
                     ledger.settle_charge(cat["ledger"], charge, delta=ledger_delta, accountant=run.accountant)
@@ -208,7 +227,17 @@ class TrainingService:
                 raise
             try:
                 return self._store_run(
-                    outcome, run, run_id, run_name, started, info, facts, charge_base, ledger_delta, config
+                    outcome,
+                    run,
+                    run_id,
+                    run_name,
+                    started,
+                    info,
+                    facts,
+                    charge_base,
+                    ledger_delta,
+                    config,
+                    tuned,
                 )
             except (StrongroomError, OSError) as error:
                 raise settle.store_failed(
@@ -221,6 +250,7 @@ class TrainingService:
                     started=started,
                     charge_base=charge_base,
                     ledger_delta=ledger_delta,
+                    rdp=tuned.curve if tuned else None,
                 ) from None
         finally:
             marker.release()
@@ -237,6 +267,7 @@ class TrainingService:
         charge_base: dict[str, Any],
         ledger_delta: float,
         config: TrainConfig,
+        tuned: Any = None,
     ) -> dict[str, Any]:
         from vault.train.card import card_json, card_markdown
         from vault.train.weights import weights_to_bytes
@@ -272,6 +303,7 @@ class TrainingService:
             dp=dp is not None,
             created=created,
             epsilon=dp.epsilon if dp else None,
+            rdp=tuned.curve if tuned else None,
         )
         with self.session.writing() as cat:
             objects = {
@@ -354,6 +386,7 @@ class TrainingService:
             "distributed": outcome.distributed,
             "timings": outcome.timings,
             "ledger": {k: spent[k] for k in ("epsilon_spent", "unbounded", "delta")},
+            **({"tuning": outcome.tuning} if outcome.tuning else {}),
         }
 
     def projected_lifetime_epsilon(

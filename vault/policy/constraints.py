@@ -173,6 +173,8 @@ class Constraints:
         if request.action != "train" or request.dp is not True or request.accountant is None:
             return None
         wanted = self.spec.privacy.accountant
+        if request.tune is not None and request.accountant == "rdp":
+            return True, "a tuned run is accounted in RDP: its random-stopping bound is an RDP bound"
         if request.accountant != wanted:
             return (
                 False,

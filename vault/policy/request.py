@@ -39,6 +39,7 @@ REQUEST_FACTS = (
     "projected_lifetime_epsilon",
     "lifetime_delta",
     "accountant",
+    "tune",
     "approvals",
     "isolation",
     "now",
@@ -74,6 +75,7 @@ class Request:
     projected_lifetime_epsilon: float | None = None
     lifetime_delta: float | None = None
     accountant: str | None = None
+    tune: int | None = None  # `train --tune K`: candidates on average (a random-stopping run)
     approvals: tuple[tuple[str, str], ...] = field(default=())
     isolation: str | None = None
     now: datetime | None = None
@@ -89,7 +91,7 @@ class Request:
                 for key, value in self.dataset.items()
                 if key in DATASET_FACTS
             }
-        for name in ("dp", "epsilon", "delta", "model", "lifetime_delta", "accountant", "isolation"):
+        for name in ("dp", "epsilon", "delta", "model", "lifetime_delta", "accountant", "tune", "isolation"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
@@ -235,6 +237,7 @@ def request_from_facts(
         projected_lifetime_epsilon=optional_number("projected_lifetime_epsilon"),
         lifetime_delta=optional_number("lifetime_delta"),
         accountant=optional_str("accountant"),
+        tune=int(tune) if (tune := optional_number("tune")) is not None else None,
         approvals=tuple(approvals),
         isolation=optional_str("isolation"),
         now=now,

@@ -1,5 +1,6 @@
 """Privacy arithmetic for one run, all through Opacus' accountants: noise calibration, epsilon of
-an accountant history, and a cheap running bound for progress reports.
+an accountant history, and a cheap running bound for progress reports. Accountants are loaded one
+by one (vault/privacy/opacus_parts.py): a PRV run never imports the Gaussian accountant's SciPy.
 
 A history is Opacus' own: a list of (noise_multiplier, sample_rate, steps) for the Poisson-sampled
 Gaussian mechanism, the form the ledger composes across runs.
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from vault.errors import UsageError
+from vault.privacy import opacus_parts
 from vault.vocabulary import ACCOUNTANTS
 
 History = list[tuple[float, float, int]]
@@ -41,87 +43,127 @@ def steps_per_epoch(sample_rate: float) -> int:
 
 EPSILON_TOLERANCE = 0.01  # the calibrated epsilon lies in [target - this, target], as in Opacus
 MAX_SIGMA = 1e6
+MAX_EVALUATIONS = 60  # a search that has not reached the window by then keeps its best answer within budget
 
 
 @dataclass(frozen=True)
 class Calibration:
     noise_multiplier: float
     epsilon: float  # the named accountant's epsilon at the noise multiplier, the one the card shows
-    evaluations: int  # of the named accountant (the RDP bracket costs milliseconds)
+    evaluations: int  # of the named accountant (the integer-order RDP bracket costs milliseconds)
+
+
+# Integer orders of Opacus' RDP accountant: their RDP is a finite sum, 3x cheaper than the whole
+# list with its fractional orders; the minimum over fewer orders is never below the minimum over
+# all of them, so the epsilon they give bounds both RDP's and PRV's from above.
+BRACKET_ORDERS = tuple(float(a) for a in range(2, 64))
+
+_EPSILONS: dict[tuple, float] = {}  # exact epsilons already computed: (history, delta, accountant)
+
+
+def _remember(history: tuple, delta: float, accountant: str, epsilon: float) -> float:
+    if len(_EPSILONS) > 256:
+        _EPSILONS.clear()
+    _EPSILONS[(history, delta, accountant)] = epsilon
+    return epsilon
 
 
 def _accountant_epsilon(accountant: str, delta: float, sample_rate: float, steps: int) -> Callable:
-    from opacus.accountants import create_accountant
-
-    tracker = create_accountant(mechanism=accountant)
+    tracker = opacus_parts.accountant(accountant)
 
     def epsilon(sigma: float) -> float:
-        tracker.history = [(sigma, sample_rate, steps)]
+        key = ((float(sigma), float(sample_rate), int(steps)),)
+        if (key, delta, accountant) in _EPSILONS:
+            return _EPSILONS[(key, delta, accountant)]
+        tracker.history = list(key)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return float(tracker.get_epsilon(delta=delta))
+            return _remember(key, delta, accountant, float(tracker.get_epsilon(delta=delta)))
 
     return epsilon
+
+
+def _bracket_epsilon(delta: float, sample_rate: float, steps: int) -> Callable:
+    rdp = opacus_parts.module("opacus.accountants.analysis.rdp")
+
+    def epsilon(sigma: float) -> float:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            per_order = rdp.compute_rdp(
+                q=sample_rate, noise_multiplier=sigma, steps=steps, orders=BRACKET_ORDERS
+            )
+            return float(rdp.get_privacy_spent(orders=BRACKET_ORDERS, rdp=per_order, delta=delta)[0])
+
+    return epsilon
+
+
+def solve(epsilon_at: Callable, epsilon: float, start: float, tolerance: float) -> tuple[float, float, int]:
+    """(sigma, its epsilon, evaluations) with epsilon - tolerance <= epsilon_at(sigma) <= epsilon.
+
+    Epsilon falls with sigma roughly as a power of it, so the solver takes secant steps on log
+    epsilon against log sigma, aimed at the middle of the window, from `start` with slope -1; it
+    keeps a bracket (a sigma over budget, one within) and bisects it when a step leaves it or after
+    six steps. Two or three evaluations usually land in the window. Raises ValueError when no
+    sigma below MAX_SIGMA is within budget."""
+    aim = epsilon - tolerance / 2
+    low = high = None  # over budget at low; within budget at high
+    sigma, slope, evaluations = start, -1.0, 0
+    previous: tuple[float, float] | None = None
+    within: tuple[float, float] | None = None  # the least noise found within budget, and its epsilon
+    while True:
+        value = epsilon_at(sigma)
+        evaluations += 1
+        if epsilon - tolerance <= value <= epsilon:
+            return sigma, value, evaluations
+        over = value > epsilon or not math.isfinite(value)
+        if over:
+            low = sigma
+        else:
+            high = sigma
+            within = (sigma, value) if within is None or sigma < within[0] else within
+        if evaluations >= MAX_EVALUATIONS and within is not None:
+            return within[0], within[1], evaluations  # within budget, if above the window
+        if high is None and sigma > MAX_SIGMA:
+            raise ValueError("the privacy budget is too low")
+        usable = math.isfinite(value) and value > 0
+        if usable and previous is not None and previous[0] != sigma:
+            rise = math.log(value) - math.log(previous[1])
+            run = math.log(sigma) - math.log(previous[0])
+            if rise < 0 and run != 0:
+                slope = rise / run
+        if usable:
+            guess = sigma * math.exp((math.log(aim) - math.log(value)) / slope)
+        else:
+            guess = 2 * sigma if over else sigma / 2
+        if low is not None and high is not None:
+            if evaluations > 6 or not low < guess < high:
+                guess = (low + high) / 2
+        elif high is None:
+            guess = max(guess, 1.01 * sigma)
+        else:
+            guess = min(guess, 0.99 * sigma)
+        if usable:
+            previous = (sigma, value)
+        sigma = guess
 
 
 def calibrate(epsilon: float, delta: float, sample_rate: float, epochs: int, accountant: str) -> Calibration:
     """The noise multiplier whose epsilon, by the named accountant, is within EPSILON_TOLERANCE
     below `epsilon` after `epochs` of Poisson-sampled steps (Opacus' step count, int(epochs / q)).
 
-    RDP is cheap and never below PRV's epsilon, so the RDP calibration is an upper end of the
-    bracket; for PRV, false position (Illinois) on that bracket needs a handful of PRV evaluations
-    where Opacus' bisection from [0, 20] needs a dozen or more. Raises ValueError when no noise
-    below MAX_SIGMA reaches the target."""
+    First a bracket from RDP at its integer orders (milliseconds an evaluation, and never below
+    the named accountant's epsilon, so its answer is an upper end); then the same secant search
+    on the named accountant from there, usually two or three evaluations of it where Opacus'
+    `get_noise_multiplier` bisects from [0, 20] with a dozen or more. Raises ValueError when no
+    noise below MAX_SIGMA reaches the target."""
     steps = int(epochs / sample_rate)
     if not math.isfinite(epsilon) or epsilon <= 0:
         raise ValueError(f"the target epsilon must be positive, got {epsilon}")
-    rdp = _accountant_epsilon("rdp", delta, sample_rate, steps)
-    low, high = 0.0, 1.0  # bisection on RDP (each evaluation well under a millisecond)
-    while rdp(high) > epsilon:
-        low, high = high, 2 * high
-        if high > MAX_SIGMA:
-            raise ValueError("the privacy budget is too low")
-    while high - low > 1e-4 * high:
-        middle = (low + high) / 2
-        low, high = (middle, high) if rdp(middle) > epsilon else (low, middle)
-    if accountant == "rdp":
-        return Calibration(high, rdp(high), 0)
+    bracket = _bracket_epsilon(delta, sample_rate, steps)
+    start, _, _ = solve(bracket, epsilon, 1.0, max(EPSILON_TOLERANCE, 0.02 * epsilon))
     named = _accountant_epsilon(accountant, delta, sample_rate, steps)
-    evaluations = 0
-
-    def gap(sigma: float) -> float:  # positive: over budget
-        nonlocal evaluations
-        evaluations += 1
-        return named(sigma) - epsilon
-
-    hi_gap = gap(high)
-    while hi_gap > 0:  # PRV above RDP (its error bound): widen upwards
-        high *= 1.25
-        hi_gap = gap(high)
-    low = 0.5 * high
-    lo_gap = gap(low)
-    while lo_gap <= 0:
-        high, hi_gap, low = low, lo_gap, low / 2
-        lo_gap = gap(low)
-    side, true_gap = 0, hi_gap  # Illinois halves the kept end's gap; the true one is kept here
-    while -true_gap > EPSILON_TOLERANCE:
-        if evaluations >= 40:
-            middle = (low + high) / 2
-        else:
-            middle = high - hi_gap * (high - low) / (hi_gap - lo_gap)
-            middle = min(max(middle, low + 1e-9 * high), high - 1e-9 * high)
-        value = gap(middle)
-        if value > 0:
-            low, lo_gap = middle, value
-            if side == -1:
-                hi_gap /= 2
-            side = -1
-        else:
-            high, hi_gap, true_gap = middle, value, value
-            if side == 1:
-                lo_gap /= 2
-            side = 1
-    return Calibration(high, epsilon + true_gap, evaluations)
+    sigma, value, evaluations = solve(named, epsilon, start, EPSILON_TOLERANCE)
+    return Calibration(sigma, value, evaluations)
 
 
 @functools.lru_cache(maxsize=64)
@@ -142,16 +184,17 @@ def noise_multiplier_for(
 
 def epsilon_of(history: Iterable[Sequence[float]], delta: float, accountant: str = "prv") -> float:
     """Epsilon at `delta` of a whole history (one run or many), composed by the named accountant."""
-    from opacus.accountants import create_accountant
-
-    entries = [(float(s), float(q), int(k)) for s, q, k in history if int(k) > 0]
+    entries = tuple((float(s), float(q), int(k)) for s, q, k in history if int(k) > 0)
     if not entries:
         return 0.0
-    tracker = create_accountant(mechanism=check_accountant(accountant))
-    tracker.history = entries
+    known = _EPSILONS.get((entries, delta, check_accountant(accountant)))
+    if known is not None:  # the same history was accounted in this process (e.g. by the calibration)
+        return known
+    tracker = opacus_parts.accountant(accountant)
+    tracker.history = list(entries)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return float(tracker.get_epsilon(delta=delta))
+        return _remember(entries, delta, accountant, float(tracker.get_epsilon(delta=delta)))
 
 
 class RunningBound:
@@ -165,8 +208,9 @@ class RunningBound:
         self, noise_multiplier: float, sample_rate: float, delta: float, ceiling: float | None = None
     ) -> None:
         import numpy as np
-        from opacus.accountants.analysis import rdp
-        from opacus.accountants.rdp import RDPAccountant
+
+        rdp = opacus_parts.module("opacus.accountants.analysis.rdp")
+        RDPAccountant = opacus_parts.module("opacus.accountants.rdp").RDPAccountant  # noqa: N806
 
         self.orders = np.asarray(RDPAccountant.DEFAULT_ALPHAS, dtype=np.float64)
         self.per_step = np.asarray(

@@ -35,9 +35,12 @@ class Charge:
     created: str = ""
     outcome: str = "ok"
     epsilon: float | None = None  # the run's own epsilon at its own delta, for display
+    # a tuned run (`train --tune`): its RDP curve at Opacus' orders (vault/privacy/tuning.py), which
+    # is what the run costs; `history` then holds the chosen candidate's steps, for display only
+    rdp: tuple[float, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "run": self.run,
             "dataset_digest": self.dataset_digest,
             "history": [list(h) for h in self.history],
@@ -48,6 +51,9 @@ class Charge:
             "outcome": self.outcome,
             "epsilon": self.epsilon,
         }
+        if self.rdp is not None:
+            out["rdp"] = list(self.rdp)
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Charge:
@@ -61,7 +67,13 @@ class Charge:
             created=str(data.get("created", "")),
             outcome=str(data.get("outcome", "ok")),
             epsilon=data.get("epsilon"),
+            rdp=tuple(float(v) for v in data["rdp"]) if data.get("rdp") is not None else None,
         )
+
+    @property
+    def cost(self) -> tuple[tuple[tuple[float, float, int], ...], tuple[float, ...] | None]:
+        """(Gaussian history, RDP curve) that this charge adds to the ledger: one or the other."""
+        return ((), self.rdp) if self.rdp is not None else (self.history, None)
 
 
 def normalise(history: Iterable[Sequence[float]]) -> tuple[tuple[float, float, int], ...]:
@@ -75,11 +87,23 @@ def normalise(history: Iterable[Sequence[float]]) -> tuple[tuple[float, float, i
     return tuple(out)
 
 
-def compose(histories: Iterable[History], delta: float, accountant: str = "prv") -> float:
-    """Epsilon at `delta` of all the histories run one after another on the same records."""
+def compose(
+    histories: Iterable[History],
+    delta: float,
+    accountant: str = "prv",
+    curves: Iterable[Sequence[float]] = (),
+) -> float:
+    """Epsilon at `delta` of all the histories run one after another on the same records. With
+    tuned runs' RDP curves among them, everything composes in RDP (curves add; PRV has no form for
+    a random-stopping bound), whatever the ledger's accountant."""
     if not 0 < delta < 1:
         raise ValueError("delta must be in (0, 1)")
     entries = tuple(entry for history in histories for entry in normalise(history))
+    curves = tuple(tuple(float(v) for v in curve) for curve in curves)
+    if curves:
+        from vault.privacy import tuning
+
+        return tuning.compose([entries], curves, float(delta))
     return _composed(entries, float(delta), check_accountant(accountant))
 
 
@@ -113,7 +137,10 @@ def spent(charges: Sequence[Charge], delta: float, accountant: str = "prv") -> S
     runs = [c.to_json() for c in charges]
     if any(not c.dp for c in charges):
         return Spent(None, True, delta, accountant, runs)
-    return Spent(compose((c.history for c in charges), delta, accountant), False, delta, accountant, runs)
+    total = compose(
+        (c.cost[0] for c in charges), delta, accountant, [c.rdp for c in charges if c.rdp is not None]
+    )
+    return Spent(total, False, delta, accountant, runs)
 
 
 def projected(
@@ -123,12 +150,18 @@ def projected(
     *,
     dp: bool = True,
     accountant: str = "prv",
+    planned_rdp: Sequence[float] | None = None,
 ) -> float | None:
-    """What the total would be after a planned run (None: unbounded). The policy refuses a run
-    whose projection passes the cap, before any record is read."""
+    """What the total would be after a planned run (None: unbounded); a tuned run is planned as its
+    RDP curve (`planned_rdp`) instead of a history. The policy refuses a run whose projection
+    passes the cap, before any record is read."""
     if not dp or any(not c.dp for c in charges):
         return None
-    return compose([*(c.history for c in charges), planned_history], delta, accountant)
+    curves = [c.rdp for c in charges if c.rdp is not None]
+    if planned_rdp is not None:
+        curves.append(tuple(planned_rdp))
+        planned_history = ()
+    return compose([*(c.cost[0] for c in charges), planned_history], delta, accountant, curves)
 
 
 # ---- ledger state inside the catalog: {digest: {"digest", "delta", "accountant", "charges": [...]}}
@@ -212,10 +245,18 @@ def projected_with_links(
     *,
     dp: bool = True,
     accountant: str = "prv",
+    planned_rdp: Sequence[float] | None = None,
 ) -> float | None:
     """The largest total, after a planned run on `digest`, of that lineage and of every lineage that
     shares records with it (each its own epsilon plus what its links carry). None: unbounded."""
-    own_after = projected(charges_of(section, digest), planned_history, delta, dp=dp, accountant=accountant)
+    own_after = projected(
+        charges_of(section, digest),
+        planned_history,
+        delta,
+        dp=dp,
+        accountant=accountant,
+        planned_rdp=planned_rdp,
+    )
     if own_after is None:
         return None
     worst = 0.0

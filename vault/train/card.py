@@ -77,6 +77,7 @@ def card_json(
         "timings": outcome.timings,
         "epochs": outcome.epochs,
         "created": created,
+        **({"tuning": outcome.tuning} if outcome.tuning else {}),
     }
 
 
@@ -120,6 +121,20 @@ def card_markdown(card: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|---|",
             f"| {privacy['epsilon']:.3f} | {privacy['delta']:.3g} | {privacy['noise_multiplier']:.4g} | "
             f"{privacy['sample_rate']:.6g} | {privacy['steps']} | {privacy['max_grad_norm']:g} | {privacy['accountant']} |",
+            "",
+        ]
+    tuning = card.get("tuning")
+    if tuning:
+        lines += [
+            "## How the hyperparameters were chosen",
+            "",
+            f"{tuning['statement']}",
+            "",
+            f"- Learning rates tried at random from: {', '.join(f'{r:.4g}' for r in tuning['candidates']['lr'])}",
+            f"- Candidates run: {tuning['runs']} (mean {tuning['mean']}, {tuning['distribution']})",
+            f"- Chosen: learning rate {tuning['chosen']['lr']:.4g}, noisy held-out accuracy "
+            f"{tuning['chosen']['noisy_score']:.4f} (noise {tuning['score_noise']:.3g} records)",
+            f"- Whole run: epsilon {tuning['epsilon']:.3f} at delta {tuning['delta']:.3g} ({tuning['accountant']})",
             "",
         ]
     lines += [

@@ -52,6 +52,9 @@ def resolve_nproc(value: int | str, device: str) -> int:
     return 1 if device == "cpu" else max(1, gpus_present())
 
 
+TUNE_RANGE = (2, 64)  # `--tune K`: candidates on average (vault/train/tuning.py)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     model: str = "auto"
@@ -70,6 +73,7 @@ class TrainConfig:
     reproducible: bool = False  # derive DP noise and sampling from the seed (the card says so)
     clipping: str | None = None  # one of CLIPPING; None: the model's default (bookkeeping)
     nproc: int = 1  # processes of the run (torch.distributed); the privacy accounting is the same
+    tune: int | None = None  # `--tune K`: choose the learning rate among K candidates on average
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -133,6 +137,7 @@ class TrainOutcome:
     epochs: list[dict[str, Any]] = field(default_factory=list)
     # processes of the run: world_size, backend, devices, rendezvous, the interface checks
     distributed: dict[str, Any] = field(default_factory=dict)
+    tuning: dict[str, Any] | None = None  # how a tuned run chose (vault/train/tuning.py)
 
     @property
     def accuracy(self) -> float | None:
@@ -153,6 +158,7 @@ class TrainOutcome:
             "versions": self.versions,
             "epochs": self.epochs,
             "distributed": self.distributed,
+            **({"tuning": self.tuning} if self.tuning else {}),
         }
 
 

@@ -112,6 +112,7 @@ class _Run:
         self.steps = 0
         self.history: list[tuple[float, float, int]] = []
         self.epochs: list[dict[str, Any]] = []
+        self.loop_s = 0.0  # from the first step to the end of the last epoch: the training loop
 
     def emit(self, event: Any) -> None:
         if self.on_event is not None:
@@ -153,8 +154,9 @@ def _dp_epochs(
     generators: tuple[torch.Generator, torch.Generator],
     device: torch.device,
 ) -> list[tuple[float, float, int]]:
-    from opacus.utils.batch_memory_manager import BatchMemoryManager
+    from vault.privacy import opacus_parts
 
+    BatchMemoryManager = opacus_parts.module("opacus.utils.batch_memory_manager").BatchMemoryManager  # noqa: N806
     run = state.plan
     # Book-keeping pads each physical batch to a multiple of 1/16 of the physical batch size:
     # Poisson batches vary in size, and tensors of ever-new sizes fragment the C allocator's heap
@@ -173,6 +175,7 @@ def _dp_epochs(
         run.noise_multiplier or 0.0, run.sample_rate, run.delta or 0.0, ceiling=planned_epsilon
     )
     params = [p for p in net.parameters() if p.requires_grad]
+    loop_started = time.perf_counter()
     try:
         for epoch in range(1, run.epochs + 1):
             started = time.perf_counter()
@@ -217,6 +220,7 @@ def _dp_epochs(
                     state.check_cancel()
             epsilon = planned_epsilon if epoch == run.epochs else bound.epsilon(state.steps)
             _end_epoch(state, net, epoch, loss_sum, correct, seen, val, epsilon, started)
+        state.loop_s = time.perf_counter() - loop_started
     finally:
         dp.release(model)
     history = [tuple(h) for h in accountant.history]
@@ -243,6 +247,7 @@ def _plain_epochs(
     )
     optimizer = optimizer_for(net.parameters(), run)
     criterion = nn.CrossEntropyLoss(reduction="sum")
+    loop_started = time.perf_counter()
     for epoch in range(1, run.epochs + 1):
         started = time.perf_counter()
         net.train()
@@ -267,6 +272,7 @@ def _plain_epochs(
             state.steps += 1
             state.emit(StepProgress(state.steps, run.total_steps, epoch, batch_loss, None, int(yb.numel())))
         _end_epoch(state, net, epoch, loss_sum, correct, seen, val, None, started)
+    state.loop_s = time.perf_counter() - loop_started
 
 
 def _end_epoch(
@@ -446,6 +452,7 @@ def train(
         timings={
             "prepare_s": round(prepare_s, 3),
             "train_s": round(train_s, 3),
+            "loop_s": round(state.loop_s, 3),
             "evaluate_s": round(evaluate_s, 3),
             "total_s": round(total_s, 3),
             "epoch_s": [e["seconds"] for e in state.epochs],

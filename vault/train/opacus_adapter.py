@@ -5,39 +5,42 @@ Book-keeping clipping is assembled from Opacus' own parts (the Poisson `DPDataLo
 `DPOptimizerFastGradientClipping` for the noise and scaling, the accountant's step hook) exactly as
 `make_private` would; what make_private has no public way to say (whether the optimizer skipped
 the last step as a partial logical batch, how to remove a wrapped model's hooks) is read here,
-from attributes of the pinned version only.
+from attributes of the pinned version only. Opacus' modules are imported one by one
+(vault/privacy/opacus_parts.py), so a run loads only the parts it uses.
 """
 
 from __future__ import annotations
 
+import functools
 from importlib import metadata
 from typing import Any
 
 import torch
-from opacus import PrivacyEngine
-from opacus.accountants import create_accountant
-from opacus.data_loader import DPDataLoader
-from opacus.distributed import DifferentiallyPrivateDistributedDataParallel as DPDDP
-from opacus.optimizers import DistributedDPOptimizerFastGradientClipping, DPOptimizerFastGradientClipping
-from opacus.utils.uniform_sampler import (
-    DistributedUniformWithReplacementSampler,
-    UniformWithReplacementSampler,
-)
 from torch import nn
 from torch.utils.data import DataLoader
 
 from vault.errors import StrongroomError
+from vault.privacy import opacus_parts
 from vault.train.bookkeeping import BookkeepingClipper
 from vault.train.data import IGNORE
 from vault.train.plan import RunPlan, optimizer_for
 
 OPACUS = "1.6.0"  # the release whose internals this module reads (requirements.lock pins it)
-if metadata.version("opacus") != OPACUS:
+if metadata.version("opacus") != OPACUS or opacus_parts.OPACUS != OPACUS:
     raise StrongroomError(
         f"Opacus {metadata.version('opacus')} is installed; Strongroom's DP training is written for "
         f"Opacus {OPACUS}",
         "install the versions requirements.lock pins: `make setup` (or from the wheelhouse)",
     )
+
+# the parts a book-keeping run uses, without the package's other accountants, optimizers and
+# per-sample gradient rules (PrivacyEngine is loaded for the "hooks" and "ghost" modes only)
+DPDataLoader = opacus_parts.module("opacus.data_loader").DPDataLoader
+DPOptimizerFastGradientClipping = opacus_parts.module(
+    "opacus.optimizers.optimizer_fast_gradient_clipping"
+).DPOptimizerFastGradientClipping
+_samplers = opacus_parts.module("opacus.utils.uniform_sampler")
+UniformWithReplacementSampler = _samplers.UniformWithReplacementSampler
 
 
 class BookkeepingOptimizer(DPOptimizerFastGradientClipping):
@@ -52,14 +55,7 @@ class BookkeepingOptimizer(DPOptimizerFastGradientClipping):
                 p.summed_grad.add_(p.grad.detach())
 
 
-class DistributedBookkeepingOptimizer(DistributedDPOptimizerFastGradientClipping):
-    """The same, across processes: every rank scales its clipped sum, rank 0 alone adds the noise,
-    and the sums are all-reduced (Opacus' DistributedDPOptimizerFastGradientClipping)."""
-
-    accumulate = BookkeepingOptimizer.accumulate
-
-
-class EveryStepSampler(DistributedUniformWithReplacementSampler):
+class EveryStepSampler(_samplers.DistributedUniformWithReplacementSampler):
     """Opacus' distributed Poisson sampler, yielding a rank's empty batch instead of skipping it.
 
     Each rank draws every record of its share with the run's sample rate, so the union is Poisson
@@ -79,6 +75,23 @@ class EveryStepSampler(DistributedUniformWithReplacementSampler):
         for _ in range(self.num_batches):
             mask = torch.rand(self.num_samples, generator=self.generator) < self.sample_rate
             yield indices[mask.nonzero(as_tuple=False).reshape(-1)].tolist()
+
+
+@functools.cache
+def _distributed_parts() -> tuple[Any, Any]:
+    """(DPDDP, the book-keeping optimizer across processes), loaded by a run across processes only.
+
+    The optimizer is Opacus' DistributedDPOptimizerFastGradientClipping with the same `accumulate`
+    as BookkeepingOptimizer: every rank scales its clipped sum, rank 0 alone adds the noise, and
+    the sums are all-reduced."""
+    ddp = opacus_parts.module("opacus.distributed").DifferentiallyPrivateDistributedDataParallel
+    base = opacus_parts.module(
+        "opacus.optimizers.ddpoptimizer_fast_gradient_clipping"
+    ).DistributedDPOptimizerFastGradientClipping
+    optimizer = type(
+        "DistributedBookkeepingOptimizer", (base,), {"accumulate": BookkeepingOptimizer.accumulate}
+    )
+    return ddp, optimizer
 
 
 def last_step_skipped(optimizer: Any) -> bool:
@@ -115,15 +128,15 @@ def make_private(
     sampling_generator, noise_generator = generators
     distributed = world_size > 1
     # DPDDP broadcasts rank 0's parameters into `net` when made; its forward is the module's
-    module = DPDDP(net) if distributed else net
+    module = _distributed_parts()[0](net) if distributed else net
     if run.grad_sample_mode == "bookkeeping":
-        accountant = create_accountant(run.accountant)
+        accountant = opacus_parts.accountant(run.accountant)
         loader = DPDataLoader.from_data_loader(loader, generator=sampling_generator, distributed=distributed)
         if distributed:
             loader.batch_sampler.__class__ = EveryStepSampler
         sample_rate = 1 / len(loader)
         expected = int(len(loader.dataset) * sample_rate)  # Opacus: per rank, the share of it
-        kind = DistributedBookkeepingOptimizer if distributed else BookkeepingOptimizer
+        kind = _distributed_parts()[1] if distributed else BookkeepingOptimizer
         optimizer = kind(
             optimizer_for(net.parameters(), run),
             noise_multiplier=run.noise_multiplier or 0.0,
@@ -137,7 +150,7 @@ def make_private(
         model = BookkeepingClipper(net, run.max_grad_norm or 0.0, tune=not run.reproducible)
         criterion = nn.CrossEntropyLoss(reduction="none")  # per-sample losses; the optimizer averages
     else:
-        engine = PrivacyEngine(accountant=run.accountant)
+        engine = opacus_parts.module("opacus.privacy_engine").PrivacyEngine(accountant=run.accountant)
         accountant = engine.accountant
         private = engine.make_private(
             module=module,

@@ -1,0 +1,69 @@
+"""A small DP run loads only what it uses: Opacus' parts one by one, not its whole package (every
+accountant, optimizer and per-sample gradient rule), and no library the run has no use for."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.support import REPO
+
+# modules a book-keeping DP run with the PRV accountant has no use for, with what pulls them in
+UNUSED = {
+    "opacus.privacy_engine": "PrivacyEngine (the hooks and ghost modes only)",
+    "opacus.grad_sample": "Opacus' per-sample gradient rules (book-keeping computes its own)",
+    "opacus.accountants.gdp": "the Gaussian accountant (scipy.optimize, scipy.stats)",
+    "opacus.accountants.analysis.gdp": "the Gaussian accountant's analysis",
+    "opacus.optimizers.fsdpoptimizer_fast_gradient_clipping": "FSDP (torch.distributed.checkpoint)",
+    "opacus.optimizers.ddpoptimizer": "distributed data parallel",
+    "opacus.optimizers.adaclipoptimizer": "adaptive clipping",
+    "torch.distributed.checkpoint": "FSDP's checkpointing",
+    "torchvision": "resnet18 only",
+    "pandas": "nothing in a run",
+    "sklearn": "nothing in a run (the peers in tests/peers.py)",
+}
+
+PROBE = r"""
+import json, sys
+from tests.support import blobs
+from vault.train import TrainConfig
+from vault.train.engine import train
+
+outcome = train(blobs(n=80), TrainConfig(model="scatternet", epochs=1, batch_size=20, seed=1))
+assert outcome.dp is not None and outcome.dp.accountant == "prv"
+print(json.dumps(sorted(m for m in sys.modules if m in set(sys.argv[1:]))))
+"""
+
+
+def test_a_dp_run_imports_only_the_opacus_parts_it_uses() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, *UNUSED],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert loaded == [], "a DP run imported: " + "; ".join(f"{m} ({UNUSED[m]})" for m in loaded)
+
+
+def test_the_whole_package_still_imports_after_the_parts() -> None:
+    """A run that loaded parts first can still use Opacus' package as usual (same module objects)."""
+    probe = (
+        "from vault.privacy import opacus_parts\n"
+        "prv = opacus_parts.accountant('prv')\n"
+        "loader = opacus_parts.module('opacus.data_loader')\n"
+        "from opacus import PrivacyEngine, __version__\n"
+        "from opacus.accountants import PRVAccountant, create_accountant\n"
+        "import opacus.data_loader\n"
+        "assert type(prv) is PRVAccountant and opacus.data_loader is loader\n"
+        "assert type(create_accountant('gdp')).__name__ == 'GaussianAccountant'\n"
+        "print(__version__, PrivacyEngine.__name__)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["1.6.0", "PrivacyEngine"]

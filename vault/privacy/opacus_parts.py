@@ -1,0 +1,115 @@
+"""Opacus' parts, imported one by one: `import opacus` runs the package's `__init__` files, which
+load every accountant (the Gaussian one through scipy.stats and scipy.optimize), every optimizer
+(FSDP's through torch.distributed.checkpoint), every per-sample gradient rule and PrivacyEngine:
+seconds of imports, where a run needs one accountant, the Poisson loader and one optimizer.
+
+`module(name)` imports one Opacus module with the `__init__` of the packages above it deferred.
+Each deferred package is the module object Python's own import system builds from the package's
+spec, put in `sys.modules` without running its `__init__`; its submodules load from its path as
+usual. The first attribute asked of it that no loaded submodule holds runs its `__init__` in place,
+as a plain `import opacus` would have, so `from opacus import PrivacyEngine` still works and every
+submodule is the same object either way. Nothing inside Opacus is replaced. The package layout
+read here is the pinned release's (checked on import).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import threading
+from importlib import metadata
+from types import ModuleType
+from typing import Any
+
+from vault.errors import StrongroomError
+
+OPACUS = "1.6.0"  # the release whose package layout this module reads (requirements.lock pins it)
+
+# the packages whose __init__ is deferred, and where each name their submodules import from them lives
+DEFERRED: dict[str, dict[str, str]] = {
+    "opacus": {},
+    "opacus.accountants": {"IAccountant": "opacus.accountants.accountant"},
+    "opacus.optimizers": {
+        "DPOptimizer": "opacus.optimizers.optimizer",
+        "DPOptimizerFastGradientClipping": "opacus.optimizers.optimizer_fast_gradient_clipping",
+    },
+}
+
+# the accountant classes by the name a run gives (Opacus' registry imports all of them)
+ACCOUNTANTS = {
+    "rdp": ("opacus.accountants.rdp", "RDPAccountant"),
+    "prv": ("opacus.accountants.prv", "PRVAccountant"),
+    "gdp": ("opacus.accountants.gdp", "GaussianAccountant"),
+}
+
+_lock = threading.RLock()
+_checked = False
+
+
+def _check_version() -> None:
+    global _checked
+    if _checked:
+        return
+    try:
+        installed = metadata.version("opacus")
+    except metadata.PackageNotFoundError:
+        raise StrongroomError(
+            "Opacus is not installed", "install the versions requirements.lock pins: `make setup`"
+        ) from None
+    if installed != OPACUS:
+        raise StrongroomError(
+            f"Opacus {installed} is installed; Strongroom's DP training is written for Opacus {OPACUS}",
+            "install the versions requirements.lock pins: `make setup` (or from the wheelhouse)",
+        )
+    _checked = True
+
+
+def _complete(package: ModuleType) -> None:
+    """Run a deferred package's own __init__ in its module object (once)."""
+    with _lock:
+        if not package.__dict__.get("__deferred__"):
+            return
+        package.__dict__["__deferred__"] = False
+        package.__dict__.pop("__getattr__", None)
+        package.__spec__.loader.exec_module(package)
+
+
+def _defer(name: str) -> None:
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None or spec.submodule_search_locations is None:
+        raise StrongroomError(f"Opacus has no package {name}", "install the versions requirements.lock pins")
+    package = importlib.util.module_from_spec(spec)
+    providers = DEFERRED[name]
+
+    def __getattr__(attribute: str) -> Any:
+        if attribute.startswith("__"):
+            raise AttributeError(attribute)
+        if attribute in providers:
+            return getattr(importlib.import_module(providers[attribute]), attribute)
+        _complete(package)
+        return getattr(package, attribute)
+
+    package.__dict__["__getattr__"] = __getattr__
+    package.__dict__["__deferred__"] = True
+    sys.modules[name] = package
+    parent, _, child = name.rpartition(".")
+    if parent:
+        setattr(sys.modules[parent], child, package)
+
+
+def module(name: str) -> ModuleType:
+    """The Opacus module `name` (e.g. "opacus.accountants.rdp"), importing only what it needs."""
+    with _lock:
+        _check_version()
+        for package in DEFERRED:  # parents first: "opacus" is listed before its subpackages
+            _defer(package)
+        return importlib.import_module(name)
+
+
+def accountant(name: str) -> Any:
+    """A fresh Opacus accountant of the named kind ("prv", "rdp", "gdp")."""
+    where, cls = ACCOUNTANTS[name]
+    return getattr(module(where), cls)()
