@@ -53,7 +53,7 @@ def texts(sets: list[str], dp: bool) -> None:
 
     for spec in sets:
         name, _, count = spec.partition(":")
-        texts_, labels, classes = {"sms": peers.sms, "ag": peers.ag_news}[name]()
+        texts_, labels, classes = {"sms": peers.sms, "ag": peers.ag_news, "docs": peers.python_docs}[name]()
         n = int(count) if count else len(texts_)
         texts_, labels = texts_[:n], labels[:n]
         data = TrainData("text", classes, texts_, torch.tensor(labels, dtype=torch.int64))
