@@ -95,13 +95,16 @@ def main() -> int:
         poisson_sampling=True,
     )
     criterion = nn.CrossEntropyLoss()
+    epoch_s = []
     for _ in range(args.epochs):
+        started = time.perf_counter()
         model.train()
         for data, target in loader:
             optimizer.zero_grad()
             loss = criterion(model(data), target)
             loss.backward()
             optimizer.step()
+        epoch_s.append(time.perf_counter() - started)
     model.eval()
     with torch.no_grad():
         accuracy = (model(x_test).argmax(1) == y_test).float().mean().item()
@@ -113,6 +116,7 @@ def main() -> int:
                 "epsilon": round(engine.get_epsilon(args.delta), 3),
                 "noise_multiplier": round(optimizer.noise_multiplier, 4),
                 "wall_s": round(time.time() - PROCESS_START, 2),
+                "epoch_s": round(sorted(epoch_s)[len(epoch_s) // 2], 3),
             }
         )
     )
