@@ -53,7 +53,12 @@ def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float,
 def peer() -> dict:
     wall, out = timed([sys.executable, "bench/opacus_baseline.py"])
     result = json.loads(out.strip().splitlines()[-1])
-    return {"accuracy": result["accuracy"], "wall_s": wall, "epsilon": result["epsilon"]}
+    return {
+        "accuracy": result["accuracy"],
+        "wall_s": wall,
+        "epsilon": result["epsilon"],
+        "epoch_s": result["epoch_s"],
+    }
 
 
 class CliSide:
@@ -93,10 +98,23 @@ class CliSide:
             raise SystemExit(f"strongroom {' '.join(args)} failed:\n{proc.stderr[-2000:]}")
         return proc
 
-    def round(self) -> dict:
+    def round(self, model: str) -> dict:
         cli = [sys.executable, "-m", "vault.cli"]
         t_train, out = timed(
-            [*cli, "train", "mnist-train", "--dp", "--epsilon", "3", "--delta", "1e-5", "--json"], self.env
+            [
+                *cli,
+                "train",
+                "mnist-train",
+                "--dp",
+                "--epsilon",
+                "3",
+                "--delta",
+                "1e-5",
+                "--model",
+                model,
+                "--json",
+            ],
+            self.env,
         )
         trained = json.loads(out)
         t_eval, out = timed([*cli, "evaluate", trained["model"], "mnist-heldout", "--json"], self.env)
@@ -111,13 +129,13 @@ class CliSide:
         }
 
 
-def engine_side() -> dict:
-    wall, out = timed([sys.executable, __file__, "--engine-process"])
+def engine_side(model: str) -> dict:
+    wall, out = timed([sys.executable, __file__, "--engine-process", "--model", model])
     return {**json.loads(out.strip().splitlines()[-1]), "wall_s": wall}
 
 
-def engine_process() -> None:
-    """One process: decode both splits, train the default recipe, evaluate on the held-out 2,000."""
+def engine_process(model: str) -> None:
+    """One process: decode both splits, train `model`'s recipe, evaluate on the held-out 2,000."""
     import numpy as np
 
     from vault.train import TrainConfig, TrainData
@@ -130,7 +148,8 @@ def engine_process() -> None:
     y = np.frombuffer(labels, np.uint8, offset=8).astype(np.int64)
     classes = [str(d) for d in range(10)]
     outcome = train(
-        TrainData.from_records("image", classes, x[:8000], y[:8000]), TrainConfig(epsilon=3.0, delta=1e-5)
+        TrainData.from_records("image", classes, x[:8000], y[:8000]),
+        TrainConfig(model=model, epsilon=3.0, delta=1e-5),
     )
     metrics = evaluate(
         outcome.state_dict, outcome.model_config, TrainData.from_records("image", classes, x[8000:], y[8000:])
@@ -141,6 +160,7 @@ def engine_process() -> None:
                 "accuracy": metrics["accuracy"],
                 "epsilon": outcome.dp.epsilon,
                 "model": outcome.model_config["name"],
+                "epoch_s": sorted(outcome.timings["epoch_s"])[len(outcome.timings["epoch_s"]) // 2],
             }
         )
     )
@@ -152,10 +172,11 @@ def main() -> int:
     )
     parser.add_argument("--rounds", type=int, default=1, help="alternate the two sides this many times")
     parser.add_argument("--via", choices=("auto", "cli", "engine"), default="auto")
+    parser.add_argument("--model", default="auto", help="the registry model (auto: the DP default)")
     parser.add_argument("--engine-process", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.engine_process:
-        engine_process()
+        engine_process(args.model)
         return 0
     if not MNIST.is_dir():
         print(f"skip: {MNIST} is absent")
@@ -169,7 +190,7 @@ def main() -> int:
         ours, theirs = [], []
         for _ in range(args.rounds):
             theirs.append(peer())
-            ours.append(side.round() if side else engine_side())
+            ours.append(side.round(args.model) if side else engine_side(args.model))
         note = f"strongroom via {via}" + (f", {side.isolation}" if side else "")
     acc_ours = statistics.median(r["accuracy"] for r in ours)
     acc_peer = statistics.median(r["accuracy"] for r in theirs)
@@ -182,6 +203,12 @@ def main() -> int:
     )
     print(f"  accuracy difference {100 * (acc_ours - acc_peer):+.2f} points (goal >= +1.00)")
     print(f"  wall time ratio strongroom/peer {wall_ours / wall_peer:.2f} (goal <= 1.00)")
+    epoch_ours = statistics.median(r.get("epoch_s") or float("nan") for r in ours)
+    epoch_peer = statistics.median(r["epoch_s"] for r in theirs)
+    print(
+        f"  epoch (median) strongroom {epoch_ours:.2f} s, peer {epoch_peer:.2f} s:"
+        f" ratio {epoch_ours / epoch_peer:.2f} (goal <= 1.00)"
+    )
     print(json.dumps({"peer": theirs, "strongroom": ours}, default=str))
     return 0
 

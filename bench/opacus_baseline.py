@@ -100,13 +100,16 @@ def main() -> int:
     )
     criterion = nn.CrossEntropyLoss()
     loop_started = time.perf_counter()
+    epoch_s = []
     for _ in range(args.epochs):
+        started = time.perf_counter()
         model.train()
         for data, target in loader:
             optimizer.zero_grad()
             loss = criterion(model(data), target)
             loss.backward()
             optimizer.step()
+        epoch_s.append(time.perf_counter() - started)
     loop_s = time.perf_counter() - loop_started
     model.eval()
     with torch.no_grad():
@@ -120,6 +123,7 @@ def main() -> int:
                 "noise_multiplier": round(optimizer.noise_multiplier, 4),
                 "wall_s": round(time.time() - PROCESS_START, 2),
                 "loop_s": round(loop_s, 3),
+                "epoch_s": round(sorted(epoch_s)[len(epoch_s) // 2], 3),
             }
         )
     )

@@ -40,6 +40,37 @@ def ag_news() -> tuple[list[str], list[int], list[str]]:
     return texts, labels, ["World", "Sports", "Business", "Sci/Tech"]
 
 
+PYTHON_DOC_TOPICS = ("asyncio", "email", "http", "importlib", "logging", "tkinter", "unittest", "xml")
+
+
+def python_docs(per_topic: int = 150) -> tuple[list[str], list[int], list[str]]:
+    """Technical prose in 8 topics: paragraphs (8 words or more) of the docstrings of the running
+    Python's standard-library packages (PSF license), `per_topic` of each, spread evenly over
+    the package's files in sorted order; the label is the package. Deterministic for a Python
+    version; built on any machine with Python, no download."""
+    import ast
+    import sysconfig
+
+    root = Path(sysconfig.get_paths()["stdlib"])
+    texts, labels = [], []
+    for label, topic in enumerate(PYTHON_DOC_TOPICS):
+        paragraphs: list[str] = []
+        for path in sorted((root / topic).rglob("*.py")):
+            if "test" in path.relative_to(root / topic).parts:
+                continue
+            tree = ast.parse(path.read_text("utf-8"))
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                    for paragraph in (ast.get_docstring(node) or "").split("\n\n"):
+                        if len(paragraph.split()) >= 8 and paragraph not in paragraphs:
+                            paragraphs.append(paragraph)
+        step = max(1, len(paragraphs) // per_topic)
+        for paragraph in paragraphs[::step][:per_topic]:
+            texts.append(paragraph)
+            labels.append(label)
+    return texts, labels, list(PYTHON_DOC_TOPICS)
+
+
 def mnist_t10k() -> tuple[np.ndarray, np.ndarray]:
     """MNIST's 10,000 test images (N, 1, 28, 28) uint8 and labels."""
     folder = DATASETS / "mnist"

@@ -16,6 +16,7 @@ from tests.support import shared_path
 from vault.train import TrainConfig, TrainData, recipes
 from vault.train.data import split
 from vault.train.engine import plan_for, train
+from vault.train.models import MODELS
 
 pytestmark = pytest.mark.slow
 
@@ -37,34 +38,42 @@ def test_cnn_under_dp_does_not_collapse_on_1800_small_images(cnn_on_small_digits
     assert outcome.dp is not None and outcome.dp.epsilon <= 3.0 + 1e-9
 
 
-@pytest.mark.xfail(reason="goal not reached yet: 0.79 measured (lr 0.18), scatternet 0.945", strict=False)
 def test_cnn_under_dp_reaches_85_percent_of_the_default(cnn_on_small_digits) -> None:
-    assert cnn_on_small_digits.accuracy >= 0.80, cnn_on_small_digits.accuracy
+    # scatternet, the default, reaches 0.945 on these records; the max-pooling cnn with clipping
+    # norm 1.0 reached 0.79 (lr 0.18)
+    assert cnn_on_small_digits.accuracy >= 0.85 * 0.945, cnn_on_small_digits.accuracy
 
 
 def test_cnn_learning_rate_follows_the_noise_and_an_explicit_rate_is_kept() -> None:
     small = plan_for(_digits(1800), TrainConfig(model="cnn", accountant="rdp"))
     large = plan_for(_digits(8000), TrainConfig(model="cnn", accountant="rdp", delta=1e-5))
     assert small.lr < 0.5 * large.lr, (small.lr, large.lr)
-    assert small.lr == recipes.learning_rate(1.0, 280.0, small.batch_size, small.noise_multiplier)
+    recipe = MODELS["cnn"].dp_recipe
+    assert small.lr == recipes.learning_rate(
+        recipe.lr, recipe.reference_snr, small.batch_size, small.noise_multiplier
+    )
     assert plan_for(_digits(1800), TrainConfig(model="cnn", accountant="rdp", lr=0.7)).lr == 0.7
     assert plan_for(_digits(1800), TrainConfig(model="cnn", dp=False)).lr == 0.05, "no noise, no scaling"
 
 
-def _ag_news(n: int) -> tuple[list[str], list[int], list[str]]:
-    shared_path("datasets", "ag_news", "test.csv")
-    texts, labels, classes = peers.ag_news()
-    return texts[:n], labels[:n], classes
+TEXT_SETS = {"ag": peers.ag_news, "sms": peers.sms, "docs": peers.python_docs}
 
 
-def test_text_model_without_dp_matches_hashed_logistic_regression() -> None:
-    texts, labels, classes = _ag_news(2000)
+@pytest.mark.parametrize(("name", "records"), [("ag", 2000), ("sms", 2000), ("docs", 1200)])
+def test_text_model_without_dp_matches_hashed_logistic_regression(name: str, records: int) -> None:
+    if name != "docs":  # the documentation set is built from this Python's standard library
+        shared_path("datasets", {"ag": "ag_news", "sms": "sms_spam_collection"}[name])
+    texts, labels, classes = TEXT_SETS[name]()
+    texts, labels = texts[:records], labels[:records]
     data = TrainData("text", classes, texts, torch.tensor(labels, dtype=torch.int64))
     outcome = train(data, TrainConfig(model="bow", dp=False, val_split=0.2, seed=0))
     held_out = split(data.y, 0.2, 0)
     train_index, val_index = held_out.train.tolist(), held_out.val.tolist()
     predicted = peers.hashed_logistic_regression(
-        [texts[i] for i in train_index], [labels[i] for i in train_index], [texts[i] for i in val_index], 4
+        [texts[i] for i in train_index],
+        [labels[i] for i in train_index],
+        [texts[i] for i in val_index],
+        len(classes),
     )
     peer = float((predicted == np.asarray([labels[i] for i in val_index])).mean())
     assert outcome.split == held_out.to_json(), "both are scored on the same held-out records"

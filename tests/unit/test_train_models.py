@@ -143,3 +143,22 @@ def test_the_light_model_list_matches_the_registry() -> None:
         assert default_model(kind, True) in models_for(kind) and default_model(kind, False) in models_for(
             kind
         )
+
+
+def test_cnn_strides_by_default_and_a_max_pooling_cnn_saved_before_still_loads() -> None:
+    config = model_config("cnn", "image", 10, [1, 28, 28])
+    assert config["stride"] == 2
+    net = build_model(config)
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in net.modules())
+    assert [m.stride for m in net.modules() if isinstance(m, torch.nn.Conv2d)] == [(2, 2)] * 3
+    earlier = {k: v for k, v in config.items() if k != "stride"}  # configs written before the stride
+    pooled = build_model(earlier)
+    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in pooled.modules()) == 2
+    pooled.load_state_dict(build_model(earlier).state_dict())
+    images = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8)
+    assert net(net.prepare(images)).shape == pooled(pooled.prepare(images)).shape == (3, 10)
+    for side in (8, 9, 16, 32):  # the smallest image cnn accepts and odd sizes
+        small = build_model(model_config("cnn", "image", 4, [3, side, side]))
+        assert small(small.prepare(torch.zeros(2, 3, side, side, dtype=torch.uint8))).shape == (2, 4)
+    with pytest.raises(UsageError, match="stride"):
+        build_model({**config, "stride": 3})

