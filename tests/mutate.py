@@ -7,7 +7,9 @@ each against only that module's tests, so a run finishes on a small machine.
 Each module runs in its own copy of the tree under .cache/mutate/<module>/ (mutmut writes its
 `mutants/` there and keeps its results, so a second run only re-tests what changed). The summary,
 killed and surviving mutants per module, is printed and written to .cache/mutate/summary.json;
-`cd .cache/mutate/<module> && mutmut show <mutant>` shows a survivor's diff. `--again` re-tests
+`cd .cache/mutate/<module> && mutmut show <mutant>` shows a survivor's diff. A survivor is a
+mutant no test failed for: "survived", or "no tests" (in a function none of the module's tests
+calls). FOCUS narrows a module to the mutants of the functions that decide something. `--again` re-tests
 just what survived so far (the full run's survivors, less those a later `--again` killed) against
 the tests as they are now, tests added since included, and records what still survives as
 `surviving_after`.
@@ -15,6 +17,7 @@ the tests as they are now, tests added since included, and records what still su
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import shutil
@@ -41,9 +44,11 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
         ],
     ),
     "ledger": (
-        ["vault/privacy/ledger.py"],
+        ["vault/privacy/ledger.py", "vault/privacy/ledgerlog.py"],
         [
             "tests/unit/test_ledger.py",
+            "tests/unit/test_ledger_rules.py",
+            "tests/unit/test_ledgerlog.py",
         ],
     ),
     "policy": (  # the decision and its rules; the TOML schema and request building are not here
@@ -77,6 +82,11 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
 }
 
 
+# module: mutant names (fnmatch patterns) to run, when only some functions matter: the rest of
+# the module is wording (help texts, descriptions) that no decision depends on.
+FOCUS: dict[str, list[str]] = {}
+
+
 def mutmut() -> list[str]:
     """The mutmut command: the venv's, installed from the registries if it is missing."""
     probe = subprocess.run([sys.executable, "-c", "import mutmut"], capture_output=True)
@@ -108,15 +118,28 @@ def prepare(name: str) -> Path:
     return work
 
 
-def counts(work: Path) -> dict[str, int]:
-    stats = work / "mutants" / "mutmut-cicd-stats.json"
-    data = json.loads(stats.read_text()) if stats.exists() else {}
-    return {k: v for k, v in data.items() if isinstance(v, int) and not isinstance(v, bool)}
+def verdicts(work: Path, command: list[str], focus: list[str]) -> dict[str, str]:
+    """Each mutant's status ("killed", "survived", "no tests", "timeout", ...), only those that
+    `focus` names when it names any."""
+    out = subprocess.run([*command, "results", "--all", "true"], cwd=work, capture_output=True, text=True)
+    found = {}
+    for line in out.stdout.splitlines():
+        name, sep, status = line.strip().rpartition(": ")
+        if sep and (not focus or any(fnmatch.fnmatch(name, pattern) for pattern in focus)):
+            found[name] = status
+    return found
 
 
-def survivors(work: Path, command: list[str]) -> list[str]:
-    out = subprocess.run([*command, "results"], cwd=work, capture_output=True, text=True).stdout
-    return [line.strip().split(":")[0] for line in out.splitlines() if line.strip().endswith(": survived")]
+def counts(found: dict[str, str]) -> dict[str, int]:
+    tally = {"total": len(found)}
+    for status in found.values():
+        tally[status] = tally.get(status, 0) + 1
+    return tally
+
+
+def survivors(found: dict[str, str]) -> list[str]:
+    """Mutants no test failed for: survived, or in code none of the module's tests runs."""
+    return sorted(name for name, status in found.items() if status in ("survived", "no tests"))
 
 
 def forget(work: Path, names: set[str]) -> None:
@@ -131,32 +154,35 @@ def forget(work: Path, names: set[str]) -> None:
 
 def run(name: str, command: list[str], again: list[str] | None = None) -> dict:
     work = prepare(name)
+    focus = FOCUS.get(name, [])
     started = time.monotonic()
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     if again:
         forget(work, set(again))
-    proc = subprocess.run(["nice", *command, "run", *(again or [])], cwd=work, env=env)
+    chosen = again if again is not None else focus
+    proc = subprocess.run(["nice", *command, "run", *chosen], cwd=work, env=env)
     seconds = round(time.monotonic() - started)
+    found = verdicts(work, command, focus)
     if again is not None:
-        still = sorted(set(survivors(work, command)) & set(again))
+        still = sorted(set(survivors(found)) & set(again))
         print(
             f"mutate {name}: {len(still)} of the {len(again)} survivors survive again in {seconds} s",
             flush=True,
         )
         return {"exit_after": proc.returncode, "seconds_after": seconds, "surviving_after": still}
-    subprocess.run([*command, "export-cicd-stats"], cwd=work, capture_output=True)
     result = {
         "module": name,
         "files": MODULES[name][0],
         "tests": MODULES[name][1],
+        "focus": focus,
         "exit": proc.returncode,
         "seconds": seconds,
-        **counts(work),
-        "surviving": survivors(work, command),
+        **counts(found),
+        "surviving": survivors(found),
     }
     print(
-        f"mutate {name}: {result.get('killed', 0)} killed, {result.get('survived', 0)} survived"
-        f" of {result.get('total', 0)} in {result['seconds']} s",
+        f"mutate {name}: {result.get('killed', 0)} killed, {len(result['surviving'])} survived"
+        f" of {result['total']} in {result['seconds']} s",
         flush=True,
     )
     return result
