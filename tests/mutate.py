@@ -61,12 +61,11 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
         ],
     ),
     "audit-verify": (
-        ["vault/audit/verify.py", "vault/audit/merkle.py", "vault/audit/checkpoint.py"],
+        ["vault/audit/verify.py", "vault/audit/scan.py", "vault/audit/sealing.py", "vault/audit/epochs.py"],
         [
             "tests/unit/test_audit.py",
             "tests/unit/test_checkpoint.py",
-            "tests/vectors/test_merkle.py",
-            "tests/property/test_merkle_properties.py",
+            "tests/property/test_epoch_properties.py",
             "tests/security/test_audit_tamper.py",
         ],
     ),
@@ -84,7 +83,28 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
 
 # module: mutant names (fnmatch patterns) to run, when only some functions matter: the rest of
 # the module is wording (help texts, descriptions) that no decision depends on.
-FOCUS: dict[str, list[str]] = {}
+FOCUS: dict[str, list[str]] = {
+    "policy": [
+        *(f"vault.policy.engine.xǁPolicyǁ{m}__mutmut_*" for m in ("decide", "_run_test", "permits")),
+        *(f"vault.policy.engine.xǁPolicyǁ{m}__mutmut_*" for m in ("dp_required", "lifetime_epsilon_cap")),
+        "vault.policy.constraints.*",
+    ],
+    "audit-verify": [
+        "vault.audit.verify.x_*",
+        "vault.audit.scan.*",
+        *(f"vault.audit.epochs.x_{f}__mutmut_*" for f in ("mac", "split_seal", "check_seals", "_sealed")),
+        *(f"vault.audit.epochs.x_{f}__mutmut_*" for f in ("_unsealed_among", "unsealed_in", "cert_message")),
+        "vault.audit.sealing.xǁSealerǁ*",
+    ],
+}
+
+
+# module: what its tests import on first use that takes seconds (opacus brings torch); loaded as a
+# pytest plugin, so the fork server has it and no mutant pays for it.
+PRELOAD: dict[str, list[str]] = {
+    "ledger": ["opacus.accountants"],
+    "dp": ["opacus.accountants"],
+}
 
 
 def mutmut() -> list[str]:
@@ -113,6 +133,8 @@ def prepare(name: str) -> Path:
     head, _, _ = text.partition("[tool.mutmut]")
     config.update(only_mutate=files, pytest_add_cli_args_test_selection=tests)
     config["pytest_add_cli_args"] = [a for a in config["pytest_add_cli_args"] if a not in ("-m", "not slow")]
+    for module in PRELOAD.get(name, []):
+        config["pytest_add_cli_args"] += ["-p", module]
     lines = [f"{key} = {json.dumps(value)}" for key, value in config.items()]
     (work / "pyproject.toml").write_text(head + "[tool.mutmut]\n" + "\n".join(lines) + "\n", "utf-8")
     return work
