@@ -71,7 +71,7 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     ),
     "seccomp": (["vault/netguard/_seccomp.py"], ["tests/security/test_netguard.py"]),
     "dp": (
-        ["vault/train/bookkeeping.py", "vault/privacy/accounting.py", "vault/train/engine.py"],
+        ["vault/train/bookkeeping.py", "vault/train/opacus_adapter.py", "vault/privacy/accounting.py"],
         [
             "tests/unit/test_dp_noise.py",
             "tests/unit/test_bookkeeping.py",
@@ -95,6 +95,13 @@ FOCUS: dict[str, list[str]] = {
         *(f"vault.audit.epochs.x_{f}__mutmut_*" for f in ("mac", "split_seal", "check_seals", "_sealed")),
         *(f"vault.audit.epochs.x_{f}__mutmut_*" for f in ("_unsealed_among", "unsealed_in", "cert_message")),
         "vault.audit.sealing.xǁSealerǁ*",
+    ],
+    "dp": [  # the clipping, the noise's wiring and the accounting; not the kernels' timing tuner
+        *(f"vault.train.bookkeeping.xǁBookkeepingClipperǁ{m}__mutmut_*" for m in ("clip", "forward")),
+        *(f"vault.train.bookkeeping.x_{f}__mutmut_*" for f in ("_per_sample_norms2", "_clipped_sums")),
+        *(f"vault.train.bookkeeping.x_{f}__mutmut_*" for f in ("_norms2", "_pair_norms2", "_expand")),
+        "vault.train.opacus_adapter.*",
+        "vault.privacy.accounting.*",
     ],
 }
 

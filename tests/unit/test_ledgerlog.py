@@ -124,3 +124,13 @@ def test_a_ledger_appearing_after_an_empty_baseline_is_an_error_not_the_old_vaul
     assert (old.kind, old.object, old.severity) == ("ledger", "catalog:ledger", "warning")
     assert all(isinstance(text, str) and text for text in (old.expected, old.found, old.message))
     assert ledgerlog.differences({}, {}, []) == []
+
+
+def test_a_finding_says_what_each_side_holds_in_words() -> None:
+    non_dp = {**charge("r2", 0.0), "dp": False, "epsilon": None}
+    log = [entry(0, {"A": ledgerlog.with_totals(lineage(charge("r1", 1.0), non_dp))}, ledger_baseline=True)]
+    (dropped,) = ledgerlog.differences({}, {}, log)
+    assert dropped.expected == "what the audit log recorded: 2 charge(s), unbounded"
+    assert dropped.found == "the catalog holds no ledger"
+    (edited,) = ledgerlog.differences({"A": lineage(charge("r1", 1.0))}, {}, log)
+    assert edited.found == "the catalog holds 1 charge(s), runs summing to ε 1.00"
