@@ -157,3 +157,29 @@ def test_a_projection_with_links_takes_the_worst_lineage_that_shares_records() -
     assert ledger.projected_with_links(section, "A", SMALL, 1e-5, {}) == pytest.approx(
         ledger.projected(ledger.charges_of(section, "A"), SMALL, 1e-5)
     ), "the projection's accountant defaults to PRV"
+
+
+def test_a_summary_adds_what_linked_lineages_carry_and_their_deltas() -> None:
+    section = linked_section(("A", SMALL, True), ("B", SMALL, True), ("C", RUN_B, True), delta=1e-6)
+    ledger.add_charge(section, charge("run-D", (), digest="D"), delta=1e-4, accountant="rdp")  # no steps
+    section["E"] = {"digest": "E", "delta": 1e-3, "accountant": "rdp", "charges": []}  # a ledger, no charge
+    own = {d: ledger.own_epsilon(section, d, 1e-5) for d in "ABC"}
+    row = ledger.summary(section, "A", default_delta=1e-5, linked=["B", "C", "A", "B", "D", "E", "none"])
+    assert row["epsilon_own"] == pytest.approx(own["A"])
+    assert row["epsilon_carried"] == pytest.approx(own["B"] + own["C"])
+    assert row["epsilon_spent"] == pytest.approx(own["A"] + own["B"] + own["C"]) and not row["unbounded"]
+    # A's own delta, B's and C's, and D's (a charge, if of no steps); not E's (no charge), not A's twice
+    assert row["delta"] == 1e-6 and row["delta_with_overlaps"] == pytest.approx(3e-6 + 1e-4)
+    assert ledger.carried(section, [], 1e-5) == (0.0, 0.0)
+    section["B"]["charges"].append(charge("run-X", (), dp=False, digest="B").to_json())
+    row = ledger.summary(section, "A", default_delta=1e-5, linked=["B"])
+    assert (row["epsilon_own"], row["epsilon_carried"], row["epsilon_spent"], row["unbounded"]) == (
+        pytest.approx(own["A"]),
+        None,
+        None,
+        True,
+    )
+    assert ledger.carried(section, ["C", "B"], 1e-5) == (None, pytest.approx(2e-6))
+    alone = ledger.summary(section, "none", default_delta=1e-5, linked=["C"])
+    assert (alone["epsilon_own"], alone["epsilon_spent"]) == (0.0, pytest.approx(own["C"]))
+    assert alone["delta_with_overlaps"] == pytest.approx(1e-5 + 1e-6)
