@@ -376,3 +376,24 @@ def test_raw_export_is_refused_whatever_the_facts() -> None:
     for policy in (DEFAULT, STRICT, RESEARCH):
         decision = policy.decide(Request(actor="alice", role="admin", action="dataset.export"))
         assert decision.rule == "export.raw_data" and "never be exported" in decision.reason
+
+
+def test_a_policy_test_result_names_its_case_and_joins_every_problem() -> None:
+    text = (REPO / "policies" / "default.toml").read_text("utf-8")
+    text = text.replace(
+        'name = "training on high-sensitivity records without DP is refused"\nexpect = "denied"\n'
+        'rule = "privacy.dp_required"',
+        'name = "training on high-sensitivity records without DP is refused"\nexpect = "allowed"\n'
+        'rule = "roles.operator"',
+    )
+    results = Policy.load(text).run_tests()
+    assert [r.index for r in results] == list(range(len(results)))
+    (failed,) = [r for r in results if not r.passed]
+    assert failed.index == 1 and failed.expected == "allowed"
+    assert failed.problem == (
+        f"expected allowed, got denied by privacy.dp_required: {failed.decision.reason}; "
+        "expected rule roles.operator, got privacy.dp_required"
+    )
+    denied = next(r for r in results if r.passed and not r.decision.allowed)
+    assert denied.expected == "denied" and denied.to_json()["expected"] == "denied"
+    assert "problem" not in denied.to_json()
