@@ -397,3 +397,12 @@ def test_a_policy_test_result_names_its_case_and_joins_every_problem() -> None:
     denied = next(r for r in results if r.passed and not r.decision.allowed)
     assert denied.expected == "denied" and denied.to_json()["expected"] == "denied"
     assert "problem" not in denied.to_json()
+
+
+def test_an_allowed_reason_lists_each_rule_that_passed_with_its_numbers_and_nothing_else() -> None:
+    assert STRICT.decide(train()).reason == (
+        "role operator may train (dataset age 45.0 <= 365 days; DP on for high sensitivity; "
+        "epsilon 2 <= 3 per run; delta 1e-05 <= 1e-05; lifetime epsilon 4 <= 6)"
+    )
+    no_created = STRICT.decide(train(dataset={"name": "xrays", "sensitivity": "high"}))
+    assert "dataset 'xrays' has no creation time" in no_created.reason
