@@ -406,3 +406,29 @@ def test_an_allowed_reason_lists_each_rule_that_passed_with_its_numbers_and_noth
     )
     no_created = STRICT.decide(train(dataset={"name": "xrays", "sensitivity": "high"}))
     assert "dataset 'xrays' has no creation time" in no_created.reason
+
+
+def test_retention_counts_whole_days_from_the_request_time_or_now_and_names_the_dataset() -> None:
+    old = {**XRAYS, "created": (NOW - timedelta(days=400)).isoformat()}
+    assert STRICT.decide(train(dataset=old)).reason == (
+        "dataset 'xrays' was created 2024-12-11, 400.0 days ago; records older than 365 days may not be used"
+    )
+    at_limit = {**XRAYS, "created": (NOW - timedelta(days=365)).isoformat()}
+    assert STRICT.decide(train(dataset=at_limit)).allowed, "exactly the limit is still allowed"
+    past = {**XRAYS, "created": (NOW - timedelta(days=365, seconds=30)).isoformat()}
+    assert STRICT.decide(train(dataset=past)).rule == "retention.max_dataset_age_days"
+    recent = {**XRAYS, "created": (datetime.now(UTC) - timedelta(days=10)).isoformat()}
+    assert STRICT.decide(train(dataset=recent, now=None)).allowed, "no request time: the clock's"
+    assert not STRICT.decide(train(dataset=old, now=None)).allowed
+
+
+def test_a_dp_denial_names_the_dataset_its_sensitivity_and_what_lacked_dp() -> None:
+    run = DEFAULT.decide(train(dp=False))
+    assert (run.rule, run.reason) == (
+        "privacy.dp_required",
+        "dataset 'xrays' is high sensitivity, which requires DP, and the run is without DP",
+    )
+    model = DEFAULT.decide(export(dp=False, role="admin"))
+    assert model.reason == (
+        "dataset 'xrays' is high sensitivity, which requires DP, and the model was trained without DP"
+    )
