@@ -69,7 +69,10 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
             "tests/security/test_audit_tamper.py",
         ],
     ),
-    "seccomp": (["vault/netguard/_seccomp.py"], ["tests/security/test_netguard.py"]),
+    "seccomp": (
+        ["vault/netguard/_seccomp.py"],
+        ["tests/security/test_netguard.py", "tests/security/test_netguard_families.py"],
+    ),
     "dp": (
         ["vault/train/bookkeeping.py", "vault/train/opacus_adapter.py", "vault/privacy/accounting.py"],
         [
@@ -95,6 +98,10 @@ FOCUS: dict[str, list[str]] = {
         *(f"vault.audit.epochs.x_{f}__mutmut_*" for f in ("mac", "split_seal", "check_seals", "_sealed")),
         *(f"vault.audit.epochs.x_{f}__mutmut_*" for f in ("_unsealed_among", "unsealed_in", "cert_message")),
         "vault.audit.sealing.xǁSealerǁ*",
+    ],
+    "seccomp": [
+        "vault.netguard._seccomp.x_install__mutmut_*",
+        "vault.netguard._seccomp.x_selftest__mutmut_*",
     ],
     "dp": [  # the clipping, the noise's wiring and the accounting; not the kernels' timing tuner
         *(f"vault.train.bookkeeping.xǁBookkeepingClipperǁ{m}__mutmut_*" for m in ("clip", "forward")),
