@@ -333,3 +333,39 @@ def test_lazy_entries_match_entries_and_parse_on_demand(tmp_path):
     assert len(lazy) == 30 and lazy._parsed == {}
     assert lazy[-1] == log.entries()[-1] and len(lazy._parsed) == 1
     assert list(lazy) == log.entries() and lazy[2:4] == log.entries()[2:4]
+
+
+def test_each_command_opens_an_epoch_certified_by_the_last_until_the_sealed_state_is_lost(
+    tmp_path: Path, key: SigningKey
+) -> None:
+    from vault.audit import epochs
+
+    root = tmp_path / "audit"
+    AuditLog(root, origin=ORIGIN).init(key.public_pem())
+
+    def command(n: int) -> None:  # one process: its own AuditLog and Sealer, ending with a checkpoint
+        log = AuditLog(root, origin=ORIGIN)
+        log.attach_sealer(key.raw(), "alice", "operator")
+        for i in range(n):
+            log.append("alice", "operator", "dataset.read", f"set{i}", "ok", {"i": i})
+        log.write_checkpoint(key)
+
+    command(2)
+    command(1)
+    (root / epochs.STATE_FILE).unlink()
+    command(1)
+    lines = (root / "log.jsonl").read_bytes().split(b"\n")[:-1]
+    opened = [
+        json.loads(epochs.split_seal(line)[0] if epochs.split_seal(line) else line)
+        for line in lines
+        if b'"audit.epoch"' in line
+    ]
+    opened = [e for e in opened if e["action"] == epochs.EPOCH_ACTION and not e["detail"]["idle"]]
+    assert [e["detail"]["epoch"] for e in opened] == [0, 2, 4]
+    first, carried, restarted = (e["detail"] for e in opened)
+    assert (first["reason"], first["certificate"], first["reveal"]) == ("the first epoch of this log", "", "")
+    assert carried["reason"] == "a new command" and carried["certificate"] and carried["reveal"]
+    assert restarted["certificate"] == "" and restarted["reason"] == (
+        "the sealed epoch state was missing or unreadable: this epoch is not certified by the last one"
+    )
+    assert {e["actor"] for e in opened} == {"alice"} and {e["role"] for e in opened} == {"operator"}
