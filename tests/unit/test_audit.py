@@ -360,6 +360,16 @@ def test_each_command_opens_an_epoch_certified_by_the_last_until_the_sealed_stat
         for line in lines
         if b'"audit.epoch"' in line
     ]
+    every = [(e["detail"]["epoch"], e["detail"]["idle"], e["detail"]["reason"]) for e in opened]
+    missing = "the sealed epoch state was missing or unreadable: this epoch is not certified by the last one"
+    assert every == [
+        (0, False, "the first epoch of this log"),
+        (1, True, "the command ended"),
+        (2, False, "a new command"),
+        (3, True, "the command ended"),
+        (4, False, missing),
+        (5, True, "the command ended"),
+    ], "one epoch for each command's entries and one idle epoch between commands, no more"
     opened = [e for e in opened if e["action"] == epochs.EPOCH_ACTION and not e["detail"]["idle"]]
     assert [e["detail"]["epoch"] for e in opened] == [0, 2, 4]
     first, carried, restarted = (e["detail"] for e in opened)
