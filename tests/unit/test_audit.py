@@ -379,3 +379,34 @@ def test_each_command_opens_an_epoch_certified_by_the_last_until_the_sealed_stat
         "the sealed epoch state was missing or unreadable: this epoch is not certified by the last one"
     )
     assert {e["actor"] for e in opened} == {"alice"} and {e["role"] for e in opened} == {"operator"}
+
+
+def test_the_seal_read_is_the_top_level_one_at_the_end_of_the_line() -> None:
+    from vault.audit import epochs
+
+    nested = b'{"detail":{"seal":"' + b"a" * 64 + b'"},"seal":"' + b"b" * 64 + b'"}'
+    assert epochs.split_seal(nested) == (b'{"detail":{"seal":"' + b"a" * 64 + b'"},"seal":""}', b"b" * 64)
+    assert epochs.split_seal(b'"seal":"' + b"c" * 64 + b'"') == (b'"seal":""', b"c" * 64)
+    assert epochs.split_seal(b'{"seal":"' + b"c" * 63 + b'"}') is None, "a seal of the wrong length"
+    assert epochs.split_seal(b'{"a":1}') is None
+
+
+def test_the_lines_of_an_epoch_that_its_key_did_not_seal_are_named_by_seq() -> None:
+    from vault.audit import epochs
+
+    key, other = b"k" * 32, b"o" * 32
+
+    def line(action: str, n: int) -> bytes:
+        return canonical({"action": action, "n": n, "seal": ""})
+
+    opening = line("audit.epoch", 0)  # the opening entry is checked by the walk, not here
+    ours = epochs.seal_line(key, line("dataset.read", 1))
+    theirs = epochs.seal_line(other, line("dataset.read", 2))
+    plain = line("dataset.read", 3)
+    keyless = line("session.unlock_failed", 4)  # written before any key was open: unsealed by design
+    forged_keyless = epochs.seal_line(other, line("session.unlock_failed", 5))
+    tampered = ours.replace(b'"n":1', b'"n":7')
+    lines = [opening, ours, theirs, plain, keyless, forged_keyless, tampered, ours]
+    assert epochs.unsealed_in(lines, 10, key) == [12, 13, 15, 16]
+    assert epochs.unsealed_in([opening, keyless, ours], 0, key) == []
+    assert epochs.unsealed_in([ours, plain], 5, other) == [6]
