@@ -310,3 +310,20 @@ def test_deeply_nested_json_is_a_finding_not_a_crash(tmp_path: Path) -> None:
     assert (2, "json") in [(f.seq, f.kind) for f in report.findings]
     with pytest.raises(IntegrityError):
         v.log.entries()
+
+
+def test_a_replaced_key_and_a_garbled_checkpoint_are_named_with_key_labels(v: Vaultish) -> None:
+    import hashlib
+
+    mallory = SigningKey.generate()
+    v.log.pubkey_path.write_bytes(mallory.public_pem())
+    v.log.checkpoint_path.write_bytes(b"not a checkpoint\n")
+    report = v.verify()
+    label = "sha256:" + hashlib.sha256(v.key.public_raw()).hexdigest()[:16]
+    replaced = next(f for f in report.findings if f.kind == "pubkey_replaced")
+    assert replaced.expected == f"audit/pubkey.pem = the given key {label}"
+    assert replaced.found == "another key sha256:" + hashlib.sha256(mallory.public_raw()).hexdigest()[:16]
+    garbled = next(f for f in report.findings if f.kind == "checkpoint_invalid")
+    assert (garbled.seq, garbled.object, garbled.message) == (None, None, "")
+    assert garbled.expected == "a signed checkpoint in audit/checkpoint"
+    assert garbled.found == "not a valid signed checkpoint: no blank line between the text and its signatures"
