@@ -327,3 +327,25 @@ def test_a_replaced_key_and_a_garbled_checkpoint_are_named_with_key_labels(v: Va
     assert (garbled.seq, garbled.object, garbled.message) == (None, None, "")
     assert garbled.expected == "a signed checkpoint in audit/checkpoint"
     assert garbled.found == "not a valid signed checkpoint: no blank line between the text and its signatures"
+
+
+def test_a_checkpoint_that_fails_its_signature_or_origin_covers_nothing(v: Vaultish) -> None:
+    root8 = merkle.root([merkle.leaf_hash(x) for x in v.lines[:8]])
+    for path in (v.log.checkpoint_path, v.log.checkpoints_dir / "8.txt"):
+        path.write_text(sign_checkpoint(SigningKey.generate(), ORIGIN, 8, root8))
+    report = v.verify()
+    assert (report.signed_size, report.unsigned) == (4, report.size - 4), "only 4.txt is signed by the key"
+    forged = next(f for f in report.findings if f.kind == "checkpoint_signature")
+    assert (
+        forged.seq is None
+        and forged.found
+        and forged.expected.startswith("audit/checkpoint signed by sha256:")
+    )
+    assert forged.message == "the checkpoint was forged or changed, or is from another vault"
+    for path in (v.log.checkpoint_path, v.log.checkpoints_dir / "8.txt"):
+        path.write_text(sign_checkpoint(v.key, "strongroom.local/vault/ffffffffffffffff", 8, root8))
+    report = v.verify()
+    assert report.signed_size == 4 and not report.ok
+    other = next(f for f in report.findings if f.expected == f"origin {ORIGIN}")
+    assert other.found == "origin strongroom.local/vault/ffffffffffffffff" and other.seq is None
+    assert other.message.endswith("is a checkpoint of another log")
