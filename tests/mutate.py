@@ -121,6 +121,46 @@ PRELOAD: dict[str, list[str]] = {
 }
 
 
+# module: the tests that judge it when its code runs only in child processes (the seccomp filter is
+# installed by an isolated child), where mutmut cannot see which test calls what: each mutant is
+# switched on by name (MUTANT_UNDER_TEST, which the children inherit) and these tests are run.
+IN_CHILDREN: dict[str, list[str]] = {
+    "seccomp": [
+        "tests/security/test_netguard_families.py",
+        "tests/security/test_netguard.py::test_isolated_process_reaches_nothing",
+        "tests/security/test_netguard.py::test_report_is_evidence",
+        "tests/security/test_netguard.py::test_a_child_of_an_isolated_process_inherits_its_isolation",
+    ],
+}
+CHILD_VERDICTS = "child-verdicts.json"
+
+
+def run_in_children(work: Path, names: list[str], tests: list[str], again: bool) -> None:
+    """Each mutant in `names` against `tests`, two at a time; verdicts kept in CHILD_VERDICTS."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = work / CHILD_VERDICTS
+    known = json.loads(path.read_text()) if path.exists() else {}
+    todo = [n for n in names if again or n not in known]
+
+    def one(name: str) -> tuple[str, str]:
+        env = dict(os.environ, MUTANT_UNDER_TEST=name, PYTHONDONTWRITEBYTECODE="1")
+        args = ["nice", sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+        try:
+            proc = subprocess.run(args, cwd=work / "mutants", env=env, capture_output=True, timeout=300)
+        except subprocess.TimeoutExpired:
+            return name, "timeout"
+        return name, "survived" if proc.returncode == 0 else "killed"
+
+    if one("fail")[1] != "killed":
+        raise SystemExit(f"mutate: the tests of {work.name} pass with every mutated function failing")
+    with ThreadPoolExecutor(2) as pool:
+        for done, (name, verdict) in enumerate(pool.map(one, todo), 1):
+            known[name] = verdict
+            path.write_text(json.dumps(known, indent=1))
+            print(f"    {done}/{len(todo)} {name}: {verdict}", flush=True)
+
+
 def mutmut() -> list[str]:
     """The mutmut command: the venv's, installed from the registries if it is missing."""
     probe = subprocess.run([sys.executable, "-c", "import mutmut"], capture_output=True)
@@ -163,6 +203,9 @@ def verdicts(work: Path, command: list[str], focus: list[str]) -> dict[str, str]
         name, sep, status = line.strip().rpartition(": ")
         if sep and (not focus or any(fnmatch.fnmatch(name, pattern) for pattern in focus)):
             found[name] = status
+    children = work / CHILD_VERDICTS
+    if children.exists():
+        found.update({k: v for k, v in json.loads(children.read_text()).items() if k in found})
     return found
 
 
@@ -197,6 +240,9 @@ def run(name: str, command: list[str], again: list[str] | None = None) -> dict:
         forget(work, set(again))
     chosen = again if again is not None else focus
     proc = subprocess.run(["nice", *command, "run", *chosen], cwd=work, env=env)
+    if name in IN_CHILDREN:
+        names = again if again is not None else sorted(verdicts(work, command, focus))
+        run_in_children(work, names, IN_CHILDREN[name], again is not None)
     seconds = round(time.monotonic() - started)
     found = verdicts(work, command, focus)
     if again is not None:

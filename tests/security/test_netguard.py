@@ -18,7 +18,7 @@ import pytest
 
 from tests.support import CountingServer, UnixListener, last_json, run_python, unshare_refused
 from vault.errors import UsageError
-from vault.netguard import guard
+from vault.netguard import _seccomp, guard
 from vault.netguard.guard import NetworkBlocked
 from vault.netguard.isolation import IsolationReport
 from vault.vocabulary import isolation_rank
@@ -102,6 +102,14 @@ def test_report_is_evidence(namespaces: dict[str, Any]) -> None:
     assert set(report["seccomp"]["selftest"].values()) == {"EACCES"}
     assert report["seccomp"]["kernel"]["Seccomp"] == 2
     assert {"setns", "mount", "io_uring_setup", "ptrace"} <= set(report["seccomp"]["denied_syscalls"])
+    seccomp = report["seccomp"]
+    assert seccomp["socket_families_allowed"] == ["AF_UNIX"] and seccomp["bad_arch_action"] == "kill process"
+    assert seccomp["clone3"] == "ENOSYS (the C library falls back to clone, whose flags are checked)"
+    assert seccomp["clone_namespace_flags_refused"] == sorted(_seccomp.CLONE_NAMESPACE_FLAGS)
+    denied, unknown = set(seccomp["denied_syscalls"]), set(seccomp["unknown_syscalls"])
+    assert denied | unknown >= set(_seccomp.DENIED_SYSCALLS) and not denied & unknown
+    assert set(seccomp["setid_mode_refused"]) | unknown >= set(_seccomp.SETID_MODE_ARGUMENT)
+    assert {"chmod", "fchmodat"} <= set(seccomp["setid_mode_refused"])
     assert {m["target"] for m in report["private_mounts"] if m["kind"] == "tmpfs"} >= {"/tmp", "/run"}
     assert report["environment"]["HF_HUB_OFFLINE"] == "1"
     assert report["environment"]["TORCH_HOME"].startswith("/tmp/strongroom-cache")
