@@ -130,6 +130,7 @@ IN_CHILDREN: dict[str, list[str]] = {
         "tests/security/test_netguard.py::test_isolated_process_reaches_nothing",
         "tests/security/test_netguard.py::test_report_is_evidence",
         "tests/security/test_netguard.py::test_a_child_of_an_isolated_process_inherits_its_isolation",
+        "tests/security/test_netguard.py::test_an_isolated_process_still_starts_threads_and_children",
     ],
 }
 CHILD_VERDICTS = "child-verdicts.json"

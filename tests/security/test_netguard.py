@@ -525,3 +525,28 @@ def test_a_child_of_an_isolated_process_inherits_its_isolation(namespaces: dict[
     assert inherited["interfaces"] == [{"name": "lo"}]
     assert inherited["seccomp"]["kernel"]["Seccomp"] == "2"
     assert out["forged"]["mode"] == "guard" and "not inheriting" in out["forged_stderr"]
+
+
+WORKERS = r"""
+import json, os, subprocess, sys, threading
+from vault import netguard
+report = netguard.isolate().to_json()
+out = {"mode": report["mode"]}
+box = []
+thread = threading.Thread(target=lambda: box.append("ran"))
+thread.start(); thread.join()
+out["thread"] = box == ["ran"]
+pid = os.fork()
+if pid == 0:
+    os._exit(7)
+out["fork"] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 7
+out["child"] = subprocess.run([sys.executable, "-c", "print('up')"], capture_output=True, text=True).stdout
+print(json.dumps(out))
+"""
+
+
+def test_an_isolated_process_still_starts_threads_and_children(namespaces: dict[str, Any]) -> None:
+    """The filter refuses clone() only with namespace flags: training needs threads (data loaders,
+    intra-op pools) and forked workers inside the isolation."""
+    out = last_json(run_python(WORKERS))
+    assert out == {"mode": "namespace+seccomp", "thread": True, "fork": True, "child": "up\n"}
