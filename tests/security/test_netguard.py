@@ -550,3 +550,41 @@ def test_an_isolated_process_still_starts_threads_and_children(namespaces: dict[
     intra-op pools) and forked workers inside the isolation."""
     out = last_json(run_python(WORKERS))
     assert out == {"mode": "namespace+seccomp", "thread": True, "fork": True, "child": "up\n"}
+
+
+SYSCALLS = r"""
+import ctypes, errno, json, os, sys, tempfile
+from vault import netguard
+report = netguard.isolate().to_json()
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+def call(*args):
+    ret = libc.syscall(*[ctypes.c_long(a) for a in args])
+    if ret == 0 and args[0] == 56:  # a clone that went through: the child leaves at once
+        os._exit(0)
+    return "OK" if ret >= 0 else errno.errorcode[ctypes.get_errno()]
+out = {"mode": report["mode"]}
+out["clone3"] = call(435, 0, 0)
+out["clone_newnet"] = call(56, 0x40000000 | 17, 0, 0, 0, 0)
+out["clone_newuser"] = call(56, 0x10000000 | 17, 0, 0, 0, 0)
+path = tempfile.mkdtemp() + "/f"
+open(path, "w").close()
+def chmod(mode):
+    try:
+        os.chmod(path, mode); return "OK"
+    except OSError as exc:
+        return errno.errorcode[exc.errno]
+out["chmod"] = [chmod(0o755), chmod(0o4755), chmod(0o2755), chmod(0o644)]
+print(json.dumps(out))
+"""
+
+
+def test_the_filter_refuses_namespace_clones_clone3_and_setid_modes_only(namespaces: dict[str, Any]) -> None:
+    out = last_json(run_python(SYSCALLS))
+    assert out == {
+        "mode": "namespace+seccomp",
+        "clone3": "ENOSYS",
+        "clone_newnet": "EPERM",
+        "clone_newuser": "EPERM",
+        "chmod": ["OK", "EPERM", "EPERM", "OK"],
+    }
