@@ -134,3 +134,8 @@ def test_a_finding_says_what_each_side_holds_in_words() -> None:
     assert dropped.found == "the catalog holds no ledger"
     (edited,) = ledgerlog.differences({"A": lineage(charge("r1", 1.0))}, {}, log)
     assert edited.found == "the catalog holds 1 charge(s), runs summing to ε 1.00"
+
+
+def test_the_replay_of_a_removal_it_never_saw_recorded_is_no_error() -> None:
+    ledgers, _, _, last = ledgerlog.replay([entry(3, {"Z": {"removed": True}})])
+    assert ledgers == {} and last == 3
