@@ -146,7 +146,9 @@ def run_in_children(work: Path, names: list[str], tests: list[str], again: bool)
     todo = [n for n in names if again or n not in known]
 
     def one(name: str) -> tuple[str, str]:
-        env = dict(os.environ, MUTANT_UNDER_TEST=name, PYTHONDONTWRITEBYTECODE="1")
+        # PYTHONPATH: a child started elsewhere (cwd=/) imports the mutated tree too, not the checkout
+        mutated = str(work / "mutants")
+        env = dict(os.environ, MUTANT_UNDER_TEST=name, PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=mutated)
         args = ["nice", sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
         try:
             proc = subprocess.run(args, cwd=work / "mutants", env=env, capture_output=True, timeout=300)
