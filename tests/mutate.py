@@ -7,7 +7,9 @@ each against only that module's tests, so a run finishes on a small machine.
 Each module runs in its own copy of the tree under .cache/mutate/<module>/ (mutmut writes its
 `mutants/` there and keeps its results, so a second run only re-tests what changed). The summary,
 killed and surviving mutants per module, is printed and written to .cache/mutate/summary.json;
-`cd .cache/mutate/<module> && mutmut show <mutant>` shows a survivor's diff. `--again` re-tests
+`cd .cache/mutate/<module> && mutmut show <mutant>` shows a survivor's diff. A survivor is a
+mutant no test failed for: "survived", or "no tests" (in a function none of the module's tests
+calls). FOCUS narrows a module to the mutants of the functions that decide something. `--again` re-tests
 just what survived so far (the full run's survivors, less those a later `--again` killed) against
 the tests as they are now, tests added since included, and records what still survives as
 `surviving_after`.
@@ -15,6 +17,7 @@ the tests as they are now, tests added since included, and records what still su
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import shutil
@@ -41,33 +44,37 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
         ],
     ),
     "ledger": (
-        ["vault/privacy/ledger.py"],
+        ["vault/privacy/ledger.py", "vault/privacy/ledgerlog.py"],
         [
             "tests/unit/test_ledger.py",
+            "tests/unit/test_ledger_rules.py",
+            "tests/unit/test_ledgerlog.py",
         ],
     ),
-    "policy": (  # the decision and its rules; the TOML schema and request building are not here
+    "policy": (  # the decision and its rules (not the TOML schema, request building, or the projection,
+        # whose test trains a model for a minute); the 3,600-case matrix is left out too: passing its
+        # node ids to pytest costs each mutant more than a minute on a small machine
         ["vault/policy/engine.py", "vault/policy/constraints.py"],
         [
             "tests/unit/test_policy_decide.py",
-            "tests/unit/test_policy_matrix.py",
-            "tests/unit/test_policy_projection.py",
             "tests/unit/test_policy_schema.py",
         ],
     ),
     "audit-verify": (
-        ["vault/audit/verify.py", "vault/audit/merkle.py", "vault/audit/checkpoint.py"],
+        ["vault/audit/verify.py", "vault/audit/scan.py", "vault/audit/sealing.py", "vault/audit/epochs.py"],
         [
             "tests/unit/test_audit.py",
             "tests/unit/test_checkpoint.py",
-            "tests/vectors/test_merkle.py",
-            "tests/property/test_merkle_properties.py",
+            "tests/property/test_epoch_properties.py",
             "tests/security/test_audit_tamper.py",
         ],
     ),
-    "seccomp": (["vault/netguard/_seccomp.py"], ["tests/security/test_netguard.py"]),
+    "seccomp": (
+        ["vault/netguard/_seccomp.py"],
+        ["tests/security/test_netguard.py", "tests/security/test_netguard_families.py"],
+    ),
     "dp": (
-        ["vault/train/bookkeeping.py", "vault/privacy/accounting.py", "vault/train/engine.py"],
+        ["vault/train/bookkeeping.py", "vault/train/opacus_adapter.py", "vault/privacy/accounting.py"],
         [
             "tests/unit/test_dp_noise.py",
             "tests/unit/test_bookkeeping.py",
@@ -75,6 +82,87 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
         ],
     ),
 }
+
+
+# module: mutant names (fnmatch patterns) to run, when only some functions matter: the rest of
+# the module is wording (help texts, descriptions) that no decision depends on.
+FOCUS: dict[str, list[str]] = {
+    "policy": [
+        *(f"vault.policy.engine.xǁPolicyǁ{m}__mutmut_*" for m in ("decide", "_run_test", "permits")),
+        *(f"vault.policy.engine.xǁPolicyǁ{m}__mutmut_*" for m in ("dp_required", "lifetime_epsilon_cap")),
+        "vault.policy.constraints.*",
+    ],
+    "audit-verify": [
+        "vault.audit.verify.x_*",
+        "vault.audit.scan.*",
+        *(f"vault.audit.epochs.x_{f}__mutmut_*" for f in ("mac", "split_seal", "check_seals", "_sealed")),
+        *(f"vault.audit.epochs.x_{f}__mutmut_*" for f in ("_unsealed_among", "unsealed_in", "cert_message")),
+        "vault.audit.sealing.xǁSealerǁ*",
+    ],
+    "seccomp": [
+        "vault.netguard._seccomp.x_install__mutmut_*",
+        "vault.netguard._seccomp.x_selftest__mutmut_*",
+    ],
+    "dp": [  # the clipping, the noise's wiring and the accounting; not the kernels' timing tuner
+        *(f"vault.train.bookkeeping.xǁBookkeepingClipperǁ{m}__mutmut_*" for m in ("clip", "forward")),
+        *(f"vault.train.bookkeeping.x_{f}__mutmut_*" for f in ("_per_sample_norms2", "_clipped_sums")),
+        *(f"vault.train.bookkeeping.x_{f}__mutmut_*" for f in ("_norms2", "_pair_norms2", "_expand")),
+        "vault.train.opacus_adapter.*",
+        "vault.privacy.accounting.*",
+    ],
+}
+
+
+# module: what its tests import on first use that takes seconds (opacus brings torch); loaded as a
+# pytest plugin, so the fork server has it and no mutant pays for it.
+PRELOAD: dict[str, list[str]] = {
+    "ledger": ["opacus.accountants"],
+    "dp": ["opacus.accountants"],
+}
+
+
+# module: the tests that judge it when its code runs only in child processes (the seccomp filter is
+# installed by an isolated child), where mutmut cannot see which test calls what: each mutant is
+# switched on by name (MUTANT_UNDER_TEST, which the children inherit) and these tests are run.
+IN_CHILDREN: dict[str, list[str]] = {
+    "seccomp": [
+        "tests/security/test_netguard_families.py",
+        "tests/security/test_netguard.py::test_isolated_process_reaches_nothing",
+        "tests/security/test_netguard.py::test_report_is_evidence",
+        "tests/security/test_netguard.py::test_a_child_of_an_isolated_process_inherits_its_isolation",
+        "tests/security/test_netguard.py::test_an_isolated_process_still_starts_threads_and_children",
+        "tests/security/test_netguard.py::test_the_filter_refuses_namespace_clones_clone3_and_setid_modes_only",
+    ],
+}
+CHILD_VERDICTS = "child-verdicts.json"
+
+
+def run_in_children(work: Path, names: list[str], tests: list[str], again: bool) -> None:
+    """Each mutant in `names` against `tests`, two at a time; verdicts kept in CHILD_VERDICTS."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = work / CHILD_VERDICTS
+    known = json.loads(path.read_text()) if path.exists() else {}
+    todo = [n for n in names if again or n not in known]
+
+    def one(name: str) -> tuple[str, str]:
+        # PYTHONPATH: a child started elsewhere (cwd=/) imports the mutated tree too, not the checkout
+        mutated = str(work / "mutants")
+        env = dict(os.environ, MUTANT_UNDER_TEST=name, PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=mutated)
+        args = ["nice", sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+        try:
+            proc = subprocess.run(args, cwd=work / "mutants", env=env, capture_output=True, timeout=300)
+        except subprocess.TimeoutExpired:
+            return name, "timeout"
+        return name, "survived" if proc.returncode == 0 else "killed"
+
+    if one("fail")[1] != "killed":
+        raise SystemExit(f"mutate: the tests of {work.name} pass with every mutated function failing")
+    with ThreadPoolExecutor(2) as pool:
+        for done, (name, verdict) in enumerate(pool.map(one, todo), 1):
+            known[name] = verdict
+            path.write_text(json.dumps(known, indent=1))
+            print(f"    {done}/{len(todo)} {name}: {verdict}", flush=True)
 
 
 def mutmut() -> list[str]:
@@ -103,20 +191,38 @@ def prepare(name: str) -> Path:
     head, _, _ = text.partition("[tool.mutmut]")
     config.update(only_mutate=files, pytest_add_cli_args_test_selection=tests)
     config["pytest_add_cli_args"] = [a for a in config["pytest_add_cli_args"] if a not in ("-m", "not slow")]
+    for module in PRELOAD.get(name, []):
+        config["pytest_add_cli_args"] += ["-p", module]
     lines = [f"{key} = {json.dumps(value)}" for key, value in config.items()]
     (work / "pyproject.toml").write_text(head + "[tool.mutmut]\n" + "\n".join(lines) + "\n", "utf-8")
     return work
 
 
-def counts(work: Path) -> dict[str, int]:
-    stats = work / "mutants" / "mutmut-cicd-stats.json"
-    data = json.loads(stats.read_text()) if stats.exists() else {}
-    return {k: v for k, v in data.items() if isinstance(v, int) and not isinstance(v, bool)}
+def verdicts(work: Path, command: list[str], focus: list[str]) -> dict[str, str]:
+    """Each mutant's status ("killed", "survived", "no tests", "timeout", ...), only those that
+    `focus` names when it names any."""
+    out = subprocess.run([*command, "results", "--all", "true"], cwd=work, capture_output=True, text=True)
+    found = {}
+    for line in out.stdout.splitlines():
+        name, sep, status = line.strip().rpartition(": ")
+        if sep and (not focus or any(fnmatch.fnmatch(name, pattern) for pattern in focus)):
+            found[name] = status
+    children = work / CHILD_VERDICTS
+    if children.exists():
+        found.update({k: v for k, v in json.loads(children.read_text()).items() if k in found})
+    return found
 
 
-def survivors(work: Path, command: list[str]) -> list[str]:
-    out = subprocess.run([*command, "results"], cwd=work, capture_output=True, text=True).stdout
-    return [line.strip().split(":")[0] for line in out.splitlines() if line.strip().endswith(": survived")]
+def counts(found: dict[str, str]) -> dict[str, int]:
+    tally = {"total": len(found)}
+    for status in found.values():
+        tally[status] = tally.get(status, 0) + 1
+    return tally
+
+
+def survivors(found: dict[str, str]) -> list[str]:
+    """Mutants no test failed for: survived, or in code none of the module's tests runs."""
+    return sorted(name for name, status in found.items() if status in ("survived", "no tests"))
 
 
 def forget(work: Path, names: set[str]) -> None:
@@ -131,32 +237,38 @@ def forget(work: Path, names: set[str]) -> None:
 
 def run(name: str, command: list[str], again: list[str] | None = None) -> dict:
     work = prepare(name)
+    focus = FOCUS.get(name, [])
     started = time.monotonic()
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     if again:
         forget(work, set(again))
-    proc = subprocess.run(["nice", *command, "run", *(again or [])], cwd=work, env=env)
+    chosen = again if again is not None else focus
+    proc = subprocess.run(["nice", *command, "run", *chosen], cwd=work, env=env)
+    if name in IN_CHILDREN:
+        names = again if again is not None else sorted(verdicts(work, command, focus))
+        run_in_children(work, names, IN_CHILDREN[name], again is not None)
     seconds = round(time.monotonic() - started)
+    found = verdicts(work, command, focus)
     if again is not None:
-        still = sorted(set(survivors(work, command)) & set(again))
+        still = sorted(set(survivors(found)) & set(again))
         print(
             f"mutate {name}: {len(still)} of the {len(again)} survivors survive again in {seconds} s",
             flush=True,
         )
         return {"exit_after": proc.returncode, "seconds_after": seconds, "surviving_after": still}
-    subprocess.run([*command, "export-cicd-stats"], cwd=work, capture_output=True)
     result = {
         "module": name,
         "files": MODULES[name][0],
         "tests": MODULES[name][1],
+        "focus": focus,
         "exit": proc.returncode,
         "seconds": seconds,
-        **counts(work),
-        "surviving": survivors(work, command),
+        **counts(found),
+        "surviving": survivors(found),
     }
     print(
-        f"mutate {name}: {result.get('killed', 0)} killed, {result.get('survived', 0)} survived"
-        f" of {result.get('total', 0)} in {result['seconds']} s",
+        f"mutate {name}: {result.get('killed', 0)} killed, {len(result['surviving'])} survived"
+        f" of {result['total']} in {result['seconds']} s",
         flush=True,
     )
     return result

@@ -310,3 +310,42 @@ def test_deeply_nested_json_is_a_finding_not_a_crash(tmp_path: Path) -> None:
     assert (2, "json") in [(f.seq, f.kind) for f in report.findings]
     with pytest.raises(IntegrityError):
         v.log.entries()
+
+
+def test_a_replaced_key_and_a_garbled_checkpoint_are_named_with_key_labels(v: Vaultish) -> None:
+    import hashlib
+
+    mallory = SigningKey.generate()
+    v.log.pubkey_path.write_bytes(mallory.public_pem())
+    v.log.checkpoint_path.write_bytes(b"not a checkpoint\n")
+    report = v.verify()
+    label = "sha256:" + hashlib.sha256(v.key.public_raw()).hexdigest()[:16]
+    replaced = next(f for f in report.findings if f.kind == "pubkey_replaced")
+    assert replaced.expected == f"audit/pubkey.pem = the given key {label}"
+    assert replaced.found == "another key sha256:" + hashlib.sha256(mallory.public_raw()).hexdigest()[:16]
+    garbled = next(f for f in report.findings if f.kind == "checkpoint_invalid")
+    assert (garbled.seq, garbled.object, garbled.message) == (None, None, "")
+    assert garbled.expected == "a signed checkpoint in audit/checkpoint"
+    assert garbled.found == "not a valid signed checkpoint: no blank line between the text and its signatures"
+
+
+def test_a_checkpoint_that_fails_its_signature_or_origin_covers_nothing(v: Vaultish) -> None:
+    root8 = merkle.root([merkle.leaf_hash(x) for x in v.lines[:8]])
+    for path in (v.log.checkpoint_path, v.log.checkpoints_dir / "8.txt"):
+        path.write_text(sign_checkpoint(SigningKey.generate(), ORIGIN, 8, root8))
+    report = v.verify()
+    assert (report.signed_size, report.unsigned) == (4, report.size - 4), "only 4.txt is signed by the key"
+    forged = next(f for f in report.findings if f.kind == "checkpoint_signature")
+    assert (
+        forged.seq is None
+        and forged.found
+        and forged.expected.startswith("audit/checkpoint signed by sha256:")
+    )
+    assert forged.message == "the checkpoint was forged or changed, or is from another vault"
+    for path in (v.log.checkpoint_path, v.log.checkpoints_dir / "8.txt"):
+        path.write_text(sign_checkpoint(v.key, "strongroom.local/vault/ffffffffffffffff", 8, root8))
+    report = v.verify()
+    assert report.signed_size == 4 and not report.ok
+    other = next(f for f in report.findings if f.expected == f"origin {ORIGIN}")
+    assert other.found == "origin strongroom.local/vault/ffffffffffffffff" and other.seq is None
+    assert other.message.endswith("is a checkpoint of another log")

@@ -18,7 +18,7 @@ import pytest
 
 from tests.support import CountingServer, UnixListener, last_json, run_python, unshare_refused
 from vault.errors import UsageError
-from vault.netguard import guard
+from vault.netguard import _seccomp, guard
 from vault.netguard.guard import NetworkBlocked
 from vault.netguard.isolation import IsolationReport
 from vault.vocabulary import isolation_rank
@@ -102,6 +102,14 @@ def test_report_is_evidence(namespaces: dict[str, Any]) -> None:
     assert set(report["seccomp"]["selftest"].values()) == {"EACCES"}
     assert report["seccomp"]["kernel"]["Seccomp"] == 2
     assert {"setns", "mount", "io_uring_setup", "ptrace"} <= set(report["seccomp"]["denied_syscalls"])
+    seccomp = report["seccomp"]
+    assert seccomp["socket_families_allowed"] == ["AF_UNIX"] and seccomp["bad_arch_action"] == "kill process"
+    assert seccomp["clone3"] == "ENOSYS (the C library falls back to clone, whose flags are checked)"
+    assert seccomp["clone_namespace_flags_refused"] == sorted(_seccomp.CLONE_NAMESPACE_FLAGS)
+    denied, unknown = set(seccomp["denied_syscalls"]), set(seccomp["unknown_syscalls"])
+    assert denied | unknown >= set(_seccomp.DENIED_SYSCALLS) and not denied & unknown
+    assert set(seccomp["setid_mode_refused"]) | unknown >= set(_seccomp.SETID_MODE_ARGUMENT)
+    assert {"chmod", "fchmodat"} <= set(seccomp["setid_mode_refused"])
     assert {m["target"] for m in report["private_mounts"] if m["kind"] == "tmpfs"} >= {"/tmp", "/run"}
     assert report["environment"]["HF_HUB_OFFLINE"] == "1"
     assert report["environment"]["TORCH_HOME"].startswith("/tmp/strongroom-cache")
@@ -517,3 +525,66 @@ def test_a_child_of_an_isolated_process_inherits_its_isolation(namespaces: dict[
     assert inherited["interfaces"] == [{"name": "lo"}]
     assert inherited["seccomp"]["kernel"]["Seccomp"] == "2"
     assert out["forged"]["mode"] == "guard" and "not inheriting" in out["forged_stderr"]
+
+
+WORKERS = r"""
+import json, os, subprocess, sys, threading
+from vault import netguard
+report = netguard.isolate().to_json()
+out = {"mode": report["mode"]}
+box = []
+thread = threading.Thread(target=lambda: box.append("ran"))
+thread.start(); thread.join()
+out["thread"] = box == ["ran"]
+pid = os.fork()
+if pid == 0:
+    os._exit(7)
+out["fork"] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 7
+out["child"] = subprocess.run([sys.executable, "-c", "print('up')"], capture_output=True, text=True).stdout
+print(json.dumps(out))
+"""
+
+
+def test_an_isolated_process_still_starts_threads_and_children(namespaces: dict[str, Any]) -> None:
+    """The filter refuses clone() only with namespace flags: training needs threads (data loaders,
+    intra-op pools) and forked workers inside the isolation."""
+    out = last_json(run_python(WORKERS))
+    assert out == {"mode": "namespace+seccomp", "thread": True, "fork": True, "child": "up\n"}
+
+
+SYSCALLS = r"""
+import ctypes, errno, json, os, sys, tempfile
+from vault import netguard
+report = netguard.isolate().to_json()
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+def call(*args):
+    ret = libc.syscall(*[ctypes.c_long(a) for a in args])
+    if ret == 0 and args[0] == 56:  # a clone that went through: the child leaves at once
+        os._exit(0)
+    return "OK" if ret >= 0 else errno.errorcode[ctypes.get_errno()]
+out = {"mode": report["mode"]}
+out["clone3"] = call(435, 0, 0)
+out["clone_newnet"] = call(56, 0x40000000 | 17, 0, 0, 0, 0)
+out["clone_newuser"] = call(56, 0x10000000 | 17, 0, 0, 0, 0)
+path = tempfile.mkdtemp() + "/f"
+open(path, "w").close()
+def chmod(mode):
+    try:
+        os.chmod(path, mode); return "OK"
+    except OSError as exc:
+        return errno.errorcode[exc.errno]
+out["chmod"] = [chmod(0o755), chmod(0o4755), chmod(0o2755), chmod(0o644)]
+print(json.dumps(out))
+"""
+
+
+def test_the_filter_refuses_namespace_clones_clone3_and_setid_modes_only(namespaces: dict[str, Any]) -> None:
+    out = last_json(run_python(SYSCALLS))
+    assert out == {
+        "mode": "namespace+seccomp",
+        "clone3": "ENOSYS",
+        "clone_newnet": "EPERM",
+        "clone_newuser": "EPERM",
+        "chmod": ["OK", "EPERM", "EPERM", "OK"],
+    }

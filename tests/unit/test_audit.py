@@ -333,3 +333,80 @@ def test_lazy_entries_match_entries_and_parse_on_demand(tmp_path):
     assert len(lazy) == 30 and lazy._parsed == {}
     assert lazy[-1] == log.entries()[-1] and len(lazy._parsed) == 1
     assert list(lazy) == log.entries() and lazy[2:4] == log.entries()[2:4]
+
+
+def test_each_command_opens_an_epoch_certified_by_the_last_until_the_sealed_state_is_lost(
+    tmp_path: Path, key: SigningKey
+) -> None:
+    from vault.audit import epochs
+
+    root = tmp_path / "audit"
+    AuditLog(root, origin=ORIGIN).init(key.public_pem())
+
+    def command(n: int) -> None:  # one process: its own AuditLog and Sealer, ending with a checkpoint
+        log = AuditLog(root, origin=ORIGIN)
+        log.attach_sealer(key.raw(), "alice", "operator")
+        for i in range(n):
+            log.append("alice", "operator", "dataset.read", f"set{i}", "ok", {"i": i})
+        log.write_checkpoint(key)
+
+    command(2)
+    command(1)
+    (root / epochs.STATE_FILE).unlink()
+    command(1)
+    lines = (root / "log.jsonl").read_bytes().split(b"\n")[:-1]
+    opened = [
+        json.loads(epochs.split_seal(line)[0] if epochs.split_seal(line) else line)
+        for line in lines
+        if b'"audit.epoch"' in line
+    ]
+    every = [(e["detail"]["epoch"], e["detail"]["idle"], e["detail"]["reason"]) for e in opened]
+    missing = "the sealed epoch state was missing or unreadable: this epoch is not certified by the last one"
+    assert every == [
+        (0, False, "the first epoch of this log"),
+        (1, True, "the command ended"),
+        (2, False, "a new command"),
+        (3, True, "the command ended"),
+        (4, False, missing),
+        (5, True, "the command ended"),
+    ], "one epoch for each command's entries and one idle epoch between commands, no more"
+    opened = [e for e in opened if e["action"] == epochs.EPOCH_ACTION and not e["detail"]["idle"]]
+    assert [e["detail"]["epoch"] for e in opened] == [0, 2, 4]
+    first, carried, restarted = (e["detail"] for e in opened)
+    assert (first["reason"], first["certificate"], first["reveal"]) == ("the first epoch of this log", "", "")
+    assert carried["reason"] == "a new command" and carried["certificate"] and carried["reveal"]
+    assert restarted["certificate"] == "" and restarted["reason"] == (
+        "the sealed epoch state was missing or unreadable: this epoch is not certified by the last one"
+    )
+    assert {e["actor"] for e in opened} == {"alice"} and {e["role"] for e in opened} == {"operator"}
+
+
+def test_the_seal_read_is_the_top_level_one_at_the_end_of_the_line() -> None:
+    from vault.audit import epochs
+
+    nested = b'{"detail":{"seal":"' + b"a" * 64 + b'"},"seal":"' + b"b" * 64 + b'"}'
+    assert epochs.split_seal(nested) == (b'{"detail":{"seal":"' + b"a" * 64 + b'"},"seal":""}', b"b" * 64)
+    assert epochs.split_seal(b'"seal":"' + b"c" * 64 + b'"') == (b'"seal":""', b"c" * 64)
+    assert epochs.split_seal(b'{"seal":"' + b"c" * 63 + b'"}') is None, "a seal of the wrong length"
+    assert epochs.split_seal(b'{"a":1}') is None
+
+
+def test_the_lines_of_an_epoch_that_its_key_did_not_seal_are_named_by_seq() -> None:
+    from vault.audit import epochs
+
+    key, other = b"k" * 32, b"o" * 32
+
+    def line(action: str, n: int) -> bytes:
+        return canonical({"action": action, "n": n, "seal": ""})
+
+    opening = line("audit.epoch", 0)  # the opening entry is checked by the walk, not here
+    ours = epochs.seal_line(key, line("dataset.read", 1))
+    theirs = epochs.seal_line(other, line("dataset.read", 2))
+    plain = line("dataset.read", 3)
+    keyless = line("session.unlock_failed", 4)  # written before any key was open: unsealed by design
+    forged_keyless = epochs.seal_line(other, line("session.unlock_failed", 5))
+    tampered = ours.replace(b'"n":1', b'"n":7')
+    lines = [opening, ours, theirs, plain, keyless, forged_keyless, tampered, ours]
+    assert epochs.unsealed_in(lines, 10, key) == [12, 13, 15, 16]
+    assert epochs.unsealed_in([opening, keyless, ours], 0, key) == []
+    assert epochs.unsealed_in([ours, plain], 5, other) == [6]

@@ -107,3 +107,79 @@ def test_a_charge_read_back_takes_the_defaults_the_format_gives() -> None:
         "",
         "",
     )
+
+
+SMALL = ((2.0, 0.01, 50),)  # a run whose epsilon stays well below 1
+
+
+def linked_section(*lineages: tuple[str, tuple, bool], delta: float = 1e-5) -> dict:
+    section: dict = {}
+    for digest, history, dp in lineages:
+        ledger.add_charge(
+            section, charge(f"run-{digest}", history, dp=dp, digest=digest), delta=delta, accountant="rdp"
+        )
+    return section
+
+
+def test_a_lineages_own_epsilon_is_composed_at_its_own_delta_and_accountant() -> None:
+    section = linked_section(("A", RUN_A, True), delta=1e-6)
+    assert ledger.own_epsilon(section, "A", 1e-2) == pytest.approx(ledger.compose([RUN_A], 1e-6, "rdp"))
+    assert ledger.own_epsilon(section, "none", 1e-5) == 0.0
+    assert ledger.own_epsilon(linked_section(("A", (), False)), "A", 1e-5) is None
+    section["A"].pop("accountant")  # a ledger from before the accountant was recorded: PRV
+    assert ledger.own_epsilon(section, "A", 1e-2) == pytest.approx(ledger.compose([RUN_A], 1e-6, "prv"))
+    settled = ledger.settle_charge({}, charge("run-1"), delta=1e-5)
+    assert settled["accountant"] == "prv" and settled["delta"] == 1e-5
+
+
+def test_a_projection_with_links_takes_the_worst_lineage_that_shares_records() -> None:
+    section = linked_section(("A", SMALL, True), ("B", SMALL, True), ("C", RUN_B, True))
+    own = {d: ledger.own_epsilon(section, d, 1e-5) for d in "ABC"}
+    assert all(0 < own[d] < 1 for d in "AB") and own["C"] > 1
+    after = ledger.projected(ledger.charges_of(section, "A"), SMALL, 1e-5, accountant="rdp")
+
+    def project(links: dict, **options) -> float | None:
+        return ledger.projected_with_links(section, "A", SMALL, 1e-5, links, accountant="rdp", **options)
+
+    assert project({}) == pytest.approx(after) and after < 1, "no links: its own projection"
+    assert project({"A": {"A"}}) == pytest.approx(after), "a link to itself is not counted twice"
+    assert project({"A": {"B"}, "B": {"A"}}) == pytest.approx(after + own["B"])
+    # B also shares records with C: B's total (its own, A after the run, and C) is the worst
+    assert project({"A": {"B"}, "B": {"A", "C", "B"}}) == pytest.approx(after + own["B"] + own["C"])
+    # links read one way only: B's own links count even when they do not name A
+    assert project({"A": {"B"}, "B": {"C"}}) == pytest.approx(own["B"] + own["C"])
+    assert project({"A": {"B"}, "B": {"A"}}, dp=False) is None
+    unbounded = linked_section(("A", SMALL, True), ("B", (), False))
+    assert ledger.projected_with_links(unbounded, "A", SMALL, 1e-5, {"A": {"B"}}, accountant="rdp") is None
+    assert ledger.projected_with_links(
+        unbounded, "A", SMALL, 1e-5, {"A": set(), "C": {"B"}}, accountant="rdp"
+    ) == pytest.approx(after), "a lineage not linked to A does not count"
+    assert ledger.projected_with_links(section, "A", SMALL, 1e-5, {}) == pytest.approx(
+        ledger.projected(ledger.charges_of(section, "A"), SMALL, 1e-5)
+    ), "the projection's accountant defaults to PRV"
+
+
+def test_a_summary_adds_what_linked_lineages_carry_and_their_deltas() -> None:
+    section = linked_section(("A", SMALL, True), ("B", SMALL, True), ("C", RUN_B, True), delta=1e-6)
+    ledger.add_charge(section, charge("run-D", (), digest="D"), delta=1e-4, accountant="rdp")  # no steps
+    section["E"] = {"digest": "E", "delta": 1e-3, "accountant": "rdp", "charges": []}  # a ledger, no charge
+    own = {d: ledger.own_epsilon(section, d, 1e-5) for d in "ABC"}
+    row = ledger.summary(section, "A", default_delta=1e-5, linked=["B", "C", "A", "B", "D", "E", "none"])
+    assert row["epsilon_own"] == pytest.approx(own["A"])
+    assert row["epsilon_carried"] == pytest.approx(own["B"] + own["C"])
+    assert row["epsilon_spent"] == pytest.approx(own["A"] + own["B"] + own["C"]) and not row["unbounded"]
+    # A's own delta, B's and C's, and D's (a charge, if of no steps); not E's (no charge), not A's twice
+    assert row["delta"] == 1e-6 and row["delta_with_overlaps"] == pytest.approx(3e-6 + 1e-4)
+    assert ledger.carried(section, [], 1e-5) == (0.0, 0.0)
+    section["B"]["charges"].append(charge("run-X", (), dp=False, digest="B").to_json())
+    row = ledger.summary(section, "A", default_delta=1e-5, linked=["B"])
+    assert (row["epsilon_own"], row["epsilon_carried"], row["epsilon_spent"], row["unbounded"]) == (
+        pytest.approx(own["A"]),
+        None,
+        None,
+        True,
+    )
+    assert ledger.carried(section, ["C", "B"], 1e-5) == (None, pytest.approx(2e-6))
+    alone = ledger.summary(section, "none", default_delta=1e-5, linked=["C"])
+    assert (alone["epsilon_own"], alone["epsilon_spent"]) == (0.0, pytest.approx(own["C"]))
+    assert alone["delta_with_overlaps"] == pytest.approx(1e-5 + 1e-6)

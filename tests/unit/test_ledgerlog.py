@@ -57,3 +57,85 @@ def test_a_dropped_or_edited_ledger_is_a_finding() -> None:
 def test_a_vault_whose_log_never_held_the_ledger_is_a_warning() -> None:
     (finding,) = ledgerlog.differences({"A": lineage(charge("r1", 1.0))}, {}, [])
     assert finding.severity == "warning"
+
+
+def test_key_order_is_not_a_difference_but_every_charge_field_is() -> None:
+    log = [entry(0, {"A": ledgerlog.with_totals(lineage(charge("r1", 1.0)))}, ledger_baseline=True)]
+    reordered = {key: value for key, value in reversed(charge("r1", 1.0).items())}
+    assert ledgerlog.differences({"A": lineage(reordered)}, {}, log) == []
+    assert ledgerlog.changes({"A": lineage(charge("r1", 1.0))}, {"A": lineage(reordered)}) == {}
+    edited = {**charge("r1", 1.0), "outcome": "cancelled"}
+    (finding,) = ledgerlog.differences({"A": lineage(edited)}, {}, log)
+    assert finding.kind == "ledger" and finding.object == "catalog:ledger/A"
+
+
+def test_totals_count_runs_without_an_epsilon_as_zero_and_any_non_dp_run_as_unbounded() -> None:
+    totals = ledgerlog.with_totals(lineage(charge("r1", 1.5), {**charge("r2", 0.0), "epsilon": None}))
+    assert totals["epsilon_runs_sum"] == 1.5 and totals["runs"] == 2 and totals["accountant"] == "prv"
+    assert totals["delta"] == 1e-5 and totals["charges"][0]["run"] == "r1"
+    no_dp_key = {k: v for k, v in charge("r3", 2.0).items() if k != "dp"}
+    assert ledgerlog.with_totals(lineage(no_dp_key))["epsilon_runs_sum"] == 2.0, "dp defaults to true"
+    assert (
+        ledgerlog.with_totals(lineage(charge("r1", 1.0), {**charge("r4", 0.0), "dp": False}))[
+            "epsilon_runs_sum"
+        ]
+        is None
+    )
+    empty = ledgerlog.with_totals({"delta": 1e-5, "accountant": "rdp"})
+    assert empty["runs"] == 0 and empty["charges"] == [] and empty["epsilon_runs_sum"] == 0.0
+
+
+def test_the_replay_of_nothing_and_of_removals() -> None:
+    assert ledgerlog.replay([]) == ({}, None, False, -1)
+    ledgers, links, baseline, last = ledgerlog.replay([{"action": "run.start", "seq": 3}])
+    assert (ledgers, links, baseline, last) == ({}, None, False, -1)
+    log = [
+        entry(2, {"A": ledgerlog.with_totals(lineage()), "B": ledgerlog.with_totals(lineage())}),
+        entry(4, {"A": {"removed": True}}),
+        {"action": ledgerlog.ACTION, "detail": {"lineages": {}}},  # no seq: the last one stands
+    ]
+    ledgers, links, baseline, last = ledgerlog.replay(log)
+    assert sorted(ledgers) == ["B"] and links is None and baseline is False and last == 4
+
+
+def test_a_log_without_links_does_not_judge_the_catalogs_links() -> None:
+    log = [entry(0, {"A": ledgerlog.with_totals(lineage(charge("r1", 1.0)))}, ledger_baseline=True)]
+    assert ledgerlog.differences({"A": lineage(charge("r1", 1.0))}, {"A": {"B": 2}}, log) == []
+    (finding,) = ledgerlog.differences(
+        {"A": lineage(charge("r1", 1.0))}, {"A": {"B": 2}}, [*log, entry(1, {}, links={})]
+    )
+    assert finding.kind == "ledger" and finding.object == "catalog:lineage" and finding.severity == "error"
+    assert "0 lineage(s)" in finding.expected and "1 lineage(s)" in finding.found and finding.message
+
+
+def test_a_logged_state_without_charges_matches_an_empty_ledger() -> None:
+    log = [entry(0, {"A": {"delta": 1e-5}}, ledger_baseline=True)]
+    assert ledgerlog.differences({"A": lineage()}, {}, log) == []
+    (other_delta,) = ledgerlog.differences({"A": {**lineage(), "delta": 1e-6}}, {}, log)
+    assert other_delta.object == "catalog:ledger/A"
+
+
+def test_a_ledger_appearing_after_an_empty_baseline_is_an_error_not_the_old_vault_warning() -> None:
+    log = [entry(0, {}, ledger_baseline=True, links={})]
+    (finding,) = ledgerlog.differences({"A": lineage(charge("r1", 1.0))}, {}, log)
+    assert finding.severity == "error" and finding.object == "catalog:ledger/A" and finding.kind == "ledger"
+    assert "no ledger" in finding.expected and "1 charge(s)" in finding.found and finding.message
+    (old,) = ledgerlog.differences({"A": lineage(charge("r1", 1.0))}, {}, [])
+    assert (old.kind, old.object, old.severity) == ("ledger", "catalog:ledger", "warning")
+    assert all(isinstance(text, str) and text for text in (old.expected, old.found, old.message))
+    assert ledgerlog.differences({}, {}, []) == []
+
+
+def test_a_finding_says_what_each_side_holds_in_words() -> None:
+    non_dp = {**charge("r2", 0.0), "dp": False, "epsilon": None}
+    log = [entry(0, {"A": ledgerlog.with_totals(lineage(charge("r1", 1.0), non_dp))}, ledger_baseline=True)]
+    (dropped,) = ledgerlog.differences({}, {}, log)
+    assert dropped.expected == "what the audit log recorded: 2 charge(s), unbounded"
+    assert dropped.found == "the catalog holds no ledger"
+    (edited,) = ledgerlog.differences({"A": lineage(charge("r1", 1.0))}, {}, log)
+    assert edited.found == "the catalog holds 1 charge(s), runs summing to ε 1.00"
+
+
+def test_the_replay_of_a_removal_it_never_saw_recorded_is_no_error() -> None:
+    ledgers, _, _, last = ledgerlog.replay([entry(3, {"Z": {"removed": True}})])
+    assert ledgers == {} and last == 3

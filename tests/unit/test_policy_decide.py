@@ -389,3 +389,59 @@ def test_raw_export_is_refused_whatever_the_facts() -> None:
     for policy in (DEFAULT, STRICT, RESEARCH):
         decision = policy.decide(Request(actor="alice", role="admin", action="dataset.export"))
         assert decision.rule == "export.raw_data" and "never be exported" in decision.reason
+
+
+def test_a_policy_test_result_names_its_case_and_joins_every_problem() -> None:
+    text = (REPO / "policies" / "default.toml").read_text("utf-8")
+    text = text.replace(
+        'name = "training on high-sensitivity records without DP is refused"\nexpect = "denied"\n'
+        'rule = "privacy.dp_required"',
+        'name = "training on high-sensitivity records without DP is refused"\nexpect = "allowed"\n'
+        'rule = "roles.operator"',
+    )
+    results = Policy.load(text).run_tests()
+    assert [r.index for r in results] == list(range(len(results)))
+    (failed,) = [r for r in results if not r.passed]
+    assert failed.index == 1 and failed.expected == "allowed"
+    assert failed.problem == (
+        f"expected allowed, got denied by privacy.dp_required: {failed.decision.reason}; "
+        "expected rule roles.operator, got privacy.dp_required"
+    )
+    denied = next(r for r in results if r.passed and not r.decision.allowed)
+    assert denied.expected == "denied" and denied.to_json()["expected"] == "denied"
+    assert "problem" not in denied.to_json()
+
+
+def test_an_allowed_reason_lists_each_rule_that_passed_with_its_numbers_and_nothing_else() -> None:
+    assert STRICT.decide(train()).reason == (
+        "role operator may train (dataset age 45.0 <= 365 days; DP on for high sensitivity; "
+        "epsilon 2 <= 3 per run; delta 1e-05 <= 1e-05; lifetime epsilon 4 <= 6)"
+    )
+    no_created = STRICT.decide(train(dataset={"name": "xrays", "sensitivity": "high"}))
+    assert "dataset 'xrays' has no creation time" in no_created.reason
+
+
+def test_retention_counts_whole_days_from_the_request_time_or_now_and_names_the_dataset() -> None:
+    old = {**XRAYS, "created": (NOW - timedelta(days=400)).isoformat()}
+    assert STRICT.decide(train(dataset=old)).reason == (
+        "dataset 'xrays' was created 2024-12-11, 400.0 days ago; records older than 365 days may not be used"
+    )
+    at_limit = {**XRAYS, "created": (NOW - timedelta(days=365)).isoformat()}
+    assert STRICT.decide(train(dataset=at_limit)).allowed, "exactly the limit is still allowed"
+    past = {**XRAYS, "created": (NOW - timedelta(days=365, seconds=30)).isoformat()}
+    assert STRICT.decide(train(dataset=past)).rule == "retention.max_dataset_age_days"
+    recent = {**XRAYS, "created": (datetime.now(UTC) - timedelta(days=10)).isoformat()}
+    assert STRICT.decide(train(dataset=recent, now=None)).allowed, "no request time: the clock's"
+    assert not STRICT.decide(train(dataset=old, now=None)).allowed
+
+
+def test_a_dp_denial_names_the_dataset_its_sensitivity_and_what_lacked_dp() -> None:
+    run = DEFAULT.decide(train(dp=False))
+    assert (run.rule, run.reason) == (
+        "privacy.dp_required",
+        "dataset 'xrays' is high sensitivity, which requires DP, and the run is without DP",
+    )
+    model = DEFAULT.decide(export(dp=False, role="admin"))
+    assert model.reason == (
+        "dataset 'xrays' is high sensitivity, which requires DP, and the model was trained without DP"
+    )
