@@ -165,11 +165,17 @@ def run_in_children(work: Path, names: list[str], tests: list[str], again: bool)
             print(f"    {done}/{len(todo)} {name}: {verdict}", flush=True)
 
 
+MUTMUT = "3.8.1"  # the release the FOCUS patterns and the harness were written for
+
+
 def mutmut() -> list[str]:
-    """The mutmut command: the venv's, installed from the registries if it is missing."""
+    """The venv's mutmut command; a clear refusal when it is not installed (nothing is downloaded)."""
     probe = subprocess.run([sys.executable, "-c", "import mutmut"], capture_output=True)
     if probe.returncode != 0:
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "mutmut>=3.3"], check=True)
+        raise SystemExit(
+            f"mutate: mutmut is not installed in this venv; install it with `{sys.executable} -m pip install "
+            f"mutmut=={MUTMUT}` (a developer tool, not in requirements.lock), then run `make mutate` again"
+        )
     return [str(Path(sys.executable).with_name("mutmut"))]
 
 
