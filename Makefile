@@ -139,7 +139,7 @@ lint: setup
 bench: setup
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
-# mutate: mutation testing (mutmut, installed into .venv from the registries if missing) of the
+# mutate: mutation testing (mutmut 3.8.1, a developer tool: `.venv/bin/python -m pip install mutmut==3.8.1`) of the
 # critical modules, each against its own tests (tests/mutate.py); not part of CI. MODULES=crypto ...
 # runs a few; counts land in .cache/mutate/summary.json.
 mutate: setup
