@@ -12,28 +12,21 @@ charged once per run. Records are the first N of MNIST's t10k file (../shared/da
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
-import struct
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.peers import mnist_idx  # noqa: E402
+
 MNIST = REPO.parent / "shared" / "datasets" / "mnist"
 PASSPHRASE = "bench passphrase, not a secret"
 LOOPBACK = "namespace+seccomp-loopback"
-
-
-def write_idx(folder: Path, count: int) -> tuple[Path, Path]:
-    images = gzip.decompress((MNIST / "t10k-images-idx3-ubyte.gz").read_bytes())
-    labels = gzip.decompress((MNIST / "t10k-labels-idx1-ubyte.gz").read_bytes())
-    image_path, label_path = folder / "mnist-images-idx3-ubyte", folder / "mnist-labels-idx1-ubyte"
-    image_path.write_bytes(struct.pack(">IIII", 2051, count, 28, 28) + images[16 : 16 + count * 784])
-    label_path.write_bytes(struct.pack(">II", 2049, count) + labels[8 : 8 + count])
-    return image_path, label_path
 
 
 def strongroom(vault: Path, *args: str) -> str:
@@ -55,7 +48,7 @@ def make_vault(folder: Path, records: int) -> Path:
     policy = policy.replace('allowed = ["cnn", "resnet18"', 'allowed = ["scatternet", "cnn", "resnet18"')
     (folder / "policy.toml").write_text(policy)
     vault = folder / "vault"
-    images, labels = write_idx(folder, records)
+    images, labels = mnist_idx(folder, records)
     strongroom(vault, "init", "--policy", str(folder / "policy.toml"))
     strongroom(vault, "import", str(images), "--labels", str(labels), "--name", "mnist")
     return vault

@@ -14,11 +14,9 @@ Goal: overhead at most 2 s.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -26,6 +24,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.peers import mnist_idx  # noqa: E402
+
 MNIST = REPO.parent / "shared" / "datasets" / "mnist"
 PASSPHRASE = "bench passphrase, not secret"
 RECORDS = 1800
@@ -36,15 +38,6 @@ IMPORTS = (
     "from vault.privacy import accounting; accounting.opacus_parts.accountant('prv'); "
     "print(time.perf_counter() - t)"
 )
-
-
-def write_idx(folder: Path) -> tuple[Path, Path]:
-    images = gzip.decompress((MNIST / "t10k-images-idx3-ubyte.gz").read_bytes())
-    labels = gzip.decompress((MNIST / "t10k-labels-idx1-ubyte.gz").read_bytes())
-    image_path, label_path = folder / "small-images-idx3-ubyte", folder / "small-labels-idx1-ubyte"
-    image_path.write_bytes(struct.pack(">IIII", 2051, RECORDS, 28, 28) + images[16 : 16 + RECORDS * 784])
-    label_path.write_bytes(struct.pack(">II", 2049, RECORDS) + labels[8 : 8 + RECORDS])
-    return image_path, label_path
 
 
 def strongroom(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
@@ -69,7 +62,7 @@ def setup(folder: Path) -> dict[str, str]:
             policy.replace('required = "namespace+seccomp"', 'required = "guard"')
         )
         strongroom(env, "init", "--policy", str(folder / "policy.toml"))
-    images, labels = write_idx(folder)
+    images, labels = mnist_idx(folder, RECORDS, "small")
     strongroom(env, "import", str(images), "--labels", str(labels), "--name", "small")
     return env
 

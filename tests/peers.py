@@ -12,6 +12,7 @@ import csv
 import gzip
 import io
 import re
+import struct
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,6 +79,16 @@ def mnist_t10k() -> tuple[np.ndarray, np.ndarray]:
     labels = gzip.decompress((folder / "t10k-labels-idx1-ubyte.gz").read_bytes())
     x = np.frombuffer(images, np.uint8, offset=16).reshape(-1, 1, 28, 28)
     return x, np.frombuffer(labels, np.uint8, offset=8).astype(np.int64)
+
+
+def mnist_idx(folder: Path, count: int, tag: str = "mnist") -> tuple[Path, Path]:
+    """The first `count` MNIST test images and labels written as IDX files in `folder` (images,
+    labels), as a user's own export would be."""
+    x, y = mnist_t10k()
+    image_path, label_path = folder / f"{tag}-images-idx3-ubyte", folder / f"{tag}-labels-idx1-ubyte"
+    image_path.write_bytes(struct.pack(">IIII", 2051, count, 28, 28) + x[:count].tobytes())
+    label_path.write_bytes(struct.pack(">II", 2049, count) + y[:count].astype(np.uint8).tobytes())
+    return image_path, label_path
 
 
 def small_digits(n: int = 1800, side: int = 16, start: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

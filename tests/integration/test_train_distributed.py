@@ -7,13 +7,11 @@ stops every process; a killed process stops the run, charges the steps taken and
 from __future__ import annotations
 
 import fcntl
-import gzip
 import json
 import os
 import pty
 import re
 import signal
-import struct
 import subprocess
 import termios
 import time
@@ -22,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from tests.support import PASSPHRASE, REPO, SHARED, google_epsilon, launcher, unshare_refused
+from tests.peers import mnist_idx
+from tests.support import PASSPHRASE, REPO, google_epsilon, launcher, shared_path, unshare_refused
 from vault.door import Vault
 from vault.ingest import ImportOptions
 
@@ -39,25 +38,14 @@ def policy(required: str = LOOPBACK) -> str:
     )
 
 
-def mnist_idx(folder: Path, count: int) -> tuple[Path, Path]:
-    mnist = SHARED / "datasets" / "mnist"
-    if not mnist.is_dir():
-        pytest.skip("../shared/datasets/mnist absent: the MNIST files live beside the repo")
-    images = gzip.decompress((mnist / "t10k-images-idx3-ubyte.gz").read_bytes())
-    labels = gzip.decompress((mnist / "t10k-labels-idx1-ubyte.gz").read_bytes())
-    image_path, label_path = folder / "d-images-idx3-ubyte", folder / "d-labels-idx1-ubyte"
-    image_path.write_bytes(struct.pack(">IIII", 2051, count, 28, 28) + images[16 : 16 + count * 784])
-    label_path.write_bytes(struct.pack(">II", 2049, count) + labels[8 : 8 + count])
-    return image_path, label_path
-
-
 @pytest.fixture
 def digits(tmp_path: Path) -> Path:
     refused = unshare_refused()
     if refused:
         pytest.skip(f"this host forbids network namespaces, so no loopback level: {refused}")
     vault = tmp_path / "vault"
-    images, labels = mnist_idx(tmp_path, 2000)
+    shared_path("datasets", "mnist")
+    images, labels = mnist_idx(tmp_path, 2000, "d")
     with Vault.create(vault, passphrase=PASSPHRASE.encode(), policy_text=policy()) as v:
         v.import_dataset(images, name="digits", options=ImportOptions(labels=labels))
     return vault
@@ -259,7 +247,8 @@ def test_a_policy_that_requires_the_plain_level_refuses_several_processes(tmp_pa
     if unshare_refused():
         pytest.skip("this host forbids network namespaces")
     vault = tmp_path / "vault"
-    images, labels = mnist_idx(tmp_path, 200)
+    shared_path("datasets", "mnist")
+    images, labels = mnist_idx(tmp_path, 200, "d")
     with Vault.create(vault, passphrase=PASSPHRASE.encode(), policy_text=policy("namespace+seccomp")) as v:
         v.import_dataset(images, name="digits", options=ImportOptions(labels=labels))
     proc = strongroom(vault, "train", "digits", "--nproc", "2", "--epochs", "1")

@@ -3,14 +3,13 @@ weights and cards sealed, budget shared by identical records."""
 
 from __future__ import annotations
 
-import gzip
-import struct
 import threading
 from pathlib import Path
 
 import pytest
 
-from tests.support import PASSPHRASE, REPO, SHARED
+from tests.peers import mnist_idx
+from tests.support import PASSPHRASE, REPO, shared_path
 from vault.door import Vault
 from vault.errors import Cancelled, PolicyDenied
 from vault.train.events import StepProgress
@@ -35,19 +34,6 @@ def policy(lifetime: float = 20.0) -> str:
     return text.replace("max_lifetime_epsilon = 20.0", f"max_lifetime_epsilon = {lifetime}")
 
 
-def mnist_subset(folder: Path, count: int, tag: str) -> tuple[Path, Path]:
-    """The first `count` MNIST test images and labels, written as IDX files."""
-    mnist = SHARED / "datasets" / "mnist"
-    if not mnist.is_dir():
-        pytest.skip("../shared/datasets/mnist absent: the MNIST files live beside the repo")
-    images = gzip.decompress((mnist / "t10k-images-idx3-ubyte.gz").read_bytes())
-    labels = gzip.decompress((mnist / "t10k-labels-idx1-ubyte.gz").read_bytes())
-    image_path, label_path = folder / f"{tag}-images-idx3-ubyte", folder / f"{tag}-labels-idx1-ubyte"
-    image_path.write_bytes(struct.pack(">IIII", 2051, count, 28, 28) + images[16 : 16 + count * 784])
-    label_path.write_bytes(struct.pack(">II", 2049, count) + labels[8 : 8 + count])
-    return image_path, label_path
-
-
 @pytest.fixture
 def digits(tmp_path: Path):
     from vault.ingest import ImportOptions
@@ -55,7 +41,8 @@ def digits(tmp_path: Path):
     v = TrainingVault.create(
         tmp_path / "vault", passphrase=PASSPHRASE.encode(), policy_text=policy(lifetime=8.0)
     )
-    images, labels = mnist_subset(tmp_path, 600, "digits")
+    shared_path("datasets", "mnist")
+    images, labels = mnist_idx(tmp_path, 600, "digits")
     v.import_dataset(images, name="digits", options=ImportOptions(labels=labels))
     v.import_dataset(images, name="digits-copy", options=ImportOptions(labels=labels))
     yield v
