@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.test_train_service import mnist_subset, policy
-from tests.support import PASSPHRASE
+from tests.integration.test_train_service import policy
+from tests.peers import mnist_idx
+from tests.support import PASSPHRASE, shared_path
 from vault.door import Vault
 from vault.errors import PolicyDenied, UsageError
 from vault.privacy import ledger, tuning
@@ -18,7 +19,8 @@ def open_vault(tmp_path, lifetime: float) -> Vault:
     v = Vault.create(
         tmp_path / "vault", passphrase=PASSPHRASE.encode(), policy_text=policy(lifetime=lifetime)
     )
-    images, labels = mnist_subset(tmp_path, 600, "digits")
+    shared_path("datasets", "mnist")
+    images, labels = mnist_idx(tmp_path, 600, "digits")
     v.import_dataset(images, name="digits", options=ImportOptions(labels=labels))
     return v
 
