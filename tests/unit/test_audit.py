@@ -410,3 +410,61 @@ def test_the_lines_of_an_epoch_that_its_key_did_not_seal_are_named_by_seq() -> N
     assert epochs.unsealed_in(lines, 10, key) == [12, 13, 15, 16]
     assert epochs.unsealed_in([opening, keyless, ours], 0, key) == []
     assert epochs.unsealed_in([ours, plain], 5, other) == [6]
+
+
+# ---------------------------------------------------------------- descriptors kept between appends
+
+
+def test_appends_follow_a_log_replaced_under_a_long_lived_writer(log: AuditLog, key: SigningKey) -> None:
+    """A writer keeps the log open between appends; once the path names another file it writes
+    there, chained over that file, and never into the inode that was moved away."""
+    fill(log, 3)
+    moved = log.log_path.with_name("moved.jsonl")
+    os.rename(log.log_path, moved)
+    kept = moved.read_bytes()
+    log.log_path.write_bytes(kept[: kept.index(b"\n") + 1])  # the path now names a one-entry log
+    entry = log.append("bob", "operator", "dataset.read", "set9", "ok", {})
+    assert moved.read_bytes() == kept
+    lines = log.log_path.read_bytes().split(b"\n")[:-1]
+    assert len(lines) == 2 and entry["seq"] == 1
+    tree = merkle.MerkleTree()
+    tree.append(merkle.leaf_hash(lines[0]))
+    assert entry["prev"] == tree.root().hex()
+    log.write_checkpoint(key)
+    assert log.verify(key.public_pem()).ok
+
+
+def test_a_forked_child_waits_for_its_parents_lock(log: AuditLog) -> None:
+    """A forked child shares its parent's open file descriptions, and with them an flock: its appends
+    must still wait while the parent holds the writer lock, and release nothing of the parent's."""
+    fill(log, 1)  # the parent's lock and log descriptors are now open
+    go_r, go_w = os.pipe()
+    done_r, done_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: append with the object it inherited, once the parent holds the lock
+        code = 1
+        try:
+            assert os.read(go_r, 1) == b"g"
+            log.append("child", "operator", "dataset.read", "set1", "ok", {})
+            os.write(done_w, b"d")
+            code = 0
+        finally:
+            os._exit(code)
+    os.set_blocking(done_r, False)
+    with log.writer_lock():
+        os.write(go_w, b"g")
+        threading.Event().wait(1.0)  # long enough for an unguarded child to finish its append
+        with pytest.raises(BlockingIOError):
+            os.read(done_r, 1)
+        size_while_held = log.log_path.stat().st_size
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    os.set_blocking(done_r, True)
+    assert os.read(done_r, 1) == b"d"
+    for fd in (go_r, go_w, done_r, done_w):
+        os.close(fd)
+    lines = log.log_path.read_bytes().split(b"\n")[:-1]
+    assert sum(len(line) + 1 for line in lines[:1]) == size_while_held
+    assert [json.loads(line)["actor"] for line in lines] == ["alice", "child"]
+    parent_entry = log.append("parent", "operator", "dataset.read", "set2", "ok", {})
+    assert parent_entry["seq"] == 2

@@ -33,6 +33,7 @@ from typing import Any
 from vault.audit import epochs, merkle
 from vault.audit.checkpoint import Checkpoint, parse_checkpoint, sign_checkpoint, verify_checkpoint
 from vault.audit.entries import LazyEntries
+from vault.audit.handles import HeldFile
 from vault.audit.reader import latest_detail, parse_time, select
 from vault.audit.scan import ACTION_RE, ENTRY_VERSION, scan_log
 from vault.audit.sealing import Sealer
@@ -66,6 +67,11 @@ def _write_failed(path: Path, exc: OSError) -> StrongroomError:
     )
 
 
+def _stamp(st: os.stat_result) -> tuple[int, ...]:
+    """What changes whenever anyone writes to, truncates, replaces or touches the log."""
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
 class AuditLog:
     """The audit log of one vault, in `audit_dir` (`<vault>/audit`). Safe across processes."""
 
@@ -80,6 +86,10 @@ class AuditLog:
         self.state_path = self.dir / STATE_FILE
         self._state: TreeState | None = None
         self._mutex = threading.Lock()
+        self._lock_file = HeldFile(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._log_file = HeldFile(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._written: tuple[int, ...] | None = None  # the log's stat after this object's last append
+        self._log_stat: os.stat_result | None = None  # the log's stat as the lock holder last saw it
         self.sealer: Sealer | None = None
 
     def attach_sealer(self, vault_secret: bytes, actor: str, role: str) -> None:
@@ -97,13 +107,16 @@ class AuditLog:
     def _exclusive(self) -> Iterator[None]:
         """Serialise writers, in this process (mutex) and across processes (flock on .lock)."""
         with self._mutex:
-            self._ensure_dir()
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                fd = self._lock_file.fd()
+            except FileNotFoundError:
+                self._ensure_dir()
+                fd = self._lock_file.fd()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
                 yield
             finally:
-                os.close(fd)  # closing the descriptor releases the flock
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
     def writer_lock(self) -> contextlib.AbstractContextManager[None]:
         """The appenders' exclusive lock, for a writer of the audit directory (a witness cosigning)."""
@@ -161,10 +174,15 @@ class AuditLog:
     def _current_state(self) -> TreeState:
         """The tree state at the end of the log (lock held): cached, caught up, or rescanned."""
         try:
-            file_size = os.stat(self.log_path).st_size
+            st = os.stat(self.log_path)
         except FileNotFoundError:
-            file_size = 0
+            st = None
+        self._log_stat = st
+        file_size = st.st_size if st is not None else 0
         state = self._state
+        if state is not None and st is not None and _stamp(st) == self._written and state.offset == file_size:
+            state.torn = None  # the file is as this object's last append left it: nothing to read
+            return state
         if state is None:
             with contextlib.suppress(OSError, ValueError):
                 state = TreeState.from_json(json.loads(self.state_path.read_bytes()))
@@ -293,9 +311,9 @@ class AuditLog:
         else:
             data = canonical_json(entry)
         line = data + b"\n"
-        created = not self.log_path.exists()
+        created = state.offset == 0 and not self.log_path.exists()
         try:
-            fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = self._log_file.fd(self._log_stat)
         except OSError as exc:
             raise _write_failed(self.log_path, exc) from None
         try:
@@ -304,12 +322,13 @@ class AuditLog:
                 os.ftruncate(fd, state.offset)
                 raise OSError(errno.ENOSPC, "short write")
             os.fsync(fd)
+            self._written = _stamp(os.fstat(fd))
         except OSError as exc:
+            self._written = None
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, state.offset)
+            self._log_file.close()
             raise _write_failed(self.log_path, exc) from None
-        finally:
-            os.close(fd)
         if created:
             fsync_dir(self.dir)
         state.add(data)

@@ -33,6 +33,7 @@ class Sealer:
         self, audit_dir: Path, vault_secret: bytes, actor: str = "strongroom", role: str = "unknown"
     ) -> None:
         self.dir = Path(audit_dir)
+        self._state_path = os.fspath(self.dir / epochs.STATE_FILE)
         self._secret = vault_secret
         self.actor, self.role = actor, role
         self._live: epochs.LiveEpoch | None = None
@@ -46,7 +47,7 @@ class Sealer:
     # ----------------------------------------------------------------- the running epoch
     def _state_stamp(self) -> tuple[int, int, int] | None:
         try:
-            st = os.stat(self.dir / epochs.STATE_FILE)
+            st = os.stat(self._state_path)
         except FileNotFoundError:
             return None
         return st.st_ino, st.st_mtime_ns, st.st_size

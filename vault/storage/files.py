@@ -79,9 +79,10 @@ def atomic_write(path: Path, data: bytes | bytearray | memoryview) -> None:
 def canonical_json(obj: Any) -> bytes:
     """The one byte encoding of every signed, MACed or hashed JSON value in a vault: keys sorted by
     code point, no spaces, UTF-8, and no NaN or infinity (refused, so no reader has to guess)."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
-        "utf-8"
-    )
+    return _CANONICAL.encode(obj).encode("utf-8")
+
+
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 class VaultLock:
