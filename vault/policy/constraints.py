@@ -162,7 +162,13 @@ class Constraints:
                 f"unbounded (a run without DP was charged to it) or not projected by the ledger"
             )
         if projected > cap:
-            this_run = f" (this run: epsilon {request.epsilon:g})" if request.epsilon is not None else ""
+            this_run = f" (this run: epsilon {request.epsilon:g}" if request.epsilon is not None else ""
+            if request.metrics_epsilon is not None:
+                this_run += (
+                    f"{', and' if this_run else ' (this run:'} epsilon {request.metrics_epsilon:g} "
+                    "for the noised metrics of its card"
+                )
+            this_run += ")" if this_run else ""
             return False, (
                 f"dataset {name!r} would reach lifetime epsilon {projected:.4g}{this_run}, "
                 f"above the cap of {cap:g}"
