@@ -4,6 +4,7 @@ whose metrics charge would pass the lifetime cap is refused before it starts."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,11 @@ import pytest
 from tests.integration.test_train_service import policy as default_policy
 from tests.peers import mnist_idx
 from tests.support import PASSPHRASE, REPO, google_epsilon, shared_path
-from vault.door import Vault
-from vault.errors import PolicyDenied
+from vault.door import Vault, card_release
+from vault.errors import Cancelled, PolicyDenied
 from vault.privacy import ledger, release
+from vault.privacy.release import plan_release as release_plan
+from vault.train.events import StepProgress
 
 STRICT = (REPO / "policies" / "strict.toml").read_text("utf-8")
 
@@ -135,3 +138,62 @@ def test_a_run_whose_metrics_charge_would_pass_the_cap_is_refused_before_it_star
         assert not [e for e in v.audit.entries() if e["action"] == "train.start"]
     finally:
         v.close()
+
+
+def test_a_cancelled_noised_run_releases_nothing_and_its_metrics_charge_is_zero(tmp_path) -> None:
+    v = open_vault(tmp_path, STRICT)
+    try:
+        cancel = threading.Event()
+
+        def stop_at_two(event: Any) -> None:
+            if isinstance(event, StepProgress) and event.step >= 2:
+                cancel.set()
+
+        with pytest.raises(Cancelled):
+            v.train({"dataset": "digits", "epsilon": 3.0, "epochs": 2}, on_event=stop_at_two, cancel=cancel)
+        runs = v.budget("digits")[0]["runs"]
+        metrics_charge = next(c for c in runs if c.get("metrics_of"))
+        assert metrics_charge["outcome"] == "cancelled" and metrics_charge["history"] == []
+        training = next(c for c in runs if not c.get("metrics_of"))
+        assert training["outcome"] == "cancelled" and training["history"]
+    finally:
+        v.close()
+
+
+def test_a_dead_run_leaves_its_metrics_charge_in_full_as_interrupted(tmp_path) -> None:
+    """A run whose process died keeps both charges in full, settled as interrupted at the next open;
+    the metrics charge goes by its run's mark and adds no run of its own."""
+    v = open_vault(tmp_path, STRICT)
+    info = v._datasets.info("digits", None, decide=False)
+    base = {"run": "run-dead", "dataset_digest": info["ledger_id"], "dataset": "digits", "version": 1}
+    release = card_release.CardRelease("noised", release_plan(0.5, 1e-5, 120))
+    with v._session.writing() as catalog:
+        history = ((1.2, 0.05, 40),)
+        training = ledger.Charge(**base, history=history, dp=True, outcome="running", epsilon=1.0)
+        ledger.add_charge(catalog["ledger"], training, delta=1e-5)
+        metrics = release.charge(base, outcome="running", created="")
+        ledger.add_charge(catalog["ledger"], metrics, delta=1e-5)
+    v.close()
+    with Vault.open(tmp_path / "vault", user="admin", passphrase=PASSPHRASE.encode()) as reopened:
+        runs = reopened.budget("digits")[0]["runs"]
+        assert [c["outcome"] for c in runs] == ["interrupted", "interrupted"]
+        assert next(c for c in runs if c.get("metrics_of"))["history"] == [list(metrics.history[0])]
+        assert list(reopened._session.read_catalog()["runs"]) == ["run-dead"]
+
+
+def test_the_cli_says_which_figures_a_card_carries_and_budget_json_shows_the_charge(cli, tmp_path) -> None:
+    strict = tmp_path / "strict.toml"
+    strict.write_text(STRICT)
+    assert cli("init", "--policy", str(strict)).code == 0
+    images, labels = mnist_idx(tmp_path, 600, "digits")
+    imported = cli("import", str(images), "--labels", str(labels), "--name", "digits")
+    assert imported.code == 0, imported.err
+    trained = cli("train", "digits", "--dp", "--epsilon", "3", "--epochs", "2")
+    assert trained.code == 0, trained.err
+    assert "DP-noised: epsilon 0.5" in trained.out and "membership check: withheld" in trained.out
+    budget = cli("budget", "digits", "--json")
+    assert budget.code == 0, budget.err
+    [row] = budget.json()
+    assert [bool(c.get("metrics_of")) for c in row["runs"]] == [False, True]
+    composed = ledger.compose([c["history"] for c in row["runs"]], row["delta"], "prv")
+    assert row["epsilon_spent"] == pytest.approx(composed, rel=1e-9)

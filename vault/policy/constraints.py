@@ -253,7 +253,7 @@ def request_problem(request: Request) -> str | None:
             return f"unknown sensitivity {sensitivity!r}; expected one of: {', '.join(SENSITIVITIES)}"
     if request.dp is not None and not isinstance(request.dp, bool):
         return f"dp must be true or false, got {request.dp!r}"
-    for key in ("epsilon", "delta", "projected_lifetime_epsilon", "lifetime_delta"):
+    for key in ("epsilon", "delta", "projected_lifetime_epsilon", "lifetime_delta", "metrics_epsilon"):
         value = getattr(request, key)
         if value is None:
             continue

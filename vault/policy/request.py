@@ -95,7 +95,17 @@ class Request:
                 for key, value in self.dataset.items()
                 if key in DATASET_FACTS
             }
-        for name in ("dp", "epsilon", "delta", "model", "lifetime_delta", "accountant", "tune", "isolation"):
+        for name in (
+            "dp",
+            "epsilon",
+            "delta",
+            "model",
+            "lifetime_delta",
+            "accountant",
+            "tune",
+            "metrics_epsilon",
+            "isolation",
+        ):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value

@@ -121,3 +121,16 @@ def noisy_counts(
     rows = [list(row) for row in matrix]
     noise = iter(gaussian_noise(sum(len(r) for r in rows), sigma, rng))
     return [[max(0, round(float(v) + next(noise))) for v in row] for row in rows]
+
+
+def text_marker(block: dict[str, Any] | None) -> str:
+    """How a face says which figures it shows: a few words after a figure."""
+    if not block:
+        return ""
+    if block["mode"] == "marked":
+        return "exact, outside the DP guarantee"
+    if block.get("sigma") is None:
+        return "noised card: no held-out records"
+    return (
+        f"DP-noised: epsilon {block['epsilon']:g} at delta {block['delta']:.3g}, sigma {block['sigma']:.4g}"
+    )

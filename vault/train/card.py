@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vault.train.card_metrics import text_marker
+from vault.privacy.release import text_marker
 from vault.train.config import TrainOutcome
 
 CARD_FORMAT = "strongroom-model-card-1"

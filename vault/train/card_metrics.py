@@ -91,16 +91,3 @@ def noised(
     if charge is not None:
         block["charge"] = charge
     return replace(outcome, metrics=metrics, leakage=leakage, epochs=epochs), block
-
-
-def text_marker(block: dict[str, Any] | None) -> str:
-    """How a face says which figures it shows: a few words after a figure."""
-    if not block:
-        return ""
-    if block["mode"] == "marked":
-        return "exact, outside the DP guarantee"
-    if block.get("sigma") is None:
-        return "noised card: no held-out records"
-    return (
-        f"DP-noised: epsilon {block['epsilon']:g} at delta {block['delta']:.3g}, sigma {block['sigma']:.4g}"
-    )
