@@ -15,7 +15,7 @@ from tests.peers import mnist_idx
 from tests.support import PASSPHRASE, REPO, google_epsilon, shared_path
 from vault.door import Vault, card_release
 from vault.errors import Cancelled, PolicyDenied
-from vault.privacy import ledger, release
+from vault.privacy import ledger, release, tuning
 from vault.privacy.release import plan_release as release_plan
 from vault.train.events import StepProgress
 
@@ -197,3 +197,19 @@ def test_the_cli_says_which_figures_a_card_carries_and_budget_json_shows_the_cha
     assert [bool(c.get("metrics_of")) for c in row["runs"]] == [False, True]
     composed = ledger.compose([c["history"] for c in row["runs"]], row["delta"], "prv")
     assert row["epsilon_spent"] == pytest.approx(composed, rel=1e-9)
+
+
+def test_a_tuned_noised_run_adds_the_release_to_its_rdp_curve(tmp_path) -> None:
+    v = open_vault(tmp_path, STRICT)
+    try:
+        result = v.train({"dataset": "digits", "epsilon": 2.0, "epochs": 1, "tune": 2})
+        block = result["metrics_privacy"]
+        assert block["mode"] == "noised"
+        budget = v.budget("digits")[0]
+        tuned = next(c for c in budget["runs"] if c.get("rdp"))
+        released = next(c for c in budget["runs"] if c.get("metrics_of"))
+        expected = tuning.compose([released["history"]], [tuned["rdp"]], budget["delta"])
+        assert budget["epsilon_spent"] == pytest.approx(expected, rel=1e-9)
+        assert budget["epsilon_spent"] > tuning.curve_epsilon(tuning.orders(), tuned["rdp"], budget["delta"])
+    finally:
+        v.close()
