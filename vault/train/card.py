@@ -176,7 +176,7 @@ def card_markdown(card: dict[str, Any]) -> str:
         "",
         "## Empirical leakage check",
         "",
-        *([f"Withheld: {leakage['withheld']}.", ""] if leakage.get("withheld") else []),
+        *([f"The membership check is {leakage['withheld']}.", ""] if leakage.get("withheld") else []),
         f"{leakage['attack']}: {leakage['members']} training records against {leakage['non_members']} held-out"
         f"{' (exact, outside the DP guarantee)' if (released or {}).get('mode') == 'marked' else ''}.",
         "",

@@ -35,10 +35,7 @@ MARKED = (
     'and may reveal individual records. The policy marks them (card_metrics = "marked") instead of '
     "noising them."
 )
-WITHHELD = (
-    "withheld from a noised card: the loss-threshold membership check reads training records "
-    "exactly and has no noised release here"
-)
+WITHHELD = "withheld from a noised card: it reads training records exactly and has no noised release here"
 
 
 def marked(outcome: TrainOutcome) -> tuple[TrainOutcome, dict[str, Any]]:
