@@ -185,6 +185,8 @@ def test_the_cli_says_which_figures_a_card_carries_and_budget_json_shows_the_cha
     strict = tmp_path / "strict.toml"
     strict.write_text(STRICT)
     assert cli("init", "--policy", str(strict)).code == 0
+    shown = cli("policy", "show")
+    assert "card figures: noised (epsilon 0.5 a run, charged to the ledger)" in shown.out, shown.err
     images, labels = mnist_idx(tmp_path, 600, "digits")
     imported = cli("import", str(images), "--labels", str(labels), "--name", "digits")
     assert imported.code == 0, imported.err

@@ -203,7 +203,7 @@ def cmd_budget(args: argparse.Namespace) -> int:
                     "unbounded" if r["unbounded"] else _fmt(r["epsilon_spent"]),
                     _fmt(r["delta"]),
                     _fmt(r["epsilon_cap"]),
-                    str(len(r["runs"])),
+                    str(sum(1 for c in r["runs"] if not c.get("metrics_of"))),  # runs, not card charges
                 ]
                 for r in rows
             ],
