@@ -124,3 +124,12 @@ def test_the_release_is_the_gaussian_mechanism_in_the_ledger() -> None:
     independent = google_epsilon([*training, plan.history[0]], 1e-5, "pld")
     assert composed == pytest.approx(independent, rel=0.01)
     assert composed > ledger.compose([training], 1e-5, "prv")
+
+
+def test_the_faces_name_the_mode_beside_a_figure() -> None:
+    plan = release.plan_release(0.5, 1e-5, 200)
+    noised = {"mode": "noised", **plan.to_json()}
+    assert release.text_marker({"mode": "marked"}) == "exact, outside the DP guarantee"
+    assert release.text_marker(noised) == f"DP-noised: epsilon 0.5 at delta 1e-05, sigma {plan.sigma:.4g}"
+    assert release.text_marker({"mode": "noised", "sigma": None}) == "noised card: no held-out records"
+    assert release.text_marker(None) == ""
