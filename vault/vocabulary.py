@@ -19,6 +19,12 @@ PURPOSES: tuple[str, ...] = ("train", "evaluate", "sample", "verify", "export-ch
 
 ACCOUNTANTS: tuple[str, ...] = ("prv", "rdp")
 
+# What a model card publishes of its held-out figures (the policy's privacy.card_metrics):
+# "noised", released through a DP mechanism and charged to the ledger; "marked", exact and marked
+# as outside the DP guarantee.
+CARD_METRICS_MODES: tuple[str, ...] = ("noised", "marked")
+DEFAULT_CARD_METRICS = "marked"
+
 ACTIONS: tuple[str, ...] = (
     "init",
     "unlock",

@@ -88,6 +88,7 @@ async def test_unlock_import_train_models_privacy_audit(vault_dir: Path, tmp_pat
         model_id = status.split("model ", 1)[1].strip()
         assert "ε" in text_of(app, "#train-epsilon-line")
         assert app.screen.query_one("#train-curves").losses
+        assert "(exact, outside the DP guarantee)" in text_of(app, "#train-result")
 
         await pilot.press("3")
         await settle(pilot)
@@ -95,6 +96,7 @@ async def test_unlock_import_train_models_privacy_audit(vault_dir: Path, tmp_pat
         assert table.row_count == 1 and table.selected_key == model_id
         card = app.screen.query_one("#model-card-md")
         assert "DP" in card.source or "differential" in card.source.lower()
+        assert "exact, outside the DP guarantee" in card.source
         await pilot.press("e")
         await settle(pilot)
         assert text_of(app, "#models-status").startswith("✓ evaluated on sms: accuracy ")

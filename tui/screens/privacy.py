@@ -49,7 +49,8 @@ OUTCOMES = {
 
 
 def run_rows(budget: list[dict[str, Any]]) -> list[tuple[str, tuple[str, ...]]]:
-    """One row per charge on each ledger: the run, DP or not, its own epsilon, steps taken, outcome."""
+    """One row per charge on each ledger: the run, DP or not, its own epsilon, steps taken, outcome.
+    A card's noised figures are their own charge beside their run's: DP column "✓ card"."""
     rows = []
     for row in budget:
         for index, run in enumerate(row.get("runs") or []):
@@ -62,7 +63,7 @@ def run_rows(budget: list[dict[str, Any]]) -> list[tuple[str, tuple[str, ...]]]:
                     (
                         str(row.get("dataset", "")),
                         str(run.get("run", "")),
-                        "✓ DP" if run.get("dp") else "✗ no DP",
+                        "✓ card" if run.get("metrics_of") else "✓ DP" if run.get("dp") else "✗ no DP",
                         f"{eps:.2f}" if isinstance(eps, (int, float)) else "∞",
                         str(steps),
                         OUTCOMES.get(outcome, outcome),

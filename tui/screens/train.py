@@ -59,6 +59,17 @@ def decision_text(decision: dict[str, Any]) -> Text:
     return Text.assemble(("✗ refused", "bold red"), f" by rule {rule}: {reason}")
 
 
+def figures_note(block: object) -> str:
+    """What the held-out figures are, as the card says (its `metrics_privacy` block)."""
+    if not isinstance(block, dict):
+        return ""
+    if block.get("mode") == "marked":
+        return " (exact, outside the DP guarantee)"
+    if isinstance(block.get("sigma"), (int, float)):
+        return f" (DP-noised: ε {block['epsilon']:g}, σ {block['sigma']:.3g}; charged)"
+    return " (noised card: nothing held out)"
+
+
 class TrainScreen(AreaScreen):
     AREA = "train"
     BINDINGS = bindings("train")
@@ -324,6 +335,7 @@ class TrainScreen(AreaScreen):
             eps = result.get("epsilon")
             status.update(Text.assemble(("✓ finished", "bold green"), f": model {result.get('model')}"))
             summary = f"held-out accuracy {accuracy:.1%}" if isinstance(accuracy, (int, float)) else ""
+            summary += figures_note(result.get("metrics_privacy"))
             summary += f" · ε {eps:.2f}" if isinstance(eps, (int, float)) else " · no DP (ε unbounded)"
             self.query_one("#train-result", Static).update(summary + " · see it in 3 Models and 4 Privacy")
             self.query_one("#train-progress", ProgressBar).update(

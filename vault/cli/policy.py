@@ -41,6 +41,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     if shown.get("description"):
         print(f"  {shown['description']}")
     print(f"  set {shown.get('set')} by {shown.get('set_by') or 'init'} from {shown.get('source')}")
+    privacy = shown.get("privacy") or {}
+    if privacy.get("card_metrics") == "noised":
+        print(
+            f"  card figures: noised (epsilon {privacy['card_metrics_epsilon']:g} a run, charged to the ledger)"
+        )
+    elif privacy.get("card_metrics"):
+        print("  card figures: marked (exact, outside the DP guarantee)")
     print()
     rows = [
         [rule["id"], "✓ permit" if rule["effect"] == "permit" else "⊘ forbid", rule["text"]]

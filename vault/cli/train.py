@@ -19,6 +19,7 @@ from typing import Any
 
 from vault.cli import options
 from vault.errors import UsageError
+from vault.privacy.release import text_marker
 from vault.train.config import (
     CLIPPING,
     DEVICES,
@@ -122,10 +123,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     ledger = result["ledger"]
     spent = "unbounded" if ledger["unbounded"] else f"{ledger['epsilon_spent']:.3f}"
     print(f"model {result['model']} ({result['architecture']}) trained on {result['dataset']}")
-    print(f"  held-out accuracy {_fmt(result['accuracy'])}, macro-F1 {_fmt(result['macro_f1'])}")
+    released = result.get("metrics_privacy") or {}
+    marker = f" ({text_marker(released)})" if released else ""
+    print(f"  held-out accuracy {_fmt(result['accuracy'])}, macro-F1 {_fmt(result['macro_f1'])}{marker}")
     print(f"  {privacy}")
     leak = result["leakage"]
-    print(f"  membership check: AUC {_fmt(leak['auc'])} (bound {_fmt(leak['bound_auc'])})")
+    if leak.get("withheld"):
+        print(f"  membership check: {leak['withheld']}")
+    else:
+        print(f"  membership check: AUC {_fmt(leak['auc'])} (bound {_fmt(leak['bound_auc'])}){marker}")
     print(f"  dataset ledger: epsilon spent {spent} at delta {ledger['delta']:.3g}")
     return 0
 
@@ -197,7 +203,7 @@ def cmd_budget(args: argparse.Namespace) -> int:
                     "unbounded" if r["unbounded"] else _fmt(r["epsilon_spent"]),
                     _fmt(r["delta"]),
                     _fmt(r["epsilon_cap"]),
-                    str(len(r["runs"])),
+                    str(sum(1 for c in r["runs"] if not c.get("metrics_of"))),  # runs, not card charges
                 ]
                 for r in rows
             ],

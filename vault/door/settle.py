@@ -10,6 +10,7 @@ settled; a charge still "running" whose mark no live process holds was interrupt
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 from typing import Any
 
@@ -22,7 +23,10 @@ INTERRUPTED = "interrupted"
 
 
 def _dead(session: Session, charge: dict[str, Any]) -> bool:
-    return charge.get("outcome") == "running" and not RunMarker(session.path, str(charge["run"])).alive()
+    """A charge still running whose run's mark no live process holds (a card-metrics charge goes
+    by the mark of the training run it belongs to)."""
+    run = str(charge.get("metrics_of") or charge["run"])
+    return charge.get("outcome") == "running" and not RunMarker(session.path, run).alive()
 
 
 def settle_interrupted(session: Session) -> list[dict[str, Any]]:
@@ -41,6 +45,8 @@ def settle_interrupted(session: Session) -> list[dict[str, Any]]:
                 if not _dead(session, charge):
                     continue
                 charge["outcome"] = INTERRUPTED
+                if charge.get("metrics_of"):  # kept in full with its run, which is settled beside it
+                    continue
                 steps = sum(int(h[2]) for h in charge.get("history", []))
                 cat["runs"].setdefault(
                     charge["run"],
@@ -114,9 +120,11 @@ def store_failed(
     charge_base: dict[str, Any],
     ledger_delta: float,
     rdp: tuple[float, ...] | None = None,
+    metrics: ledger.Charge | None = None,
 ) -> StrongroomError:
     """Settle a run that trained to the end but whose model could not be sealed: charged for all
-    the steps it took, recorded as failed. Returns the error to raise, which says what was charged."""
+    the steps it took (and its card figures' release, `metrics`, in full: they were drawn),
+    recorded as failed. Returns the error to raise, which says what was charged."""
     dp = outcome.dp
     steps = int(dp.steps) if dp else int(run.total_steps)
     charge = ledger.Charge(
@@ -135,6 +143,9 @@ def store_failed(
     try:
         with session.writing() as cat:
             ledger.settle_charge(cat["ledger"], charge, delta=ledger_delta, accountant=run.accountant)
+            if metrics is not None:  # the figures were drawn: their charge stands in full
+                failed = dataclasses.replace(metrics, outcome="failed", created=charge.created)
+                ledger.settle_charge(cat["ledger"], failed, delta=ledger_delta, accountant=run.accountant)
             cat["runs"][run_id] = {
                 **charge_base,  # type: ignore[typeddict-item]
                 "model": None,

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from vault.door import settle
+from vault.door import card_release, settle
 from vault.door.datasets import DatasetService, LoadedDataset
 from vault.door.lineage import links_by_lineage
 from vault.door.results import Budget, ModelSummary
@@ -118,15 +118,17 @@ class TrainingService:
                 ledger_delta = ledger.ledger_delta(
                     section, ledger_id, run.delta or default_delta(info["samples"])
                 )
+                card = card_release.plan(self.session.policy, run, ledger_delta)
+                planned, curve = card.cost(run.history(), tuned.curve if tuned else None)
                 projected = ledger.projected_with_links(
                     section,
                     ledger_id,
-                    run.history(),
+                    planned,
                     ledger_delta,
                     links_by_lineage(catalog),
                     dp=run.dp,
                     accountant=run.accountant,
-                    planned_rdp=tuned.curve if tuned else None,
+                    planned_rdp=curve,
                 )
                 self.session.decide(
                     "train",
@@ -139,6 +141,7 @@ class TrainingService:
                     lifetime_delta=ledger_delta,
                     accountant=run.accountant if run.dp else None,
                     **({"tune": tuned.mean} if tuned else {}),
+                    **card.facts(),
                 )
                 reservation = ledger.Charge(
                     **charge_base,
@@ -150,6 +153,9 @@ class TrainingService:
                     rdp=tuned.curve if tuned else None,
                 )
                 ledger.add_charge(section, reservation, delta=ledger_delta, accountant=run.accountant)
+                metrics = card.charge(charge_base, outcome="running", created=started)
+                if metrics is not None:
+                    ledger.add_charge(section, metrics, delta=ledger_delta, accountant=run.accountant)
             self.session.record(
                 "train.start",
                 name,
@@ -165,6 +171,7 @@ class TrainingService:
                 steps=run.total_steps,
                 accountant=run.accountant if run.dp else None,
                 **({"tune": tuned.mean} if tuned else {}),
+                **card.facts(),
                 device=run.device,
                 world_size=run.world_size,
                 projected_lifetime_epsilon=projected,
@@ -204,8 +211,15 @@ class TrainingService:
                     epsilon=epsilon,
                     rdp=curve,
                 )
+                unreleased = card.charge(
+                    charge_base, outcome=charge.outcome, created=charge.created, released=False
+                )
                 with self.session.writing() as cat:
                     ledger.settle_charge(cat["ledger"], charge, delta=ledger_delta, accountant=run.accountant)
+                    if unreleased is not None:  # the card's figures were never drawn
+                        ledger.settle_charge(
+                            cat["ledger"], unreleased, delta=ledger_delta, accountant=run.accountant
+                        )
                     cat["runs"][run_id] = {
                         **charge_base,
                         "model": None,
@@ -238,6 +252,7 @@ class TrainingService:
                     ledger_delta,
                     config,
                     tuned,
+                    card,
                 )
             except (StrongroomError, OSError) as error:
                 raise settle.store_failed(
@@ -251,6 +266,7 @@ class TrainingService:
                     charge_base=charge_base,
                     ledger_delta=ledger_delta,
                     rdp=tuned.curve if tuned else None,
+                    metrics=card.charge(charge_base, outcome="running", created=started),
                 ) from None
         finally:
             marker.release()
@@ -268,12 +284,15 @@ class TrainingService:
         ledger_delta: float,
         config: TrainConfig,
         tuned: Any = None,
+        release: card_release.CardRelease | None = None,
     ) -> dict[str, Any]:
         from vault.train.card import card_json, card_markdown
         from vault.train.weights import weights_to_bytes
 
         model_id = f"{run.model}-{secrets.token_hex(4)}"
         created = utc_now()
+        release = release or card_release.CardRelease("marked", None)
+        outcome, metrics_privacy = release.apply(outcome, run_id)  # what the card may publish
         dataset_card = {
             "name": info["name"],
             "version": info["version"],
@@ -290,6 +309,7 @@ class TrainingService:
             run_name=run_name,
             created=created,
             reproducible=config.reproducible,
+            metrics_privacy=metrics_privacy,
         )
         files = {
             WEIGHTS: weights_to_bytes(outcome.state_dict, outcome.model_config),
@@ -341,6 +361,9 @@ class TrainingService:
             }
             section = cat["ledger"]
             ledger.settle_charge(section, charge, delta=ledger_delta, accountant=run.accountant)
+            metrics = release.charge(charge_base, outcome="ok", created=created)
+            if metrics is not None:
+                ledger.settle_charge(section, metrics, delta=ledger_delta, accountant=run.accountant)
             spent = ledger.summary(
                 section,
                 info["ledger_id"],
@@ -387,6 +410,7 @@ class TrainingService:
             "timings": outcome.timings,
             "ledger": {k: spent[k] for k in ("epsilon_spent", "unbounded", "delta")},
             **({"tuning": outcome.tuning} if outcome.tuning else {}),
+            "metrics_privacy": metrics_privacy,
         }
 
     def projected_lifetime_epsilon(
@@ -415,10 +439,11 @@ class TrainingService:
         ledger_delta = ledger.ledger_delta(
             section, info["ledger_id"], run.delta or default_delta(info["samples"])
         )
+        planned, _ = card_release.plan(self.session.policy, run, ledger_delta).cost(run.history(), None)
         return ledger.projected_with_links(
             section,
             info["ledger_id"],
-            run.history(),
+            planned,
             ledger_delta,
             links_by_lineage(catalog),
             dp=True,

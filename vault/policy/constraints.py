@@ -162,7 +162,13 @@ class Constraints:
                 f"unbounded (a run without DP was charged to it) or not projected by the ledger"
             )
         if projected > cap:
-            this_run = f" (this run: epsilon {request.epsilon:g})" if request.epsilon is not None else ""
+            this_run = f" (this run: epsilon {request.epsilon:g}" if request.epsilon is not None else ""
+            if request.metrics_epsilon is not None:
+                this_run += (
+                    f"{', and' if this_run else ' (this run:'} epsilon {request.metrics_epsilon:g} "
+                    "for the noised metrics of its card"
+                )
+            this_run += ")" if this_run else ""
             return False, (
                 f"dataset {name!r} would reach lifetime epsilon {projected:.4g}{this_run}, "
                 f"above the cap of {cap:g}"
@@ -247,7 +253,7 @@ def request_problem(request: Request) -> str | None:
             return f"unknown sensitivity {sensitivity!r}; expected one of: {', '.join(SENSITIVITIES)}"
     if request.dp is not None and not isinstance(request.dp, bool):
         return f"dp must be true or false, got {request.dp!r}"
-    for key in ("epsilon", "delta", "projected_lifetime_epsilon", "lifetime_delta"):
+    for key in ("epsilon", "delta", "projected_lifetime_epsilon", "lifetime_delta", "metrics_epsilon"):
         value = getattr(request, key)
         if value is None:
             continue

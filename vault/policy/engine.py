@@ -127,6 +127,16 @@ class Policy:
         return self.spec.privacy.accountant
 
     @property
+    def card_metrics(self) -> str:
+        """What a model card publishes of its held-out figures: "noised" or "marked"."""
+        return self.spec.privacy.card_metrics
+
+    @property
+    def card_metrics_epsilon(self) -> float:
+        """A "noised" card's metrics budget per run (the Gaussian mechanism's epsilon)."""
+        return self.spec.privacy.card_metrics_epsilon
+
+    @property
     def approvals_required(self) -> int:
         return self.spec.export.approvals_required
 
@@ -240,6 +250,8 @@ class Policy:
                 "max_lifetime_epsilon": privacy.max_lifetime_epsilon,
                 "max_delta": privacy.max_delta,
                 "accountant": privacy.accountant,
+                "card_metrics": privacy.card_metrics,
+                "card_metrics_epsilon": privacy.card_metrics_epsilon,
             },
             "models": {"allowed": list(spec.models_allowed)},
             "export": {

@@ -40,6 +40,7 @@ REQUEST_FACTS = (
     "lifetime_delta",
     "accountant",
     "tune",
+    "metrics_epsilon",
     "approvals",
     "isolation",
     "now",
@@ -57,6 +58,8 @@ class Request:
     projected_lifetime_epsilon: the dataset's composed epsilon after this run, from the ledger;
         None means unbounded (a run without DP was or would be charged).
     lifetime_delta: the delta at which the ledger composes (None: not reported).
+    metrics_epsilon: the epsilon of the run's noised card metrics (privacy.card_metrics = "noised"),
+        charged beside the training and included in projected_lifetime_epsilon.
     approvals: (user, role) of each authenticated approver of an export.
     isolation: the isolation mode the session reached (None: not reported; the session layer
         enforces the required level before the vault opens).
@@ -76,6 +79,7 @@ class Request:
     lifetime_delta: float | None = None
     accountant: str | None = None
     tune: int | None = None  # `train --tune K`: candidates on average (a random-stopping run)
+    metrics_epsilon: float | None = None  # a noised card's metrics release, in the projection too
     approvals: tuple[tuple[str, str], ...] = field(default=())
     isolation: str | None = None
     now: datetime | None = None
@@ -91,7 +95,17 @@ class Request:
                 for key, value in self.dataset.items()
                 if key in DATASET_FACTS
             }
-        for name in ("dp", "epsilon", "delta", "model", "lifetime_delta", "accountant", "tune", "isolation"):
+        for name in (
+            "dp",
+            "epsilon",
+            "delta",
+            "model",
+            "lifetime_delta",
+            "accountant",
+            "tune",
+            "metrics_epsilon",
+            "isolation",
+        ):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
@@ -238,6 +252,7 @@ def request_from_facts(
         lifetime_delta=optional_number("lifetime_delta"),
         accountant=optional_str("accountant"),
         tune=int(tune) if (tune := optional_number("tune")) is not None else None,
+        metrics_epsilon=optional_number("metrics_epsilon"),
         approvals=tuple(approvals),
         isolation=optional_str("isolation"),
         now=now,

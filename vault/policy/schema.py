@@ -29,7 +29,9 @@ from vault.vocabulary import (
     ACCOUNTANTS,
     ACTIONS,
     ADMIN_ESSENTIAL,
+    CARD_METRICS_MODES,
     DEFAULT_APPROVER_ROLES,
+    DEFAULT_CARD_METRICS,
     RAW_EXPORT_ACTION,
     RECORD_ACTIONS,
     REQUIRABLE_ISOLATION,
@@ -51,6 +53,8 @@ class PrivacyRules:
     max_lifetime_epsilon: float | None
     max_delta: float | None
     accountant: str
+    card_metrics: str = DEFAULT_CARD_METRICS  # what a card publishes of its held-out figures
+    card_metrics_epsilon: float = 0.5  # a "noised" card's budget per run, charged to the ledger
 
 
 @dataclass(frozen=True)
@@ -248,7 +252,15 @@ def _parse_privacy(problems: Problems, value: object) -> PrivacyRules:
         problems,
         "privacy",
         table,
-        ("dp_required_for", "max_epsilon_per_run", "max_lifetime_epsilon", "max_delta", "accountant"),
+        (
+            "dp_required_for",
+            "max_epsilon_per_run",
+            "max_lifetime_epsilon",
+            "max_delta",
+            "accountant",
+            "card_metrics",
+            "card_metrics_epsilon",
+        ),
     )
     if "dp_required_for" not in table:
         problems.add("privacy.dp_required_for", "missing; list the sensitivities that need DP ([] for none)")
@@ -274,12 +286,21 @@ def _parse_privacy(problems: Problems, value: object) -> PrivacyRules:
         accountant = (
             read_str(problems, "privacy.accountant", table["accountant"], choices=ACCOUNTANTS) or "prv"
         )
+    card_metrics = DEFAULT_CARD_METRICS
+    if "card_metrics" in table:
+        card_metrics = (
+            read_str(problems, "privacy.card_metrics", table["card_metrics"], choices=CARD_METRICS_MODES)
+            or DEFAULT_CARD_METRICS
+        )
+    metrics_epsilon = cap("card_metrics_epsilon") if "card_metrics_epsilon" in table else None
     return PrivacyRules(
         dp_required_for=frozenset(required),
         max_epsilon_per_run=per_run,
         max_lifetime_epsilon=lifetime,
         max_delta=cap("max_delta", below=1.0),
         accountant=accountant,
+        card_metrics=card_metrics,
+        card_metrics_epsilon=metrics_epsilon or 0.5,
     )
 
 

@@ -38,6 +38,9 @@ class Charge:
     # a tuned run (`train --tune`): its RDP curve at Opacus' orders (vault/privacy/tuning.py), which
     # is what the run costs; `history` then holds the chosen candidate's steps, for display only
     rdp: tuple[float, ...] | None = None
+    # the release of a run's card figures (vault/privacy/release.py): the training run it belongs to;
+    # `history` is then the Gaussian mechanism's one entry (sigma, 1, 1) and `epsilon` the release's own
+    metrics_of: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -53,6 +56,8 @@ class Charge:
         }
         if self.rdp is not None:
             out["rdp"] = list(self.rdp)
+        if self.metrics_of is not None:
+            out["metrics_of"] = self.metrics_of
         return out
 
     @classmethod
@@ -68,6 +73,7 @@ class Charge:
             outcome=str(data.get("outcome", "ok")),
             epsilon=data.get("epsilon"),
             rdp=tuple(float(v) for v in data["rdp"]) if data.get("rdp") is not None else None,
+            metrics_of=str(data["metrics_of"]) if data.get("metrics_of") else None,
         )
 
     @property

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from vault.privacy.release import text_marker
 from vault.train.config import TrainOutcome
 
 CARD_FORMAT = "strongroom-model-card-1"
 
 
-def dp_statement(outcome: TrainOutcome, dataset: str) -> str:
+def dp_statement(outcome: TrainOutcome, dataset: str, metrics_mode: str | None = None) -> str:
     facts = outcome.dp
     if facts is None:
         return (
@@ -33,9 +34,20 @@ def dp_statement(outcome: TrainOutcome, dataset: str) -> str:
         f"{facts.noise_multiplier:.4g} x {facts.max_grad_norm:g}, {facts.steps} steps. By the "
         f"{facts.accountant.upper()} accountant the weights are ({facts.epsilon:.3f}, {facts.delta:.3g})-"
         "differentially private with respect to adding or removing one record of the training split of "
-        f"{dataset}. Sampling and noise were {noise}. The held-out metrics and the membership check read "
-        "the records directly and are not covered by this guarantee; they are for the operator. Other runs "
+        f"{dataset}. Sampling and noise were {noise}. {_figures_sentence(metrics_mode)} Other runs "
         "on the same records add to the dataset's ledger, not to this figure."
+    )
+
+
+def _figures_sentence(metrics_mode: str | None) -> str:
+    if metrics_mode == "noised":
+        return (
+            "The held-out figures on this card were released through their own DP mechanism, charged "
+            "to the ledger beside the training (see metrics_privacy); the membership check is withheld."
+        )
+    return (
+        "The held-out metrics and the membership check read the records directly and are not covered "
+        "by this guarantee (exact, outside the DP guarantee); they are for the operator."
     )
 
 
@@ -47,8 +59,10 @@ def card_json(
     run_name: str = "",
     created: str = "",
     reproducible: bool = False,
+    metrics_privacy: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The card as JSON. `dataset` holds name, version, digest (and anything else worth keeping)."""
+    """The card as JSON. `dataset` holds name, version, digest (and anything else worth keeping);
+    `metrics_privacy` says what the figures read from records are (vault/train/card_metrics.py)."""
     parameters = sum(int(t.numel()) for t in outcome.state_dict.values())
     name = str(dataset.get("name", ""))
     return {
@@ -65,7 +79,7 @@ def card_json(
         "privacy": {
             "dp": outcome.dp is not None,
             **(outcome.dp.to_json() if outcome.dp else {}),
-            "statement": dp_statement(outcome, name or "the dataset"),
+            "statement": dp_statement(outcome, name or "the dataset", (metrics_privacy or {}).get("mode")),
         },
         "metrics": outcome.metrics,
         "leakage": outcome.leakage,
@@ -78,6 +92,7 @@ def card_json(
         "epochs": outcome.epochs,
         "created": created,
         **({"tuning": outcome.tuning} if outcome.tuning else {}),
+        **({"metrics_privacy": metrics_privacy} if metrics_privacy else {}),
     }
 
 
@@ -137,10 +152,14 @@ def card_markdown(card: dict[str, Any]) -> str:
             f"- Whole run: epsilon {tuning['epsilon']:.3f} at delta {tuning['delta']:.3g} ({tuning['accountant']})",
             "",
         ]
+    released = card.get("metrics_privacy")
+    marker = f" ({text_marker(released)})" if released else ""
     lines += [
         "## Held-out metrics",
         "",
-        f"Accuracy {_fmt(metrics['accuracy'])}, macro-F1 {_fmt(metrics['macro_f1'])} on {metrics['samples']} records.",
+        *([f"Figures: {released['mode']}. {released['statement']}", ""] if released else []),
+        f"Accuracy {_fmt(metrics['accuracy'])}, macro-F1 {_fmt(metrics['macro_f1'])} on {metrics['samples']} "
+        f"records{marker}.",
         "",
         "| class | precision | recall | F1 | support |",
         "|---|---|---|---|---|",
@@ -149,7 +168,7 @@ def card_markdown(card: dict[str, Any]) -> str:
             for c in metrics["per_class"]
         ],
         "",
-        "Confusion matrix (rows: true class, columns: predicted):",
+        f"Confusion matrix (rows: true class, columns: predicted){marker}:",
         "",
         "```",
         *[" ".join(f"{v:6d}" for v in row) for row in metrics["confusion"]],
@@ -157,7 +176,9 @@ def card_markdown(card: dict[str, Any]) -> str:
         "",
         "## Empirical leakage check",
         "",
-        f"{leakage['attack']}: {leakage['members']} training records against {leakage['non_members']} held-out.",
+        *([f"The membership check is {leakage['withheld']}.", ""] if leakage.get("withheld") else []),
+        f"{leakage['attack']}: {leakage['members']} training records against {leakage['non_members']} held-out"
+        f"{' (exact, outside the DP guarantee)' if (released or {}).get('mode') == 'marked' else ''}.",
         "",
         "| | attack | bound from (epsilon, delta) |",
         "|---|---|---|",

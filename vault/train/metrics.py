@@ -1,8 +1,9 @@
 """Held-out classification metrics and the loss-threshold membership-inference check.
 
 All of these read the records directly (the held-out split and, for the leakage check, training
-records too); they are reported to the operator inside the vault and are not covered by the DP
-guarantee, which is about the trained weights.
+records too): exact, they are outside the DP guarantee of the weights. What a card publishes of them
+is the policy's `card_metrics` choice (vault/train/card_metrics.py): exact and marked as such, or
+released through the Gaussian mechanism (vault/privacy/release.py).
 """
 
 from __future__ import annotations
@@ -24,16 +25,25 @@ def classification_metrics(
     confusion = torch.zeros(k, k, dtype=torch.int64)
     if truth.numel():
         confusion.index_put_((truth.cpu(), predicted.cpu()), torch.ones_like(truth.cpu()), accumulate=True)
-    true_positive = confusion.diag().double()
-    predicted_count = confusion.sum(0).double()
-    actual_count = confusion.sum(1).double()
+    return metrics_from_confusion(confusion.tolist(), classes)
+
+
+def metrics_from_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str]) -> dict[str, Any]:
+    """The figures of `classification_metrics` from a confusion matrix alone (rows: true class,
+    columns: predicted), so that figures derived from a noisy matrix are post-processing of it."""
+    matrix = torch.tensor([[int(v) for v in row] for row in confusion], dtype=torch.int64).reshape(
+        len(classes), len(classes)
+    )
+    true_positive = matrix.diag().double()
+    predicted_count = matrix.sum(0).double()
+    actual_count = matrix.sum(1).double()
     precision = torch.where(predicted_count > 0, true_positive / predicted_count.clamp(min=1), 0.0)
     recall = torch.where(actual_count > 0, true_positive / actual_count.clamp(min=1), 0.0)
     f1 = torch.where(
         precision + recall > 0, 2 * precision * recall / (precision + recall).clamp(min=1e-12), 0.0
     )
     present = actual_count > 0
-    total = int(confusion.sum())
+    total = int(matrix.sum())
     return {
         "samples": total,
         "accuracy": float(true_positive.sum() / total) if total else None,
@@ -48,7 +58,7 @@ def classification_metrics(
             }
             for i, name in enumerate(classes)
         ],
-        "confusion": confusion.tolist(),
+        "confusion": matrix.tolist(),
     }
 
 
