@@ -30,16 +30,18 @@ def _watch_stdin(cancel: threading.Event) -> None:
     cancel.set()
 
 
-def _isolate(vault_path: str, parent: dict[str, Any] | None) -> None:
+def _isolate(vault_path: str, parent: dict[str, Any] | None, processes: int) -> None:
     """First thing, before any thread exists. The UI that started this process is isolated
     already, and namespaces and seccomp pass to children but cannot be entered twice: the trainer
-    checks that it really is inside the UI's isolation and reports it as inherited."""
+    checks that it really is inside the UI's isolation and reports it as inherited. A trainer of
+    several processes isolates at the loopback level when the UI is not inside the plain sandbox
+    (whose filter it could not loosen; the Train screen refuses that case first)."""
     from vault import netguard
 
     if parent and parent.get("mode") == "namespace+seccomp":
         netguard.inherit(parent, keep=[vault_path])
     else:
-        netguard.isolate_session(keep=[vault_path])
+        netguard.isolate_session(keep=[vault_path], loopback=processes > 1)
 
 
 def main() -> int:
@@ -57,7 +59,8 @@ def main() -> int:
     job = json.loads(sys.stdin.readline())
     secrets = base64.b64decode(job.pop("slot_secrets_b64"))
     try:
-        _isolate(job["vault"], job.get("isolation"))
+        processes = int((job.get("request") or {}).get("nproc") or 1)
+        _isolate(job["vault"], job.get("isolation"), processes)
     except Exception as error:
         _send(
             out,

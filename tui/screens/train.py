@@ -1,11 +1,16 @@
 """Area 2, Train: the run form with a live policy pre-check, and the run monitor (progress,
 curves, epsilon spent against the target and the dataset's budget, cancel with confirmation).
 
-The run trains in its own process (tui.training); this screen only receives its events.
+The run trains in its own process (tui.training); this screen only receives its events. With
+processes above 1 (the command line's --nproc) the trainer runs the processes of one run at the
+isolation level 'namespace+seccomp-loopback'; the form says so and refuses the run when the
+vault's policy or this UI's own sandbox does not allow that level. Progress and epsilon come from
+the first process, as for one.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,11 +26,73 @@ from tui.text import literal, safe_name
 from tui.training import RunEnded, RunEvent, RunProgress, TrainingRun
 from tui.widgets.curves import Curves
 from tui.widgets.ledger_bar import ledger_bar, target_bar
-from vault.train.config import TrainConfig, default_model, models_for
+from vault.errors import UsageError
+from vault.train.config import (
+    TrainConfig,
+    default_model,
+    gpus_present,
+    models_for,
+    parse_nproc,
+    resolve_nproc,
+)
+from vault.vocabulary import LOOPBACK_ISOLATION, isolation_rank
 
 NUMBER_FIELDS = ("epsilon", "delta", "epochs", "batch", "lr")
 # The core's defaults (the CLI's too); a blank field is the core's choice (delta: min(1e-5, 1/(10 n))).
-DEFAULTS = {"epsilon": f"{TrainConfig().epsilon:g}", "delta": "", "epochs": "", "batch": "", "lr": ""}
+DEFAULTS = {
+    "epsilon": f"{TrainConfig().epsilon:g}",
+    "delta": "",
+    "epochs": "",
+    "batch": "",
+    "lr": "",
+    "nproc": str(TrainConfig().nproc),
+}
+SHELL_HINT = "train from a shell instead: strongroom train DATASET --nproc N"
+
+
+def process_limit() -> int:
+    """The most processes a run may have here: one per CPU core (or per GPU, where there are more)."""
+    return max(os.cpu_count() or 1, gpus_present())
+
+
+def parse_processes(raw: str, dp: bool) -> int:
+    """The processes field as the command line's --nproc: a whole number up to the host's cores, or
+    'auto' (one per GPU, 1 on the CPU); blank is 1. ValueError naming the field otherwise."""
+    limit = process_limit()
+    text = raw.strip() or "1"
+    try:
+        value = resolve_nproc(parse_nproc(text), "auto")
+    except UsageError:
+        raise ValueError(
+            f"processes must be a whole number from 1 to {limit} or auto (got {raw!r})"
+        ) from None
+    if value > limit:
+        raise ValueError(f"processes: this host has {limit} CPU cores, so at most {limit} (got {value})")
+    if value > 1 and not dp:
+        raise ValueError("processes above 1 train with DP only: turn DP-SGD on, or use 1 process")
+    return value
+
+
+def processes_refusal(processes: int, required: str | None, own_mode: str) -> str | None:
+    """Why a run of `processes` cannot start from this UI, or None. Above 1 it runs at the loopback
+    level: the vault's policy must allow it (`required` at or below it; None: not known here, the
+    door decides), and this UI must not be inside the plain namespace+seccomp sandbox, whose filter
+    refuses internet sockets to every process it starts (the processes meet over loopback)."""
+    if processes <= 1:
+        return None
+    if required is not None and isolation_rank(LOOPBACK_ISOLATION) < isolation_rank(required):
+        return (
+            f"{processes} processes run at isolation {LOOPBACK_ISOLATION}, and the vault's policy requires "
+            f"{required}: use 1 process, or have an admin set a policy whose [isolation] required is "
+            f"{LOOPBACK_ISOLATION}"
+        )
+    if own_mode == "namespace+seccomp":
+        return (
+            f"{processes} processes run at isolation {LOOPBACK_ISOLATION}, and this UI's sandbox "
+            f"(namespace+seccomp) refuses internet sockets to every process it starts: use 1 process, "
+            f"or {SHELL_HINT}"
+        )
+    return None
 
 
 def parse_request(dataset: str | None, model: str | None, dp: bool, values: dict[str, str]) -> dict[str, Any]:
@@ -45,6 +112,7 @@ def parse_request(dataset: str | None, model: str | None, dp: bool, values: dict
             request[keys.get(name, name)] = converters[name](raw)
         except ValueError:
             raise ValueError(f"{name} must be a number (got {raw!r})") from None
+    request["nproc"] = parse_processes(values.get("nproc", ""), dp)
     return request
 
 
@@ -85,6 +153,7 @@ class TrainScreen(AreaScreen):
         self.target_epsilon: float | None = None
         self._check_timer: Timer | None = None
         self.budget_readable = True
+        self.required_isolation: str | None = None  # the policy's [isolation] required, once read
 
     def compose_area(self) -> ComposeResult:
         with Vertical(id="train-form"):
@@ -108,7 +177,15 @@ class TrainScreen(AreaScreen):
                 yield Input(DEFAULTS["batch"], id="train-batch", compact=True, placeholder="auto")
                 yield Label("lr")
                 yield Input(DEFAULTS["lr"], id="train-lr", compact=True, placeholder="auto")
+                yield Label("processes")
+                yield Input(
+                    DEFAULTS["nproc"],
+                    id="train-nproc",
+                    compact=True,
+                    tooltip=f"1 to {process_limit()}, or auto (one per GPU, 1 on the CPU)",
+                )
             yield Static("policy: checking…", id="train-check", classes="status-line")
+            yield Static("", id="train-isolation", classes="status-line")
         with Vertical(id="train-monitor"):
             yield Static(
                 "No run yet. ctrl+r starts one with the settings above.",
@@ -128,6 +205,11 @@ class TrainScreen(AreaScreen):
                 budget = self.backend.budget()
             except Exception:  # the form still works; the budget line says it is unreadable
                 budget = None
+            try:
+                shown = self.backend.policy_show()
+                self.required_isolation = str(shown["isolation"]["required"])
+            except Exception:  # not readable by this role: the door decides when the run starts
+                self.required_isolation = None
             return datasets, budget
 
         self.call_core("train-datasets", load, done=self.show_datasets)
@@ -150,7 +232,7 @@ class TrainScreen(AreaScreen):
     def form(self) -> dict[str, Any]:
         dataset = self.query_one("#train-dataset", Select).value
         model = self.query_one("#train-model", Select).value
-        values = {name: self.query_one(f"#train-{name}", Input).value for name in NUMBER_FIELDS}
+        values = {name: self.query_one(f"#train-{name}", Input).value for name in (*NUMBER_FIELDS, "nproc")}
         return parse_request(
             dataset if isinstance(dataset, str) else None,
             model if isinstance(model, str) else None,
@@ -202,7 +284,9 @@ class TrainScreen(AreaScreen):
             request = self.form()
         except ValueError as problem:
             line.update(Text(f"✗ {safe_name(problem)}", style="bold"))
+            self.show_isolation(None)
             return
+        self.show_isolation(request)
         facts = {k: request.get(k) for k in ("dataset", "model", "dp", "epsilon", "delta")}
         self.call_core(
             "policy-check",
@@ -212,6 +296,29 @@ class TrainScreen(AreaScreen):
             done=lambda decision: line.update(Text("policy: ").append_text(decision_text(decision))),
             failed=lambda error: self.check_failed(line, error),
         )
+
+    def refusal(self, request: dict[str, Any]) -> str | None:
+        from vault.netguard import state
+
+        own = str(state.current_report().get("mode", "none"))
+        return processes_refusal(int(request.get("nproc", 1)), self.required_isolation, own)
+
+    def show_isolation(self, request: dict[str, Any] | None) -> None:
+        """Above 1 process: the level the run uses, and whether it may start from here."""
+        line = self.query_one("#train-isolation", Static)
+        processes = int(request.get("nproc", 1)) if request else 1
+        line.display = processes > 1
+        if processes <= 1 or request is None:
+            return
+        refused = self.refusal(request)
+        if refused:
+            line.update(Text.assemble(("✗ refused", "bold red"), f": {refused}"))
+        else:
+            line.update(
+                Text(f"{processes} processes · isolation {LOOPBACK_ISOLATION}: ").append_text(
+                    Text("✓ allowed", style="bold green")
+                )
+            )
 
     @staticmethod
     def check_failed(line: Static, error: BaseException) -> bool:
@@ -251,13 +358,20 @@ class TrainScreen(AreaScreen):
         except ValueError as problem:
             self.notify(literal(problem), title="Cannot start", severity="error")
             return
+        refused = self.refusal(request)
+        if refused:
+            self.show_isolation(request)
+            self.notify(literal(refused), title="Cannot start", severity="error")
+            return
         self.losses, self.accuracies = [], []
         self.target_epsilon = request.get("epsilon") if request.get("dp") else None
         self.query_one("#train-curves", Curves).update([], [])
         self.query_one("#train-result", Static).update("")
         self.query_one("#train-status", Static).update(
             f"… starting a run on {request['dataset']} "
-            f"({request.get('model')}, {'DP' if request['dp'] else 'no DP'})"
+            f"({request.get('model')}, {'DP' if request['dp'] else 'no DP'}"
+            + (f", {request['nproc']} processes" if request.get("nproc", 1) > 1 else "")
+            + ")"
         )
         self.run = TrainingRun(
             self,
