@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -380,7 +381,8 @@ def test_canary_records_never_reach_disk_in_plaintext(new_vault, tmp_path):
     v._datasets.load("pix", purpose="train")
     needles = [canary_text.encode(), canary_two.encode(), pattern.tobytes()[:32]]
     files = [f for f in v.path.rglob("*") if f.is_file()]
-    files += [f for f in Path(tempfile.gettempdir()).rglob("*") if not f.is_relative_to(tmp_path)]
+    for folder, _, names in os.walk(tempfile.gettempdir()):  # os.walk skips folders that vanish meanwhile
+        files += [Path(folder, name) for name in names if not Path(folder, name).is_relative_to(tmp_path)]
     scanned = 0
     for f in files:
         try:  # other processes' temp files may come and go while we look
