@@ -113,6 +113,44 @@ FOCUS: dict[str, list[str]] = {
 }
 
 
+# module: tests of its files left out of the mutation run, because a faster test in the selection
+# judges the same code (each survivor is re-run against every test that reaches it, so one slow
+# test multiplies into minutes): whole trainings, and the largest model where a small one takes
+# the same path.
+DESELECT: dict[str, list[str]] = {
+    "dp": [
+        *(
+            f"tests/unit/test_dp_noise.py::{t}"
+            for t in (
+                *(
+                    f"test_the_noise_added_has_the_standard_deviation_the_accountant_assumes[resnet18-{m}]"
+                    for m in ("bookkeeping", "ghost", "hooks")
+                ),
+                "test_the_noise_added_has_the_standard_deviation_the_accountant_assumes[bow-bookkeeping]",
+            )
+        ),
+        *(
+            f"tests/unit/test_bookkeeping.py::{t}"
+            for t in (
+                "test_every_model_trains_under_book_keeping_through_the_engine[resnet18]",
+                "test_every_model_trains_under_book_keeping_through_the_engine[cnn]",
+                "test_every_registry_model_matches_clipping_one_record_at_a_time[resnet18]",
+                "test_a_reproducible_run_is_bitwise_reproducible_with_book_keeping",
+                "test_training_uses_book_keeping_with_room_for_poisson_batches",
+            )
+        ),
+        *(
+            f"tests/unit/test_train_privacy.py::{t}"
+            for t in (
+                "test_a_real_runs_reported_epsilon_agrees_with_dp_accounting",
+                "test_card_epsilon_after_fast_calibration_is_the_prv_accountants",
+                "test_fast_calibration_is_exact_by_the_named_accountant[8.0-1e-06-0.01-30-prv]",
+            )
+        ),
+    ],
+}
+
+
 # module: what its tests import on first use that takes seconds (opacus brings torch); loaded as a
 # pytest plugin, so the fork server has it and no mutant pays for it.
 PRELOAD: dict[str, list[str]] = {
@@ -195,9 +233,10 @@ def prepare(name: str) -> Path:
     text = (REPO / "pyproject.toml").read_text("utf-8")
     config = tomllib.loads(text)["tool"]["mutmut"]
     head, _, _ = text.partition("[tool.mutmut]")
-    config.update(only_mutate=files, pytest_add_cli_args_test_selection=tests)
+    deselect = [arg for test in DESELECT.get(name, []) for arg in ("--deselect", test)]
+    config.update(only_mutate=files, pytest_add_cli_args_test_selection=[*tests, *deselect])
     config["pytest_add_cli_args"] = [a for a in config["pytest_add_cli_args"] if a not in ("-m", "not slow")]
-    for module in PRELOAD.get(name, []):
+    for module in [*PRELOAD.get(name, []), "tests.mutate_order"]:
         config["pytest_add_cli_args"] += ["-p", module]
     lines = [f"{key} = {json.dumps(value)}" for key, value in config.items()]
     (work / "pyproject.toml").write_text(head + "[tool.mutmut]\n" + "\n".join(lines) + "\n", "utf-8")
