@@ -111,3 +111,37 @@ def test_the_noise_added_has_the_standard_deviation_the_accountant_assumes(name:
         f" noise_multiplier {sigma:.4g} x max_grad_norm {bound:.4g} / batch {BATCH} = {expected / math.sqrt(2):.4g}"
     )
     assert abs(float(diff.mean())) < 5 * expected / math.sqrt(diff.numel())
+
+
+def test_a_private_pass_reports_the_mean_loss_and_the_hits_of_the_real_records_only() -> None:
+    """What the engine prints and the card records per batch: padding rows (label IGNORE) add no
+    loss, no hit and no record; Opacus' own modes see no padding and report the batch as it is."""
+    from vault.train.bookkeeping import BookkeepingClipper
+
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    x = torch.randn(7, 4)
+    y = torch.tensor([0, 1, 2, 1, IGNORE, IGNORE, IGNORE])
+    real = y != IGNORE
+    logits = net(x).detach()
+    want_loss = float(torch.nn.functional.cross_entropy(logits[real], y[real]))
+    want_hits = float((logits[real].argmax(1) == y[real]).sum())
+    clipper = BookkeepingClipper(net, 1.0)
+    try:
+        loss, hits, records = private_pass(clipper, torch.nn.CrossEntropyLoss(reduction="none"), x, y)
+    finally:
+        clipper.close()
+    assert records == 4 and hits == want_hits and loss == pytest.approx(want_loss, rel=1e-6)
+    assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in net.parameters())
+    net.zero_grad(set_to_none=True)
+    loss, hits, records = private_pass(net, torch.nn.CrossEntropyLoss(), x[real], y[real])
+    assert records == 4 and hits == want_hits and loss == pytest.approx(want_loss, rel=1e-6)
+    empty = BookkeepingClipper(net, 1.0)
+    try:
+        assert private_pass(empty, torch.nn.CrossEntropyLoss(reduction="none"), x[~real], y[~real]) == (
+            0.0,
+            0.0,
+            0,
+        )
+    finally:
+        empty.close()
