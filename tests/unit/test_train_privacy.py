@@ -191,3 +191,17 @@ def test_the_noise_search_raises_when_no_noise_is_enough_and_stops_within_budget
     sigma, value, evaluations = solve(below, 3.0, 5.0, 0.01)
     assert evaluations == len(calls) == accounting.MAX_EVALUATIONS
     assert value == below(sigma) <= 3.0 and sigma == min(calls), "the least noise found within budget"
+
+
+def test_the_noise_search_crosses_flat_and_infinite_stretches() -> None:
+    """An accountant's epsilon can be infinite for small noise and flat over a stretch (PRV's grid,
+    RDP's order list); the search must neither crawl through the one nor divide by the other."""
+    from vault.privacy.accounting import solve
+
+    def infinite_then_flat(s: float) -> float:
+        return math.inf if s < 3 else (5.0 if s < 6 else 50 / s)
+
+    sigma, value, evaluations = solve(infinite_then_flat, 3.0, 1.0, 0.01)
+    assert 2.99 <= value <= 3.0 and value == infinite_then_flat(sigma) and evaluations <= 8
+    sigma, value, evaluations = solve(lambda s: 5.0 if s < 2 else 8.0 / s, 3.0, 1.0, 0.01)
+    assert 2.99 <= value <= 3.0 and value == 8.0 / sigma and evaluations <= 8
