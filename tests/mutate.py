@@ -13,6 +13,12 @@ calls). FOCUS narrows a module to the mutants of the functions that decide somet
 just what survived so far (the full run's survivors, less those a later `--again` killed) against
 the tests as they are now, tests added since included, and records what still survives as
 `surviving_after`.
+
+Speed: each mutant's tests run fastest first (tests/mutate_order.py, from mutmut's own timings), so
+a mutant a quick test kills costs a second or two; DESELECT leaves out slow tests whose paths a
+faster one takes (a survivor runs every test that reaches it); TIMEOUTS sizes the per-mutant limit
+where mutants loop. On 2 shared cores the DP module still tests 5-20 mutants a minute (a survivor
+of the clipping costs a minute or more), so it does not finish in an hour there.
 """
 
 from __future__ import annotations
