@@ -175,3 +175,31 @@ def test_poisson_batches_are_drawn_from_the_runs_sampling_generator(clipping: st
     torch.manual_seed(99)  # the global generator must not matter
     assert poisson_batches(21, clipping) == first
     assert poisson_batches(22, clipping) != first
+
+
+@pytest.mark.parametrize("reproducible", [False, True])
+def test_the_clipper_and_the_noise_use_the_runs_one_bound(reproducible: bool) -> None:
+    """The bound the gradients are clipped to and the one the noise is scaled by are the plan's
+    max_grad_norm: a clipper at 0 with the noise at C trains on noise alone and still passes the
+    noise test above. A reproducible run never times the clipping variants (the choice could vary)."""
+    data = dataset("cnn")
+    config = TrainConfig(
+        model="cnn", epochs=1, batch_size=BATCH, accountant="rdp", device="cpu", reproducible=reproducible
+    )
+    run = plan_for(data, config)
+    net = registry.build_model(run.model_config)
+    x = prepare_all(net, data.x[: run.train_records], torch.device("cpu"))
+    loader = DataLoader(
+        BatchDataset(x, data.y[: run.train_records]), batch_size=run.batch_size, collate_fn=collate_batch
+    )
+    generators = (torch.Generator().manual_seed(1), torch.Generator().manual_seed(2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model, optimizer, _, _, _ = make_private(net, loader, run, generators)
+    try:
+        assert run.max_grad_norm > 0 and run.noise_multiplier > 0
+        assert model.max_grad_norm == optimizer.max_grad_norm == run.max_grad_norm
+        assert optimizer.noise_multiplier == run.noise_multiplier
+        assert (model._tuner is None) == reproducible
+    finally:
+        model.close()
