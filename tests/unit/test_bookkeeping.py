@@ -309,3 +309,54 @@ def test_opacus_own_clipping_can_be_chosen(mode: str) -> None:
     with pytest.raises(UsageError, match="unknown clipping") as caught:
         plan_for(data, TrainConfig(model="cnn", clipping="fast"))
     assert "bookkeeping" in caught.value.hint
+
+
+class _Branches(nn.Module):
+    """A used layer, one that runs but whose output the loss ignores, and one that never runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.used = nn.Linear(5, 3)
+        self.ignored = nn.Linear(5, 3)
+        self.idle = nn.Linear(5, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.ignored(x)
+        return self.used(x)
+
+
+def test_layers_that_do_not_reach_the_loss_get_a_zero_gradient() -> None:
+    torch.manual_seed(4)
+    model, x, y = _Branches(), torch.randn(6, 5), torch.randint(0, 3, (6,))
+    bound = middle(model, x, y)
+    want = one_by_one(model, x, y, bound)
+    got = clipped(model, x, y, bound)
+    for layer in ("ignored", "idle"):
+        for kind in ("weight", "bias"):
+            assert torch.equal(got[f"{layer}.{kind}"], torch.zeros_like(want[f"used.{kind}"]))
+            want[f"{layer}.{kind}"] = got[f"{layer}.{kind}"]
+    assert_close(got, want)
+
+
+def test_the_clipper_captures_only_its_own_forward_and_nothing_after_close() -> None:
+    torch.manual_seed(5)
+    model, x, y = registry_case32("cnn")
+    clipper = BookkeepingClipper(model, 1.0)
+    assert clipper.train(False) is clipper and not model.training
+    assert clipper.train() is clipper and model.training
+    model(x)  # the model's own forward, outside the clipper: nothing is recorded
+    with pytest.raises(RuntimeError, match="forward and a backward"):
+        clipper.clip()
+    nn.functional.cross_entropy(clipper(x), y, reduction="sum").backward()
+    norms = clipper.clip()
+    assert norms.shape == (x.shape[0],) and bool((norms > 0).all())
+    assert all(p.requires_grad for p in model.parameters()), "the weights are trainable again"
+    with pytest.raises(RuntimeError, match="forward and a backward"):
+        clipper.clip()  # a clip consumes what the pass recorded
+    clipper.close()
+    assert not any(m._forward_hooks for m in model.modules()), "close removes every hook"
+    model.zero_grad(set_to_none=True)
+    nn.functional.cross_entropy(model(x), y, reduction="sum").backward()  # plain autograd again
+    assert all(p.grad is not None for p in model.parameters())
+    with pytest.raises(RuntimeError, match="forward and a backward"):
+        clipper.clip()

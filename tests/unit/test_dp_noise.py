@@ -111,3 +111,95 @@ def test_the_noise_added_has_the_standard_deviation_the_accountant_assumes(name:
         f" noise_multiplier {sigma:.4g} x max_grad_norm {bound:.4g} / batch {BATCH} = {expected / math.sqrt(2):.4g}"
     )
     assert abs(float(diff.mean())) < 5 * expected / math.sqrt(diff.numel())
+
+
+def test_a_private_pass_reports_the_mean_loss_and_the_hits_of_the_real_records_only() -> None:
+    """What the engine prints and the card records per batch: padding rows (label IGNORE) add no
+    loss, no hit and no record; Opacus' own modes see no padding and report the batch as it is."""
+    from vault.train.bookkeeping import BookkeepingClipper
+
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    x = torch.randn(7, 4)
+    y = torch.tensor([0, 1, 2, 1, IGNORE, IGNORE, IGNORE])
+    real = y != IGNORE
+    logits = net(x).detach()
+    want_loss = float(torch.nn.functional.cross_entropy(logits[real], y[real]))
+    want_hits = float((logits[real].argmax(1) == y[real]).sum())
+    clipper = BookkeepingClipper(net, 1.0)
+    try:
+        loss, hits, records = private_pass(clipper, torch.nn.CrossEntropyLoss(reduction="none"), x, y)
+    finally:
+        clipper.close()
+    assert records == 4 and hits == want_hits and loss == pytest.approx(want_loss, rel=1e-6)
+    assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in net.parameters())
+    net.zero_grad(set_to_none=True)
+    loss, hits, records = private_pass(net, torch.nn.CrossEntropyLoss(), x[real], y[real])
+    assert records == 4 and hits == want_hits and loss == pytest.approx(want_loss, rel=1e-6)
+    empty = BookkeepingClipper(net, 1.0)
+    try:
+        assert private_pass(empty, torch.nn.CrossEntropyLoss(reduction="none"), x[~real], y[~real]) == (
+            0.0,
+            0.0,
+            0,
+        )
+    finally:
+        empty.close()
+
+
+def poisson_batches(sampling_seed: int, clipping: str) -> list[list[int]]:
+    """The records of each Poisson batch of one epoch, as make_private's loader draws them."""
+    data = dataset("scatternet")
+    config = TrainConfig(model="scatternet", epochs=1, batch_size=BATCH, clipping=clipping, accountant="rdp")
+    run = plan_for(data, config)
+    net = registry.build_model(run.model_config)
+    x = torch.arange(run.train_records, dtype=torch.float32).reshape(-1, 1)
+    loader = DataLoader(
+        BatchDataset(x, data.y[: run.train_records]), batch_size=run.batch_size, collate_fn=collate_batch
+    )
+    generators = (torch.Generator().manual_seed(sampling_seed), torch.Generator().manual_seed(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model, _, _, loader, _ = make_private(net, loader, run, generators)
+    try:
+        return [xb.reshape(-1).long().tolist() for xb, _ in loader]
+    finally:
+        model.close() if hasattr(model, "clip") else model._close()
+
+
+@pytest.mark.parametrize("clipping", ["bookkeeping", "hooks"])
+def test_poisson_batches_are_drawn_from_the_runs_sampling_generator(clipping: str) -> None:
+    """A reproducible run, and a run's record of what it sampled, need the draw to come from the
+    seeded sampling generator, never from torch's global one."""
+    first = poisson_batches(21, clipping)
+    torch.manual_seed(99)  # the global generator must not matter
+    assert poisson_batches(21, clipping) == first
+    assert poisson_batches(22, clipping) != first
+
+
+@pytest.mark.parametrize("reproducible", [False, True])
+def test_the_clipper_and_the_noise_use_the_runs_one_bound(reproducible: bool) -> None:
+    """The bound the gradients are clipped to and the one the noise is scaled by are the plan's
+    max_grad_norm: a clipper at 0 with the noise at C trains on noise alone and still passes the
+    noise test above. A reproducible run never times the clipping variants (the choice could vary)."""
+    data = dataset("cnn")
+    config = TrainConfig(
+        model="cnn", epochs=1, batch_size=BATCH, accountant="rdp", device="cpu", reproducible=reproducible
+    )
+    run = plan_for(data, config)
+    net = registry.build_model(run.model_config)
+    x = prepare_all(net, data.x[: run.train_records], torch.device("cpu"))
+    loader = DataLoader(
+        BatchDataset(x, data.y[: run.train_records]), batch_size=run.batch_size, collate_fn=collate_batch
+    )
+    generators = (torch.Generator().manual_seed(1), torch.Generator().manual_seed(2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model, optimizer, _, _, _ = make_private(net, loader, run, generators)
+    try:
+        assert run.max_grad_norm > 0 and run.noise_multiplier > 0
+        assert model.max_grad_norm == optimizer.max_grad_norm == run.max_grad_norm
+        assert optimizer.noise_multiplier == run.noise_multiplier
+        assert (model._tuner is None) == reproducible
+    finally:
+        model.close()

@@ -115,3 +115,93 @@ def test_the_noise_search_lands_in_the_window_from_either_side() -> None:
     for start in (0.01, 1.0, 1000.0):  # far below, near, and where the epsilon reads 0
         sigma, value, evaluations = solve(lambda s: 0.0 if s > 100 else 50 / s, 3.0, start, 0.01)
         assert 2.99 <= value <= 3.0 and value == 50 / sigma and evaluations <= 12
+
+
+@pytest.mark.parametrize("accountant", ["prv", "rdp"])
+def test_the_calibrations_epsilon_is_remembered_for_the_same_history(accountant: str) -> None:
+    """The card's epsilon of a run is the calibration's own evaluation, not a second one (a PRV
+    evaluation takes a tenth of a second): the history it accounted is remembered, under its
+    delta and accountant only."""
+    from vault.privacy import accounting
+
+    result = calibrate(2.5, 1e-5, 0.05, 3, accountant)
+    key = ((result.noise_multiplier, 0.05, 60),)
+    assert accounting._EPSILONS[(key, 1e-5, accountant)] == result.epsilon
+    assert (key, 1e-6, accountant) not in accounting._EPSILONS
+    assert epsilon_of(list(key), 1e-5, accountant) == result.epsilon
+
+
+@pytest.mark.parametrize("target", [0.0, -1.0, math.nan, math.inf])
+def test_a_target_epsilon_that_is_not_positive_and_finite_is_refused(target: float) -> None:
+    with pytest.raises(ValueError, match="must be positive"):
+        calibrate(target, 1e-5, 0.05, 3, "rdp")
+
+
+def test_an_epsilon_out_of_reach_is_refused_with_what_to_change() -> None:
+    from vault.errors import UsageError
+
+    with pytest.raises(UsageError, match="cannot be reached at delta 1e-05") as caught:
+        noise_multiplier_for(1e-4, 1e-5, 1.0, 1000, "rdp")  # would need a noise multiplier over 1e6
+    assert "raise --epsilon" in caught.value.hint
+    with pytest.raises(UsageError, match="unknown accountant 'moments'") as caught:
+        noise_multiplier_for(3.0, 1e-5, 0.05, 3, "moments")
+    assert "prv" in caught.value.hint and "rdp" in caught.value.hint
+
+
+def test_the_small_sums_delta_rate_and_steps() -> None:
+    from vault.privacy.accounting import poisson_sample_rate, steps_per_epoch
+
+    assert default_delta(0) == default_delta(1) == default_delta(10_000) == 1e-5
+    assert default_delta(20_000) == pytest.approx(5e-6) and default_delta(10**6) == pytest.approx(1e-7)
+    assert poisson_sample_rate(100, 30) == 0.25 and poisson_sample_rate(100, 25) == 0.25
+    assert poisson_sample_rate(101, 25) == 0.2 and poisson_sample_rate(10, 50) == 1.0
+    assert steps_per_epoch(0.25) == 4 and steps_per_epoch(0.2) == 5 and steps_per_epoch(1 / 3) == 3
+
+
+def test_a_history_is_composed_without_its_empty_runs() -> None:
+    one = epsilon_of([(1.1, 0.05, 100)], 1e-5, "rdp")
+    assert epsilon_of([], 1e-5, "rdp") == 0.0 and epsilon_of([(1.1, 0.05, 0)], 1e-5, "prv") == 0.0
+    assert epsilon_of([(1.1, 0.05, 100), (0.5, 0.5, 0)], 1e-5, "rdp") == one
+    both = epsilon_of([(1.1, 0.05, 100), (1.1, 0.05, 100)], 1e-5, "rdp")
+    assert both == pytest.approx(epsilon_of([(1.1, 0.05, 200)], 1e-5, "rdp"), rel=1e-9) and both > one
+    assert epsilon_of([(1.1, 0.05, 100)], 1e-6, "rdp") > one, "delta is part of the answer"
+
+
+def test_the_running_bound_grows_past_its_first_table_and_has_no_ceiling_unless_given() -> None:
+    bound = RunningBound(1.2, 0.05, 1e-5)
+    assert bound.epsilon(-3) == 0.0
+    for steps in (1, 70, 500, 3000):  # each beyond the table the one before it filled
+        assert bound.epsilon(steps) == pytest.approx(epsilon_of([(1.2, 0.05, steps)], 1e-5, "rdp"), rel=1e-9)
+    assert bound.epsilon(3000) > 2.5, "no ceiling was given"
+    assert RunningBound(0.0, 0.05, 1e-5).epsilon(10) == math.inf, "no noise is no privacy"
+
+
+def test_the_noise_search_raises_when_no_noise_is_enough_and_stops_within_budget() -> None:
+    from vault.privacy import accounting
+    from vault.privacy.accounting import solve
+
+    with pytest.raises(ValueError, match="budget is too low"):
+        solve(lambda s: 5.0, 3.0, 1.0, 0.01)  # always over budget
+    calls: list[float] = []
+
+    def below(sigma: float) -> float:  # always within budget, never in the window
+        calls.append(sigma)
+        return 1.0 / sigma if sigma > 1 else 2.0
+
+    sigma, value, evaluations = solve(below, 3.0, 5.0, 0.01)
+    assert evaluations == len(calls) == accounting.MAX_EVALUATIONS
+    assert value == below(sigma) <= 3.0 and sigma == min(calls), "the least noise found within budget"
+
+
+def test_the_noise_search_crosses_flat_and_infinite_stretches() -> None:
+    """An accountant's epsilon can be infinite for small noise and flat over a stretch (PRV's grid,
+    RDP's order list); the search must neither crawl through the one nor divide by the other."""
+    from vault.privacy.accounting import solve
+
+    def infinite_then_flat(s: float) -> float:
+        return math.inf if s < 3 else (5.0 if s < 6 else 50 / s)
+
+    sigma, value, evaluations = solve(infinite_then_flat, 3.0, 1.0, 0.01)
+    assert 2.99 <= value <= 3.0 and value == infinite_then_flat(sigma) and evaluations <= 8
+    sigma, value, evaluations = solve(lambda s: 5.0 if s < 2 else 8.0 / s, 3.0, 1.0, 0.01)
+    assert 2.99 <= value <= 3.0 and value == 8.0 / sigma and evaluations <= 8
