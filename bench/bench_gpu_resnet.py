@@ -21,23 +21,17 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 CIFAR = REPO.parent / "shared" / "datasets" / "cifar10_jpg_subset" / "train"
 
 
 def load(repeat: int):
     import numpy as np
-    from PIL import Image
 
-    classes = sorted(p.name for p in CIFAR.iterdir() if p.is_dir())
-    images, labels = [], []
-    for index, name in enumerate(classes):
-        for path in sorted((CIFAR / name).glob("*.jpg")):
-            with Image.open(path) as im:
-                images.append(np.asarray(im.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1))
-            labels.append(index)
-    x = np.tile(np.stack(images), (repeat, 1, 1, 1))
-    y = np.tile(np.asarray(labels, dtype=np.int64), repeat)
-    return classes, x, y
+    from tests import peers
+
+    images, labels, classes = peers.cifar_subset("train")
+    return classes, np.tile(images, (repeat, 1, 1, 1)), np.tile(labels, repeat)
 
 
 def one(dp: bool, batch: int, physical: int, epochs: int, repeat: int, nproc: int = 1) -> None:

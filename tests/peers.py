@@ -91,6 +91,22 @@ def mnist_idx(folder: Path, count: int, tag: str = "mnist") -> tuple[Path, Path]
     return image_path, label_path
 
 
+def cifar_subset(part: str = "train") -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The CIFAR-10 JPEG subset's `part` (train: 3,000, test: 1,000) as (N, 3, 32, 32) uint8 images,
+    labels and class names (the folder names, sorted)."""
+    from PIL import Image
+
+    folder = DATASETS / "cifar10_jpg_subset" / part
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    images, labels = [], []
+    for index, name in enumerate(classes):
+        for path in sorted((folder / name).glob("*.jpg")):
+            with Image.open(path) as im:
+                images.append(np.asarray(im.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1))
+            labels.append(index)
+    return np.stack(images), np.asarray(labels, dtype=np.int64), classes
+
+
 def small_digits(n: int = 1800, side: int = 16, start: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """A small grey digits set like the public 1,797-image one: MNIST images area-downsampled."""
     x, y = mnist_t10k()
