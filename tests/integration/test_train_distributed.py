@@ -38,17 +38,23 @@ def policy(required: str = LOOPBACK) -> str:
     )
 
 
-@pytest.fixture
-def digits(tmp_path: Path) -> Path:
+def digits_vault(tmp_path: Path, records: int) -> Path:
+    """A vault whose dataset `digits` holds the first `records` MNIST test images, under a policy
+    that allows the loopback level; skips where the host refuses network namespaces."""
     refused = unshare_refused()
     if refused:
         pytest.skip(f"this host forbids network namespaces, so no loopback level: {refused}")
     vault = tmp_path / "vault"
     shared_path("datasets", "mnist")
-    images, labels = mnist_idx(tmp_path, 2000, "d")
+    images, labels = mnist_idx(tmp_path, records, "d")
     with Vault.create(vault, passphrase=PASSPHRASE.encode(), policy_text=policy()) as v:
         v.import_dataset(images, name="digits", options=ImportOptions(labels=labels))
     return vault
+
+
+@pytest.fixture
+def digits(tmp_path: Path) -> Path:
+    return digits_vault(tmp_path, 2000)
 
 
 def env_for(vault: Path) -> dict[str, str]:

@@ -22,11 +22,9 @@ import pytest
 import torch
 from safetensors.torch import load
 
-from tests.integration.test_train_distributed import policy, strongroom
-from tests.peers import mnist_idx
-from tests.support import PASSPHRASE, shared_path, unshare_refused
+from tests.integration.test_train_distributed import digits_vault, strongroom
+from tests.support import PASSPHRASE
 from vault.door import Vault
-from vault.ingest import ImportOptions
 from vault.train import models as registry
 
 pytestmark = pytest.mark.slow
@@ -37,15 +35,7 @@ LOW, HIGH = 0.85, 1.18  # measured/expected; its own spread is about 1/sqrt(2n),
 
 @pytest.fixture
 def digits(tmp_path: Path) -> Path:
-    refused = unshare_refused()
-    if refused:
-        pytest.skip(f"this host forbids network namespaces, so no loopback level: {refused}")
-    vault = tmp_path / "vault"
-    shared_path("datasets", "mnist")
-    images, labels = mnist_idx(tmp_path, RECORDS, "d")
-    with Vault.create(vault, passphrase=PASSPHRASE.encode(), policy_text=policy()) as v:
-        v.import_dataset(images, name="digits", options=ImportOptions(labels=labels))
-    return vault
+    return digits_vault(tmp_path, RECORDS)
 
 
 def trained_weights(vault: Path, model: str) -> dict[str, torch.Tensor]:
