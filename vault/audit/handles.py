@@ -1,4 +1,5 @@
-"""Descriptors the audit log keeps open between appends (its lock file and the log itself).
+"""The audit directory's locks, and the descriptors the log keeps open between appends (its lock
+file and the log itself).
 
 Opening, closing and looking up a path for every append costs as much as the rest of the append's
 work. A kept descriptor is used only while it still names the file at its path (same device and
@@ -9,8 +10,14 @@ opens its own.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+
+from vault.storage.files import fsync_dir
 
 
 def identity(st: os.stat_result) -> tuple[int, int]:
@@ -55,3 +62,48 @@ class HeldFile:
 
     def __del__(self) -> None:
         self.close()
+
+
+class DirLocks:
+    """The audit directory's lock file: writers take an exclusive flock (and a mutex within this
+    process), readers a shared one for a consistent snapshot."""
+
+    def __init__(self, lock_path: Path) -> None:
+        self.path = Path(lock_path)
+        self._mutex = threading.Lock()
+        self._held = HeldFile(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def _ensure_dir(self) -> None:
+        folder = self.path.parent
+        if not folder.is_dir():
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fsync_dir(folder.parent)
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Serialise writers, in this process (mutex) and across processes (flock on the lock file)."""
+        with self._mutex:
+            try:
+                fd = self._held.fd()
+            except FileNotFoundError:
+                self._ensure_dir()
+                fd = self._held.fd()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        """A shared lock when the lock file is readable; else none."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)

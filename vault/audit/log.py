@@ -21,19 +21,18 @@ import base64
 import contextlib
 import datetime as dt
 import errno
-import fcntl
 import hashlib
 import json
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from vault.audit import epochs, merkle
 from vault.audit.checkpoint import Checkpoint, parse_checkpoint, sign_checkpoint, verify_checkpoint
 from vault.audit.entries import LazyEntries
-from vault.audit.handles import HeldFile
+from vault.audit.handles import DirLocks, HeldFile
 from vault.audit.reader import latest_detail, parse_time, select
 from vault.audit.scan import ACTION_RE, ENTRY_VERSION, scan_log
 from vault.audit.sealing import Sealer
@@ -85,8 +84,7 @@ class AuditLog:
         self.lock_path = self.dir / LOCK_FILE
         self.state_path = self.dir / STATE_FILE
         self._state: TreeState | None = None
-        self._mutex = threading.Lock()
-        self._lock_file = HeldFile(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._locks = DirLocks(self.lock_path)
         self._log_file = HeldFile(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._written: tuple[int, ...] | None = None  # the log's stat after this object's last append
         self._log_stat: os.stat_result | None = None  # the log's stat as the lock holder last saw it
@@ -98,43 +96,15 @@ class AuditLog:
             self.sealer = Sealer(self.dir, vault_secret, actor, role)
 
     # ------------------------------------------------------------------ locking
-    def _ensure_dir(self) -> None:
-        if not self.dir.is_dir():
-            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fsync_dir(self.dir.parent)
-
-    @contextlib.contextmanager
-    def _exclusive(self) -> Iterator[None]:
-        """Serialise writers, in this process (mutex) and across processes (flock on .lock)."""
-        with self._mutex:
-            try:
-                fd = self._lock_file.fd()
-            except FileNotFoundError:
-                self._ensure_dir()
-                fd = self._lock_file.fd()
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+    def _exclusive(self) -> contextlib.AbstractContextManager[None]:
+        return self._locks.exclusive()
 
     def writer_lock(self) -> contextlib.AbstractContextManager[None]:
         """The appenders' exclusive lock, for a writer of the audit directory (a witness cosigning)."""
-        return self._exclusive()
+        return self._locks.exclusive()
 
-    @contextlib.contextmanager
-    def _shared(self) -> Iterator[None]:
-        """A shared lock for a consistent snapshot when the lock file is readable; else none."""
-        try:
-            fd = os.open(self.lock_path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            yield
-            return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
-            yield
-        finally:
-            os.close(fd)
+    def _shared(self) -> contextlib.AbstractContextManager[None]:
+        return self._locks.shared()
 
     # ------------------------------------------------------------------ tree state
     def _read_log(self, start: int = 0) -> bytes:
