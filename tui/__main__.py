@@ -1,8 +1,9 @@
 """`python -m tui`: the terminal UI, as `strongroom tui` starts it (in its own process, so the
 core never imports the screen).
 
-The process isolates itself from the network first, before anything (numpy, Textual's input
-thread) starts a thread; the vault named by --vault stays reachable inside the private mounts.
+The process starts its trainer launcher (`tui.launcher`, for runs across several processes) and
+then isolates itself from the network, before anything (numpy, Textual's input thread) starts a
+thread; the vault named by --vault stays reachable inside the private mounts.
 Textual loads next and torch only when a screen needs it, so the unlock screen appears quickly.
 """
 
@@ -46,8 +47,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if not args.auditor:
+            from tui import launcher
             from vault import netguard
 
+            # Before this process's sandbox, whose filter no child can loosen: the process that
+            # starts the trainers of runs across several processes, at the loopback level.
+            launcher.use(launcher.Launcher.start(common.vault_path(args)))
             netguard.isolate_session(keep=ui_writable(args), readable=ui_readable())
         path = common.vault_path(args)
         from tui.app import StrongroomApp

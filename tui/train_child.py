@@ -31,14 +31,16 @@ def _watch_stdin(cancel: threading.Event) -> None:
 
 
 def _isolate(vault_path: str, parent: dict[str, Any] | None, processes: int) -> None:
-    """First thing, before any thread exists. The UI that started this process is isolated
-    already, and namespaces and seccomp pass to children but cannot be entered twice: the trainer
-    checks that it really is inside the UI's isolation and reports it as inherited. A trainer of
-    several processes isolates at the loopback level when the UI is not inside the plain sandbox
-    (whose filter it could not loosen; the Train screen refuses that case first)."""
+    """First thing, before any thread exists. The process that started this one is isolated
+    already (the UI, or for a run of several processes the UI's trainer launcher, at the loopback
+    level), and namespaces and seccomp pass to children but cannot be entered twice: the trainer
+    checks that it really is inside that isolation and reports it as inherited. Started by a UI
+    that is not isolated (a host without namespaces, the tests), it isolates on its own, at the
+    loopback level for several processes."""
     from vault import netguard
+    from vault.vocabulary import LOOPBACK_ISOLATION
 
-    if parent and parent.get("mode") == "namespace+seccomp":
+    if parent and parent.get("mode") in ("namespace+seccomp", LOOPBACK_ISOLATION):
         netguard.inherit(parent, keep=[vault_path])
     else:
         netguard.isolate_session(keep=[vault_path], loopback=processes > 1)

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
-import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +17,19 @@ from typing import Any
 
 from textual.message import Message
 from textual.message_pump import MessagePump
+
+from tui import launcher as launchers
+from tui.launcher import trainer_command, trainer_environment
+
+__all__ = [
+    "RunEnded",
+    "RunEvent",
+    "RunProgress",
+    "RunUpdate",
+    "TrainingRun",
+    "trainer_command",
+    "trainer_environment",
+]
 
 PROGRESS_EVENTS = {"StepProgress"}
 
@@ -54,22 +65,12 @@ class RunEnded(Message):
         self.error = error
 
 
-def trainer_command() -> list[str]:
-    """The trainer's command line: isolated mode (-I), so neither the working directory nor user
-    site-packages nor PYTHON* variables can put a module of someone else's in front of ours."""
-    return [sys.executable, "-I", "-u", "-m", "tui.train_child"]
-
-
-def trainer_environment() -> dict[str, str]:
-    """The UI's environment, from which the passphrases were taken at start (`netguard.hardening`)."""
-    from vault.netguard import hardening
-
-    hardening.take_secrets()
-    return dict(os.environ)
-
-
 class TrainingRun:
-    """Starts `python -m tui.train_child`, hands it the job on stdin, and relays what it reports."""
+    """Starts `python -m tui.train_child`, hands it the job on stdin, and relays what it reports.
+
+    A run of one process is this process's child and inherits the UI's own isolation. A run of
+    several goes through the trainer launcher when the UI has one (`tui.launcher`): the trainer is
+    the launcher's child and inherits its loopback level instead."""
 
     def __init__(
         self, target: MessagePump, *, vault_path: Path, user: str, secrets: bytes, request: dict[str, Any]
@@ -80,26 +81,33 @@ class TrainingRun:
         self._latest: RunUpdate | None = None
         self._progress_pending = False
         self._ended = False
-        self.process = subprocess.Popen(
-            trainer_command(),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            env=trainer_environment(),
-            cwd=str(Path(__file__).resolve().parents[1]),
-        )
-        assert self.process.stdin is not None
         from vault.netguard import (
             state as netguard_state,  # the UI's own isolation, for the trainer to inherit
         )
 
+        isolation = netguard_state.current_report()
+        launcher = launchers.current() if int(self.request.get("nproc") or 1) > 1 else None
+        self.process: Any
+        if launcher is not None and launcher.refusal() is None:
+            self.process = launcher.spawn()
+            isolation = dict(launcher.status()["isolation"])
+        else:
+            self.process = subprocess.Popen(
+                trainer_command(),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                env=trainer_environment(),
+                cwd=str(Path(__file__).resolve().parents[1]),
+            )
+        assert self.process.stdin is not None
         job = {
             "vault": str(Path(vault_path).resolve()),
             "user": user,
             "request": self.request,
             "slot_secrets_b64": base64.b64encode(secrets).decode("ascii"),
-            "isolation": netguard_state.current_report(),
+            "isolation": isolation,
         }
         self.process.stdin.write(json.dumps(job) + "\n")
         self.process.stdin.flush()

@@ -63,6 +63,11 @@ def test_the_refusal_names_the_level_the_policy_and_the_fix() -> None:
     # the UI's own sandbox: its filter refuses internet sockets to every process it starts
     by_sandbox = processes_refusal(2, LOOPBACK_ISOLATION, "namespace+seccomp")
     assert by_sandbox and "strongroom train DATASET --nproc N" in by_sandbox
+    assert "trainer launcher is not available (no trainer launcher)" in by_sandbox
+    # the UI's trainer launcher holds the loopback level: the run goes through it
+    assert processes_refusal(2, LOOPBACK_ISOLATION, "namespace+seccomp", None) is None
+    # but never past the policy
+    assert processes_refusal(2, "namespace+seccomp", "namespace+seccomp", None)
 
 
 async def show_form(pilot, processes: str) -> None:

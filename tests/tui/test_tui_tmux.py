@@ -170,3 +170,62 @@ def test_training_from_the_ui_under_real_isolation(tmp_path: Path) -> None:
         assert trained and trained[-1]["detail"]["mode"] == "namespace+seccomp"
     finally:
         reopened.close()
+
+
+@pytest.mark.slow
+def test_two_processes_train_from_the_sandboxed_ui(tmp_path: Path) -> None:
+    """`strongroom tui` runs inside namespace+seccomp, whose filter no child can loosen; a run of two
+    processes needs internet sockets on loopback. The launcher the UI starts before its own sandbox
+    holds the loopback level and starts the trainer, so the run goes from the real, isolated UI."""
+    refused = unshare_refused()
+    if refused:
+        pytest.skip(f"this host forbids network namespaces, so no loopback level: {refused}")
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one CPU core: the form allows one process only")
+    from tests.tui.test_tui_nproc import vault_with_digits
+    from tests.support import product_kdf
+    from vault.vocabulary import LOOPBACK_ISOLATION
+
+    with product_kdf():
+        path = vault_with_digits(tmp_path, LOOPBACK_ISOLATION)
+    pane = Pane([sys.executable, "-m", "vault.cli", "tui", "--vault", str(path)], tui_env())
+    try:
+        pane.wait_for(lambda text: "Passphrase" in text, "the unlock screen")
+        pane.send(PASSPHRASE, literal=True)
+        pane.send("Enter")
+        pane.wait_for(lambda text: "1 Datasets" in text and "digits" in text, "the Datasets area", 300)
+        pane.send("2")
+        pane.wait_for(lambda text: "policy: ✓ allowed" in text, "the Train area's policy check", 300)
+        # From the dataset field (focused first): model, DP, epsilon, delta, epochs (5), batch, lr,
+        # processes (8). A focused field selects its text, so typing replaces it. One key at a time:
+        # each focus change lands before the next key.
+        for key in [*["Tab"] * 5, "2", *["Tab"] * 3, "2"]:
+            pane.send(key, literal=key == "2")
+            time.sleep(0.3)
+        shown = pane.wait_for(
+            lambda text: "2 processes · isolation" in text or "✗ refused" in text, "the isolation line", 60
+        )
+        assert "✗ refused" not in shown and "✓ allowed" in shown, shown
+        for _ in range(10):
+            pane.send("C-r")
+            try:
+                pane.wait_for(lambda text: "No run yet" not in text, "the run to start", 3)
+                break
+            except AssertionError:
+                continue
+        shown = pane.wait_for(lambda text: "finished: model" in text or "✗" in text, "the run to end", 900)
+        assert "✓ finished: model" in shown, shown
+    finally:
+        pane.close()
+    from vault.door import Vault
+
+    with Vault.open(path, user="admin", passphrase=PASSPHRASE.encode()) as vault:
+        (model,) = vault.models()
+        card = vault.model_card(model["id"])
+        (row,) = vault.budget("digits")
+        trained = [e["detail"] for e in vault.audit.entries(action="network.isolation")]
+    assert card["distributed"]["world_size"] == 2
+    inherited = [d for d in trained if d.get("inherited_from")]
+    assert inherited and inherited[-1]["mode"] == LOOPBACK_ISOLATION, trained[-1]
+    (charge,) = row["runs"]
+    assert charge["outcome"] == "ok"

@@ -3,8 +3,9 @@ curves, epsilon spent against the target and the dataset's budget, cancel with c
 
 The run trains in its own process (tui.training); this screen only receives its events. With
 processes above 1 (the command line's --nproc) the trainer runs the processes of one run at the
-isolation level 'namespace+seccomp-loopback'; the form says so and refuses the run when the
-vault's policy or this UI's own sandbox does not allow that level. Progress and epsilon come from
+isolation level 'namespace+seccomp-loopback', started by the UI's trainer launcher (`tui.launcher`)
+when the UI sits in its own stricter sandbox; the form says so and refuses the run when the vault's
+policy does not allow that level or no launcher holds it. Progress and epsilon come from
 the first process, as for one.
 """
 
@@ -73,11 +74,14 @@ def parse_processes(raw: str, dp: bool) -> int:
     return value
 
 
-def processes_refusal(processes: int, required: str | None, own_mode: str) -> str | None:
+def processes_refusal(
+    processes: int, required: str | None, own_mode: str, launcher: str | None = "no trainer launcher"
+) -> str | None:
     """Why a run of `processes` cannot start from this UI, or None. Above 1 it runs at the loopback
     level: the vault's policy must allow it (`required` at or below it; None: not known here, the
-    door decides), and this UI must not be inside the plain namespace+seccomp sandbox, whose filter
-    refuses internet sockets to every process it starts (the processes meet over loopback)."""
+    door decides). A UI inside the plain namespace+seccomp sandbox, whose filter refuses internet
+    sockets to every process it starts, runs it through its trainer launcher (`tui.launcher`), which
+    holds the loopback level; `launcher` is None when that launcher is ready, else why it is not."""
     if processes <= 1:
         return None
     if required is not None and isolation_rank(LOOPBACK_ISOLATION) < isolation_rank(required):
@@ -86,11 +90,13 @@ def processes_refusal(processes: int, required: str | None, own_mode: str) -> st
             f"{required}: use 1 process, or have an admin set a policy whose [isolation] required is "
             f"{LOOPBACK_ISOLATION}"
         )
+    if launcher is None:
+        return None
     if own_mode == "namespace+seccomp":
         return (
             f"{processes} processes run at isolation {LOOPBACK_ISOLATION}, and this UI's sandbox "
-            f"(namespace+seccomp) refuses internet sockets to every process it starts: use 1 process, "
-            f"or {SHELL_HINT}"
+            f"(namespace+seccomp) refuses internet sockets to every process it starts, while its trainer "
+            f"launcher is not available ({launcher}): use 1 process, or {SHELL_HINT}"
         )
     return None
 
@@ -298,10 +304,14 @@ class TrainScreen(AreaScreen):
         )
 
     def refusal(self, request: dict[str, Any]) -> str | None:
+        from tui import launcher
         from vault.netguard import state
 
+        processes = int(request.get("nproc", 1))
         own = str(state.current_report().get("mode", "none"))
-        return processes_refusal(int(request.get("nproc", 1)), self.required_isolation, own)
+        started = launcher.current()
+        problem = "no trainer launcher" if started is None else started.refusal() if processes > 1 else None
+        return processes_refusal(processes, self.required_isolation, own, problem)
 
     def show_isolation(self, request: dict[str, Any] | None) -> None:
         """Above 1 process: the level the run uses, and whether it may start from here."""
@@ -373,13 +383,18 @@ class TrainScreen(AreaScreen):
             + (f", {request['nproc']} processes" if request.get("nproc", 1) > 1 else "")
             + ")"
         )
-        self.run = TrainingRun(
-            self,
-            vault_path=self.app.vault_path,
-            user=self.backend.user,
-            secrets=self.app.training_secret(),
-            request=request,
-        )
+        try:
+            self.run = TrainingRun(
+                self,
+                vault_path=self.app.vault_path,
+                user=self.backend.user,
+                secrets=self.app.training_secret(),
+                request=request,
+            )
+        except OSError as problem:
+            self.query_one("#train-status", Static).update(f"✗ the run did not start: {problem}")
+            self.notify(literal(str(problem)), title="Cannot start", severity="error")
+            return
         self.app.training_run = self.run
 
     def action_cancel_run(self) -> None:
