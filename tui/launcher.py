@@ -13,7 +13,7 @@ It never reads what passes through those pipes: the job, with the UI session's s
 from the UI to the trainer directly, and the trainer's events go straight back. It runs no other
 command, takes no arguments from the UI, and ends when the UI closes its end of the control socket
 (the UI quit or died), after its trainers have ended (each sees end of file on its stdin and stops
-between steps, charging the steps taken). Runs of one process never pass through it: they stay in
+between steps, charging the steps taken), or after GRACE_S, when it takes what is left along. Runs of one process never pass through it: they stay in
 the UI's stricter sandbox.
 """
 
@@ -27,6 +27,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -36,6 +37,10 @@ ROOT = Path(__file__).resolve().parents[1]
 START = b"start"
 FDS = 3  # the trainer's stdin, its stdout, the pipe its exit code is written to
 READY_TIMEOUT = 30.0  # isolation takes well under a second; a loaded host gets room
+# Once the UI is gone, how long trainers get to stop between steps and charge what they took. Then
+# the launcher ends, and as PID 1 of its namespace it takes every process left in it along (a trainer
+# hung in a collective must not hold the vault's lock after the session that started it).
+GRACE_S = 120.0
 
 
 def trainer_command() -> list[str]:
@@ -206,8 +211,9 @@ def current() -> Launcher | None:
 
 
 # ----------------------------------------------------------------------------- the launcher's side
-def serve(sock: socket.socket) -> int:
-    """Answer "start" messages until the UI closes its end; then wait for the trainers and return."""
+def serve(sock: socket.socket, grace: float = GRACE_S) -> int:
+    """Answer "start" messages until the UI closes its end; then wait for the trainers (at most
+    `grace` seconds) and return."""
     waiters: list[threading.Thread] = []
     while True:
         try:
@@ -247,9 +253,10 @@ def serve(sock: socket.socket) -> int:
         waiter.start()
         waiters.append(waiter)
         _send_json(sock, {"type": "started", "pid": process.pid})
+    deadline = time.monotonic() + grace
     for waiter in waiters:
-        waiter.join()
-    return 0
+        waiter.join(max(0.0, deadline - time.monotonic()))
+    return 0 if not any(waiter.is_alive() for waiter in waiters) else 1
 
 
 def _report_exit(process: subprocess.Popen[bytes], status_fd: int) -> None:
@@ -268,9 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     hardening.harden()  # not dumpable, no core dumps, no passphrase in the environment
     for number in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP):
         signal.signal(number, signal.SIG_IGN)
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = list(sys.argv[1:] if argv is None else argv)  # FD [VAULT [GRACE_S]]
     sock = socket.socket(fileno=int(args[0]))
-    keep = [args[1]] if len(args) > 1 else []
+    keep = [args[1]] if len(args) > 1 and args[1] else []
+    grace = float(args[2]) if len(args) > 2 else GRACE_S
     try:
         from vault import netguard
         from vault.errors import StrongroomError
@@ -292,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 6
         _send_json(sock, {"type": "ready", "isolation": report.to_json(), "pid": os.getpid()})
-        return serve(sock)
+        return serve(sock, grace)
     except BrokenPipeError:
         return 0  # the UI ended before the launcher was ready
 

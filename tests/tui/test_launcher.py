@@ -7,6 +7,7 @@ from __future__ import annotations
 import array
 import json
 import os
+import select
 import socket
 import time
 from pathlib import Path
@@ -135,3 +136,30 @@ def test_a_launcher_that_cannot_isolate_says_why(tmp_path: Path) -> None:
     assert proc.wait(timeout=60) == 6
     assert problem and "reached only 'guard'" in problem, problem
     assert LOOPBACK_ISOLATION in problem or "user namespaces" in problem, problem
+
+
+def test_a_trainer_that_does_not_stop_is_ended_after_the_grace(tmp_path: Path) -> None:
+    """A trainer that never sees end of file (here: its stdin held open, no job sent) must not
+    outlive the session: after the grace the launcher ends, and with it, as PID 1 of its
+    namespace, the trainer."""
+    import subprocess
+    import sys
+
+    if unshare_refused():
+        pytest.skip("this host forbids network namespaces")
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    proc = subprocess.Popen(
+        [sys.executable, "-I", "-m", "tui.launcher", str(theirs.fileno()), "", "1.5"],
+        pass_fds=(theirs.fileno(),),
+        stderr=subprocess.DEVNULL,
+    )
+    theirs.close()
+    started = Launcher(ours, pid=proc.pid)
+    trainer = started.spawn()
+    assert trainer.stdout is not None
+    started.close()
+    assert proc.wait(timeout=60) == 1  # ended at the grace, a trainer still running
+    assert trainer.wait() == -1  # no exit code came back: the launcher did not wait for it
+    # and the trainer is gone with the namespace: the last holder of its stdout closed it
+    readable, _, _ = select.select([trainer.stdout], [], [], 30)
+    assert readable and trainer.stdout.read() == ""

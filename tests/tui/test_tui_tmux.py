@@ -182,8 +182,8 @@ def test_two_processes_train_from_the_sandboxed_ui(tmp_path: Path) -> None:
         pytest.skip(f"this host forbids network namespaces, so no loopback level: {refused}")
     if (os.cpu_count() or 1) < 2:
         pytest.skip("one CPU core: the form allows one process only")
-    from tests.tui.test_tui_nproc import vault_with_digits
     from tests.support import product_kdf
+    from tests.tui.test_tui_nproc import vault_with_digits
     from vault.vocabulary import LOOPBACK_ISOLATION
 
     with product_kdf():
