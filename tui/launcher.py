@@ -112,6 +112,15 @@ class Launcher:
         try:
             theirs.set_inheritable(True)
             pid = os.posix_spawn(sys.executable, argv, trainer_environment(), file_actions=quiet, setsid=True)
+        except OSError as exc:  # the UI still opens; runs of several processes say why they cannot start
+            ours.close()
+            started = cls(ours, 0)
+            started._ready = {
+                "ready": False,
+                "title": f"the trainer launcher could not start ({exc})",
+                "hint": "",
+            }
+            return started
         finally:
             theirs.close()
         return cls(ours, pid)

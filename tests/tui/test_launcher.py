@@ -109,6 +109,17 @@ def test_the_launcher_ends_with_the_ui_once_its_trainers_have_ended(launcher: La
     assert _reap(launcher.pid) == 0
 
 
+def test_a_launcher_that_cannot_start_leaves_the_ui_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python3")
+    started = Launcher.start(None)
+    problem = started.refusal()
+    assert problem and "could not start" in problem and "No such file" in problem
+    with pytest.raises(OSError, match="cannot start trainers"):
+        started.spawn()
+
+
 def test_a_launcher_that_cannot_isolate_says_why(tmp_path: Path) -> None:
     """Without the loopback level the launcher answers with the reason, and the UI keeps that reason
     for the Train form; spawn() refuses."""
