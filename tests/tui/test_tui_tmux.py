@@ -63,6 +63,29 @@ class Pane:
     def close(self) -> None:
         subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
 
+    def unlock_to_train(self, dataset: str) -> None:
+        """Unlock, wait for `dataset` in the Datasets area, open Train and wait for its policy check.
+        Deadlines, not durations: real key derivation, then torch loading for the Train area, on a
+        loaded 2-core machine can take minutes."""
+        self.wait_for(lambda text: "Passphrase" in text, "the unlock screen")
+        self.send(PASSPHRASE, literal=True)
+        self.send("Enter")
+        self.wait_for(lambda text: "1 Datasets" in text and dataset in text, "the Datasets area", 300)
+        self.send("2")
+        self.wait_for(lambda text: "policy: ✓ allowed" in text, "the Train area's policy check", 300)
+
+    def run_to_the_end(self, timeout: float) -> str:
+        """Start a run (ctrl+r) and wait for its end; returns the screen then."""
+        for _ in range(10):  # the area may still be settling its form when the first key arrives
+            self.send("C-r")
+            try:
+                self.wait_for(lambda text: "No run yet" not in text, "the run to start", 3)
+                break
+            except AssertionError:
+                continue
+        # a deadline, not a duration: on a loaded 2-core machine importing torch alone can take a minute
+        return self.wait_for(lambda text: "finished: model" in text or "✗" in text, "the run to end", timeout)
+
 
 @pytest.fixture
 def vault_dir(tmp_path: Path) -> Path:
@@ -142,23 +165,8 @@ def test_training_from_the_ui_under_real_isolation(tmp_path: Path) -> None:
         vault.import_dataset(tmp_path / "msgs.tsv", name="msgs")
     pane = Pane([sys.executable, "-m", "vault.cli", "tui", "--vault", str(tmp_path / "vault")], tui_env())
     try:
-        pane.wait_for(lambda text: "Passphrase" in text, "the unlock screen")
-        pane.send(PASSPHRASE, literal=True)
-        pane.send("Enter")
-        # deadlines, not durations: real key derivation, then torch loading for the Train area, on a
-        # loaded 2-core machine can take minutes
-        pane.wait_for(lambda text: "1 Datasets" in text and "msgs" in text, "the Datasets area", 300)
-        pane.send("2")
-        pane.wait_for(lambda text: "policy: ✓ allowed" in text, "the Train area's policy check", 300)
-        for _ in range(10):  # the area may still be settling its form when the first key arrives
-            pane.send("C-r")
-            try:
-                pane.wait_for(lambda text: "No run yet" not in text, "the run to start", 3)
-                break
-            except AssertionError:
-                continue
-        # a deadline, not a duration: on a loaded 2-core machine importing torch alone can take a minute
-        shown = pane.wait_for(lambda text: "finished: model" in text or "✗" in text, "the run to end", 600)
+        pane.unlock_to_train("msgs")
+        shown = pane.run_to_the_end(600)
         assert "✓ finished: model bow-" in shown, shown
     finally:
         pane.close()
@@ -190,12 +198,7 @@ def test_two_processes_train_from_the_sandboxed_ui(tmp_path: Path) -> None:
         path = vault_with_digits(tmp_path, LOOPBACK_ISOLATION)
     pane = Pane([sys.executable, "-m", "vault.cli", "tui", "--vault", str(path)], tui_env())
     try:
-        pane.wait_for(lambda text: "Passphrase" in text, "the unlock screen")
-        pane.send(PASSPHRASE, literal=True)
-        pane.send("Enter")
-        pane.wait_for(lambda text: "1 Datasets" in text and "digits" in text, "the Datasets area", 300)
-        pane.send("2")
-        pane.wait_for(lambda text: "policy: ✓ allowed" in text, "the Train area's policy check", 300)
+        pane.unlock_to_train("digits")
         # From the dataset field (focused first): model, DP, epsilon, delta, epochs (5), batch, lr,
         # processes (8). A focused field selects its text, so typing replaces it. One key at a time:
         # each focus change lands before the next key.
@@ -206,14 +209,7 @@ def test_two_processes_train_from_the_sandboxed_ui(tmp_path: Path) -> None:
             lambda text: "2 processes · isolation" in text or "✗ refused" in text, "the isolation line", 60
         )
         assert "✗ refused" not in shown and "✓ allowed" in shown, shown
-        for _ in range(10):
-            pane.send("C-r")
-            try:
-                pane.wait_for(lambda text: "No run yet" not in text, "the run to start", 3)
-                break
-            except AssertionError:
-                continue
-        shown = pane.wait_for(lambda text: "finished: model" in text or "✗" in text, "the run to end", 900)
+        shown = pane.run_to_the_end(900)
         assert "✓ finished: model" in shown, shown
     finally:
         pane.close()
