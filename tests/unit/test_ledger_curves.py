@@ -114,5 +114,5 @@ def test_a_ledger_entry_without_charges_has_none() -> None:
 
 def test_delta_outside_zero_and_one_is_refused_by_name() -> None:
     for delta in (0.0, 1.0, 1.5):
-        with pytest.raises(ValueError, match=r"delta must be in \(0, 1\)"):
+        with pytest.raises(ValueError, match=r"^delta must be in \(0, 1\)$"):
             ledger.compose([RUN_A], delta)
