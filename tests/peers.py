@@ -13,6 +13,7 @@ import gzip
 import io
 import re
 import struct
+import sys
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,12 +22,29 @@ import numpy as np
 import torch
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+def dataset(*parts: str) -> Path:
+    """A path under ../shared/datasets. Where it is absent, a test skips with the reason (every
+    loader here goes through this, so no test can forget); a benchmark gets the same reason as an
+    error."""
+    path = DATASETS.joinpath(*parts)
+    if not path.exists():
+        reason = f"../shared/datasets/{'/'.join(parts)} is absent (public datasets live beside the repo)"
+        if "pytest" in sys.modules:
+            import pytest
+
+            pytest.skip(reason)
+        raise FileNotFoundError(reason)
+    return path
+
+
 _WORD = re.compile(r"(?u)\b\w\w+\b")  # scikit-learn's default token pattern
 
 
 def sms() -> tuple[list[str], list[int], list[str]]:
     texts, labels = [], []
-    for line in (DATASETS / "sms_spam_collection" / "SMSSpamCollection").read_text("utf-8").splitlines():
+    for line in dataset("sms_spam_collection", "SMSSpamCollection").read_text("utf-8").splitlines():
         label, text = line.split("\t", 1)
         texts.append(text)
         labels.append(1 if label == "spam" else 0)
@@ -35,7 +53,7 @@ def sms() -> tuple[list[str], list[int], list[str]]:
 
 def ag_news() -> tuple[list[str], list[int], list[str]]:
     texts, labels = [], []
-    for row in csv.reader(io.StringIO((DATASETS / "ag_news" / "test.csv").read_text("utf-8"))):
+    for row in csv.reader(io.StringIO(dataset("ag_news", "test.csv").read_text("utf-8"))):
         labels.append(int(row[0]) - 1)
         texts.append(f"{row[1]} {row[2]}".replace("\\n", " "))
     return texts, labels, ["World", "Sports", "Business", "Sci/Tech"]
@@ -74,7 +92,7 @@ def python_docs(per_topic: int = 150) -> tuple[list[str], list[int], list[str]]:
 
 def mnist_t10k() -> tuple[np.ndarray, np.ndarray]:
     """MNIST's 10,000 test images (N, 1, 28, 28) uint8 and labels."""
-    folder = DATASETS / "mnist"
+    folder = dataset("mnist")
     images = gzip.decompress((folder / "t10k-images-idx3-ubyte.gz").read_bytes())
     labels = gzip.decompress((folder / "t10k-labels-idx1-ubyte.gz").read_bytes())
     x = np.frombuffer(images, np.uint8, offset=16).reshape(-1, 1, 28, 28)
@@ -96,7 +114,7 @@ def cifar_subset(part: str = "train") -> tuple[np.ndarray, np.ndarray, list[str]
     labels and class names (the folder names, sorted)."""
     from PIL import Image
 
-    folder = DATASETS / "cifar10_jpg_subset" / part
+    folder = dataset("cifar10_jpg_subset", part)
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
     images, labels = [], []
     for index, name in enumerate(classes):
