@@ -65,7 +65,6 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
         [
             "tests/unit/test_policy_decide.py",
             "tests/unit/test_policy_schema.py",
-            "tests/unit/test_policy_caps.py",
         ],
     ),
     "audit-verify": (

@@ -1,7 +1,7 @@
 """The ledger's second kind of charge: a tuned run costs its RDP curve (vault/privacy/tuning.py), not a
-Gaussian history. The curve must survive the catalog's JSON and count in every total the policy
-and the CLI read: spent, the projection before a run, and the projection across linked lineages.
-Dropping it anywhere would understate what a tuned run cost."""
+Gaussian history. The curve must survive the catalog's JSON and count in the totals the CLI reads
+(the projection before a run is in test_ledger_rules.py). Dropping it anywhere would understate what
+a tuned run cost."""
 
 from __future__ import annotations
 
@@ -75,19 +75,6 @@ def test_a_tuned_charge_is_composed_through_its_curve() -> None:
     for charge in charges:
         ledger.add_charge(section, charge, delta=DELTA)
     assert ledger.summary(section, "sha256:aa", default_delta=DELTA)["epsilon_spent"] == pytest.approx(total)
-
-
-def test_a_planned_tuned_run_is_projected_through_its_curve() -> None:
-    charges = _charges()[:1]
-    curve = _curve()
-    planned = ledger.projected(charges, RUN_B, DELTA, planned_rdp=curve)
-    assert planned == pytest.approx(tuning.compose([RUN_A], [curve], DELTA), rel=1e-12)
-    as_history = ledger.projected(charges, RUN_B, DELTA)
-    assert planned is not None and as_history is not None and planned != pytest.approx(as_history)
-    section: dict = {}
-    ledger.add_charge(section, charges[0], delta=DELTA)
-    linked = ledger.projected_with_links(section, "sha256:aa", RUN_B, DELTA, {}, planned_rdp=curve)
-    assert linked == pytest.approx(planned)
 
 
 def test_a_run_without_dp_is_unbounded_and_says_at_which_delta_and_accountant() -> None:
