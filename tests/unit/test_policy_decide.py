@@ -445,3 +445,52 @@ def test_a_dp_denial_names_the_dataset_its_sensitivity_and_what_lacked_dp() -> N
     assert model.reason == (
         "dataset 'xrays' is high sensitivity, which requires DP, and the model was trained without DP"
     )
+
+
+def test_each_privacy_cap_holds_at_exactly_its_value_and_a_missing_number_denies_naming_it() -> None:
+    assert DEFAULT.decide(train(projected_lifetime_epsilon=20.0)).allowed, "exactly the lifetime cap"
+    assert DEFAULT.decide(train(lifetime_delta=1e-5)).allowed, "a ledger at exactly the delta cap"
+    assert DEFAULT.decide(train(lifetime_delta=2e-5)).rule == "privacy.max_delta"
+    no_epsilon = DEFAULT.decide(train(epsilon=None))
+    assert (no_epsilon.rule, no_epsilon.reason) == (
+        "privacy.max_epsilon_per_run",
+        "rule could not be evaluated (a DP run without an epsilon cannot be checked against the per-run cap);"
+        " a rule that errors denies",
+    )
+    no_delta = DEFAULT.decide(train(delta=None))
+    assert (no_delta.rule, no_delta.reason) == (
+        "privacy.max_delta",
+        "rule could not be evaluated (a DP run without a delta cannot be checked against the delta cap);"
+        " a rule that errors denies",
+    )
+
+
+def test_a_lifetime_denial_names_the_dataset_and_what_this_run_costs() -> None:
+    def lifetime_reason(**changes: object) -> str:
+        decision = DEFAULT.decide(train(projected_lifetime_epsilon=25.0, **changes))
+        found = [decision.reason] if decision.rule == "privacy.max_lifetime_epsilon" else []
+        also = decision.facts.get("also_denied_by", [])  # after the per-run cap's denial, when no epsilon
+        found += [d["reason"] for d in also if d["rule"] == "privacy.max_lifetime_epsilon"]
+        (reason,) = found
+        return reason
+
+    cap = "above the cap of 20"
+    assert (
+        lifetime_reason() == f"dataset 'xrays' would reach lifetime epsilon 25 (this run: epsilon 2), {cap}"
+    )
+    assert lifetime_reason(metrics_epsilon=0.5) == (
+        "dataset 'xrays' would reach lifetime epsilon 25 (this run: epsilon 2, and epsilon 0.5 for the noised "
+        f"metrics of its card), {cap}"
+    )
+    assert lifetime_reason(epsilon=None) == f"dataset 'xrays' would reach lifetime epsilon 25, {cap}"
+    assert lifetime_reason(epsilon=None, metrics_epsilon=0.5) == (
+        "dataset 'xrays' would reach lifetime epsilon 25 (this run: epsilon 0.5 for the noised metrics "
+        f"of its card), {cap}"
+    )
+    unbounded = DEFAULT.decide(train(projected_lifetime_epsilon=math.inf)).reason
+    assert unbounded.startswith("dataset 'xrays' has no bounded lifetime epsilon to hold to the cap of 20")
+
+
+def test_the_lifetime_cap_applies_to_the_sensitivities_that_need_dp() -> None:
+    assert DEFAULT.dp_required("high") and not DEFAULT.dp_required("low")
+    assert DEFAULT.lifetime_epsilon_cap("high") == 20.0 and DEFAULT.lifetime_epsilon_cap("low") is None
