@@ -494,3 +494,27 @@ def test_a_lifetime_denial_names_the_dataset_and_what_this_run_costs() -> None:
 def test_the_lifetime_cap_applies_to_the_sensitivities_that_need_dp() -> None:
     assert DEFAULT.dp_required("high") and not DEFAULT.dp_required("low")
     assert DEFAULT.lifetime_epsilon_cap("high") == 20.0 and DEFAULT.lifetime_epsilon_cap("low") is None
+
+
+def test_a_tuned_run_may_use_rdp_and_only_a_dp_training_run_is_held_to_the_accountant() -> None:
+    tuned = DEFAULT.decide(train(accountant="rdp", tune=4))
+    assert tuned.allowed and "a tuned run is accounted in RDP: its random-stopping bound is an RDP bound" in (
+        tuned.reason
+    )
+    assert DEFAULT.decide(train(accountant="prv", tune=4)).allowed, "or the policy's own accountant"
+    assert DEFAULT.decide(train(accountant="moments", tune=4)).rule == "privacy.accountant"
+    named = DEFAULT.decide(train(accountant="prv"))
+    assert named.reason == (
+        "role operator may train (DP on for high sensitivity; epsilon 2 <= 10 per run; delta 1e-05 <= 1e-05; "
+        "lifetime epsilon 4 <= 20)"
+    ), "a matching accountant adds no note"
+    low = {**XRAYS, "sensitivity": "low"}
+    assert DEFAULT.decide(train(dataset=low, dp=False, accountant="rdp")).allowed, "no DP: no accountant"
+
+
+def test_a_model_refusal_lists_the_allowed_models() -> None:
+    decision = DEFAULT.decide(train(model="vit"))
+    assert (decision.rule, decision.reason) == (
+        "models.allowed",
+        "model 'vit' is not allowed; allowed: scatternet, cnn, resnet18, bow, transformer",
+    )
