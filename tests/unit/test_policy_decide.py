@@ -518,3 +518,25 @@ def test_a_model_refusal_lists_the_allowed_models() -> None:
         "models.allowed",
         "model 'vit' is not allowed; allowed: scatternet, cnn, resnet18, bow, transformer",
     )
+
+
+def test_an_export_refusal_names_the_approver_roles_and_the_approvals_it_ignored() -> None:
+    assert (
+        STRICT.decide(export()).reason
+        == "a model export needs 1 approval(s) from another operator or admin, got 0"
+    )
+    by_auditors = STRICT.decide(export(approvals=(("carol", "auditor"), ("dave", "auditor"))))
+    assert by_auditors.reason == (
+        "a model export needs 1 approval(s) from another operator or admin, got 0; ignored: "
+        "carol (auditor: role may not approve), dave (auditor: role may not approve)"
+    )
+    by_admin = STRICT.decide(export(approvals=(("alice", "admin"),)))
+    assert by_admin.reason == (
+        "role operator may model.export (DP on for high sensitivity; epsilon 2 <= 3 per run; "
+        "delta 1e-05 <= 1e-05; approved by alice)"
+    )
+    # the requester's own approval, listed first, is refused by its own rule; the other still counts
+    mixed = STRICT.decide(export(approvals=(("olivia", "operator"), ("bob", "admin"))))
+    assert mixed.rule == "export.approver_is_requester" and "also_denied_by" not in mixed.facts
+    # with no approvals there is no self-approval to check
+    assert "export.approver_is_requester" not in DEFAULT.decide(export()).facts["rules_checked"]
