@@ -540,3 +540,14 @@ def test_an_export_refusal_names_the_approver_roles_and_the_approvals_it_ignored
     assert mixed.rule == "export.approver_is_requester" and "also_denied_by" not in mixed.facts
     # with no approvals there is no self-approval to check
     assert "export.approver_is_requester" not in DEFAULT.decide(export()).facts["rules_checked"]
+
+
+def test_an_allowed_export_says_who_approved_it_or_that_none_was_needed() -> None:
+    privacy = "DP on for high sensitivity; epsilon 2 <= 10 per run; delta 1e-05 <= 1e-05"
+    assert (
+        DEFAULT.decide(export()).reason == f"role operator may model.export ({privacy}; no approval required)"
+    )
+    two = STRICT.decide(export(approvals=(("bob", "operator"), ("alice", "admin"))))
+    assert two.allowed and two.reason.endswith("; approved by alice, bob)")
+    raw = DEFAULT.decide(export(action="dataset.export"))
+    assert raw.reason == "raw records can never be exported (export.raw_data = false in every policy)"
