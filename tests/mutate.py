@@ -17,7 +17,8 @@ the tests as they are now, tests added since included, and records what still su
 Speed: each mutant's tests run fastest first (tests/mutate_order.py, from mutmut's own timings), so
 a mutant a quick test kills costs a second or two; DESELECT leaves out slow tests whose paths a
 faster one takes (a survivor runs every test that reaches it); TIMEOUTS sizes the per-mutant limit
-where mutants loop. On 2 shared cores the DP module still tests 5-20 mutants a minute (a survivor
+where mutants loop. MUTATE_CHILDREN=1 in the environment tests one mutant at a time (mutmut's
+default is one per CPU). On 2 shared cores the DP module still tests 5-20 mutants a minute (a survivor
 of the clipping costs a minute or more), so it does not finish in an hour there.
 """
 
@@ -305,7 +306,9 @@ def run(name: str, command: list[str], again: list[str] | None = None) -> dict:
     if again:
         forget(work, set(again))
     chosen = again if again is not None else focus
-    proc = subprocess.run(["nice", *command, "run", *chosen], cwd=work, env=env)
+    # MUTATE_CHILDREN: how many mutants mutmut tests at once (default: one per CPU, mutmut's own)
+    children = ["--max-children", os.environ["MUTATE_CHILDREN"]] if os.environ.get("MUTATE_CHILDREN") else []
+    proc = subprocess.run(["nice", *command, "run", *children, *chosen], cwd=work, env=env)
     if name in IN_CHILDREN:
         names = again if again is not None else sorted(verdicts(work, command, focus))
         run_in_children(work, names, IN_CHILDREN[name], again is not None)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from vault.privacy import ledger
+from vault.privacy import ledger, tuning
 
 RUN_A = ((1.1, 0.01, 800),)
 RUN_B = ((1.6, 1 / 16, 240),)
@@ -183,3 +183,19 @@ def test_a_summary_adds_what_linked_lineages_carry_and_their_deltas() -> None:
     alone = ledger.summary(section, "none", default_delta=1e-5, linked=["C"])
     assert (alone["epsilon_own"], alone["epsilon_spent"]) == (0.0, pytest.approx(own["C"]))
     assert alone["delta_with_overlaps"] == pytest.approx(1e-5 + 1e-6)
+
+
+def test_a_tuned_run_is_projected_as_its_rdp_curve_not_its_history() -> None:
+    curve = tuning.tuned_curve(RUN_B, 3.0)
+    past = [charge("run-1")]
+    expected = ledger.compose([RUN_A], 1e-5, curves=[curve])
+    assert ledger.projected(past, RUN_B, 1e-5, planned_rdp=curve) == pytest.approx(expected)
+    assert expected > ledger.compose([RUN_A, RUN_B], 1e-5, "rdp"), "the tuning costs more than one run"
+    assert expected != pytest.approx(ledger.compose([RUN_A, RUN_B], 1e-5, curves=[curve]), rel=1e-3)
+    section = linked_section(("A", RUN_A, True))
+    assert ledger.projected_with_links(section, "A", RUN_B, 1e-5, {}, planned_rdp=curve) == pytest.approx(
+        ledger.projected(ledger.charges_of(section, "A"), RUN_B, 1e-5, planned_rdp=curve)
+    )
+    assert ledger.projected_with_links(section, "A", RUN_B, 1e-5, {}, planned_rdp=curve) == pytest.approx(
+        expected
+    )

@@ -3,6 +3,10 @@ verify reports (a lineage dropped, a charge edited, links changed)."""
 
 from __future__ import annotations
 
+import math
+
+import pytest
+
 from vault.privacy import ledgerlog
 
 
@@ -139,3 +143,10 @@ def test_a_finding_says_what_each_side_holds_in_words() -> None:
 def test_the_replay_of_a_removal_it_never_saw_recorded_is_no_error() -> None:
     ledgers, _, _, last = ledgerlog.replay([entry(3, {"Z": {"removed": True}})])
     assert ledgers == {} and last == 3
+
+
+def test_a_ledger_holding_a_number_json_cannot_write_is_refused_not_compared() -> None:
+    before = {"A": lineage(charge("r1", 1.0))}
+    for bad in (math.nan, math.inf):
+        with pytest.raises(ValueError, match="JSON compliant"):
+            ledgerlog.changes(before, {"A": lineage(charge("r1", bad))})

@@ -445,3 +445,109 @@ def test_a_dp_denial_names_the_dataset_its_sensitivity_and_what_lacked_dp() -> N
     assert model.reason == (
         "dataset 'xrays' is high sensitivity, which requires DP, and the model was trained without DP"
     )
+
+
+def test_each_privacy_cap_holds_at_exactly_its_value_and_a_missing_number_denies_naming_it() -> None:
+    assert DEFAULT.decide(train(projected_lifetime_epsilon=20.0)).allowed, "exactly the lifetime cap"
+    assert DEFAULT.decide(train(lifetime_delta=1e-5)).allowed, "a ledger at exactly the delta cap"
+    assert DEFAULT.decide(train(lifetime_delta=2e-5)).rule == "privacy.max_delta"
+    no_epsilon = DEFAULT.decide(train(epsilon=None))
+    assert (no_epsilon.rule, no_epsilon.reason) == (
+        "privacy.max_epsilon_per_run",
+        "rule could not be evaluated (a DP run without an epsilon cannot be checked against the per-run cap);"
+        " a rule that errors denies",
+    )
+    no_delta = DEFAULT.decide(train(delta=None))
+    assert (no_delta.rule, no_delta.reason) == (
+        "privacy.max_delta",
+        "rule could not be evaluated (a DP run without a delta cannot be checked against the delta cap);"
+        " a rule that errors denies",
+    )
+
+
+def test_a_lifetime_denial_names_the_dataset_and_what_this_run_costs() -> None:
+    def lifetime_reason(**changes: object) -> str:
+        decision = DEFAULT.decide(train(projected_lifetime_epsilon=25.0, **changes))
+        found = [decision.reason] if decision.rule == "privacy.max_lifetime_epsilon" else []
+        also = decision.facts.get("also_denied_by", [])  # after the per-run cap's denial, when no epsilon
+        found += [d["reason"] for d in also if d["rule"] == "privacy.max_lifetime_epsilon"]
+        (reason,) = found
+        return reason
+
+    cap = "above the cap of 20"
+    assert (
+        lifetime_reason() == f"dataset 'xrays' would reach lifetime epsilon 25 (this run: epsilon 2), {cap}"
+    )
+    assert lifetime_reason(metrics_epsilon=0.5) == (
+        "dataset 'xrays' would reach lifetime epsilon 25 (this run: epsilon 2, and epsilon 0.5 for the noised "
+        f"metrics of its card), {cap}"
+    )
+    assert lifetime_reason(epsilon=None) == f"dataset 'xrays' would reach lifetime epsilon 25, {cap}"
+    assert lifetime_reason(epsilon=None, metrics_epsilon=0.5) == (
+        "dataset 'xrays' would reach lifetime epsilon 25 (this run: epsilon 0.5 for the noised metrics "
+        f"of its card), {cap}"
+    )
+    unbounded = DEFAULT.decide(train(projected_lifetime_epsilon=math.inf)).reason
+    assert unbounded.startswith("dataset 'xrays' has no bounded lifetime epsilon to hold to the cap of 20")
+
+
+def test_the_lifetime_cap_applies_to_the_sensitivities_that_need_dp() -> None:
+    assert DEFAULT.dp_required("high") and not DEFAULT.dp_required("low")
+    assert DEFAULT.lifetime_epsilon_cap("high") == 20.0 and DEFAULT.lifetime_epsilon_cap("low") is None
+
+
+def test_a_tuned_run_may_use_rdp_and_only_a_dp_training_run_is_held_to_the_accountant() -> None:
+    tuned = DEFAULT.decide(train(accountant="rdp", tune=4))
+    assert tuned.allowed and "a tuned run is accounted in RDP: its random-stopping bound is an RDP bound" in (
+        tuned.reason
+    )
+    assert DEFAULT.decide(train(accountant="prv", tune=4)).allowed, "or the policy's own accountant"
+    assert DEFAULT.decide(train(accountant="moments", tune=4)).rule == "privacy.accountant"
+    named = DEFAULT.decide(train(accountant="prv"))
+    assert named.reason == (
+        "role operator may train (DP on for high sensitivity; epsilon 2 <= 10 per run; delta 1e-05 <= 1e-05; "
+        "lifetime epsilon 4 <= 20)"
+    ), "a matching accountant adds no note"
+    low = {**XRAYS, "sensitivity": "low"}
+    assert DEFAULT.decide(train(dataset=low, dp=False, accountant="rdp")).allowed, "no DP: no accountant"
+
+
+def test_a_model_refusal_lists_the_allowed_models() -> None:
+    decision = DEFAULT.decide(train(model="vit"))
+    assert (decision.rule, decision.reason) == (
+        "models.allowed",
+        "model 'vit' is not allowed; allowed: scatternet, cnn, resnet18, bow, transformer",
+    )
+
+
+def test_an_export_refusal_names_the_approver_roles_and_the_approvals_it_ignored() -> None:
+    assert (
+        STRICT.decide(export()).reason
+        == "a model export needs 1 approval(s) from another operator or admin, got 0"
+    )
+    by_auditors = STRICT.decide(export(approvals=(("carol", "auditor"), ("dave", "auditor"))))
+    assert by_auditors.reason == (
+        "a model export needs 1 approval(s) from another operator or admin, got 0; ignored: "
+        "carol (auditor: role may not approve), dave (auditor: role may not approve)"
+    )
+    by_admin = STRICT.decide(export(approvals=(("alice", "admin"),)))
+    assert by_admin.reason == (
+        "role operator may model.export (DP on for high sensitivity; epsilon 2 <= 3 per run; "
+        "delta 1e-05 <= 1e-05; approved by alice)"
+    )
+    # the requester's own approval, listed first, is refused by its own rule; the other still counts
+    mixed = STRICT.decide(export(approvals=(("olivia", "operator"), ("bob", "admin"))))
+    assert mixed.rule == "export.approver_is_requester" and "also_denied_by" not in mixed.facts
+    # with no approvals there is no self-approval to check
+    assert "export.approver_is_requester" not in DEFAULT.decide(export()).facts["rules_checked"]
+
+
+def test_an_allowed_export_says_who_approved_it_or_that_none_was_needed() -> None:
+    privacy = "DP on for high sensitivity; epsilon 2 <= 10 per run; delta 1e-05 <= 1e-05"
+    assert (
+        DEFAULT.decide(export()).reason == f"role operator may model.export ({privacy}; no approval required)"
+    )
+    two = STRICT.decide(export(approvals=(("bob", "operator"), ("alice", "admin"))))
+    assert two.allowed and two.reason.endswith("; approved by alice, bob)")
+    raw = DEFAULT.decide(export(action="dataset.export"))
+    assert raw.reason == "raw records can never be exported (export.raw_data = false in every policy)"
