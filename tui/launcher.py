@@ -11,9 +11,10 @@ its stdin and stdout, and writes the trainer's exit code to the third when it en
 
 It never reads what passes through those pipes: the job, with the UI session's slot secrets, goes
 from the UI to the trainer directly, and the trainer's events go straight back. It runs no other
-command, takes no arguments from the UI, and ends when the UI closes its end of the control socket
-(the UI quit or died), after its trainers have ended (each sees end of file on its stdin and stops
-between steps, charging the steps taken), or after GRACE_S, when it takes what is left along. Runs of one process never pass through it: they stay in
+command, and nothing the UI sends over the socket reaches a command line. It ends when the UI
+closes its end of the control socket (the UI quit or died), after its trainers have ended (each
+sees end of file on its stdin and stops between steps, charging the steps taken), or after
+GRACE_S, when it takes what is left along. Runs of one process never pass through it: they stay in
 the UI's stricter sandbox.
 """
 
