@@ -48,3 +48,32 @@ def test_every_decision_records_the_policy_and_a_role_outside_the_tables_is_gran
     assert (decision.facts["policy"], decision.facts["policy_sha256"]) == ("default", DEFAULT.sha256)
     assert DEFAULT.decide(train(actor="")).facts["policy"] == "default", "an invalid request too"
     assert DEFAULT.permits("operator", "train") and not DEFAULT.permits("guest", "train")
+
+
+def test_a_decision_records_the_rules_it_checked_and_each_further_denial() -> None:
+    two = DEFAULT.decide(train(model="vit", epsilon=12.0))
+    assert two.rule == "privacy.max_epsilon_per_run"
+    assert two.facts["also_denied_by"] == [
+        {
+            "rule": "models.allowed",
+            "reason": "model 'vit' is not allowed; allowed: scatternet, cnn, resnet18, bow, transformer",
+        }
+    ]
+    assert two.facts["rules_checked"] == [
+        "isolation.required",
+        "privacy.dp_required",
+        "privacy.max_epsilon_per_run",
+        "privacy.max_delta",
+        "privacy.max_lifetime_epsilon",
+        "models.allowed",
+        "roles.operator",
+    ]
+    plain = DEFAULT.decide(train(dataset={**XRAYS, "sensitivity": "low"}, dp=False))
+    assert (plain.allowed, plain.reason) == (True, "role operator may train"), "no notes, no brackets"
+    assert plain.facts["rules_checked"] == ["isolation.required", "models.allowed", "roles.operator"]
+    incomplete = DEFAULT.decide(train(model=None))
+    assert (incomplete.allowed, incomplete.rule, incomplete.reason) == (
+        False,
+        "request.incomplete",
+        "train needs model, which the request lacks",
+    )
