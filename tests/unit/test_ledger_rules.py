@@ -199,3 +199,11 @@ def test_a_tuned_run_is_projected_as_its_rdp_curve_not_its_history() -> None:
     assert ledger.projected_with_links(section, "A", RUN_B, 1e-5, {}, planned_rdp=curve) == pytest.approx(
         expected
     )
+
+
+def test_a_ledger_from_before_the_accountant_was_recorded_is_summarised_in_prv() -> None:
+    section = linked_section(("A", RUN_A, True), delta=1e-6)
+    section["A"].pop("accountant")
+    budget = ledger.summary(section, "A", default_delta=1e-5)
+    assert budget["accountant"] == "prv" and budget["delta"] == 1e-6
+    assert budget["epsilon_spent"] == pytest.approx(ledger.compose([RUN_A], 1e-6, "prv"))
