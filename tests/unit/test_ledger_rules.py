@@ -207,3 +207,16 @@ def test_a_ledger_from_before_the_accountant_was_recorded_is_summarised_in_prv()
     budget = ledger.summary(section, "A", default_delta=1e-5)
     assert budget["accountant"] == "prv" and budget["delta"] == 1e-6
     assert budget["epsilon_spent"] == pytest.approx(ledger.compose([RUN_A], 1e-6, "prv"))
+    fresh = ledger.summary(section, "B", default_delta=1e-5)
+    assert fresh == {
+        "epsilon_spent": 0.0,
+        "unbounded": False,
+        "delta": 1e-5,
+        "accountant": "prv",
+        "runs": [],
+        "epsilon_own": 0.0,
+        "epsilon_carried": 0.0,
+        "delta_with_overlaps": 1e-5,
+        "epsilon_cap": None,
+        "digest": "B",
+    }
