@@ -220,3 +220,20 @@ def test_a_ledger_from_before_the_accountant_was_recorded_is_summarised_in_prv()
         "epsilon_cap": None,
         "digest": "B",
     }
+
+
+def test_a_tuned_charge_costs_its_rdp_curve_and_spent_defaults_to_prv() -> None:
+    curve = tuning.tuned_curve(RUN_B, 3.0)
+    tuned = charge("run-t", RUN_B, rdp=curve)
+    cost = ledger.spent([charge("run-1"), tuned], 1e-5)
+    assert cost.epsilon == pytest.approx(ledger.compose([RUN_A], 1e-5, curves=[curve]))
+    assert cost.epsilon > ledger.compose([RUN_A, RUN_B], 1e-5, "rdp"), "not the chosen candidate's history"
+    plain = ledger.spent([charge("run-1")], 1e-5)
+    assert plain.accountant == "prv" and plain.epsilon == pytest.approx(ledger.compose([RUN_A], 1e-5, "prv"))
+    unbounded = ledger.spent([charge("run-2", (), dp=False)], 1e-6, "rdp")
+    assert (unbounded.epsilon, unbounded.unbounded, unbounded.delta, unbounded.accountant) == (
+        None,
+        True,
+        1e-6,
+        "rdp",
+    )
