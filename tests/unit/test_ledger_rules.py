@@ -237,3 +237,19 @@ def test_a_tuned_charge_costs_its_rdp_curve_and_spent_defaults_to_prv() -> None:
         1e-6,
         "rdp",
     )
+
+
+def test_every_field_of_a_charge_survives_the_catalog_and_an_entry_may_lack_charges() -> None:
+    full = charge(
+        "run-t",
+        RUN_B,
+        dataset="xrays",
+        version=3,
+        created="2026-01-15T00:00:00Z",
+        outcome="ok",
+        epsilon=1.5,
+        rdp=tuning.tuned_curve(RUN_B, 3.0),
+        metrics_of="run-0",
+    )
+    assert ledger.Charge.from_json(full.to_json()) == full
+    assert ledger.charges_of({"A": {"digest": "A", "delta": 1e-5}}, "A") == []
