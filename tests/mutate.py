@@ -66,6 +66,7 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
         [
             "tests/unit/test_policy_decide.py",
             "tests/unit/test_policy_schema.py",
+            "tests/unit/test_policy_requests.py",
         ],
     ),
     "audit-verify": (

@@ -199,3 +199,57 @@ def test_a_tuned_run_is_projected_as_its_rdp_curve_not_its_history() -> None:
     assert ledger.projected_with_links(section, "A", RUN_B, 1e-5, {}, planned_rdp=curve) == pytest.approx(
         expected
     )
+
+
+def test_a_ledger_from_before_the_accountant_was_recorded_is_summarised_in_prv() -> None:
+    section = linked_section(("A", RUN_A, True), delta=1e-6)
+    section["A"].pop("accountant")
+    budget = ledger.summary(section, "A", default_delta=1e-5)
+    assert budget["accountant"] == "prv" and budget["delta"] == 1e-6
+    assert budget["epsilon_spent"] == pytest.approx(ledger.compose([RUN_A], 1e-6, "prv"))
+    fresh = ledger.summary(section, "B", default_delta=1e-5)
+    assert fresh == {
+        "epsilon_spent": 0.0,
+        "unbounded": False,
+        "delta": 1e-5,
+        "accountant": "prv",
+        "runs": [],
+        "epsilon_own": 0.0,
+        "epsilon_carried": 0.0,
+        "delta_with_overlaps": 1e-5,
+        "epsilon_cap": None,
+        "digest": "B",
+    }
+
+
+def test_a_tuned_charge_costs_its_rdp_curve_and_spent_defaults_to_prv() -> None:
+    curve = tuning.tuned_curve(RUN_B, 3.0)
+    tuned = charge("run-t", RUN_B, rdp=curve)
+    cost = ledger.spent([charge("run-1"), tuned], 1e-5)
+    assert cost.epsilon == pytest.approx(ledger.compose([RUN_A], 1e-5, curves=[curve]))
+    assert cost.epsilon > ledger.compose([RUN_A, RUN_B], 1e-5, "rdp"), "not the chosen candidate's history"
+    plain = ledger.spent([charge("run-1")], 1e-5)
+    assert plain.accountant == "prv" and plain.epsilon == pytest.approx(ledger.compose([RUN_A], 1e-5, "prv"))
+    unbounded = ledger.spent([charge("run-2", (), dp=False)], 1e-6, "rdp")
+    assert (unbounded.epsilon, unbounded.unbounded, unbounded.delta, unbounded.accountant) == (
+        None,
+        True,
+        1e-6,
+        "rdp",
+    )
+
+
+def test_every_field_of_a_charge_survives_the_catalog_and_an_entry_may_lack_charges() -> None:
+    full = charge(
+        "run-t",
+        RUN_B,
+        dataset="xrays",
+        version=3,
+        created="2026-01-15T00:00:00Z",
+        outcome="ok",
+        epsilon=1.5,
+        rdp=tuning.tuned_curve(RUN_B, 3.0),
+        metrics_of="run-0",
+    )
+    assert ledger.Charge.from_json(full.to_json()) == full
+    assert ledger.charges_of({"A": {"digest": "A", "delta": 1e-5}}, "A") == []
