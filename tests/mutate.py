@@ -56,7 +56,6 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
             "tests/unit/test_ledger.py",
             "tests/unit/test_ledger_rules.py",
             "tests/unit/test_ledgerlog.py",
-            "tests/unit/test_ledger_curves.py",
         ],
     ),
     "policy": (  # the decision and its rules (not the TOML schema, request building, or the projection,

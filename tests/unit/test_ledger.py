@@ -55,6 +55,7 @@ def test_charges_round_trip_and_bad_histories_are_refused() -> None:
     assert ledger.Charge.from_json(charge.to_json()) == charge
     with pytest.raises(ValueError):
         ledger.normalise([(0.0, 0.1, 10)])
-    with pytest.raises(ValueError):
-        ledger.compose([RUN_A], 1.5)
+    for delta in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match=r"^delta must be in \(0, 1\)$"):
+            ledger.compose([RUN_A], delta)
     assert ledger.compose([[(1.0, 0.1, 0)]], 1e-5) == 0.0
