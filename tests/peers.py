@@ -25,17 +25,16 @@ DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 
 def dataset(*parts: str) -> Path:
-    """A path under ../shared/datasets. Where it is absent, a test skips with the reason (every
-    loader here goes through this, so no test can forget); a benchmark gets the same reason as an
-    error."""
+    """A path under ../shared/datasets. Where it is absent, a test skips with the reason
+    (`tests.support.shared_path`; every loader here goes through this, so no test can forget); a
+    benchmark gets the reason as an error."""
     path = DATASETS.joinpath(*parts)
     if not path.exists():
-        reason = f"../shared/datasets/{'/'.join(parts)} is absent (public datasets live beside the repo)"
         if "pytest" in sys.modules:
-            import pytest
+            from tests.support import shared_path
 
-            pytest.skip(reason)
-        raise FileNotFoundError(reason)
+            return shared_path("datasets", *parts)
+        raise FileNotFoundError(f"../shared/datasets/{'/'.join(parts)} is absent")
     return path
 
 

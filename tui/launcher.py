@@ -154,12 +154,6 @@ class Launcher:
             "hint": str(word.get("hint") or ""),
         }
 
-    @property
-    def mode(self) -> str | None:
-        """The launcher's isolation level when it is ready, else None."""
-        word = self.status()
-        return str(word["isolation"].get("mode")) if word.get("ready") else None
-
     def refusal(self) -> str | None:
         """Why runs of several processes cannot start through the launcher, or None."""
         word = self.status()
@@ -171,8 +165,9 @@ class Launcher:
 
     def spawn(self) -> LaunchedTrainer:
         """Start a trainer; raises OSError when the launcher is not ready or has gone."""
-        if self.refusal() is not None:
-            raise OSError(f"the trainer launcher cannot start trainers: {self.refusal()}")
+        refused = self.refusal()
+        if refused is not None:
+            raise OSError(f"the trainer launcher cannot start trainers: {refused}")
         child_in, to_child = os.pipe()
         from_child, child_out = os.pipe()
         status_r, status_w = os.pipe()

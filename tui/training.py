@@ -19,17 +19,7 @@ from textual.message import Message
 from textual.message_pump import MessagePump
 
 from tui import launcher as launchers
-from tui.launcher import trainer_command, trainer_environment
-
-__all__ = [
-    "RunEnded",
-    "RunEvent",
-    "RunProgress",
-    "RunUpdate",
-    "TrainingRun",
-    "trainer_command",
-    "trainer_environment",
-]
+from tui.launcher import ROOT, trainer_command, trainer_environment
 
 PROGRESS_EVENTS = {"StepProgress"}
 
@@ -99,7 +89,7 @@ class TrainingRun:
                 stderr=subprocess.DEVNULL,
                 text=True,
                 env=trainer_environment(),
-                cwd=str(Path(__file__).resolve().parents[1]),
+                cwd=str(ROOT),
             )
         assert self.process.stdin is not None
         job = {

@@ -211,7 +211,7 @@ def test_no_core_dump_and_no_passphrase_in_any_environment(
     """The operator's `ulimit -c unlimited` and STRONGROOM_PASSPHRASE, as the issue found them."""
     code = """
 import resource, subprocess
-from tui.training import trainer_command, trainer_environment
+from tui.launcher import trainer_command, trainer_environment
 block = open("/proc/self/environ", "rb").read()
 child = subprocess.run([sys.executable, "-I", "-c", "print(open('/proc/self/environ','rb').read().hex())"],
                        capture_output=True, text=True)
@@ -287,7 +287,7 @@ raise SystemExit("planted module ran")
 
 
 def test_a_module_planted_in_the_working_directory_of_strongroom_tui_never_runs(tmp_path: Path) -> None:
-    from tui.training import trainer_command
+    from tui.launcher import trainer_command
     from vault.cli.tui import tui_argv
 
     (tmp_path / "argparse.py").write_text(PLANTED)
