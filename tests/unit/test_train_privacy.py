@@ -205,3 +205,15 @@ def test_the_noise_search_crosses_flat_and_infinite_stretches() -> None:
     assert 2.99 <= value <= 3.0 and value == infinite_then_flat(sigma) and evaluations <= 8
     sigma, value, evaluations = solve(lambda s: 5.0 if s < 2 else 8.0 / s, 3.0, 1.0, 0.01)
     assert 2.99 <= value <= 3.0 and value == 8.0 / sigma and evaluations <= 8
+
+
+def test_a_ledger_of_repeated_runs_is_accounted_as_their_steps_together() -> None:
+    """Runs of one recipe compose as one entry with their steps added (the mechanism is the same,
+    and PRV composes each entry with an FFT of its own: seconds for a long ledger). In any order."""
+    a, b = (1.1, 0.1, 150), (0.9, 0.05, 300)
+    for accountant in ("prv", "rdp"):
+        together = epsilon_of([(1.1, 0.1, 450), b], 1e-5, accountant)
+        assert epsilon_of([a, b, a, a], 1e-5, accountant) == together
+        assert epsilon_of([a, a, b, a, (1.1, 0.1, 0)], 1e-5, accountant) == together
+        assert epsilon_of([b, a, a, a], 1e-5, accountant) == epsilon_of([b, (1.1, 0.1, 450)], 1e-5, accountant)
+        assert together > epsilon_of([(1.1, 0.1, 300), b], 1e-5, accountant)

@@ -182,9 +182,24 @@ def noise_multiplier_for(
         ) from error
 
 
+def merged(history: Iterable[Sequence[float]]) -> tuple[tuple[float, float, int], ...]:
+    """The same steps with each (noise, rate) pair's steps added up, in the order pairs first appear.
+
+    Composition does not depend on order, and Opacus' accountants record consecutive steps of one
+    pair as one entry in the same way, so the mechanism accounted is the same. It matters for PRV,
+    which composes every entry with an FFT of its own: a ledger of k runs of one recipe costs one
+    evaluation instead of a composition of k (seconds), and agrees with it to about 1e-9."""
+    steps: dict[tuple[float, float], int] = {}
+    for s, q, k in history:
+        if int(k) > 0:
+            pair = (float(s), float(q))
+            steps[pair] = steps.get(pair, 0) + int(k)
+    return tuple((s, q, k) for (s, q), k in steps.items())
+
+
 def epsilon_of(history: Iterable[Sequence[float]], delta: float, accountant: str = "prv") -> float:
     """Epsilon at `delta` of a whole history (one run or many), composed by the named accountant."""
-    entries = tuple((float(s), float(q), int(k)) for s, q, k in history if int(k) > 0)
+    entries = merged(history)
     if not entries:
         return 0.0
     known = _EPSILONS.get((entries, delta, check_accountant(accountant)))
