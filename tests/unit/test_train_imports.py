@@ -22,6 +22,8 @@ UNUSED = {
     "torchvision": "resnet18 only",
     "pandas": "nothing in a run",
     "sklearn": "nothing in a run (the peers in tests/peers.py)",
+    "scipy.signal._spectral_py": "scipy.signal's whole package (PRV's composition uses convolve)",
+    "scipy.integrate._ivp": "scipy.integrate's whole package (PRV's mean uses quad)",
 }
 
 PROBE = r"""
@@ -50,7 +52,8 @@ def test_a_dp_run_imports_only_the_opacus_parts_it_uses() -> None:
 
 
 def test_the_whole_package_still_imports_after_the_parts() -> None:
-    """A run that loaded parts first can still use Opacus' package as usual (same module objects)."""
+    """A run that loaded parts first can still use Opacus' package, and SciPy's signal and integrate
+    packages, as usual (the same module and function objects)."""
     probe = (
         "from vault.privacy import opacus_parts\n"
         "prv = opacus_parts.accountant('prv')\n"
@@ -59,6 +62,12 @@ def test_the_whole_package_still_imports_after_the_parts() -> None:
         "from opacus.accountants import PRVAccountant, create_accountant\n"
         "import opacus.data_loader\n"
         "assert type(prv) is PRVAccountant and opacus.data_loader is loader\n"
+        "import scipy.signal, scipy.integrate\n"
+        "from scipy.signal import convolve, welch\n"
+        "from scipy.signal._signaltools import convolve as own\n"
+        "from scipy.integrate._quadpack_py import quad\n"
+        "assert convolve is own and scipy.integrate.quad is quad and callable(welch)\n"
+        "assert scipy.integrate.solve_ivp and scipy.signal.windows.hann(3)[1] == 1.0\n"
         "assert type(create_accountant('gdp')).__name__ == 'GaussianAccountant'\n"
         "print(__version__, PrivacyEngine.__name__)\n"
     )
@@ -67,3 +76,20 @@ def test_the_whole_package_still_imports_after_the_parts() -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split() == ["1.6.0", "PrivacyEngine"]
+
+
+def test_scipy_imports_whole_at_a_release_whose_layout_is_not_the_pinned_one() -> None:
+    probe = (
+        "import sys\n"
+        "from vault.privacy import opacus_parts\n"
+        "opacus_parts.SCIPY = '0.0'\n"
+        "opacus_parts.accountant('prv')\n"
+        "assert not sys.modules['scipy.signal'].__dict__.get('__deferred__')\n"
+        "assert 'scipy.signal._spectral_py' in sys.modules and 'scipy.integrate._ivp' in sys.modules\n"
+        "print(type(sys.modules['opacus'].__dict__.get('__deferred__')).__name__)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["bool"]  # Opacus' own packages are still deferred

@@ -10,11 +10,18 @@ usual. The first attribute asked of it that no loaded submodule holds runs its `
 as a plain `import opacus` would have, so `from opacus import PrivacyEngine` still works and every
 submodule is the same object either way. Nothing inside Opacus is replaced. The package layout
 read here is the pinned release's (checked on import).
+
+Two SciPy packages get the same treatment, for the same reason: PRV's composition imports
+`convolve` from scipy.signal and `quad` from scipy.integrate, and their `__init__` files load every
+filter design, spline, interpolator and ODE solver besides (1-1.5 s here). They are deferred only
+at the SciPy release whose layout DEFERRED names (requirements.lock pins it); at any other, SciPy
+imports as usual.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.util
 import sys
 import threading
@@ -25,6 +32,7 @@ from typing import Any
 from vault.errors import StrongroomError
 
 OPACUS = "1.6.0"  # the release whose package layout this module reads (requirements.lock pins it)
+SCIPY = "1.17.1"  # likewise for the SciPy packages below
 
 # the packages whose __init__ is deferred, and where each name their submodules import from them lives
 DEFERRED: dict[str, dict[str, str]] = {
@@ -34,6 +42,8 @@ DEFERRED: dict[str, dict[str, str]] = {
         "DPOptimizer": "opacus.optimizers.optimizer",
         "DPOptimizerFastGradientClipping": "opacus.optimizers.optimizer_fast_gradient_clipping",
     },
+    "scipy.signal": {"convolve": "scipy.signal._signaltools"},
+    "scipy.integrate": {"quad": "scipy.integrate._quadpack_py"},
 }
 
 # the accountant classes by the name a run gives (Opacus' registry imports all of them)
@@ -78,9 +88,16 @@ def _complete(package: ModuleType) -> None:
 def _defer(name: str) -> None:
     if name in sys.modules:
         return
+    if name.startswith("scipy."):
+        try:
+            if metadata.version("scipy") != SCIPY:
+                return  # another layout: SciPy's package imports whole, as it would without this module
+        except metadata.PackageNotFoundError:
+            return
+        importlib.import_module("scipy")
     spec = importlib.util.find_spec(name)
     if spec is None or spec.loader is None or spec.submodule_search_locations is None:
-        raise StrongroomError(f"Opacus has no package {name}", "install the versions requirements.lock pins")
+        raise StrongroomError(f"no package {name}", "install the versions requirements.lock pins")
     package = importlib.util.module_from_spec(spec)
     providers = DEFERRED[name]
 
@@ -89,6 +106,8 @@ def _defer(name: str) -> None:
             raise AttributeError(attribute)
         if attribute in providers:
             return getattr(importlib.import_module(providers[attribute]), attribute)
+        if importlib.machinery.PathFinder.find_spec(attribute, package.__path__) is not None:
+            return importlib.import_module(f"{name}.{attribute}")  # a submodule (`from . import x`)
         _complete(package)
         return getattr(package, attribute)
 
