@@ -215,5 +215,7 @@ def test_a_ledger_of_repeated_runs_is_accounted_as_their_steps_together() -> Non
         together = epsilon_of([(1.1, 0.1, 450), b], 1e-5, accountant)
         assert epsilon_of([a, b, a, a], 1e-5, accountant) == together
         assert epsilon_of([a, a, b, a, (1.1, 0.1, 0)], 1e-5, accountant) == together
-        assert epsilon_of([b, a, a, a], 1e-5, accountant) == epsilon_of([b, (1.1, 0.1, 450)], 1e-5, accountant)
+        assert epsilon_of([b, a, a, a], 1e-5, accountant) == epsilon_of(
+            [b, (1.1, 0.1, 450)], 1e-5, accountant
+        )
         assert together > epsilon_of([(1.1, 0.1, 300), b], 1e-5, accountant)
