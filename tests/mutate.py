@@ -75,6 +75,9 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
             "tests/unit/test_checkpoint.py",
             "tests/property/test_epoch_properties.py",
             "tests/security/test_audit_tamper.py",
+            "tests/unit/test_verify_snapshot.py",
+            "tests/unit/test_audit_sealing.py",
+            "tests/property/test_scan_side_by_side.py",
         ],
     ),
     "seccomp": (
