@@ -77,6 +77,7 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
             "tests/security/test_audit_tamper.py",
             "tests/unit/test_verify_snapshot.py",
             "tests/unit/test_audit_sealing.py",
+            "tests/unit/test_audit_scan.py",
             "tests/property/test_scan_side_by_side.py",
         ],
     ),
