@@ -78,6 +78,7 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
             "tests/unit/test_verify_snapshot.py",
             "tests/unit/test_audit_sealing.py",
             "tests/unit/test_audit_scan.py",
+            "tests/unit/test_audit_epochs.py",
             "tests/property/test_scan_side_by_side.py",
         ],
     ),

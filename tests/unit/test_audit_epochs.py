@@ -1,0 +1,238 @@
+"""The walk over a log's epochs (epochs.check_seals), finding by finding and note by note: a changed
+entry, a line added in an idle epoch, a broken, renumbered or forged epoch opening, a reveal that is
+not the committed MAC key, another initial key; and the notes for entries before the first epoch, a
+failed unlock, a line a later command recorded, a running epoch and a MAC key never revealed."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from vault.audit import AuditLog, epochs
+from vault.audit.epochs import check_seals, fingerprint
+from vault.crypto.signing import SigningKey
+from vault.storage.files import canonical_json
+
+ORIGIN = "strongroom.local/vault/7a7a7a7a7a7a7a7a"
+NOT_OURS = "entry {} was not written by Strongroom: someone without the epoch's key added or changed it"
+NOT_SIGNED = "the log before this entry is not the log the previous epoch's key signed"
+
+
+def command(
+    root: Path, key: SigningKey, entries: int, *, close: bool = True, actor: str = "alice"
+) -> AuditLog:
+    """One process's entries in its own epoch, ended by a checkpoint as a command ends."""
+    log = AuditLog(root, origin=ORIGIN)
+    log.attach_sealer(key.raw(), actor, "operator")
+    for i in range(entries):
+        log.append(actor, "operator", "dataset.read", f"set{i}", "ok", {"i": i})
+    if close:
+        log.write_checkpoint(key)
+    return log
+
+
+def lines_of(root: Path) -> list[bytes]:
+    return (root / "log.jsonl").read_bytes().split(b"\n")[:-1]
+
+
+@pytest.fixture(scope="module")
+def two_commands(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[bytes], bytes]:
+    """Epochs: 0 (entries 1-3), 1 idle (4), 2 (6-7), 3 idle (8, the running one)."""
+    root = tmp_path_factory.mktemp("epochs") / "audit"
+    key = SigningKey.generate()
+    AuditLog(root, origin=ORIGIN).init(key.public_pem())
+    first = command(root, key, 3)
+    command(root, key, 2)
+    lines = lines_of(root)
+    opened = [
+        (json.loads(line)["detail"]["epoch"], i) for i, line in enumerate(lines) if b'"audit.epoch"' in line
+    ]
+    assert opened == [(0, 0), (1, 4), (2, 5), (3, 8)]
+    initial = first.initial_key()
+    assert initial is not None
+    return lines, initial
+
+
+def unsealed(*seqs: int, recorded: bool = False) -> list[dict]:
+    found = "no valid seal" + (" (recorded by a later command)" if recorded else "")
+    return [
+        finding(s, "unsealed", "an entry sealed by the epoch it was written in", found, NOT_OURS.format(s))
+        for s in seqs
+    ]
+
+
+def finding(seq: int, kind: str, expected: str, found: str, message: str) -> dict:
+    return {
+        "kind": kind,
+        "expected": expected,
+        "found": found,
+        "message": message,
+        "object": None,
+        "seq": seq,
+        "severity": "error",
+    }
+
+
+def changed(lines: list[bytes], at: int, change: Callable[[dict], None]) -> list[bytes]:
+    entry = json.loads(lines[at])
+    change(entry)
+    return [*lines[:at], canonical_json(entry), *lines[at + 1 :]]
+
+
+def walk(lines: list[bytes], initial: bytes | None) -> tuple[list[dict], epochs.SealCheck]:
+    result = check_seals(lines, initial)
+    return [f.to_json() for f in result.findings], result
+
+
+def test_an_intact_log_walks_its_epochs_without_a_finding(two_commands) -> None:
+    lines, initial = two_commands
+    found, result = walk(lines, initial)
+    assert found == [] and result.notes == [] and result.unsealed == set()
+    assert (result.epochs, result.open_epoch, result.open_entries, result.legacy) == (4, 3, 1, 0)
+    assert result.initial_key == initial
+
+
+def test_another_initial_key_means_the_log_was_rewritten(two_commands) -> None:
+    lines, initial = two_commands
+    other = SigningKey.generate().public_raw()
+    found, result = walk(lines, other)
+    assert found == [
+        finding(
+            0,
+            "epoch_key",
+            f"the first epoch's key {fingerprint(other)} (the initial key given)",
+            fingerprint(initial),
+            "the log's chain of epochs does not start at the key the auditor holds: it was rewritten",
+        )
+    ]
+    assert result.initial_key == initial and result.epochs == 4
+
+
+@pytest.mark.parametrize("at", [2, 7])
+def test_a_changed_entry_has_no_valid_seal(two_commands, at: int) -> None:
+    lines, initial = two_commands
+    found, result = walk(changed(lines, at, lambda e: e.update(subject="changed")), initial)
+    assert found == unsealed(at) and result.unsealed == {at}
+
+
+def test_a_line_added_in_an_idle_epoch_is_not_ours(two_commands) -> None:
+    lines, initial = two_commands
+    extra = json.loads(lines[7])
+    extra.update(seq=9, subject="late")
+    found, result = walk([*lines, canonical_json(extra)], initial)
+    assert found == unsealed(9) and result.open_entries == 1
+
+
+def test_a_forged_certificate_is_named_and_its_opening_is_not_ours(two_commands) -> None:
+    lines, initial = two_commands
+    forged = changed(lines, 4, lambda e: e["detail"].update(certificate=base64.b64encode(bytes(64)).decode()))
+    found, _ = walk(forged, initial)
+    assert found == [
+        finding(
+            4,
+            "epoch_certificate",
+            "epoch 1 certified by epoch 0's key",
+            "epoch 1 with a certificate that does not verify",
+            NOT_SIGNED,
+        ),
+        *unsealed(4),
+    ]
+
+
+def test_a_reveal_that_is_not_the_committed_key_leaves_the_whole_epoch_unchecked(two_commands) -> None:
+    lines, initial = two_commands
+    found, result = walk(changed(lines, 4, lambda e: e["detail"].update(reveal="00" * 32)), initial)
+    assert found == [
+        finding(
+            4,
+            "epoch_certificate",
+            "epoch 1 certified by epoch 0's key",
+            "epoch 1 with a certificate that does not verify",
+            NOT_SIGNED,
+        ),
+        finding(4, "epoch_reveal", "the MAC key committed in epoch 0", "another", ""),
+        *unsealed(0, 1, 2, 3, 4),
+    ]
+    assert result.unsealed == {0, 1, 2, 3, 4}
+
+
+def test_an_epoch_entry_without_its_fields_is_invalid_and_the_walk_goes_on(two_commands) -> None:
+    lines, initial = two_commands
+    found, result = walk(changed(lines, 5, lambda e: e["detail"].update(key="not base64!")), initial)
+    assert found == [
+        finding(5, "epoch_invalid", "an epoch entry with its fields", "a bad one", ""),
+        finding(
+            8,
+            "epoch_certificate",
+            "epoch 2 certified by epoch 1's key",
+            "epoch 3 with a certificate that does not verify",
+            NOT_SIGNED,
+        ),
+        finding(8, "epoch_reveal", "the MAC key committed in epoch 1", "another", ""),
+        *unsealed(6, 7, 4),
+    ]
+    assert result.epochs == 3
+
+
+def test_a_renumbered_epoch_is_out_of_order_for_the_next_one(two_commands) -> None:
+    lines, initial = two_commands
+    found, _ = walk(changed(lines, 5, lambda e: e["detail"].update(epoch=7)), initial)
+    assert found == [
+        finding(
+            5,
+            "epoch_certificate",
+            "epoch 2 certified by epoch 1's key",
+            "epoch 7 with a certificate that does not verify",
+            NOT_SIGNED,
+        ),
+        finding(
+            8,
+            "epoch_certificate",
+            "epoch 8 certified by epoch 7's key",
+            "epoch 3, certificate out of order",
+            NOT_SIGNED,
+        ),
+        *unsealed(5),
+    ]
+
+
+def test_the_notes_say_what_the_walk_could_not_check_and_why(tmp_path: Path) -> None:
+    root = tmp_path / "audit"
+    key = SigningKey.generate()
+    plain = AuditLog(root, origin=ORIGIN)
+    plain.init(key.public_pem())
+    for i in range(2):  # written before the log had epochs
+        plain.append("alice", "operator", "dataset.read", f"old{i}", "ok", {})
+    first = command(root, key, 2)  # epochs 0 (2-4) and 1 idle (5)
+    plain.append("nobody", "none", "session.unlock_failed", "x", "denied", {})  # 6: no key open
+    command(root, key, 3, close=False)  # epoch 2 (7-10), never closed
+    (root / epochs.STATE_FILE).unlink()  # its sealed state is lost: its MAC key is never revealed
+    command(root, key, 1)  # epoch 3 (11-12), 4 idle (13)
+    AuditLog(root, origin=ORIGIN).append("mallory", "admin", "dataset.read", "x", "ok", {})  # 14
+    command(root, key, 1, close=False)  # records 14 (15), epoch 5 (16-17), running
+    lines = lines_of(root)
+    assert json.loads(lines[15])["detail"]["seqs"] == [14]
+    found, result = walk(lines, first.initial_key())
+    assert found == [
+        finding(
+            11,
+            "epoch_certificate",
+            "epoch 3 certified by epoch 2's key",
+            "epoch 3 with a certificate that does not verify",
+            NOT_SIGNED,
+        ),
+        *unsealed(14, recorded=True),
+    ]
+    assert result.notes == [
+        "seq 6: a failed unlock, written without any key (not sealed)",
+        "entries 8..10 of epoch 2 cannot be checked: its MAC key was never revealed (its sealed state was lost)",
+        "entries 17..17 are in the running epoch 5: sealed, and checked when it closes (at the end of the "
+        "command that writes them, or at the next command)",
+        "entries 0..1 were written before the log's first epoch: sealed by the legacy checkpoints only",
+    ]
+    assert (result.legacy, result.epochs, result.open_epoch, result.open_entries) == (2, 6, 5, 2)
+    assert result.unsealed == {14}
