@@ -236,3 +236,83 @@ def test_the_notes_say_what_the_walk_could_not_check_and_why(tmp_path: Path) -> 
     ]
     assert (result.legacy, result.epochs, result.open_epoch, result.open_entries) == (2, 6, 5, 2)
     assert result.unsealed == {14}
+
+
+def test_the_seal_read_is_the_entrys_own_and_an_entry_without_one_is_not_ours(tmp_path: Path) -> None:
+    root = tmp_path / "audit"
+    key = SigningKey.generate()
+    AuditLog(root, origin=ORIGIN).init(key.public_pem())
+    log = AuditLog(root, origin=ORIGIN)
+    log.attach_sealer(key.raw(), "alice", "operator")
+    log.append("alice", "operator", "dataset.read", "a", "ok", {"seal": "a field named seal, in the detail"})
+    log.append("alice", "operator", "dataset.read", "b", "ok", {})
+    log.write_checkpoint(key)
+    lines = lines_of(root)
+    found, _ = walk(lines, log.initial_key())
+    assert found == [], "the detail's own `seal` key is not the entry's seal"
+    stripped = json.loads(lines[2])
+    del stripped["seal"]
+    found, result = walk([*lines[:2], canonical_json(stripped), *lines[3:]], log.initial_key())
+    assert found == unsealed(2) and result.unsealed == {2}
+
+
+def test_a_forged_record_of_unsealed_lines_without_its_seqs_is_not_ours(two_commands) -> None:
+    lines, initial = two_commands
+    forged = json.loads(lines[7])
+    forged.update(action=epochs.UNSEALED_ACTION, seq=9, detail={"reason": "no seqs"})
+    found, result = walk([*lines, canonical_json(forged)], initial)
+    assert found == [] and result.notes == [
+        "entries 9..9 follow the opening of the idle epoch 3: records of lines found unsealed, checked when "
+        "the next command reveals the epoch's key (a command interrupted between the two, or lines added since)"
+    ], (
+        "at rest the sealer writes nothing after an idle opening: the auditor is told, and the next command checks"
+    )
+
+
+def test_a_record_added_after_an_idle_opening_is_found_by_the_next_command(tmp_path: Path) -> None:
+    root = tmp_path / "audit"
+    key = SigningKey.generate()
+    AuditLog(root, origin=ORIGIN).init(key.public_pem())
+    first = command(root, key, 1)  # epochs 0 (0-1), 1 idle (2)
+    forger = AuditLog(root, origin=ORIGIN)  # no sealing key: what an insider with a shell can append
+    forger.append("alice", "operator", epochs.UNSEALED_ACTION, "log.jsonl", "found", {"reason": "no seqs"})
+    _, before = walk(lines_of(root), first.initial_key())
+    assert before.notes[-1].startswith("entries 3..3 follow the opening of the idle epoch 1")
+    command(root, key, 1)  # records 3 (4), opens epoch 2 (5) revealing epoch 1's key
+    found, after = walk(lines_of(root), first.initial_key())
+    assert found == unsealed(3, recorded=True) and after.unsealed == {3}
+    assert json.loads(lines_of(root)[4])["detail"]["seqs"] == [3]
+
+
+def test_a_log_without_epochs_has_only_legacy_entries(tmp_path: Path) -> None:
+    root = tmp_path / "audit"
+    log = AuditLog(root, origin=ORIGIN)
+    for i in range(3):
+        log.append("alice", "operator", "dataset.read", f"set{i}", "ok", {})
+    found, result = walk(lines_of(root), None)
+    assert found == [] and result.notes == [], "no epochs: nothing to say about them"
+    assert (result.legacy, result.epochs, result.open_epoch, result.open_entries) == (3, 0, None, 0)
+    assert result.initial_key is None
+
+
+def test_the_notes_count_the_entries_an_epoch_holds(tmp_path: Path) -> None:
+    root = tmp_path / "audit"
+    key = SigningKey.generate()
+    AuditLog(root, origin=ORIGIN).init(key.public_pem())
+    first = command(root, key, 1, close=False)  # epoch 0: its opening (0) and one entry (1)
+    (root / epochs.STATE_FILE).unlink()
+    command(root, key, 1)  # epoch 1 (2-3), 2 idle (4)
+    (root / epochs.STATE_FILE).unlink()  # lost while idle: nothing of epoch 2 to check
+    moving = command(root, key, 2, close=False)  # epoch 3 (5-7)
+    moving.move_sealing_on()  # epoch 4 (8): running, with nothing but its opening
+    _, result = walk(lines_of(root), first.initial_key())
+    assert result.notes == [
+        "entries 1..1 of epoch 0 cannot be checked: its MAC key was never revealed (its sealed state was lost)"
+    ]
+    assert (result.open_epoch, result.open_entries) == (4, 1)
+    command(root, key, 2, close=False)  # epoch 4 runs on: 9-10
+    _, result = walk(lines_of(root), first.initial_key())
+    assert result.notes[-1] == (
+        f"entries 9..10 are in the running epoch {result.open_epoch}: sealed, and checked when it closes "
+        "(at the end of the command that writes them, or at the next command)"
+    )

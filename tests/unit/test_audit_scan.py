@@ -5,6 +5,7 @@ prev chain and how many entries after it do not chain, and the note a repaired t
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -174,3 +175,63 @@ def test_a_hash_is_shortened_to_16_hex_digits_and_a_short_text_is_kept() -> None
     assert short_hash("0123456789abcdef") == "0123456789abcdef"
     assert short_hash("0123456789abcdef0") == "0123456789abcdef..."
     assert short_hash(Path("x").name) == "x"
+
+
+def test_a_torn_tail_is_named_with_its_bytes_and_where_it_starts(lines: list[bytes]) -> None:
+    data = b"".join(line + b"\n" for line in lines)
+    scan = scan_log(data + b'{"action":"dataset.re')
+    assert [f.to_json() for f in scan.findings] == [
+        finding(
+            5,
+            "torn_tail",
+            "every line to end with a newline",
+            f"21 bytes without one at byte {len(data)}",
+            f"torn tail at byte {len(data)} after seq 5: an append was interrupted; the next append cuts it "
+            "off and records an audit.repair entry",
+        )
+    ]
+    assert scan.torn == (len(data), 21) and scan.size == 6
+    alone = scan_log(b"torn")
+    assert [(f.seq, f.kind) for f in alone.findings] == [(None, "torn_tail")] and alone.torn == (0, 4)
+    assert scan_log(data).torn is None
+
+
+def test_progress_is_reported_every_so_many_entries_and_a_cancel_stops_the_scan(
+    lines: list[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vault.audit import scan as scan_module
+    from vault.errors import Cancelled
+
+    monkeypatch.setattr(scan_module, "PROGRESS_EVERY", 2)
+    data = b"".join(line + b"\n" for line in lines)
+    events = []
+    scan_log(data, on_event=events.append)
+    assert [(e.done, e.total) for e in events] == [(0, 6), (2, 6), (4, 6), (6, 6)]
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Cancelled) as cancelled:
+        scan_log(data, cancel=stop)
+    assert (cancelled.value.title, cancelled.value.hint) == (
+        "audit verification cancelled",
+        "run `strongroom audit verify` again",
+    )
+
+
+def test_a_scan_from_a_later_entry_checks_only_from_there(lines: list[bytes]) -> None:
+    damaged = [edited(lines[1], subject="changed"), *lines[2:]]
+    base = merkle.MerkleTree()
+    base.append(merkle.leaf_hash(lines[0]))
+    rest = b"".join(line + b"\n" for line in damaged)
+    scan = scan_log(rest, base=base)
+    assert [(f.seq, f.kind) for f in scan.findings] == [(2, "prev"), (2, "prev")]
+    assert scan.size == 6 and len(scan.leaves) == 5
+    whole = [lines[0], *damaged]
+    assert scan.roots[6] == scan_log(b"".join(line + b"\n" for line in whole)).roots[6]
+    seen: list[dict] = []
+    later = scan_log(b"".join(line + b"\n" for line in whole), check_from=3, on_entry=seen.append)
+    assert [(f.seq, f.kind) for f in later.findings] == [(3, "prev"), (3, "prev")], (
+        "entries before check_from are hashed, not checked: the break shows at the first one checked"
+    )
+    assert [e["seq"] for e in seen] == [3, 4, 5] and later.roots[6] == scan.roots[6]
+    unchanged = b"".join(line + b"\n" for line in lines)
+    assert scan_log(unchanged, check_from=3).roots[6].hex() == root(lines)

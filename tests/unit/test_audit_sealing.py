@@ -176,3 +176,24 @@ def test_a_crash_before_the_opening_ends_the_command_with_the_opening_first(
     closing.write_checkpoint(key)
     assert opened(closing)[-2:] == [(1, False, "a new command"), (2, True, "the command ended")]
     assert AuditLog(root).verify(key.public_pem(), initial_key=log.initial_key()).ok
+
+
+def test_a_damaged_epoch_state_starts_an_uncertified_epoch_and_says_why(
+    tmp_path: Path, key: SigningKey
+) -> None:
+    root = tmp_path / "audit"
+    log = writer(root, key)
+    log.append("alice", "operator", "dataset.read", "a", "ok", {})
+    log.write_checkpoint(key)
+    (root / epochs.STATE_FILE).write_bytes(b"garbage")
+    later = writer(root, key, "bob", "admin")
+    later.append("bob", "admin", "dataset.read", "b", "ok", {})
+    assert opened(later)[-1] == (
+        2,
+        False,
+        "the sealed epoch state was missing or unreadable: this epoch is not certified by the last one",
+    )
+    epoch_entries = [e for e in entries(later) if e["action"] == epochs.EPOCH_ACTION]
+    assert {e["outcome"] for e in epoch_entries} == {"ok"}
+    assert epoch_entries[-1]["detail"]["certificate"] == "" and epoch_entries[-1]["detail"]["reveal"] == ""
+    assert later.sealer.current.epoch == 2 and not later.sealer.current.idle

@@ -391,3 +391,43 @@ def test_a_long_log_checks_its_seals_beside_the_scan_with_the_same_conclusion(
     without = verify_snapshot(data, **common)
     assert with_child.to_json() == without.to_json() and not without.ok
     assert opened in without.unsealed_seqs or any(f.seq == opened for f in without.findings)
+
+
+def test_a_failing_report_says_so_first_and_how_the_key_was_checked(w: Written) -> None:
+    report = w.verify(trusted_pubkey=None, latest=None)
+    assert report.truncation_ruled_out is False and not report.ok
+    assert report.message == (
+        "NOT intact: 1 finding(s) in a log of 8 entries.\n"
+        "A signed checkpoint covers all 8 entries.\n"
+        "Signatures were checked with audit/pubkey.pem from the vault itself; pass --pubkey with a copy kept "
+        "elsewhere to rule out a replaced key.\n"
+        "No saved checkpoint was given, so truncation or rollback of the log cannot be ruled out. Keep the output "
+        "of `strongroom audit checkpoint` off this machine and pass it with --checkpoint."
+    )
+    unsigned = w.verify(latest=None, checkpoints=[])
+    assert unsigned.ok and unsigned.signed_size == 0 and unsigned.unsigned == 8
+    assert unsigned.message.splitlines()[1] == (
+        "A signed checkpoint covers the first 0 entries; entries 0..7 are protected by the hash chain only "
+        "until the next checkpoint (a command may still be running, or the last one ended without signing)."
+    )
+
+
+def test_an_empty_checkpoint_with_another_root_names_no_entry(w: Written) -> None:
+    wrong = sign_checkpoint(w.key, ORIGIN, 0, bytes(32)).encode()
+    report = w.verify(external=wrong)
+    assert [(f.kind, f.seq) for f in report.findings] == [("checkpoint_root", None)]
+    assert report.truncation_ruled_out is False
+
+
+def test_a_long_log_names_another_initial_key_as_the_scan_in_order_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vault.audit import verify as verify_module
+
+    sealed = Written(tmp_path / "sealed", sealed=True)
+    other = SigningKey.generate().public_raw()
+    in_order = sealed.verify(initial_key=other)
+    monkeypatch.setattr(verify_module, "SIDE_BY_SIDE_FROM", 1)
+    beside = sealed.verify(initial_key=other)
+    assert [f.kind for f in in_order.findings] == ["epoch_key"]
+    assert beside.to_json() == in_order.to_json() and not beside.initial_key_checked
