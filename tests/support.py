@@ -338,3 +338,16 @@ def parse_lock(text: str) -> tuple[dict[str, Pin], list[str]]:
             problems.append(f"line {number}: {name} is pinned twice (first on line {pins[name].line})")
         pins[name] = Pin(name, Version(match["version"]), hashes, number)
     return pins, problems
+
+
+def finding_json(seq: int | None, kind: str, expected: str, found: str, message: str) -> dict[str, Any]:
+    """A verification finding as `Finding.to_json()` gives it (an error at a log entry)."""
+    return {
+        "kind": kind,
+        "expected": expected,
+        "found": found,
+        "message": message,
+        "object": None,
+        "seq": seq,
+        "severity": "error",
+    }

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import finding_json as finding
 from vault.audit import AuditLog, epochs
 from vault.audit.epochs import check_seals, fingerprint
 from vault.crypto.signing import SigningKey
@@ -20,6 +21,13 @@ from vault.storage.files import canonical_json
 ORIGIN = "strongroom.local/vault/7a7a7a7a7a7a7a7a"
 NOT_OURS = "entry {} was not written by Strongroom: someone without the epoch's key added or changed it"
 NOT_SIGNED = "the log before this entry is not the log the previous epoch's key signed"
+FORGED_AT_4 = finding(
+    4,
+    "epoch_certificate",
+    "epoch 1 certified by epoch 0's key",
+    "epoch 1 with a certificate that does not verify",
+    NOT_SIGNED,
+)
 
 
 def command(
@@ -63,18 +71,6 @@ def unsealed(*seqs: int, recorded: bool = False) -> list[dict]:
         finding(s, "unsealed", "an entry sealed by the epoch it was written in", found, NOT_OURS.format(s))
         for s in seqs
     ]
-
-
-def finding(seq: int, kind: str, expected: str, found: str, message: str) -> dict:
-    return {
-        "kind": kind,
-        "expected": expected,
-        "found": found,
-        "message": message,
-        "object": None,
-        "seq": seq,
-        "severity": "error",
-    }
 
 
 def changed(lines: list[bytes], at: int, change: Callable[[dict], None]) -> list[bytes]:
@@ -132,13 +128,7 @@ def test_a_forged_certificate_is_named_and_its_opening_is_not_ours(two_commands)
     forged = changed(lines, 4, lambda e: e["detail"].update(certificate=base64.b64encode(bytes(64)).decode()))
     found, _ = walk(forged, initial)
     assert found == [
-        finding(
-            4,
-            "epoch_certificate",
-            "epoch 1 certified by epoch 0's key",
-            "epoch 1 with a certificate that does not verify",
-            NOT_SIGNED,
-        ),
+        FORGED_AT_4,
         *unsealed(4),
     ]
 
@@ -147,13 +137,7 @@ def test_a_reveal_that_is_not_the_committed_key_leaves_the_whole_epoch_unchecked
     lines, initial = two_commands
     found, result = walk(changed(lines, 4, lambda e: e["detail"].update(reveal="00" * 32)), initial)
     assert found == [
-        finding(
-            4,
-            "epoch_certificate",
-            "epoch 1 certified by epoch 0's key",
-            "epoch 1 with a certificate that does not verify",
-            NOT_SIGNED,
-        ),
+        FORGED_AT_4,
         finding(4, "epoch_reveal", "the MAC key committed in epoch 0", "another", ""),
         *unsealed(0, 1, 2, 3, 4),
     ]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import finding_json as finding
 from vault.audit import AuditLog, merkle
 from vault.audit.scan import scan_log, short_hash
 from vault.storage.files import canonical_json
@@ -44,18 +45,6 @@ def edited(line: bytes, **fields) -> bytes:
 
 def findings(lines: list[bytes]) -> list[dict]:
     return [f.to_json() for f in scan_log(b"".join(line + b"\n" for line in lines)).findings]
-
-
-def finding(seq: int, kind: str, expected: str, found: str, message: str) -> dict:
-    return {
-        "kind": kind,
-        "expected": expected,
-        "found": found,
-        "message": message,
-        "object": None,
-        "seq": seq,
-        "severity": "error",
-    }
 
 
 def broken_after(damaged: list[bytes], original: list[bytes], at: int, later: int) -> list[dict]:

@@ -139,17 +139,23 @@ def test_a_closed_log_without_epochs_opens_its_first_one_at_the_end(tmp_path: Pa
     assert opened(log) == [(0, False, "the first epoch of this log"), (1, True, "the command ended")]
 
 
-def test_an_opening_a_crash_left_unwritten_is_written_by_the_next_writer(
-    tmp_path: Path, key: SigningKey
-) -> None:
-    root = tmp_path / "audit"
+def crashed_before_opening(root: Path, key: SigningKey) -> tuple[AuditLog, epochs.LiveEpoch, int]:
+    """A command that saved its next epoch (with the signed opening) and died before writing it."""
     log = writer(root, key)
     log.append("alice", "operator", "dataset.read", "a", "ok", {})
     live = epochs.read_live_state(root, key.raw())
     size = len(lines(log))
     nxt = epochs.new_epoch(live.epoch + 1, size, log.log_path.stat().st_size)
     nxt.opening = epochs.epoch_detail(live, nxt, size, root_of(log), "a new command", False)
-    epochs.write_live_state(root, key.raw(), nxt)  # saved, then the process died before the entry
+    epochs.write_live_state(root, key.raw(), nxt)
+    return log, nxt, size
+
+
+def test_an_opening_a_crash_left_unwritten_is_written_by_the_next_writer(
+    tmp_path: Path, key: SigningKey
+) -> None:
+    root = tmp_path / "audit"
+    log, nxt, size = crashed_before_opening(root, key)
     later = writer(root, key, "bob", "admin")
     later.append("bob", "admin", "dataset.read", "b", "ok", {})
     assert opened(later)[-1] == (1, False, "a new command")
@@ -165,13 +171,7 @@ def test_a_crash_before_the_opening_ends_the_command_with_the_opening_first(
     tmp_path: Path, key: SigningKey
 ) -> None:
     root = tmp_path / "audit"
-    log = writer(root, key)
-    log.append("alice", "operator", "dataset.read", "a", "ok", {})
-    live = epochs.read_live_state(root, key.raw())
-    size = len(lines(log))
-    nxt = epochs.new_epoch(live.epoch + 1, size, log.log_path.stat().st_size)
-    nxt.opening = epochs.epoch_detail(live, nxt, size, root_of(log), "a new command", False)
-    epochs.write_live_state(root, key.raw(), nxt)
+    log, nxt, _ = crashed_before_opening(root, key)
     closing = writer(root, key, "bob", "admin")
     closing.write_checkpoint(key)
     assert opened(closing)[-2:] == [(1, False, "a new command"), (2, True, "the command ended")]

@@ -51,6 +51,14 @@ def test_a_dp_run_imports_only_the_opacus_parts_it_uses() -> None:
     assert loaded == [], "a DP run imported: " + "; ".join(f"{m} ({UNUSED[m]})" for m in loaded)
 
 
+def probed(probe: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
 def test_the_whole_package_still_imports_after_the_parts() -> None:
     """A run that loaded parts first can still use Opacus' package, and SciPy's signal and integrate
     packages, as usual (the same module and function objects)."""
@@ -71,10 +79,7 @@ def test_the_whole_package_still_imports_after_the_parts() -> None:
         "assert type(create_accountant('gdp')).__name__ == 'GaussianAccountant'\n"
         "print(__version__, PrivacyEngine.__name__)\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=600
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = probed(probe)
     assert proc.stdout.split() == ["1.6.0", "PrivacyEngine"]
 
 
@@ -88,8 +93,5 @@ def test_scipy_imports_whole_at_a_release_whose_layout_is_not_the_pinned_one() -
         "assert 'scipy.signal._spectral_py' in sys.modules and 'scipy.integrate._ivp' in sys.modules\n"
         "print(type(sys.modules['opacus'].__dict__.get('__deferred__')).__name__)\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=600
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = probed(probe)
     assert proc.stdout.split() == ["bool"]  # Opacus' own packages are still deferred

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import finding_json
 from vault.audit import AuditLog, epochs, merkle
 from vault.audit.checkpoint import parse_checkpoint, sign_checkpoint
 from vault.audit.verify import verify_snapshot
@@ -78,15 +79,7 @@ def findings(report) -> list[dict]:
 
 
 def finding(kind: str, expected: str, found: str, message: str, seq: int | None = None) -> dict:
-    return {
-        "kind": kind,
-        "expected": expected,
-        "found": found,
-        "message": message,
-        "object": None,
-        "seq": seq,
-        "severity": "error",
-    }
+    return finding_json(seq, kind, expected, found, message)
 
 
 # ---------------------------------------------------------------------------------------- intact
