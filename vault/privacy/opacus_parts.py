@@ -13,7 +13,7 @@ read here is the pinned release's (checked on import).
 
 Two SciPy packages get the same treatment, for the same reason: PRV's composition imports
 `convolve` from scipy.signal and `quad` from scipy.integrate, and their `__init__` files load every
-filter design, spline, interpolator and ODE solver besides (1-1.5 s here). They are deferred only
+filter design, spline, interpolator and ODE solver besides (0.5 s here). They are deferred only
 at the SciPy release whose layout DEFERRED names (requirements.lock pins it); at any other, SciPy
 imports as usual.
 """
