@@ -217,7 +217,19 @@ def test_the_side_by_side_pass_shows_progress_and_hears_a_cancel(written, side_b
     )
     assert fast is not None
     assert seen == [*range(0, total, 10), total]
+    read: list[int] = []  # with a reader, the entries pass parses them too: the same progress
+    seen.clear()
+    fast, delivered = scan._scan_side_by_side(
+        data, want_roots=set(), on_event=lambda e: seen.append(e.done), cancel=None, on_entry=read.append
+    )
+    assert fast is not None and delivered == total == len(read)
+    assert seen == [*range(0, total, 10), total]
     stop = threading.Event()
     stop.set()
-    with pytest.raises(Cancelled):
-        scan.scan_log(data, cancel=stop)
+    for reader in (None, read.append):
+        with pytest.raises(Cancelled) as cancelled:
+            scan.scan_log(data, cancel=stop, on_entry=reader)
+        assert (cancelled.value.title, cancelled.value.hint) == (
+            "audit verification cancelled",
+            "run `strongroom audit verify` again",
+        )
