@@ -162,6 +162,24 @@ def test_an_epoch_entry_without_its_fields_is_invalid_and_the_walk_goes_on(two_c
     assert result.epochs == 3
 
 
+@pytest.mark.parametrize("field", ["key", "certificate"])
+def test_an_epoch_field_that_is_not_strict_base64_is_invalid(two_commands, field: str) -> None:
+    lines, initial = two_commands
+    found, _ = walk(
+        changed(lines, 5, lambda e: e["detail"].update({field: "*" + e["detail"][field]})), initial
+    )
+    assert found[0] == finding(5, "epoch_invalid", "an epoch entry with its fields", "a bad one", "")
+
+
+def test_a_reveal_that_is_not_hex_is_not_the_committed_key(two_commands) -> None:
+    lines, initial = two_commands
+    found, _ = walk(changed(lines, 4, lambda e: e["detail"].update(reveal="zz")), initial)
+    assert found[:2] == [
+        FORGED_AT_4,
+        finding(4, "epoch_reveal", "the MAC key committed in epoch 0", "another", ""),
+    ]
+
+
 def test_a_renumbered_epoch_is_out_of_order_for_the_next_one(two_commands) -> None:
     lines, initial = two_commands
     found, _ = walk(changed(lines, 5, lambda e: e["detail"].update(epoch=7)), initial)
@@ -244,9 +262,10 @@ def test_a_forged_record_of_unsealed_lines_without_its_seqs_is_not_ours(two_comm
     lines, initial = two_commands
     forged = json.loads(lines[7])
     forged.update(action=epochs.UNSEALED_ACTION, seq=9, detail={"reason": "no seqs"})
-    found, result = walk([*lines, canonical_json(forged)], initial)
+    again = {**forged, "seq": 10}
+    found, result = walk([*lines, canonical_json(forged), canonical_json(again)], initial)
     assert found == [] and result.notes == [
-        "entries 9..9 follow the opening of the idle epoch 3: records of lines found unsealed, checked when "
+        "entries 9..10 follow the opening of the idle epoch 3: records of lines found unsealed, checked when "
         "the next command reveals the epoch's key (a command interrupted between the two, or lines added since)"
     ], (
         "at rest the sealer writes nothing after an idle opening: the auditor is told, and the next command checks"
