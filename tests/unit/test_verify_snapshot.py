@@ -27,7 +27,8 @@ def label(raw: bytes) -> str:
 
 
 class Written:
-    """A log of 8 entries with checkpoints after 4 and 8, as the vault writes it; `sealed` adds epochs."""
+    """A log of 8 entries with a checkpoint after every fourth, as the vault writes it; `sealed` adds
+    epochs (and their entries: `saved` is keyed by the size each checkpoint covers)."""
 
     def __init__(self, root: Path, *, sealed: bool = False, n: int = 8) -> None:
         self.key = SigningKey.generate()
@@ -139,7 +140,8 @@ def test_the_latest_checkpoint_names_the_origin_when_none_is_given(w: Written) -
 
 # ---------------------------------------------------------------------------------------- keys
 def test_every_key_problem_is_named(w: Written) -> None:
-    other = SigningKey.generate().public_pem()
+    stranger = SigningKey.generate()
+    other = stranger.public_pem()
     garbage = b"-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----\n"
     file_invalid = w.verify(pubkey_file=garbage, trusted_pubkey=None)
     assert findings(file_invalid) == [
@@ -166,7 +168,7 @@ def test_every_key_problem_is_named(w: Written) -> None:
         finding(
             "pubkey_replaced",
             f"audit/pubkey.pem = the given key {label(w.key.public_raw())}",
-            f"another key {label(_raw(other))}",
+            f"another key {label(stranger.public_raw())}",
             "the vault's public key file was replaced",
         )
     ]
@@ -183,12 +185,6 @@ def test_every_key_problem_is_named(w: Written) -> None:
     from_vault = w.verify(trusted_pubkey=None)
     assert from_vault.ok and from_vault.key_source == "vault" and from_vault.signed_size == 8
     assert "Signatures were checked with audit/pubkey.pem from the vault itself" in from_vault.message
-
-
-def _raw(pem: bytes) -> bytes:
-    from vault.crypto.signing import load_public_pem
-
-    return load_public_pem(pem)
 
 
 # ---------------------------------------------------------------------------------------- checkpoints
