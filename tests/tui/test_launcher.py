@@ -9,6 +9,8 @@ import json
 import os
 import select
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -110,8 +112,6 @@ def test_the_launcher_ends_with_the_ui_once_its_trainers_have_ended(launcher: La
 
 
 def test_a_launcher_that_cannot_start_leaves_the_ui_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
-
     monkeypatch.setattr(sys, "executable", "/nonexistent/python3")
     started = Launcher.start(None)
     problem = started.refusal()
@@ -123,9 +123,6 @@ def test_a_launcher_that_cannot_start_leaves_the_ui_with_the_reason(monkeypatch:
 def test_a_launcher_that_cannot_isolate_says_why(tmp_path: Path) -> None:
     """Without the loopback level the launcher answers with the reason, and the UI keeps that reason
     for the Train form; spawn() refuses."""
-    import subprocess
-    import sys
-
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     # a launcher that is not there: its end closed at once, as when it died before its first word
     theirs.close()
@@ -153,9 +150,6 @@ def test_a_trainer_that_does_not_stop_is_ended_after_the_grace(tmp_path: Path) -
     """A trainer that never sees end of file (here: its stdin held open, no job sent) must not
     outlive the session: after the grace the launcher ends, and with it, as PID 1 of its
     namespace, the trainer."""
-    import subprocess
-    import sys
-
     if unshare_refused():
         pytest.skip("this host forbids network namespaces")
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)

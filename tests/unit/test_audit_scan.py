@@ -27,10 +27,7 @@ def lines(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
 
 
 def root(lines: list[bytes]) -> str:
-    tree = merkle.MerkleTree()
-    for line in lines:
-        tree.append(merkle.leaf_hash(line))
-    return tree.root().hex()
+    return merkle.root([merkle.leaf_hash(line) for line in lines]).hex()
 
 
 def short(text: str) -> str:

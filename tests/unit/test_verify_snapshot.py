@@ -64,10 +64,7 @@ class Written:
         return verify_snapshot(self.data, **given)
 
     def root(self, size: int) -> bytes:
-        tree = merkle.MerkleTree()
-        for line in self.data.split(b"\n")[:size]:
-            tree.append(merkle.leaf_hash(line))
-        return tree.root()
+        return merkle.root([merkle.leaf_hash(line) for line in self.data.split(b"\n")[:size]])
 
 
 @pytest.fixture
