@@ -1,10 +1,16 @@
 """The learning-rate rule of vault/train/recipes.py: scaled by a power of the signal-to-noise ratio
-below the reference, floored, and untouched without noise or above the reference."""
+below the reference, floored, and untouched without noise or above the reference; a recipe's model
+options and moving average of the weights."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 
+from vault.train import TrainConfig, TrainData
+from vault.train.engine import WeightAverage
+from vault.train.models import MODELS, build_model
+from vault.train.plan import plan_for
 from vault.train.recipes import MIN_LR_SCALE, learning_rate, signal_to_noise
 
 
@@ -21,3 +27,42 @@ def test_rate_shrinks_with_the_squared_ratio_and_stops_at_the_floor() -> None:
     rates = [learning_rate(1.0, 280.0, b, 2.0) for b in (8, 64, 128, 256, 512)]
     assert rates == sorted(rates)
     assert learning_rate(1.0, 280.0, 1, 10.0) == MIN_LR_SCALE
+
+
+def test_the_weight_average_warms_up_then_decays_at_the_recipes_rate_and_replaces_the_weights() -> None:
+    weight = torch.nn.Parameter(torch.zeros(2))
+    average = WeightAverage([weight], 0.5)
+    expected = torch.zeros(2)
+    for step, value in enumerate([4.0, -2.0, 8.0, 1.0, 3.0], start=1):
+        with torch.no_grad():
+            weight.fill_(value)
+        average.update()
+        decay = min(0.5, (1 + step) / (10 + step))  # 0.18, 0.25, 0.31, 0.36, 0.4: the warm-up
+        expected = decay * expected + (1 - decay) * value
+    assert average.steps == 5
+    assert torch.allclose(average.average[0], expected)
+    assert weight.tolist() == [3.0, 3.0], "the weights stay the last step's until the average is applied"
+    average.apply()
+    assert torch.allclose(weight.detach(), expected) and weight.requires_grad
+
+    plain = torch.nn.Parameter(torch.ones(2))
+    none = WeightAverage([plain], None)
+    none.update()
+    none.apply()
+    assert none.average == [] and none.steps == 0 and plain.tolist() == [1.0, 1.0]
+
+
+def test_the_cnn_under_dp_has_fewer_weights_and_averages_them_and_without_dp_neither() -> None:
+    images = torch.randint(0, 256, (400, 1, 16, 16), dtype=torch.uint8)
+    data = TrainData.from_records("image", list("abcd"), images, torch.arange(400) % 4)
+    private = plan_for(data, TrainConfig(model="cnn", epsilon=3.0, accountant="rdp"))
+    plain = plan_for(data, TrainConfig(model="cnn", dp=False))
+    assert private.model_config["widths"] == [8, 16, 32] and private.weight_average == 0.97
+    assert private.hyperparameters()["weight_average"] == 0.97
+    assert plain.model_config["widths"] == MODELS["cnn"].defaults["widths"] == [16, 32, 64]
+    assert plain.weight_average is None and plain.hyperparameters()["weight_average"] is None
+    net = build_model(private.model_config)  # the saved config rebuilds the narrower network
+    assert [m.out_channels for m in net.modules() if isinstance(m, torch.nn.Conv2d)] == [8, 16, 32]
+    assert sum(p.numel() for p in net.parameters()) < 0.4 * sum(
+        p.numel() for p in build_model(plain.model_config).parameters()
+    )

@@ -145,6 +145,32 @@ class _Run:
         )
 
 
+class WeightAverage:
+    """The moving average of a model's weights over its steps (the recipe's `weight_average`),
+    which replaces the weights before the last epoch is evaluated; does nothing when decay is None."""
+
+    def __init__(self, params: list[nn.Parameter], decay: float | None) -> None:
+        self.params = params
+        self.decay = decay
+        self.average = [p.detach().clone() for p in params] if decay else []
+        self.steps = 0
+
+    @torch.no_grad()
+    def update(self) -> None:
+        if self.decay:
+            self.steps += 1
+            decay = min(self.decay, (1 + self.steps) / (10 + self.steps))
+            for average, param in zip(self.average, self.params, strict=True):
+                average.lerp_(param, 1.0 - decay)
+
+    @torch.no_grad()
+    def apply(self) -> None:
+        if not self.decay:
+            return
+        for average, param in zip(self.average, self.params, strict=True):
+            param.copy_(average)
+
+
 def _dp_epochs(
     state: _Run,
     net: nn.Module,
@@ -175,6 +201,7 @@ def _dp_epochs(
         run.noise_multiplier or 0.0, run.sample_rate, run.delta or 0.0, ceiling=planned_epsilon
     )
     params = [p for p in net.parameters() if p.requires_grad]
+    average = WeightAverage(params, run.weight_average)
     loop_started = time.perf_counter()
     try:
         for epoch in range(1, run.epochs + 1):
@@ -205,6 +232,7 @@ def _dp_epochs(
                     if dp.last_step_skipped(optimizer):
                         continue
                     state.steps += 1
+                    average.update()
                     state.history = [tuple(h) for h in accountant.history]
                     state.emit(
                         StepProgress(
@@ -219,6 +247,8 @@ def _dp_epochs(
                     logical_loss = logical_size = 0.0
                     state.check_cancel()
             epsilon = planned_epsilon if epoch == run.epochs else bound.epsilon(state.steps)
+            if epoch == run.epochs:
+                average.apply()
             _end_epoch(state, net, epoch, loss_sum, correct, seen, val, epsilon, started)
         state.loop_s = time.perf_counter() - loop_started
     finally:
@@ -246,6 +276,7 @@ def _plain_epochs(
         collate_fn=collate_batch,
     )
     optimizer = optimizer_for(net.parameters(), run)
+    average = WeightAverage([p for p in net.parameters() if p.requires_grad], run.weight_average)
     criterion = nn.CrossEntropyLoss(reduction="sum")
     loop_started = time.perf_counter()
     for epoch in range(1, run.epochs + 1):
@@ -267,10 +298,13 @@ def _plain_epochs(
                 batch_loss += float(loss.item())
                 correct += float((logits.detach().argmax(1) == yp).sum())
             optimizer.step()
+            average.update()
             loss_sum += batch_loss * yb.numel()
             seen += yb.numel()
             state.steps += 1
             state.emit(StepProgress(state.steps, run.total_steps, epoch, batch_loss, None, int(yb.numel())))
+        if epoch == run.epochs:
+            average.apply()
         _end_epoch(state, net, epoch, loss_sum, correct, seen, val, None, started)
     state.loop_s = time.perf_counter() - loop_started
 

@@ -8,7 +8,7 @@ the data: image scaling by constants, wavelet scattering, hashed tokens) and cla
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -43,6 +43,13 @@ class Recipe:
     # Under DP, the batch / noise-multiplier ratio `lr` was tuned at; below it the rate shrinks
     # (vault/train/recipes.py). None: the rate is used as is.
     reference_snr: float | None = None
+    # Model options that override the model's defaults for runs of this recipe (saved in the
+    # model's config, so the model rebuilds as trained): under DP, fewer weights take less noise.
+    model_options: dict[str, Any] = field(default_factory=dict)
+    # The model keeps an exponential moving average of its weights over the run's steps, with
+    # this decay (warmed up as (1 + t) / (10 + t)), instead of the last step's: noisy steps
+    # average out (De et al. 2022). Post-processing of the released iterates, so free under DP.
+    weight_average: float | None = None
 
 
 @dataclass(frozen=True)
@@ -298,6 +305,8 @@ MODELS: dict[str, ModelSpec] = {
                 max_grad_norm=0.1,
                 physical_batch_size=640,
                 reference_snr=280.0,
+                model_options={"widths": [8, 16, 32]},
+                weight_average=0.97,
             ),
             plain_recipe=Recipe(epochs=10, batch_size=128, lr=0.05, max_grad_norm=1.0),
             defaults={"widths": [16, 32, 64], "stride": 2},
@@ -374,11 +383,22 @@ def spec_for(name: str, kind: str) -> ModelSpec:
 
 
 def model_config(
-    name: str, kind: str, classes: int, input_shape: Sequence[int] | None = None
+    name: str,
+    kind: str,
+    classes: int,
+    input_shape: Sequence[int] | None = None,
+    options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The JSON config that rebuilds the model: registry name, classes, input shape, options."""
+    """The JSON config that rebuilds the model: registry name, classes, input shape, options
+    (the model's defaults, overridden by `options`, e.g. a recipe's)."""
     spec = spec_for(name, kind)
-    config: dict[str, Any] = {"name": name, "kind": kind, "classes": int(classes), **spec.defaults}
+    config: dict[str, Any] = {
+        "name": name,
+        "kind": kind,
+        "classes": int(classes),
+        **spec.defaults,
+        **(options or {}),
+    }
     if kind == "image":
         if input_shape is None or len(input_shape) != 3:
             raise UsageError(

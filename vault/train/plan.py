@@ -67,6 +67,7 @@ class RunPlan:
     device: str
     reproducible: bool = False
     world_size: int = 1  # processes (torch.distributed ranks); sampling, noise and steps do not change
+    weight_average: float | None = None  # the recipe's decay of the weights' moving average
 
     @property
     def total_steps(self) -> int:
@@ -88,6 +89,7 @@ class RunPlan:
             "optimizer": self.optimizer,
             "max_grad_norm": self.max_grad_norm,
             "grad_sample_mode": self.grad_sample_mode if self.dp else None,
+            "weight_average": self.weight_average,
             "val_split": self.val_split,
             "loss": "cross-entropy",
         }
@@ -126,8 +128,8 @@ def plan(
     device = resolve_device(config.device)
     name = registry.default_model(kind, config.dp) if config.model == registry.AUTO else config.model
     spec = registry.spec_for(name, kind)
-    model_config = registry.model_config(name, kind, classes, input_shape)
     recipe = spec.dp_recipe if config.dp else spec.plain_recipe
+    model_config = registry.model_config(name, kind, classes, input_shape, recipe.model_options)
     records = int(sum(counts))
 
     if not 0 < config.val_split <= MAX_VAL_SPLIT:
@@ -224,6 +226,7 @@ def plan(
         device=str(device),
         reproducible=config.reproducible,
         world_size=world_size,
+        weight_average=recipe.weight_average,
     )
 
 
