@@ -119,8 +119,10 @@ class CliSide:
         trained = json.loads(out)
         t_eval, out = timed([*cli, "evaluate", trained["model"], "mnist-heldout", "--json"], self.env)
         evaluated = json.loads(out)
+        epochs = sorted(trained["timings"]["epoch_s"])
         return {
             "accuracy": evaluated["accuracy"],
+            "epoch_s": epochs[len(epochs) // 2],
             "wall_s": t_train + t_eval,
             "train_s": t_train,
             "evaluate_s": t_eval,

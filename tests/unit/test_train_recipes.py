@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from vault.errors import UsageError
 from vault.train import TrainConfig, TrainData
 from vault.train.engine import WeightAverage
 from vault.train.models import MODELS, build_model
@@ -53,16 +54,29 @@ def test_the_weight_average_warms_up_then_decays_at_the_recipes_rate_and_replace
 
 
 def test_the_cnn_under_dp_has_fewer_weights_and_averages_them_and_without_dp_neither() -> None:
-    images = torch.randint(0, 256, (400, 1, 16, 16), dtype=torch.uint8)
-    data = TrainData.from_records("image", list("abcd"), images, torch.arange(400) % 4)
-    private = plan_for(data, TrainConfig(model="cnn", epsilon=3.0, accountant="rdp"))
-    plain = plan_for(data, TrainConfig(model="cnn", dp=False))
+    def digits(side: int) -> TrainData:
+        images = torch.randint(0, 256, (400, 1, side, side), dtype=torch.uint8)
+        return TrainData.from_records("image", list("abcd"), images, torch.arange(400) % 4)
+
+    private = plan_for(digits(16), TrainConfig(model="cnn", epsilon=3.0, accountant="rdp"))
+    plain = plan_for(digits(16), TrainConfig(model="cnn", dp=False))
     assert private.model_config["widths"] == [8, 16, 32] and private.weight_average == 0.97
-    assert private.hyperparameters()["weight_average"] == 0.97
+    assert private.model_config["first_kernel"] == 3 and private.hyperparameters()["weight_average"] == 0.97
     assert plain.model_config["widths"] == MODELS["cnn"].defaults["widths"] == [16, 32, 64]
+    assert "first_kernel" not in plain.model_config
     assert plain.weight_average is None and plain.hyperparameters()["weight_average"] is None
     net = build_model(private.model_config)  # the saved config rebuilds the narrower network
     assert [m.out_channels for m in net.modules() if isinstance(m, torch.nn.Conv2d)] == [8, 16, 32]
     assert sum(p.numel() for p in net.parameters()) < 0.4 * sum(
         p.numel() for p in build_model(plain.model_config).parameters()
     )
+    for side, kernel in ((23, 3), (24, 5), (28, 5)):  # a 5x5 first filter from 24 pixels a side
+        large = plan_for(digits(side), TrainConfig(model="cnn", epsilon=3.0, accountant="rdp"))
+        assert large.model_config["first_kernel"] == kernel, side
+        convolutions = [
+            m for m in build_model(large.model_config).modules() if isinstance(m, torch.nn.Conv2d)
+        ]
+        assert [c.kernel_size for c in convolutions] == [(kernel, kernel), (3, 3), (3, 3)]
+        assert [c.padding for c in convolutions] == [(kernel // 2, kernel // 2), (1, 1), (1, 1)]
+    with pytest.raises(UsageError, match="first_kernel"):
+        build_model({**private.model_config, "first_kernel": 4})

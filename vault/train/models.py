@@ -8,7 +8,7 @@ the data: image scaling by constants, wavelet scattering, hashed tokens) and cla
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -43,9 +43,9 @@ class Recipe:
     # Under DP, the batch / noise-multiplier ratio `lr` was tuned at; below it the rate shrinks
     # (vault/train/recipes.py). None: the rate is used as is.
     reference_snr: float | None = None
-    # Model options that override the model's defaults for runs of this recipe (saved in the
-    # model's config, so the model rebuilds as trained): under DP, fewer weights take less noise.
-    model_options: dict[str, Any] = field(default_factory=dict)
+    # The model options that override the model's defaults for runs of this recipe, from the
+    # input shape (saved in the model's config, so the model rebuilds as trained).
+    model_options: Callable[[Sequence[int] | None], dict[str, Any]] | None = None
     # The model keeps an exponential moving average of its weights over the run's steps, with
     # this decay (warmed up as (1 + t) / (10 + t)), instead of the last step's: noisy steps
     # average out (De et al. 2022). Post-processing of the released iterates, so free under DP.
@@ -120,9 +120,13 @@ class SmallCNN(ImageModel):
             raise UsageError(f"unknown cnn stride {stride!r}", "use 1 or 2")
         layers: list[nn.Module] = []
         previous = channels
+        first = int(config.get("first_kernel", 3))
+        if first not in (3, 5):
+            raise UsageError(f"unknown cnn first_kernel {first!r}", "use 3 or 5")
         for index, width in enumerate(widths):
+            kernel = first if index == 0 else 3
             layers += [
-                nn.Conv2d(previous, width, 3, stride=stride, padding=1),
+                nn.Conv2d(previous, width, kernel, stride=stride, padding=kernel // 2),
                 nn.GroupNorm(_groups(width), width),
                 nn.Tanh(),
             ]
@@ -138,6 +142,13 @@ class SmallCNN(ImageModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
+
+
+def _cnn_dp_options(input_shape: Sequence[int] | None) -> dict[str, Any]:
+    """cnn under DP: 8-16-32 channels, since the noise a step adds grows with the weights; a 5x5
+    first filter on images of 24 pixels a side or more (docs/TRAINING.md has the measurements)."""
+    side = min(input_shape[1:]) if input_shape else 0
+    return {"widths": [8, 16, 32], "first_kernel": 5 if side >= 24 else 3}
 
 
 def _resnet_block_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -305,7 +316,7 @@ MODELS: dict[str, ModelSpec] = {
                 max_grad_norm=0.1,
                 physical_batch_size=640,
                 reference_snr=280.0,
-                model_options={"widths": [8, 16, 32]},
+                model_options=_cnn_dp_options,
                 weight_average=0.97,
             ),
             plain_recipe=Recipe(epochs=10, batch_size=128, lr=0.05, max_grad_norm=1.0),
