@@ -2,7 +2,8 @@
 
   images: 1,800 MNIST test images area-downsampled to 16x16 (the size of the public 1,797-image
           digits set), DP epsilon 3: every image model's recipe against the default (scatternet);
-          goal: at least 0.85 of the default's accuracy.
+          goal: at least 0.85 of the default's accuracy. `--seeds N` repeats it on N held-out
+          draws (seeds 1..N, fresh noise each run) and prints the range and mean of the ratio.
   text:   without DP, `bow` (and any --text-models) against a hashed uni+bigram logistic regression (tests/peers.py,
           scikit-learn's HashingVectorizer + LogisticRegression written out), same 80/20 split;
           goal: at least the peer on every set (sms, ag: AG News, docs: paragraphs of
