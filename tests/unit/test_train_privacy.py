@@ -219,3 +219,41 @@ def test_a_ledger_of_repeated_runs_is_accounted_as_their_steps_together() -> Non
             [b, (1.1, 0.1, 450)], 1e-5, accountant
         )
         assert together > epsilon_of([(1.1, 0.1, 300), b], 1e-5, accountant)
+
+
+def test_a_history_is_accounted_by_prv_unless_another_accountant_is_named() -> None:
+    from vault.errors import UsageError
+    from vault.privacy.accounting import check_accountant
+
+    history = [(1.1, 0.05, 120)]
+    assert epsilon_of(history, 1e-5) == epsilon_of(history, 1e-5, "prv") < epsilon_of(history, 1e-5, "rdp")
+    with pytest.raises(UsageError, match="unknown accountant 'PRV'") as caught:
+        check_accountant("PRV")
+    assert caught.value.hint == "choose one of: prv, rdp"
+
+
+def test_an_accounted_history_is_remembered_under_its_own_key_and_reused() -> None:
+    from vault.privacy import accounting
+
+    history = [(1.3, 0.04, 77), (1.3, 0.04, 23)]
+    epsilon = epsilon_of(history, 2e-6, "rdp")
+    key = (((1.3, 0.04, 100),), 2e-6, "rdp")  # the runs merged, then delta and accountant
+    assert accounting._EPSILONS[key] == epsilon
+    accounting._EPSILONS[key] = 123.0  # what the process computed before is what it answers
+    try:
+        assert epsilon_of(history, 2e-6, "rdp") == 123.0
+        assert epsilon_of(history, 2e-6, "prv") != 123.0 and epsilon_of(history, 3e-6, "rdp") != 123.0
+    finally:
+        del accounting._EPSILONS[key]
+
+
+def test_the_running_bound_is_exact_at_every_step_in_order() -> None:
+    from opacus.accountants.analysis import rdp
+    from opacus.accountants.rdp import RDPAccountant
+
+    orders = RDPAccountant.DEFAULT_ALPHAS
+    per_step = rdp.compute_rdp(q=0.1, noise_multiplier=1.0, steps=1, orders=orders)
+    bound = RunningBound(1.0, 0.1, 1e-5)  # step by step, as a run asks: across each table's end
+    for steps in range(1, 301):
+        exact, _ = rdp.get_privacy_spent(orders=orders, rdp=per_step * steps, delta=1e-5)
+        assert bound.epsilon(steps) == pytest.approx(exact, rel=1e-9), steps
