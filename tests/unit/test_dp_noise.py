@@ -121,11 +121,15 @@ def test_a_private_pass_reports_the_mean_loss_and_the_hits_of_the_real_records_o
     torch.manual_seed(3)
     net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
     x = torch.randn(7, 4)
-    y = torch.tensor([0, 1, 2, 1, IGNORE, IGNORE, IGNORE])
-    real = y != IGNORE
     logits = net(x).detach()
+    predicted = logits.argmax(1)  # three records labelled as the net predicts, one not: 3 hits
+    y = torch.tensor(
+        [predicted[0], predicted[1], (predicted[2] + 1) % 3, predicted[3], IGNORE, IGNORE, IGNORE]
+    )
+    real = y != IGNORE
     want_loss = float(torch.nn.functional.cross_entropy(logits[real], y[real]))
     want_hits = float((logits[real].argmax(1) == y[real]).sum())
+    assert want_hits == 3.0
     clipper = BookkeepingClipper(net, 1.0)
     try:
         loss, hits, records = private_pass(clipper, torch.nn.CrossEntropyLoss(reduction="none"), x, y)
@@ -143,6 +147,10 @@ def test_a_private_pass_reports_the_mean_loss_and_the_hits_of_the_real_records_o
             0.0,
             0,
         )
+        one = torch.tensor([0, 4, 5, 6])  # one real record among padding: its own loss, not a share
+        loss, hits, records = private_pass(empty, torch.nn.CrossEntropyLoss(reduction="none"), x[one], y[one])
+        want_one = float(torch.nn.functional.cross_entropy(logits[:1], y[:1]))
+        assert (records, hits) == (1, 1.0) and loss == pytest.approx(want_one, rel=1e-6)
     finally:
         empty.close()
 
