@@ -387,3 +387,30 @@ def test_the_clipper_captures_only_its_own_forward_and_nothing_after_close() -> 
     assert all(p.grad is not None for p in model.parameters())
     with pytest.raises(RuntimeError, match="forward and a backward"):
         clipper.clip()
+
+
+def test_records_with_tiny_gradients_are_summed_whole_and_each_pass_is_clipped_once() -> None:
+    """Opacus' factor C / (norm + 1e-6): a record whose gradient norm is far below 1e-6 is kept
+    as it is (factor 1), never divided by a near-zero or negative number. The clipper serves
+    pass after pass, and clip() without a new pass is refused."""
+    torch.manual_seed(5)
+    net = nn.Linear(4, 3, bias=False)
+    clipper = BookkeepingClipper(net, 1.0)
+    criterion = nn.CrossEntropyLoss(reduction="none")
+    try:
+        for scale in (1e-9, 1.0):  # tiny inputs give gradients of norm about 1e-9
+            x, y = scale * torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1])
+            criterion(clipper(x), y).sum().backward()
+            norms = clipper.clip()
+            want = torch.zeros_like(net.weight)
+            for i in range(5):
+                grad = torch.autograd.grad(criterion(net(x[i : i + 1]), y[i : i + 1]).sum(), net.weight)[0]
+                want += grad * min(1.0, 1.0 / (float(grad.norm()) + 1e-6))
+            if scale < 1:
+                assert float(norms.max()) < 1e-8
+            assert torch.allclose(net.weight.grad, want, rtol=1e-4, atol=1e-15)
+            net.weight.grad = None
+        with pytest.raises(RuntimeError, match=r"^clip\(\) needs a forward and a backward pass first$"):
+            clipper.clip()
+    finally:
+        clipper.close()
