@@ -194,8 +194,11 @@ def scan_log(
     on_event: Callable[[VerifyProgress], None] | None = None,
     cancel: threading.Event | None = None,
     on_entry: Callable[[dict[str, Any]], None] | None = None,
+    lines: list[bytes] | None = None,
 ) -> Scan:
     """Hash every complete line into the tree and check every entry; see `_scan_in_order`.
+    `lines`, when the caller has them, is `data` split at its newlines, the empty tail left off
+    (only for data that ends with a newline); it is read, never changed.
 
     A whole log of many entries is first scanned side by side: a forked child hashes the tree
     (every leaf and the root before every entry) while this process parses and checks the entries,
@@ -206,7 +209,7 @@ def scan_log(
     """
     if base is None and check_from == 0 and data.count(b"\n") >= SIDE_BY_SIDE_FROM:
         scan, delivered = _scan_side_by_side(
-            data, want_roots=want_roots, on_event=on_event, cancel=cancel, on_entry=on_entry
+            data, want_roots=want_roots, on_event=on_event, cancel=cancel, on_entry=on_entry, lines=lines
         )
         if scan is not None:
             return scan
@@ -326,14 +329,20 @@ def _scan_side_by_side(
     on_event: Callable[[VerifyProgress], None] | None,
     cancel: threading.Event | None,
     on_entry: Callable[[dict[str, Any]], None] | None,
+    lines: list[bytes] | None = None,
 ) -> tuple[Scan | None, int]:
     """The fast pass of `scan_log` over a whole log: a Scan when every entry is plain and chains,
     else None with the number of entries already handed to `on_entry`."""
-    lines = data.split(b"\n")
-    if lines.pop():
+    if not data.endswith(b"\n"):
         return None, 0  # a torn tail: the pass in order reports it
+    if lines is None:
+        lines = data.split(b"\n")
+        lines.pop()
     total = len(lines)
-    trees = [Forked(_tree_of, lines, start, stop) for start, stop in _tree_parts(total, cores())]
+    # Parsing every entry for `on_entry` keeps this process busy on a core of its own, so the tree
+    # then goes to one child fewer (each later part hashes the lines before it again).
+    parts = cores() if on_entry is None else cores() - 1
+    trees = [Forked(_tree_of, lines, start, stop) for start, stop in _tree_parts(total, parts)]
     delivered = 0
     try:
         if on_entry is None:

@@ -228,7 +228,14 @@ def verify_snapshot(
         Forked(epochs.check_seals, complete, initial_key) if len(complete) >= SIDE_BY_SIDE_FROM else None
     )
     try:
-        scan = scan_log(data, want_roots=wanted, on_event=on_event, cancel=cancel, on_entry=on_entry)
+        scan = scan_log(
+            data,
+            want_roots=wanted,
+            on_event=on_event,
+            cancel=cancel,
+            on_entry=on_entry,
+            lines=complete if data.endswith(b"\n") else None,
+        )
     except BaseException:
         if sealing is not None:
             sealing.cancel()

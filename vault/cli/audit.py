@@ -350,7 +350,7 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from vault.audit.report import Scope, build_report, render_html, render_markdown
-    from vault.audit.report.render import now_text
+    from vault.audit.report.render import now_text, verdict
 
     log = _audit_log(args)
     scope = Scope(
@@ -378,7 +378,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         text = render_markdown(report)
     if args.out:
         atomic_write(args.out, text.encode("utf-8"))
-        first = text.splitlines()[0] if fmt == "md" else render_markdown(report).splitlines()[0]
+        first = verdict(report).splitlines()[0]  # the Markdown's first line, not rendered twice
         print(f"{first}\nwrote {args.out} ({fmt}, {len(text.encode())} bytes)")
     else:
         sys.stdout.write(text)
