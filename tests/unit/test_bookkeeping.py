@@ -4,7 +4,9 @@ and adding them up; it also equals what Opacus' per-sample hooks compute."""
 
 from __future__ import annotations
 
+import time
 import warnings
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -155,8 +157,9 @@ def test_the_dp_recipes_cnn_matches_clipping_one_record_at_a_time(side: int) -> 
 
 
 def awkward_model() -> nn.Module:
-    """Strides, dilation, rectangular kernels, a bias-free conv, a frozen layer, LayerNorm over a
-    sequence, an embedding with a padding row, linear layers on 2-D and 3-D inputs."""
+    """Strides, dilation, rectangular kernels and padding, a bias-free conv, a stride-1 conv (the
+    only kind the transposed method takes), a frozen layer, LayerNorm over a sequence and over
+    plain features, an embedding with a padding row, linear layers on 2-D and 3-D inputs."""
 
     class Awkward(nn.Module):
         def __init__(self) -> None:
@@ -166,15 +169,18 @@ def awkward_model() -> nn.Module:
             self.conv2 = nn.Conv2d(8, 6, (3, 2), padding=(2, 0), dilation=(2, 1), bias=False)
             self.frozen = nn.Conv2d(6, 6, 1)
             self.frozen.requires_grad_(False)
+            self.conv3 = nn.Conv2d(6, 5, (3, 1), padding=(1, 0))  # stride and dilation 1, ph != pw
             self.embed = nn.Embedding(50, 6, padding_idx=0)
             self.seq_norm = nn.LayerNorm(6)
             self.seq_linear = nn.Linear(6, 5)
-            self.head = nn.Linear(6 * 6 * 4 + 5, 4)
+            self.flat_norm = nn.LayerNorm(5)  # on (B, 5): no dimension to sum over
+            self.head = nn.Linear(5 * 6 * 4 + 5, 4)
 
         def forward(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
             images, ids = batch
             z = self.frozen(torch.tanh(self.conv2(torch.relu(self.norm1(self.conv1(images))))))
-            seq = self.seq_linear(self.seq_norm(self.embed(ids))).mean(1)
+            z = self.conv3(torch.relu(z))
+            seq = self.flat_norm(self.seq_linear(self.seq_norm(self.embed(ids))).mean(1))
             return self.head(torch.cat([z.flatten(1), seq], 1))
 
     return Awkward()
@@ -206,15 +212,100 @@ def test_awkward_layers_match_the_definition_with_every_conv_method(monkeypatch:
     want = one_by_one(model, x, y, bound)
     for method in ("unfold", "grouped", "transposed"):
         original = bk._conv_methods
+        offered: list[str] = []
 
-        def only(module: nn.Conv2d, original=original, method=method) -> dict:
+        def only(module: nn.Conv2d, original=original, method=method, offered=offered) -> dict:
             methods = original(module)
-            return {method: methods[method]} if method in methods else {"unfold": methods["unfold"]}
+            if method not in methods:
+                return {"unfold": methods["unfold"]}
+            offered.append(method)
+            return {method: methods[method]}
 
         monkeypatch.setattr(bk, "_conv_methods", only)
         assert_close(clipped(model, x, y, bound), want)
         monkeypatch.setattr(bk, "_conv_methods", original)
+        assert offered, f"no layer of the model took the {method} method"
     assert model.inner.frozen.weight.grad is None
+
+
+def _conv_case(conv: nn.Conv2d, side: int = 7, n: int = 5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A layer's input, its output gradient as (B, T, P), and each record's weight gradient (one
+    backward per record), for a random loss on the layer's output."""
+    torch.manual_seed(8)
+    a = torch.randn(n, conv.in_channels, side, side + 1, dtype=torch.float64)
+    conv.double()
+    out = conv(a)
+    probe = torch.randn_like(out)
+    g = probe.reshape(n, out.shape[1], -1).transpose(1, 2)
+    per_record = torch.stack(
+        [torch.autograd.grad((conv(a[i : i + 1]) * probe[i : i + 1]).sum(), conv.weight)[0] for i in range(n)]
+    )
+    return a, g, per_record
+
+
+CONVS = {
+    "3x3, stride 1, padding 1": lambda: nn.Conv2d(3, 4, 3, padding=1),
+    "3x1, stride 1, padding (1, 0)": lambda: nn.Conv2d(3, 4, (3, 1), padding=(1, 0)),
+    "3x3, stride (2, 1)": lambda: nn.Conv2d(3, 4, 3, stride=(2, 1), padding=1),
+    "3x3, stride (1, 2)": lambda: nn.Conv2d(3, 4, 3, stride=(1, 2)),
+    "2x3, dilation (1, 2)": lambda: nn.Conv2d(3, 4, (2, 3), dilation=(1, 2), padding=(0, 2)),
+    "5x5, stride 2, padding 2": lambda: nn.Conv2d(3, 4, 5, stride=2, padding=2),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONVS))
+def test_every_conv_method_gives_each_records_own_weight_gradient(case: str) -> None:
+    """The three computations the tuner chooses among are exact, each on its own, for every layer
+    it offers them for; the transposed one only where stride and dilation are 1."""
+    conv = CONVS[case]()
+    a, g, per_record = _conv_case(conv)
+    methods = bk._conv_methods(conv)
+    plain = conv.stride == (1, 1) and conv.dilation == (1, 1)
+    assert sorted(methods) == (["grouped", "transposed", "unfold"] if plain else ["grouped", "unfold"])
+    want = per_record.reshape(per_record.shape[0], conv.out_channels, -1)
+    for name in methods:
+        keep: dict[str, torch.Tensor] = {}
+        tuner = {(conv, tuple(a.shape[1:])): name}  # the tuner's choice, made in advance
+        norms = bk._conv_weight_norms2(conv, a, g, keep, tuner)
+        assert torch.allclose(keep["weight"], want, rtol=1e-10, atol=1e-12), name
+        assert torch.allclose(norms, want.square().sum((1, 2)), rtol=1e-10), name
+
+
+def test_the_tuner_times_each_method_once_per_input_shape_and_keeps_the_fastest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Unfold and grouped made slow on purpose: the tuner must pick transposed, remember it for the
+    layer and input shape, and time again only for a new shape."""
+    conv = CONVS["3x3, stride 1, padding 1"]()
+    a, g, per_record = _conv_case(conv)
+    calls = {"unfold": 0, "grouped": 0, "transposed": 0}
+
+    def slowed(name: str, fn: Callable[..., torch.Tensor], delay: float) -> Callable[..., torch.Tensor]:
+        def call(*args: object) -> torch.Tensor:
+            calls[name] += 1
+            time.sleep(delay)
+            return fn(*args)
+
+        return call
+
+    monkeypatch.setattr(bk, "_conv_columns", slowed("unfold", bk._conv_columns, 0.2))
+    monkeypatch.setattr(bk, "_conv_grouped", slowed("grouped", bk._conv_grouped, 0.2))
+    monkeypatch.setattr(bk, "_conv_transposed", slowed("transposed", bk._conv_transposed, 0.0))
+    tuner: dict = {}
+    keep: dict[str, torch.Tensor] = {}
+    norms = bk._conv_weight_norms2(conv, a, g, keep, tuner)
+    assert tuner == {(conv, tuple(a.shape[1:])): "transposed"}
+    assert calls == {"unfold": 2, "grouped": 2, "transposed": 3}  # a warm-up and a timed run each
+    want = per_record.reshape(per_record.shape[0], conv.out_channels, -1)
+    assert torch.allclose(keep["weight"], want, rtol=1e-10, atol=1e-12)
+    assert torch.allclose(norms, want.square().sum((1, 2)), rtol=1e-10)
+    bk._conv_weight_norms2(conv, a[:3], g[:3], {}, tuner)  # the same shape per record: no timing
+    assert calls == {"unfold": 2, "grouped": 2, "transposed": 4}
+    wider = torch.randn(3, 3, 9, 9, dtype=torch.float64)
+    g_wider = torch.randn(3, 81, 4, dtype=torch.float64)
+    bk._conv_weight_norms2(conv, wider, g_wider, {}, tuner)  # a new input shape is timed again
+    assert calls == {"unfold": 4, "grouped": 4, "transposed": 7}
+    assert tuner[(conv, (3, 9, 9))] == "transposed"
 
 
 def test_large_layers_take_the_norm_only_and_ghost_paths(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -272,13 +363,28 @@ def test_padding_rows_contribute_exactly_nothing() -> None:
 
 def test_unsupported_layers_are_named_and_shared_layers_refused() -> None:
     assert "BatchNorm2d" in (unsupported(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))) or "")
-    assert "groups" in (unsupported(nn.Sequential(nn.Conv2d(2, 4, 3, groups=2))) or "")
+    conv_refusal = "0 (Conv2d with groups or non-zero padding)"
+    assert unsupported(nn.Sequential(nn.Conv2d(2, 4, 3, groups=2))) == conv_refusal
+    assert unsupported(nn.Sequential(nn.Conv2d(2, 4, 3, padding=1, padding_mode="reflect"))) == conv_refusal
+    assert unsupported(nn.Sequential(nn.Conv2d(2, 4, 3, padding="same"))) == conv_refusal
+    embedding_refusal = "0 (Embedding with max_norm or sparse gradients)"
+    assert unsupported(nn.Sequential(nn.Embedding(9, 2, max_norm=1.0))) == embedding_refusal
+    assert unsupported(nn.Sequential(nn.Embedding(9, 2, sparse=True))) == embedding_refusal
+    frozen = nn.Sequential(nn.Conv2d(2, 4, 3, groups=2), nn.Linear(2, 2))
+    frozen[0].requires_grad_(False)  # a frozen layer is never clipped, whatever it is
+    assert unsupported(frozen) is None
     with pytest.raises(ValueError, match="does not support"):
         BookkeepingClipper(nn.Sequential(nn.Conv1d(1, 2, 3)), 1.0)
     shared = nn.Linear(4, 4)
     clipper = BookkeepingClipper(nn.Sequential(shared, nn.Tanh(), shared), 1.0)
-    with pytest.raises(RuntimeError, match="ran twice"):
+    with pytest.raises(RuntimeError) as refused:
         clipper(torch.randn(3, 4))
+    assert str(refused.value) == (
+        "Linear ran twice in one forward pass; book-keeping clipping needs each layer once"
+        " (use Opacus' hooks for shared weights)"
+    )
+    clipper.close()
+    clipper.close()  # a second close is harmless
     with pytest.raises(RuntimeError, match="forward and a backward"):
         BookkeepingClipper(nn.Linear(2, 2), 1.0).clip()
 
@@ -371,9 +477,11 @@ def test_the_clipper_captures_only_its_own_forward_and_nothing_after_close() -> 
     clipper = BookkeepingClipper(model, 1.0)
     assert clipper.train(False) is clipper and not model.training
     assert clipper.train() is clipper and model.training
-    model(x)  # the model's own forward, outside the clipper: nothing is recorded
+    for _ in range(2):  # the model's own passes, outside the clipper: nothing is recorded
+        nn.functional.cross_entropy(model(x), y, reduction="sum").backward()
     with pytest.raises(RuntimeError, match="forward and a backward"):
         clipper.clip()
+    model.zero_grad(set_to_none=True)
     nn.functional.cross_entropy(clipper(x), y, reduction="sum").backward()
     norms = clipper.clip()
     assert norms.shape == (x.shape[0],) and bool((norms > 0).all())

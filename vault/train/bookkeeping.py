@@ -188,12 +188,6 @@ def _wants(module: nn.Module, name: str) -> bool:
     return param is not None and param.requires_grad
 
 
-def _flat(a: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, ..., D), (B, ..., P) -> (B, T, D), (B, T, P)."""
-    b = a.shape[0]
-    return a.reshape(b, -1, a.shape[-1]), g.reshape(b, -1, g.shape[-1])
-
-
 PerSample = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -350,7 +344,7 @@ def _per_sample_norms2(capture: _Capture, tuner: dict | None) -> torch.Tensor:
         # one position per record: ||g a^T||^2 + ||g||^2 = ||g||^2 (||a||^2 + 1)
         return _norms2(g, 1) * (_norms2(a, 1) + 1)
     if isinstance(module, nn.Linear):
-        a3, g3 = _flat(a, g)
+        g3 = g.reshape(b, -1, g.shape[-1])  # (B, T, P); `a` goes to _sequence_columns as it is
         if _wants(module, "weight"):
             total += _pair_norms2(a, g3, capture.kept, _sequence_columns, a.shape[-1])
         if _wants(module, "bias"):
