@@ -234,7 +234,7 @@ def test_awkward_layers_match_the_definition_with_every_conv_method(monkeypatch:
 
 def _conv_case(conv: nn.Conv2d, side: int = 7, n: int = 5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A layer's input, its output gradient as (B, T, P), and each record's weight gradient (one
-    backward per record), for a random loss on the layer's output."""
+    backward per record) as (B, P, D), for a random loss on the layer's output."""
     torch.manual_seed(8)
     a = torch.randn(n, conv.in_channels, side, side + 1, dtype=torch.float64)
     conv.double()
@@ -244,7 +244,7 @@ def _conv_case(conv: nn.Conv2d, side: int = 7, n: int = 5) -> tuple[torch.Tensor
     per_record = torch.stack(
         [torch.autograd.grad((conv(a[i : i + 1]) * probe[i : i + 1]).sum(), conv.weight)[0] for i in range(n)]
     )
-    return a, g, per_record
+    return a, g, per_record.reshape(n, conv.out_channels, -1)
 
 
 CONVS: dict[str, tuple[Callable[[], nn.Conv2d], int]] = {  # the layer, and its input's side
@@ -266,11 +266,10 @@ def test_every_conv_method_gives_each_records_own_weight_gradient(case: str) -> 
     positions too: with one, the norm is a product of two norms, which is wrong for any more."""
     make, side = CONVS[case]
     conv = make()
-    a, g, per_record = _conv_case(conv, side)
+    a, g, want = _conv_case(conv, side)
     methods = bk._conv_methods(conv)
     plain = conv.stride == (1, 1) and conv.dilation == (1, 1)
     assert sorted(methods) == (["grouped", "transposed", "unfold"] if plain else ["grouped", "unfold"])
-    want = per_record.reshape(per_record.shape[0], conv.out_channels, -1)
     for name in methods:
         keep: dict[str, torch.Tensor] = {}
         tuner = {(conv, tuple(a.shape[1:])): name}  # the tuner's choice, made in advance
@@ -286,7 +285,7 @@ def test_the_tuner_times_each_method_once_per_input_shape_and_keeps_the_fastest(
     """Unfold and grouped made slow on purpose: the tuner must pick transposed, remember it for the
     layer and input shape, and time again only for a new shape."""
     conv = CONVS["3x3, stride 1, padding 1"][0]()
-    a, g, per_record = _conv_case(conv)
+    a, g, want = _conv_case(conv)
     calls = {"unfold": 0, "grouped": 0, "transposed": 0}
 
     def slowed(name: str, fn: Callable[..., torch.Tensor], delay: float) -> Callable[..., torch.Tensor]:
@@ -305,7 +304,6 @@ def test_the_tuner_times_each_method_once_per_input_shape_and_keeps_the_fastest(
     norms = bk._conv_weight_norms2(conv, a, g, keep, tuner)
     assert tuner == {(conv, tuple(a.shape[1:])): "transposed"}
     assert calls == {"unfold": 2, "grouped": 2, "transposed": 3}  # a warm-up and a timed run each
-    want = per_record.reshape(per_record.shape[0], conv.out_channels, -1)
     assert torch.allclose(keep["weight"], want, rtol=1e-10, atol=1e-12)
     assert torch.allclose(norms, want.square().sum((1, 2)), rtol=1e-10)
     bk._conv_weight_norms2(conv, a[:3], g[:3], {}, tuner)  # the same shape per record: no timing

@@ -197,8 +197,8 @@ def scan_log(
     lines: list[bytes] | None = None,
 ) -> Scan:
     """Hash every complete line into the tree and check every entry; see `_scan_in_order`.
-    `lines`, when the caller has them, is `data` split at its newlines, the empty tail left off
-    (only for data that ends with a newline); it is read, never changed.
+    `lines`, when the caller has them, is `data` split at its newlines with the last piece (empty,
+    or a torn tail) left off; it is read, never changed.
 
     A whole log of many entries is first scanned side by side: a forked child hashes the tree
     (every leaf and the root before every entry) while this process parses and checks the entries,

@@ -234,7 +234,7 @@ def verify_snapshot(
             on_event=on_event,
             cancel=cancel,
             on_entry=on_entry,
-            lines=complete if data.endswith(b"\n") else None,
+            lines=complete,
         )
     except BaseException:
         if sealing is not None:
