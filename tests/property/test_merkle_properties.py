@@ -105,6 +105,10 @@ def test_consistency_proofs_match_reference_and_verify(data: list[bytes], draw: 
     leaves = [merkle.leaf_hash(d) for d in data]
     proof = merkle.consistency_proof(leaves, m, n)
     assert proof == ref_subproof(m, data[:n], True)
+    # the leaves of a verified log are kept end to end in one bytes object: the same proof from them
+    packed = merkle.Hashes(b"".join(leaves))
+    assert merkle.consistency_proof(packed, m, n) == proof and list(packed) == leaves
+    assert packed[-1] == leaves[-1] and list(packed[m:n]) == leaves[m:n] and len(packed[n:m]) == 0
     r1, r2 = ref_mth(data[:m]), ref_mth(data[:n])
     merkle.verify_consistency(m, n, proof, r1, r2)
     if m < n:

@@ -221,3 +221,16 @@ def test_a_scan_from_a_later_entry_checks_only_from_there(lines: list[bytes]) ->
     assert [e["seq"] for e in seen] == [3, 4, 5] and later.roots[6] == scan.roots[6]
     unchanged = b"".join(line + b"\n" for line in lines)
     assert scan_log(unchanged, check_from=3).roots[6].hex() == root(lines)
+
+
+def test_packed_hashes_refuse_a_torn_blob_and_an_index_past_the_end() -> None:
+    from vault.audit.merkle import Hashes
+
+    with pytest.raises(ValueError, match="not whole 32-byte hashes"):
+        Hashes(b"\x00" * 33)
+    packed = Hashes(bytes(range(64)))
+    assert len(packed) == 2 and packed[1] == bytes(range(32, 64)) and packed[::2] == [bytes(range(32))]
+    with pytest.raises(IndexError):
+        packed[2]
+    with pytest.raises(IndexError):
+        packed[-3]

@@ -14,8 +14,9 @@ Glossary:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from hashlib import sha256
+from typing import Any
 
 HASH_SIZE = 32
 LEAF_PREFIX = b"\x00"
@@ -57,6 +58,37 @@ def root(leaf_hashes: Sequence[bytes]) -> bytes:
             paired.append(level[-1])
         level = paired
     return level[0]
+
+
+class Hashes(Sequence[bytes]):
+    """Hashes kept end to end in one bytes object, read as a sequence of HASH_SIZE-byte hashes: a
+    million leaves held without a million objects (made and freed only when a proof needs them)."""
+
+    __slots__ = ("_blob",)
+
+    def __init__(self, blob: bytes) -> None:
+        if len(blob) % HASH_SIZE:
+            raise ValueError(f"{len(blob)} bytes are not whole {HASH_SIZE}-byte hashes")
+        self._blob = blob
+
+    def __len__(self) -> int:
+        return len(self._blob) // HASH_SIZE
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step != 1:
+                return [self[i] for i in range(start, stop, step)]
+            return Hashes(self._blob[start * HASH_SIZE : max(start, stop) * HASH_SIZE])
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("hash index out of range")
+        return self._blob[index * HASH_SIZE : (index + 1) * HASH_SIZE]
+
+    def __iter__(self) -> Iterator[bytes]:
+        blob = self._blob
+        return (blob[i : i + HASH_SIZE] for i in range(0, len(blob), HASH_SIZE))
 
 
 class MerkleTree:

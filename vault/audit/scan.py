@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from json.scanner import make_scanner
 from typing import Any
@@ -63,7 +63,7 @@ def short_hash(h: bytes | str) -> str:
 
 @dataclass
 class Scan:
-    leaves: list[bytes]
+    leaves: Sequence[bytes]
     roots: dict[int, bytes]
     findings: list[Finding]
     size: int
@@ -360,7 +360,7 @@ def _scan_side_by_side(
     subtrees, final = results[-1][2], results[-1][3]
     if prevs != roots_blob.hex():
         return None, delivered
-    leaves = [leaves_blob[i : i + 32] for i in range(0, len(leaves_blob), 32)]
+    leaves = merkle.Hashes(leaves_blob)
     roots = {size: roots_blob[32 * size : 32 * size + 32] for size in want_roots if size < total}
     roots[total] = final
     if on_event is not None:

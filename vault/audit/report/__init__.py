@@ -24,6 +24,7 @@ SCHEMA = "strongroom-access-report-v1"
 __all__ = ["SCHEMA", "Scope", "build_report", "render_html", "render_markdown"]
 
 
+@cycles_uncollected()
 def build_report(
     audit_dir: Path,
     scope: Scope,
@@ -38,10 +39,9 @@ def build_report(
     `initial_key` and `witnesses` are what `audit verify --key/--witness` take."""
     log = AuditLog(audit_dir)
     collector = Collector(scope)
-    with cycles_uncollected():
-        verified = log.verify(  # one read of the log
-            pubkey_pem, checkpoint_text, on_entry=collector.add, initial_key=initial_key, witnesses=witnesses
-        )
+    verified = log.verify(  # one read of the log
+        pubkey_pem, checkpoint_text, on_entry=collector.add, initial_key=initial_key, witnesses=witnesses
+    )
     collected: Collected = collector.result()
     given = {w.name for w in witnesses}
     verification = verified.to_json()

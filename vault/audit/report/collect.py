@@ -11,7 +11,7 @@ import contextlib
 import datetime as dt
 import gc
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,23 +178,6 @@ class Collector:
         self._runs: dict[str, dict[str, Any]] = {}
         self._models: dict[str, dict[str, Any]] = {}  # model id -> its training (for exports)
         self._open_sessions: dict[str, list[dict[str, Any]]] = {}  # actor -> sessions not yet ended
-        self._handlers = {
-            "dataset.import": self._on_dataset_import,
-            "dataset.read": self._on_dataset_read,
-            "dataset.delete": self._on_dataset_delete,
-            "train.start": self._on_train_start,
-            "train.end": self._on_train_end,
-            "model.evaluate": self._on_model_evaluate,
-            "model.export": self._on_model_export,
-            "policy.decision": self._on_policy_decision,
-            "network.blocked": self._on_network_blocked,
-            "network.isolation": self._on_network_isolation,
-            "session.unlock": self._on_session_unlock,
-            "session.end": self._on_session_end,
-            "session.unlock_failed": self._on_session_unlock_failed,
-            "keys.add": self._key_change,
-            "keys.remove": self._key_change,
-        }
         self._filtered = scope.since is not None or scope.until is not None or scope.dataset or scope.user
 
     def _in_scope(self, entry: Mapping[str, Any]) -> bool:
@@ -260,9 +243,9 @@ class Collector:
         if role not in person.roles and role not in (None, "unknown"):
             person.roles.add(str(role))
         person.actions[action] += 1
-        handler = self._handlers.get(action)
+        handler = _HANDLERS.get(action)
         if handler is not None:
-            handler(entry, detail, {"seq": seq, "time": when, "actor": actor})
+            handler(self, entry, detail, {"seq": seq, "time": when, "actor": actor})
 
     # ------------------------------------------------------------------ one method per action
     def _on_dataset_import(
@@ -443,6 +426,28 @@ class Collector:
 
     def result(self) -> Collected:
         return self.out
+
+
+# One function per action, kept on the class rather than as bound methods on each collector: a
+# collector holding its own bound methods would be a reference cycle, and the report it gathered
+# (a row for most entries) would wait for the cycle collector to be freed.
+_HANDLERS: dict[str, Callable[[Collector, Mapping[str, Any], dict[str, Any], dict[str, Any]], None]] = {
+    "dataset.import": Collector._on_dataset_import,
+    "dataset.read": Collector._on_dataset_read,
+    "dataset.delete": Collector._on_dataset_delete,
+    "train.start": Collector._on_train_start,
+    "train.end": Collector._on_train_end,
+    "model.evaluate": Collector._on_model_evaluate,
+    "model.export": Collector._on_model_export,
+    "policy.decision": Collector._on_policy_decision,
+    "network.blocked": Collector._on_network_blocked,
+    "network.isolation": Collector._on_network_isolation,
+    "session.unlock": Collector._on_session_unlock,
+    "session.end": Collector._on_session_end,
+    "session.unlock_failed": Collector._on_session_unlock_failed,
+    "keys.add": Collector._key_change,
+    "keys.remove": Collector._key_change,
+}
 
 
 def collect(entries: Iterable[Mapping[str, Any]], scope: Scope) -> Collected:

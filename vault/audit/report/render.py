@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 from typing import Any
 
 from vault.audit.report.collect import cycles_uncollected
@@ -248,30 +249,44 @@ def shown(kind: str, rows: Sequence[dict[str, Any]]) -> tuple[Sequence[dict[str,
     if len(rows) <= LISTED:
         return rows, False
     fields = GROUPED_BY[kind]
-    groups: dict[tuple[Any, ...], dict[str, Any]] = {}
-    find = groups.get
-    for row in rows:  # a million rows and more: kept to the fewest lookups
-        get = row.get
-        key = (str(get("time"))[:10], get("actor"), *map(str, map(get, fields)))
-        group = find(key)
+    named = ("time", "actor", *fields)
+    members: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    find = members.get
+    pick = itemgetter(*named) if all(name in rows[0] for name in named) else None
+    for row in rows:  # a million rows and more: kept to the fewest steps per row
+        try:
+            values = pick(row) if pick is not None else tuple(map(row.get, named))
+        except KeyError:
+            values = tuple(map(row.get, named))
+        key = (str(values[0])[:10], *values[1:])
+        try:
+            group = find(key)
+        except TypeError:  # a value that cannot be a key (a list): grouped by its text
+            key = (key[0], *map(str, values[1:]))
+            group = find(key)
         if group is None:
-            group = groups[key] = {
-                **{f: get(f) for f in fields},
-                "time": key[0],
-                "actor": get("actor"),
-                "seqs": [],
-                "records": 0,
-                "epsilon": None,
+            members[key] = [row]
+        else:
+            group.append(row)
+    groups = []
+    for (day, *_), group in members.items():
+        first, records = group[0], 0
+        for row in group:
+            count = row.get("records")
+            if count:
+                records += int(count)
+        groups.append(
+            {
+                **{f: first.get(f) for f in fields},
+                "time": day,
+                "actor": first.get("actor"),
+                "records": records,
+                "epsilon": group[-1].get("epsilon"),
+                "entries": len(group),
+                "seq": seq_ranges([row["seq"] for row in group]),
             }
-        group["seqs"].append(row["seq"])
-        records = get("records")
-        if records:
-            group["records"] += int(records)
-        group["epsilon"] = get("epsilon")
-    for group in groups.values():
-        group["entries"] = len(group["seqs"])
-        group["seq"] = seq_ranges(group.pop("seqs"))
-    return list(groups.values()), True
+        )
+    return groups, True
 
 
 def _columns(kind: str, grouped: bool) -> tuple[Column, ...]:
