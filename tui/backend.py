@@ -216,16 +216,10 @@ class AuditReader:
 
     def save_report(self, report: dict[str, Any], target: Path) -> Path:
         """Write `report` to a new file, as Markdown, HTML or JSON by the file's suffix."""
-        import json
-
-        from vault.audit.report import render_html, render_markdown
+        from vault.audit.report import render_html, render_json, render_markdown
         from vault.errors import InputError
 
-        renderers = {
-            ".md": render_markdown,
-            ".html": render_html,
-            ".json": lambda r: json.dumps(r, indent=2, ensure_ascii=False) + "\n",
-        }
+        renderers = {".md": render_markdown, ".html": render_html, ".json": render_json}
         render = renderers.get(target.suffix.lower())
         if render is None:
             raise InputError(

@@ -175,6 +175,64 @@ def test_a_tampered_log_gives_a_report_that_says_so_first_and_exits_4(
     assert result.out.splitlines()[0].startswith("✗ THE AUDIT LOG FAILS VERIFICATION")
 
 
+@pytest.mark.parametrize("fmt", ["md", "html", "json"])
+def test_a_hand_written_line_with_words_where_numbers_belong_still_gives_the_report(
+    activity: dict[str, Any], cli, tmp_path: Path, fmt: str
+) -> None:
+    """An insider who appends lines with text, an infinite number or a list where a record count, an
+    epsilon or a cap belongs must not stop the auditor's report: it is made, says first that the log
+    fails verification, shows what the lines hold, and counts only numbers."""
+    vault = shutil.copytree(activity["vault"], tmp_path / "vault")
+    log = vault / "audit" / "log.jsonl"
+    seq = len(log.read_bytes().splitlines())
+    before = json.loads(cli("audit", "report", "--vault", str(vault), "--format", "json", isolation=None).out)
+    clinic = next(d for d in before["datasets"] if d["name"] == "clinic")
+    forged = []
+    for n, (action, detail) in enumerate(
+        [
+            ("dataset.read", {"purpose": "train", "version": 1, "samples": "many"}),
+            ("dataset.read", {"purpose": "train", "version": 1, "samples": 1e400}),
+            (
+                "train.start",
+                {"run": "forged", "model": "bow", "dp": True, "epsilon": "x", "epsilon_cap": [3]},
+            ),
+            ("train.end", {"run": "forged", "model": "m", "epsilon": {}, "ledger_epsilon": "lots"}),
+        ]
+    ):
+        entry = {
+            "v": 1,
+            "seq": seq + n,
+            "time": "2026-11-30T10:00:00.000000Z",
+            "actor": "olivia",
+            "role": "operator",
+            "action": action,
+            "subject": "clinic",
+            "outcome": "ok",
+            "detail": detail,
+            "prev": "0" * 64,
+        }
+        forged.append(json.dumps(entry).replace("Infinity", "1e400"))
+    with log.open("a") as out:
+        out.write("\n".join(forged) + "\n")
+    result = cli("audit", "report", "--vault", str(vault), "--format", fmt, isolation=None)
+    assert result.code == 4, result.err
+    assert "Traceback" not in result.err and result.err == ""
+    if fmt == "json":
+        report = json.loads(result.out, parse_constant=pytest.fail)  # strict JSON: no Infinity
+        assert report["verification"]["ok"] is False
+        after = next(d for d in report["datasets"] if d["name"] == "clinic")
+        assert len(after["reads"]) == len(clinic["reads"]) + 2
+        assert after["records_read"] == clinic["records_read"]  # neither "many" nor infinity is a count
+        assert [r["records"] for r in after["reads"][-2:]] == ["many", "inf"]  # as the lines hold them
+        assert after["trainings"][-1]["epsilon"] == {} and after["privacy_spent"][-1]["epsilon"] == "lots"
+    elif fmt == "md":
+        assert result.out.startswith("✗ THE AUDIT LOG FAILS VERIFICATION")
+    else:
+        assert '<p class="verdict bad">✗ THE AUDIT LOG FAILS VERIFICATION' in result.out
+    if fmt != "json":
+        assert "many" in result.out and "lots" in result.out
+
+
 def test_the_report_states_the_epoch_chain_and_each_witness_and_what_was_checked(
     activity: dict[str, Any], cli, tmp_path: Path
 ) -> None:

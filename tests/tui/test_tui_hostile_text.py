@@ -92,3 +92,42 @@ def test_the_escape_helpers_keep_markup_literal() -> None:
 
     text = shown(f"[bold]x[/bold]{TITLE}")
     assert text.plain == "[bold]x[/bold]\\x1b]0;owned\\x07" and not text.spans
+
+
+def test_the_report_summary_shows_hand_written_log_values_without_failing_or_obeying_them() -> None:
+    """A line appended to the log by hand may hold text where the report expects a number, a string
+    where it expects a list of approvers, and control sequences anywhere: the Report view's summary
+    shows each of them escaped, and counts only numbers."""
+    from tui.screens.report import summary
+    from vault.audit.report.collect import Collector, Scope
+
+    collector = Collector(Scope())
+    lines = [
+        ("dataset.read", "scans", {"purpose": "train", "samples": "many"}),
+        ("dataset.read", "scans", {"purpose": "train", "samples": 7}),
+        ("train.start", "scans", {"run": "r", "model": "cnn", "dp": True, "epsilon": "x"}),
+        ("train.end", "scans", {"run": "r", "model": "m", "epsilon": TITLE, "ledger_epsilon": CLIPBOARD}),
+        ("model.export", "m", {"approvals": "admin"}),
+        ("model.export", "m", {"approvals": [1, {"user": ["bo"]}, None]}),
+    ]
+    for seq, (action, subject, detail) in enumerate(lines):
+        collector.add(
+            {
+                "seq": seq,
+                "time": "2026-11-30T10:00:00Z",
+                "actor": "ana",
+                "role": "operator",
+                "action": action,
+                "subject": subject,
+                "outcome": "ok",
+                "detail": detail,
+            }
+        )
+    report = {
+        "verification": {"ok": False, "entries": 6, "signed_size": 0, "message": "", "findings": []},
+        **collector.result().to_json(),
+    }
+    text = summary(report).plain
+    assert not any(raw in text for raw in RAW)
+    assert "2 reads (7 records)" in text and "ε spent \\x1b]52;c;cm0gLXJmIH4=\\x07" in text
+    assert "approved by admin; ε \\x1b]0;owned\\x07" in text and "approved by 1, ['bo']" in text

@@ -27,6 +27,7 @@ FIELDS = (
 
 def summary(report: dict[str, Any]) -> Text:
     """What the report says, in a few lines: the verdict first, then each part with its numbers."""
+    from vault.audit.report.collect import finite
     from vault.audit.report.render import verdict
 
     ok = report["verification"]["ok"]
@@ -37,10 +38,11 @@ def summary(report: dict[str, Any]) -> Text:
     text.append("\n\nDatasets", style="bold")
     for d in report["datasets"]:
         spent = d["epsilon_spent"]
+        number = finite(spent)  # a hand-written line may hold anything there
         shown = (
             "unbounded"
             if spent is None and d["privacy_spent"]
-            else (f"{spent:.3g}" if spent is not None else "-")
+            else (f"{number:.3g}" if number is not None else safe_name(spent if spent is not None else "-"))
         )
         text.append(
             f"\n  {safe_name(d['name'])}: {len(d['reads'])} reads ({d['records_read']:,} records) by "
@@ -57,10 +59,13 @@ def summary(report: dict[str, Any]) -> Text:
         )
     text.append("\n\nWhat left the room", style="bold")
     for e in report["exports"]:
-        approvers = safe_name(", ".join(a.get("user", "?") for a in e["approvals"])) or "no approver"
+        approvals = e["approvals"] if isinstance(e["approvals"], list) else [e["approvals"]]
+        approvers = ", ".join(
+            str(a.get("user", "?")) if isinstance(a, dict) else str(a) for a in approvals if a
+        )
         text.append(
-            f"\n  seq {e['seq']}: {safe_name(e['model'])} by {safe_name(e['actor'])}, approved by {approvers}; "
-            f"ε {e['epsilon']}"
+            f"\n  seq {safe_name(e['seq'])}: {safe_name(e['model'])} by {safe_name(e['actor'])}, approved by "
+            f"{safe_name(approvers) or 'no approver'}; ε {safe_name(e['epsilon'])}"
         )
     if not report["exports"]:
         text.append("\n  nothing")

@@ -349,7 +349,7 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from vault.audit.report import Scope, build_report, render_html, render_markdown
+    from vault.audit.report import Scope, build_report, render_html, render_json, render_markdown
     from vault.audit.report.render import now_text, verdict
 
     log = _audit_log(args)
@@ -371,7 +371,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     )
     fmt = "json" if args.json else args.format
     if fmt == "json":
-        text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+        text = render_json(report)
     elif fmt == "html":
         text = render_html(report)
     else:

@@ -11,6 +11,8 @@ itself; schema in docs/AUDIT.md).
 from __future__ import annotations
 
 import datetime as dt
+import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from vault.audit.report.render import render_html, render_markdown
 
 SCHEMA = "strongroom-access-report-v1"
 
-__all__ = ["SCHEMA", "Scope", "build_report", "render_html", "render_markdown"]
+__all__ = ["SCHEMA", "Scope", "build_report", "render_html", "render_json", "render_markdown"]
 
 
 @cycles_uncollected()
@@ -75,3 +77,22 @@ def build_report(
         },
         **collected.to_json(),
     }
+
+
+def render_json(report: dict[str, Any]) -> str:
+    """The report as strict JSON (the schema in docs/AUDIT.md). A number a hand-written line holds
+    beyond what JSON can say (an infinity: `1e400` is read as one) is given as text."""
+    try:
+        return json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    except ValueError:
+        return json.dumps(_finite(report), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def _finite(value: Any) -> Any:
+    if type(value) is float and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import gc
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -55,15 +56,16 @@ class DatasetReport:
     evaluations: list[dict[str, Any]] = field(default_factory=list)
     deletions: list[dict[str, Any]] = field(default_factory=list)
     spent: list[dict[str, Any]] = field(default_factory=list)  # epsilon spent after each run, in order
+    readers: Counter[str] = field(default_factory=Counter)  # reads by person
+    records_read: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        readers = Counter(r["actor"] for r in self.reads)
         return {
             "name": self.name,
             "imports": self.imports,
             "reads": self.reads,
-            "records_read": sum(int(r.get("records") or 0) for r in self.reads),
-            "readers": dict(sorted(readers.items())),
+            "records_read": self.records_read,
+            "readers": dict(sorted(self.readers.items())),
             "trainings": self.trainings,
             "evaluations": self.evaluations,
             "deletions": self.deletions,
@@ -135,6 +137,19 @@ def cycles_uncollected() -> Iterator[None]:
     finally:
         if was:
             gc.enable()
+
+
+def count(value: Any) -> int:
+    """A number of records as an entry holds it, when it is one (a whole number above 0); 0 for
+    anything else a hand-written line may hold there: text, a list, a fraction, an infinity."""
+    return value if type(value) is int and value > 0 else 0
+
+
+def finite(value: Any) -> float | None:
+    """An epsilon or a cap as an entry holds it, when it is a finite number; else None."""
+    if (type(value) is int or type(value) is float) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -266,14 +281,17 @@ class Collector:
     def _on_dataset_read(
         self, entry: Mapping[str, Any], detail: dict[str, Any], base: dict[str, Any]
     ) -> None:
-        self._dataset(str(entry["subject"])).reads.append(
+        dataset, samples = self._dataset(str(entry["subject"])), detail.get("samples")
+        dataset.reads.append(
             {
                 **base,
                 "purpose": detail.get("purpose"),
                 "version": detail.get("version"),
-                "records": detail.get("samples"),
+                "records": samples,
             }
         )
+        dataset.readers[base["actor"]] += 1
+        dataset.records_read += count(samples)
 
     def _on_dataset_delete(
         self, entry: Mapping[str, Any], detail: dict[str, Any], base: dict[str, Any]

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from operator import itemgetter
 from typing import Any
 
-from vault.audit.report.collect import cycles_uncollected
+from vault.audit.report.collect import count, cycles_uncollected, finite
 
 _CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
 # One translate table per format: control characters shown escaped, the format's own syntax quoted.
@@ -272,9 +272,7 @@ def shown(kind: str, rows: Sequence[dict[str, Any]]) -> tuple[Sequence[dict[str,
     for (day, *_), group in members.items():
         first, records = group[0], 0
         for row in group:
-            count = row.get("records")
-            if count:
-                records += int(count)
+            records += count(row.get("records"))
         groups.append(
             {
                 **{f: first.get(f) for f in fields},
@@ -425,11 +423,12 @@ def spent_chart(name: str, points: Sequence[dict[str, Any]], width: int = 640, h
         for point in points:
             last[str(point.get("time"))[:10]] = point
         points = list(last.values())
-    bounded = [p for p in points if p.get("epsilon") is not None]
-    caps = [float(p["cap"]) for p in points if p.get("cap") is not None]
+    spent = [finite(p.get("epsilon")) for p in points]  # None: unbounded, or not a number in the line
+    bounded = [value for value in spent if value is not None]
+    caps = [cap for cap in (finite(p.get("cap")) for p in points) if cap is not None]
     if not bounded and not caps:
         return ""
-    top = max([float(p["epsilon"]) for p in bounded] + caps + [1.0]) * 1.1
+    top = max([*bounded, *caps, 1.0]) * 1.1
     left, right, low, high = 44, width - 10, height - 22, 10
     n = max(len(points), 1)
 
@@ -440,8 +439,8 @@ def spent_chart(name: str, points: Sequence[dict[str, Any]], width: int = 640, h
         return low - (low - high) * value / top
 
     steps, previous = [f"{left},{y(0):.1f}"], 0.0
-    for i, p in enumerate(points):
-        value = previous if p.get("epsilon") is None else float(p["epsilon"])
+    for i, value in enumerate(spent):
+        value = previous if value is None else value
         steps += [f"{x(i):.1f},{y(previous):.1f}", f"{x(i):.1f},{y(value):.1f}"]
         previous = value
     steps.append(f"{right},{y(previous):.1f}")
@@ -459,16 +458,13 @@ def spent_chart(name: str, points: Sequence[dict[str, Any]], width: int = 640, h
             f'<line x1="{left}" y1="{y(cap):.1f}" x2="{right}" y2="{y(cap):.1f}" stroke="#c00" stroke-dasharray="5,3"/>'
             f'<text x="{right - 110}" y="{y(cap) - 3:.1f}">cap ε {cap:.3g} (dashed)</text>'
         )
-    for i, p in enumerate(points):
+    for i, (p, value) in enumerate(zip(points, spent, strict=True)):
         label = "∞" if p.get("unbounded") else _h(p.get("epsilon"))
         parts.append(f'<text x="{x(i) - 8:.1f}" y="{low + 12}">{_h(p.get("seq"))}</text>')
-        if p.get("epsilon") is not None or p.get("unbounded"):
-            parts.append(
-                f'<circle cx="{x(i):.1f}" cy="{y(float(p.get("epsilon") or previous)):.1f}" r="2.5" fill="#06c"/>'
-            )
-            parts.append(
-                f'<text x="{x(i) + 3:.1f}" y="{y(float(p.get("epsilon") or previous)) - 4:.1f}">{label}</text>'
-            )
+        if value is not None or p.get("unbounded"):
+            at = y(value if value else previous)
+            parts.append(f'<circle cx="{x(i):.1f}" cy="{at:.1f}" r="2.5" fill="#06c"/>')
+            parts.append(f'<text x="{x(i) + 3:.1f}" y="{at - 4:.1f}">{label}</text>')
     parts.append(
         f'<text x="{left}" y="{height - 1}">entry (seq) of each run\'s end; ε spent after it (solid)</text>'
     )
