@@ -9,6 +9,7 @@ import json
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -65,7 +66,7 @@ def test_an_intact_log_gives_the_same_tree_either_way(written, side_by_side) -> 
     )
     assert fast is not None, "an intact log must pass the side-by-side scan"
     slow = in_order(data, want_roots={1, 7, total})
-    assert (fast.leaves, fast.roots, fast.subtrees, fast.size) == (
+    assert (list(fast.leaves), fast.roots, fast.subtrees, fast.size) == (
         slow.leaves,
         slow.roots,
         slow.subtrees,
@@ -111,6 +112,46 @@ DAMAGE = [
     ("seq", lambda line: line.replace(b'"seq":', b'"seq":1', 1)),
     ("version", lambda line: line.replace(b'"v":1}', b'"v":2}')),
 ]
+
+
+# Lines the report's parser (msgspec) and the standard library could read differently: each must
+# reach the reader exactly as the scan in order (the standard library) reads it, or not at all.
+PARSER_DAMAGE = [
+    ("NaN", lambda line: line.replace(b'"detail":{', b'"detail":{"nan":NaN,', 1)),
+    ("infinity", lambda line: line.replace(b'"detail":{', b'"detail":{"big":1e400,', 1)),
+    (
+        "huge integer",
+        lambda line: line.replace(b'"detail":{', b'"detail":{"n":123456789012345678901234567890,', 1),
+    ),
+    ("lone surrogate", lambda line: line.replace(b'"detail":{', b'"detail":{"s":"\\ud800",', 1)),
+    ("leading space", lambda line: b" " + line),
+    ("trailing space", lambda line: line + b" "),
+    ("raw tab", lambda line: line.replace(b'"detail":{', b'"detail":{"t":"a\tb",', 1)),
+    (
+        "deep",
+        lambda line: line.replace(b'"detail":{', b'"detail":{"d":' + b"[" * 5000 + b"]" * 5000 + b",", 1),
+    ),
+    ("tiny float", lambda line: line.replace(b'"detail":{', b'"detail":{"f":1.5e-400,"g":-0.0,"h":1E2,', 1)),
+]
+
+
+def delivered(data: bytes) -> tuple[list[Any], list[Any]]:
+    """What a reader is handed, and the findings, scanning `data` as a whole log."""
+    entries: list[Any] = []
+    found = scan.scan_log(data, on_entry=entries.append)
+    return [repr(e) for e in entries], [f.to_json() for f in found.findings]
+
+
+@pytest.mark.parametrize("name,damage", DAMAGE + PARSER_DAMAGE, ids=[d[0] for d in DAMAGE + PARSER_DAMAGE])
+@pytest.mark.parametrize("at", [0, 35, -1])
+def test_a_reader_is_handed_what_the_scan_in_order_reads(written, name, damage, at, monkeypatch) -> None:
+    data = written[0]
+    lines = data.split(b"\n")[:-1]
+    lines[at] = damage(lines[at])
+    damaged = b"\n".join(lines) + b"\n"
+    slow = delivered(damaged)  # the threshold is not reached: the scan in order
+    monkeypatch.setattr(scan, "SIDE_BY_SIDE_FROM", 1)
+    assert delivered(damaged) == slow
 
 
 def verdict(data: bytes, pubkey: bytes, initial: bytes, latest: bytes) -> tuple:

@@ -26,6 +26,7 @@ import base64
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,7 +209,7 @@ def _finding(seq: int | None, kind: str, expected: str, found: str, message: str
     return Finding(seq=seq, kind=kind, expected=expected, found=found, message=message)
 
 
-def check_seals(lines: list[bytes], initial_key: bytes | None = None) -> SealCheck:
+def check_seals(lines: Iterable[bytes], initial_key: bytes | None = None) -> SealCheck:
     """Walk the epochs of a log: certificates from the first epoch's key (which must be
     `initial_key` when given), MAC commitments and reveals, and the seal of every entry."""
     out = SealCheck()
@@ -217,6 +218,7 @@ def check_seals(lines: list[bytes], initial_key: bytes | None = None) -> SealChe
     epoch = -1
     idle = False
     pending: list[int] = []
+    held: list[bytes] = []  # the lines at `pending`, until their epoch's key is revealed
     found_unsealed: list[int] = []
     recorded: set[int] = set()
     for pos, line in enumerate(lines):
@@ -224,6 +226,7 @@ def check_seals(lines: list[bytes], initial_key: bytes | None = None) -> SealChe
         ordinary = line.startswith(b'{"action":"') and not line.startswith(SPECIAL, 11)
         if ordinary and key is not None and not idle:
             pending.append(pos)
+            held.append(line)
             continue
         is_epoch = is_keyless = False
         entry: dict[str, Any] | None = None
@@ -302,8 +305,8 @@ def check_seals(lines: list[bytes], initial_key: bytes | None = None) -> SealChe
                     )
                     found_unsealed.extend(pending)
                 else:
-                    found_unsealed.extend(_unsealed_among(revealed, lines, pending))
-            pending = [pos]
+                    found_unsealed.extend(_unsealed_among(revealed, held, pending))
+            pending, held = [pos], [line]
             key, commit, epoch, idle = nxt_key, nxt_commit, nxt_epoch, bool(detail.get("idle"))
             out.epochs += 1
             continue
@@ -314,6 +317,7 @@ def check_seals(lines: list[bytes], initial_key: bytes | None = None) -> SealChe
             found_unsealed.append(pos)  # only the record of what it found is written in an idle epoch
             continue
         pending.append(pos)
+        held.append(line)
     out.open_epoch = epoch if key is not None else None
     out.open_entries = len(pending)
     for pos in found_unsealed:
@@ -347,11 +351,11 @@ def check_seals(lines: list[bytes], initial_key: bytes | None = None) -> SealChe
 
 
 def _unsealed_among(mac_key: bytes, lines: list[bytes], positions: list[int]) -> list[int]:
-    """The positions whose line has no valid seal under `mac_key` (the hot loop of verification)."""
+    """The positions whose line (the one beside it in `lines`) has no valid seal under `mac_key`
+    (the hot loop of verification)."""
     blake2b = hashlib.blake2b
     bad = []
-    for pos in positions:
-        line = lines[pos]
+    for pos, line in zip(positions, lines, strict=True):
         at = line.rfind(SEAL_KEY)
         end = at + 8 + SEAL_HEX
         if (

@@ -16,7 +16,7 @@ from typing import Any
 from vault.audit import epochs, merkle
 from vault.audit.checkpoint import Checkpoint, parse_checkpoint, verify_checkpoint
 from vault.audit.forked import Forked
-from vault.audit.scan import SIDE_BY_SIDE_FROM, Scan, scan_log, short_hash
+from vault.audit.scan import SIDE_BY_SIDE_FROM, Scan, complete_lines, scan_log, short_hash
 from vault.audit.witness import WitnessKey, cosignatures
 from vault.crypto.signing import load_public_pem
 from vault.errors import StrongroomError
@@ -194,6 +194,10 @@ def _check_checkpoint(
     return cp if good else None
 
 
+def _seals_of(data: bytes, initial_key: bytes | None) -> epochs.SealCheck:
+    return epochs.check_seals(complete_lines(data), initial_key)
+
+
 def verify_snapshot(
     data: bytes,
     *,
@@ -221,12 +225,8 @@ def verify_snapshot(
             except StrongroomError:
                 parsed[text] = None
     wanted = {cp.size for cp in parsed.values() if cp is not None}
-    complete = data.split(b"\n")
-    complete.pop()
     # The seals and epochs are checked in a forked child while the entries are scanned here.
-    sealing = (
-        Forked(epochs.check_seals, complete, initial_key) if len(complete) >= SIDE_BY_SIDE_FROM else None
-    )
+    sealing = Forked(_seals_of, data, initial_key) if data.count(b"\n") >= SIDE_BY_SIDE_FROM else None
     try:
         scan = scan_log(
             data,
@@ -234,14 +234,13 @@ def verify_snapshot(
             on_event=on_event,
             cancel=cancel,
             on_entry=on_entry,
-            lines=complete,
         )
     except BaseException:
         if sealing is not None:
             sealing.cancel()
         raise
     findings.extend(scan.findings)
-    seals = sealing.result() if sealing is not None else epochs.check_seals(complete, initial_key)
+    seals = sealing.result() if sealing is not None else _seals_of(data, initial_key)
     findings.extend(seals.findings)
     if initial_key is not None and seals.initial_key is None:
         findings.append(
