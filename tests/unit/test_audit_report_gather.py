@@ -165,3 +165,34 @@ def test_rows_with_missing_fields_or_values_that_are_lists_are_grouped_by_their_
     (group,), grouped = shown("privacy_spent", spent)  # rows with no person: one group a day
     assert grouped and group["entries"] == LISTED + 1 and group["epsilon"] == LISTED / 100
     assert group["seq"] == f"0-{LISTED}" and group["actor"] is None
+
+
+def test_groups_kept_while_gathering_are_the_groups_made_from_the_rows_read_back() -> None:
+    """The command groups a long table's rows while it gathers them; a report read back from JSON
+    is grouped when shown. Both give the same table, and rows added past the table's own `add`
+    make it group them again rather than show stale groups."""
+    collector = Collector(Scope())
+    for seq in range(3 * LISTED):
+        action, subject, detail = ACTIONS[1] if seq % 4 else ACTIONS[6]  # reads, and some refusals
+        day = 1 + seq // 150
+        collector.add(
+            entry(
+                seq,
+                action,
+                subject,
+                {**detail, "samples": seq % 7, "purpose": "train" if seq % 3 else ["eval"]},
+                time=f"2026-11-0{day}T10:00:00Z",
+                actor=("ana", "bo", "cy")[seq % 3],
+            )
+        )
+    out = collector.result()
+    reads = out.datasets["scans"].reads
+    assert len(reads) > LISTED and reads.groups_of("reads") is not None
+    kept = shown("reads", reads)
+    assert kept == shown("reads", list(reads)) and kept[1]
+    assert sum(g["records"] for g in kept[0]) == sum(r["records"] for r in reads)
+    refusals = out.refusals
+    assert shown("refusals", refusals) == shown("refusals", [dict(r) for r in refusals])
+    reads.append({**reads[-1], "seq": 10_000, "records": 5})  # not through add
+    assert reads.groups_of("reads") is None
+    assert shown("reads", reads) == shown("reads", list(reads))

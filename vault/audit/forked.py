@@ -59,6 +59,7 @@ class Forked(Generic[T]):
                 view = memoryview(payload)
                 while view:
                     view = view[os.write(write_fd, view) :]
+                os.close(write_fd)  # the end of the result, before this process's teardown
                 status = 0
             finally:
                 os._exit(status)
@@ -70,18 +71,18 @@ class Forked(Generic[T]):
             return self._fn(*self._args)
         chunks = []
         assert self._read_fd is not None
+        result: list[T] = []
         try:
             while chunk := os.read(self._read_fd, 1 << 20):
                 chunks.append(chunk)
-        except OSError:
-            chunks = []
+            if chunks:  # read while the child is still leaving (unmapping its copy of this process)
+                result.append(pickle.loads(b"".join(chunks)))  # noqa: S301 - written by our own child
+        except (OSError, pickle.UnpicklingError, EOFError, ValueError):
+            result.clear()
         finally:
             self._reap()
-        if self._status == 0 and chunks:
-            try:
-                return pickle.loads(b"".join(chunks))  # noqa: S301 - written by our own child a moment ago
-            except (pickle.UnpicklingError, EOFError, ValueError):
-                pass
+        if self._status == 0 and result:
+            return result[0]
         return self._fn(*self._args)
 
     def cancel(self) -> None:

@@ -14,6 +14,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from vault.vocabulary import ISOLATION_LEVELS
@@ -27,6 +28,91 @@ DATASET_ACTIONS = (
     "train.end",
     "model.evaluate",
 )
+
+
+# A table longer than this is shown grouped by day, person and these fields, each group naming its
+# entries; the JSON report always lists every row.
+LISTED = 200
+GROUPED_BY: dict[str, tuple[str, ...]] = {
+    "reads": ("purpose", "version"),
+    "trainings": ("model", "dp", "outcome"),
+    "evaluations": ("model",),
+    "refusals": ("action", "rule"),
+    "network_blocked": ("destination", "library", "drill"),
+    "sessions_below_isolation": ("mode", "policy_requires", "waived"),
+    "privacy_spent": (),
+    "imports": ("format", "sensitivity", "outcome"),
+    "role_changes": ("change", "role"),
+    "exports": ("model", "dataset"),
+    "deletions": (),
+}
+
+# A group as it is gathered: its first row, its entries' seqs, the records they read, its last row.
+Group = list[Any]
+
+
+_NAMED = {kind: ("time", "actor", *fields) for kind, fields in GROUPED_BY.items()}
+_PICK = {kind: itemgetter(*named) for kind, named in _NAMED.items()}
+
+
+def _group_into(
+    groups: dict[tuple[Any, ...], Group],
+    named: tuple[str, ...],
+    pick: Callable[[Mapping[str, Any]], tuple[Any, ...]],
+    row: Mapping[str, Any],
+) -> None:
+    """Add one row to its group, keyed by (day, person, the kind's fields): a million rows and more,
+    so kept to the fewest steps."""
+    try:
+        values = pick(row)
+    except KeyError:
+        values = tuple(map(row.get, named))
+    key = (str(values[0])[:10], *values[1:])
+    try:
+        group = groups.get(key)
+    except TypeError:  # a value that cannot be a key (a list): grouped by its text
+        key = (key[0], *map(str, values[1:]))
+        group = groups.get(key)
+    if group is None:
+        groups[key] = [row, [row["seq"]], count(row.get("records")), row]
+    else:
+        group[1].append(row["seq"])
+        group[2] += count(row.get("records"))
+        group[3] = row
+
+
+def group_rows(kind: str, rows: Iterable[Mapping[str, Any]], groups: dict[tuple[Any, ...], Group]) -> None:
+    """Add `rows` to `groups`, keyed by (day, person, GROUPED_BY[kind])."""
+    named, pick = _NAMED[kind], _PICK[kind]
+    for row in rows:
+        _group_into(groups, named, pick, row)
+
+
+class Table(list[dict[str, Any]]):
+    """A table's rows (a list, as the JSON report writes it) with its groups kept up to date as rows
+    are added by `add`: grouped while each row is at hand, not read again from memory at the end."""
+
+    __slots__ = ("kind", "groups", "grouped", "_named", "_pick")
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self.groups: dict[tuple[Any, ...], Group] = {}
+        self.grouped = 0  # rows in `groups`: all of them, unless one was added another way
+        self._named, self._pick = _NAMED[kind], _PICK[kind]
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.append(row)
+        _group_into(self.groups, self._named, self._pick, row)
+        self.grouped += 1
+
+    def groups_of(self, kind: str) -> dict[tuple[Any, ...], Group] | None:
+        """The groups as kept, when they hold every row for this kind of table; else None."""
+        return self.groups if kind == self.kind and self.grouped == len(self) else None
+
+
+def _table(kind: str) -> Any:
+    return field(default_factory=lambda: Table(kind))
 
 
 @dataclass(frozen=True)
@@ -50,12 +136,12 @@ class Scope:
 @dataclass
 class DatasetReport:
     name: str
-    imports: list[dict[str, Any]] = field(default_factory=list)
-    reads: list[dict[str, Any]] = field(default_factory=list)
-    trainings: list[dict[str, Any]] = field(default_factory=list)
-    evaluations: list[dict[str, Any]] = field(default_factory=list)
-    deletions: list[dict[str, Any]] = field(default_factory=list)
-    spent: list[dict[str, Any]] = field(default_factory=list)  # epsilon spent after each run, in order
+    imports: Table = _table("imports")
+    reads: Table = _table("reads")
+    trainings: Table = _table("trainings")
+    evaluations: Table = _table("evaluations")
+    deletions: Table = _table("deletions")
+    spent: Table = _table("privacy_spent")  # epsilon spent after each run, in order
     readers: Counter[str] = field(default_factory=Counter)  # reads by person
     records_read: int = 0
 
@@ -78,11 +164,11 @@ class DatasetReport:
 class PersonReport:
     name: str
     roles: set[str] = field(default_factory=set)
-    role_changes: list[dict[str, Any]] = field(default_factory=list)
+    role_changes: Table = _table("role_changes")
     sessions: list[dict[str, Any]] = field(default_factory=list)
     failed_unlocks: list[int] = field(default_factory=list)
     actions: Counter[str] = field(default_factory=Counter)
-    refusals: list[dict[str, Any]] = field(default_factory=list)
+    refusals: Table = _table("refusals")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -105,10 +191,10 @@ class Collected:
     last: str | None = None
     datasets: dict[str, DatasetReport] = field(default_factory=dict)
     people: dict[str, PersonReport] = field(default_factory=dict)
-    exports: list[dict[str, Any]] = field(default_factory=list)
-    refusals: list[dict[str, Any]] = field(default_factory=list)
-    blocked: list[dict[str, Any]] = field(default_factory=list)
-    below_isolation: list[dict[str, Any]] = field(default_factory=list)
+    exports: Table = _table("exports")
+    refusals: Table = _table("refusals")
+    blocked: Table = _table("network_blocked")
+    below_isolation: Table = _table("sessions_below_isolation")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -266,7 +352,7 @@ class Collector:
     def _on_dataset_import(
         self, entry: Mapping[str, Any], detail: dict[str, Any], base: dict[str, Any]
     ) -> None:
-        self._dataset(str(entry["subject"])).imports.append(
+        self._dataset(str(entry["subject"])).imports.add(
             {
                 **base,
                 "outcome": entry.get("outcome"),
@@ -282,7 +368,7 @@ class Collector:
         self, entry: Mapping[str, Any], detail: dict[str, Any], base: dict[str, Any]
     ) -> None:
         dataset, samples = self._dataset(str(entry["subject"])), detail.get("samples")
-        dataset.reads.append(
+        dataset.reads.add(
             {
                 **base,
                 "purpose": detail.get("purpose"),
@@ -296,7 +382,7 @@ class Collector:
     def _on_dataset_delete(
         self, entry: Mapping[str, Any], detail: dict[str, Any], base: dict[str, Any]
     ) -> None:
-        self._dataset(str(entry["subject"])).deletions.append(
+        self._dataset(str(entry["subject"])).deletions.add(
             {
                 **base,
                 "versions": detail.get("versions"),
@@ -312,7 +398,7 @@ class Collector:
         run_id = str(detail.get("run"))
         start = self._runs.pop(run_id, {})
         dataset = self._dataset(str(entry["subject"]))
-        dataset.trainings.append(
+        dataset.trainings.add(
             {
                 **base,
                 "run": run_id,
@@ -328,7 +414,7 @@ class Collector:
             }
         )
         if "ledger_epsilon" in detail or detail.get("ledger_unbounded") is not None:
-            dataset.spent.append(
+            dataset.spent.add(
                 {
                     "seq": entry.get("seq"),
                     "time": entry.get("time"),
@@ -341,7 +427,7 @@ class Collector:
     def _on_model_evaluate(
         self, entry: Mapping[str, Any], detail: dict[str, Any], base: dict[str, Any]
     ) -> None:
-        self._dataset(str(entry["subject"])).evaluations.append(
+        self._dataset(str(entry["subject"])).evaluations.add(
             {
                 **base,
                 "model": detail.get("model"),
@@ -355,7 +441,7 @@ class Collector:
     ) -> None:
         model = str(entry["subject"])
         trained = self._models.get(model, {})
-        self.out.exports.append(
+        self.out.exports.add(
             {
                 **base,
                 "model": model,
@@ -382,13 +468,13 @@ class Collector:
             "reason": detail.get("reason"),
             "dry_run": bool(detail.get("dry_run")),
         }
-        self.out.refusals.append(refusal)
-        self._person(base["actor"]).refusals.append(refusal)
+        self.out.refusals.add(refusal)
+        self._person(base["actor"]).refusals.add(refusal)
 
     def _on_network_blocked(
         self, entry: Mapping[str, Any], detail: dict[str, Any], base: dict[str, Any]
     ) -> None:
-        self.out.blocked.append(
+        self.out.blocked.add(
             {
                 **base,
                 "destination": detail.get("destination", entry.get("subject")),
@@ -408,7 +494,7 @@ class Collector:
             or (_rank(mode) is not None and _rank(required) is not None and _rank(mode) < _rank(required))
         )
         if below:
-            self.out.below_isolation.append(
+            self.out.below_isolation.add(
                 {
                     **base,
                     "mode": mode,
@@ -436,7 +522,7 @@ class Collector:
 
     def _key_change(self, entry: Mapping[str, Any], detail: dict[str, Any], base: dict[str, Any]) -> None:
         target = self._person(str(entry.get("subject")))
-        target.role_changes.append(
+        target.role_changes.add(
             {**base, "change": str(entry["action"]).split(".", 1)[1], "role": detail.get("role")}
         )
         if detail.get("role"):

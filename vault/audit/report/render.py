@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from operator import itemgetter
 from typing import Any
 
-from vault.audit.report.collect import count, cycles_uncollected, finite
+from vault.audit.report.collect import GROUPED_BY, LISTED, Table, cycles_uncollected, finite, group_rows
 
 _CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
 # One translate table per format: control characters shown escaped, the format's own syntax quoted.
@@ -210,24 +209,6 @@ def _cell(row: dict[str, Any], key: Any) -> Any:
     return _when(value) if key == "time" else value
 
 
-# A table longer than this is shown grouped by day, person and these fields, each group naming its
-# entries; the JSON report always lists every row.
-LISTED = 200
-GROUPED_BY: dict[str, tuple[str, ...]] = {
-    "reads": ("purpose", "version"),
-    "trainings": ("model", "dp", "outcome"),
-    "evaluations": ("model",),
-    "refusals": ("action", "rule"),
-    "network_blocked": ("destination", "library", "drill"),
-    "sessions_below_isolation": ("mode", "policy_requires", "waived"),
-    "privacy_spent": (),
-    "imports": ("format", "sensitivity", "outcome"),
-    "role_changes": ("change", "role"),
-    "exports": ("model", "dataset"),
-    "deletions": (),
-}
-
-
 def seq_ranges(seqs: Sequence[int]) -> str:
     """1, 2, 3, 7, 9, 10 -> "1-3, 7, 9-10"."""
     parts: list[str] = []
@@ -245,46 +226,27 @@ def seq_ranges(seqs: Sequence[int]) -> str:
 
 
 def shown(kind: str, rows: Sequence[dict[str, Any]]) -> tuple[Sequence[dict[str, Any]], bool]:
-    """The rows a table shows: all of them, or grouped by (day, person, GROUPED_BY[kind]) when long."""
+    """The rows a table shows: all of them, or grouped by (day, person, GROUPED_BY[kind]) when long
+    (the groups a gathered Table kept, or made here from rows read from JSON)."""
     if len(rows) <= LISTED:
         return rows, False
+    groups = rows.groups_of(kind) if isinstance(rows, Table) else None
+    if groups is None:
+        groups = {}
+        group_rows(kind, rows, groups)
     fields = GROUPED_BY[kind]
-    named = ("time", "actor", *fields)
-    members: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-    find = members.get
-    pick = itemgetter(*named) if all(name in rows[0] for name in named) else None
-    for row in rows:  # a million rows and more: kept to the fewest steps per row
-        try:
-            values = pick(row) if pick is not None else tuple(map(row.get, named))
-        except KeyError:
-            values = tuple(map(row.get, named))
-        key = (str(values[0])[:10], *values[1:])
-        try:
-            group = find(key)
-        except TypeError:  # a value that cannot be a key (a list): grouped by its text
-            key = (key[0], *map(str, values[1:]))
-            group = find(key)
-        if group is None:
-            members[key] = [row]
-        else:
-            group.append(row)
-    groups = []
-    for (day, *_), group in members.items():
-        first, records = group[0], 0
-        for row in group:
-            records += count(row.get("records"))
-        groups.append(
-            {
-                **{f: first.get(f) for f in fields},
-                "time": day,
-                "actor": first.get("actor"),
-                "records": records,
-                "epsilon": group[-1].get("epsilon"),
-                "entries": len(group),
-                "seq": seq_ranges([row["seq"] for row in group]),
-            }
-        )
-    return groups, True
+    return [
+        {
+            **{f: first.get(f) for f in fields},
+            "time": day,
+            "actor": first.get("actor"),
+            "records": records,
+            "epsilon": last.get("epsilon"),
+            "entries": len(seqs),
+            "seq": seq_ranges(seqs),
+        }
+        for (day, *_), (first, seqs, records, last) in groups.items()
+    ], True
 
 
 def _columns(kind: str, grouped: bool) -> tuple[Column, ...]:
