@@ -8,7 +8,7 @@ from typing import Any
 
 from vault.audit.report import render_html, render_markdown
 from vault.audit.report.collect import Collector, Scope
-from vault.audit.report.render import LISTED, shown
+from vault.audit.report.render import LISTED, seq_ranges, shown
 
 ACTIONS: list[tuple[str, str, dict[str, Any]]] = [
     ("dataset.import", "scans", {"version": 1, "samples": 40, "format": "csv"}),
@@ -35,7 +35,7 @@ def entry(seq: int, action: str, subject: str, detail: dict[str, Any], **fields:
     return {
         "v": 1,
         "seq": seq,
-        "time": fields.get("time", f"2026-11-01T10:00:{seq % 60:02d}.000000Z"),
+        "time": fields["time"] if "time" in fields else f"2026-11-01T10:00:{seq % 60:02d}.000000Z",
         "actor": fields.get("actor", "ana"),
         "role": "admin",
         "action": action,
@@ -196,3 +196,24 @@ def test_groups_kept_while_gathering_are_the_groups_made_from_the_rows_read_back
     reads.append({**reads[-1], "seq": 10_000, "records": 5})  # not through add
     assert reads.groups_of("reads") is None
     assert shown("reads", reads) == shown("reads", list(reads))
+
+
+def test_seqs_that_are_not_whole_numbers_stand_alone_in_a_long_table() -> None:
+    """A line written by hand may hold text, a fraction, a list or null as its seq; a long table
+    that groups such rows names them as they are instead of failing to render."""
+    assert seq_ranges([1, 2, 3, 7, 9, 10]) == "1-3, 7, 9-10"
+    assert seq_ranges([4, "x", 1.5, 2, 3, [1], None, None, 5, 6]) == "4, x, 1.5, 2-3, [1], None, None, 5-6"
+    assert seq_ranges([True, 2]) == "True, 2" and seq_ranges([]) == "" and seq_ranges([0]) == "0"
+    collector = Collector(Scope())
+    odd = {150: "x", 152: 1.5, 154: [1], 156: None}
+    for n in range(2 * LISTED + 100):
+        collector.add(entry(odd.get(n, n), *ACTIONS[1], time="2026-11-01T10:00:00Z"))
+    report = {
+        "verification": {"ok": False, "entries": 1, "signed_size": 0, "message": "", "findings": []},
+        "generated": "now",
+        "origin": "vault",
+        **collector.result().to_json(),
+    }
+    markdown, page = render_markdown(report), render_html(report)
+    assert "| 500: 0-149, x, 151, 1.5, 153, \\[1\\], 155, None, 157-499 |" in markdown
+    assert "<td>500: 0-149, x, 151, 1.5, 153, [1], 155, None, 157-499</td>" in page

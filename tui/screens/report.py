@@ -34,7 +34,7 @@ def summary(report: dict[str, Any]) -> Text:
     text = Text(verdict(report), style="bold green" if ok else "bold red")
     text.append(f"\n{report['entries']:,} entries in scope")
     if report["first"]:
-        text.append(f" ({str(report['first'])[:19]} to {str(report['last'])[:19]})")
+        text.append(f" ({safe_name(str(report['first'])[:19])} to {safe_name(str(report['last'])[:19])})")
     text.append("\n\nDatasets", style="bold")
     for d in report["datasets"]:
         spent = d["epsilon_spent"]

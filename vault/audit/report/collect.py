@@ -256,12 +256,18 @@ def _dataset_of(entry: Mapping[str, Any]) -> str | None:
     action = entry.get("action")
     if action in DATASET_ACTIONS:
         return str(entry.get("subject"))
-    if action == "policy.decision" and entry.get("detail", {}).get("request_action") in (
-        "train",
-        "dataset.sample",
-        "dataset.import",
-        "dataset.delete",
-        "evaluate",
+    detail = entry.get("detail")
+    if (
+        action == "policy.decision"
+        and isinstance(detail, dict)
+        and detail.get("request_action")
+        in (
+            "train",
+            "dataset.sample",
+            "dataset.import",
+            "dataset.delete",
+            "evaluate",
+        )
     ):
         return str(entry.get("subject"))
     return None
@@ -341,8 +347,8 @@ class Collector:
         out.last = when
         person = out.people.get(actor) or self._person(actor)
         role = entry.get("role")
-        if role not in person.roles and role not in (None, "unknown"):
-            person.roles.add(str(role))
+        if role is not None and role != "unknown":
+            person.roles.add(role if type(role) is str else str(role))
         person.actions[action] += 1
         handler = _HANDLERS.get(action)
         if handler is not None:

@@ -56,6 +56,13 @@ def _h(value: Any) -> str:
     return _text(value).translate(_HTML)
 
 
+def approvers(approvals: Any) -> list[Any]:
+    """An export's approvals as "user (role)" each; what a hand-written line holds instead (not a
+    list, or items that are not approvals) as it is."""
+    items = approvals if isinstance(approvals, list) else [] if approvals is None else [approvals]
+    return [f"{a.get('user')} ({a.get('role')})" if isinstance(a, dict) else a for a in items]
+
+
 def _when(value: Any) -> str:
     return str(value)[:19].replace("T", " ") if value else "-"
 
@@ -182,7 +189,7 @@ TABLES: dict[str, tuple[Column, ...]] = {
         ("dataset", "dataset"),
         ("DP", "dp"),
         ("ε", "epsilon"),
-        ("approvers", lambda r: [f"{a.get('user')} ({a.get('role')})" for a in r.get("approvals", [])]),
+        ("approvers", lambda r: approvers(r.get("approvals"))),
     ),
     "network_blocked": (
         ("seq", "seq"),
@@ -209,19 +216,21 @@ def _cell(row: dict[str, Any], key: Any) -> Any:
     return _when(value) if key == "time" else value
 
 
-def seq_ranges(seqs: Sequence[int]) -> str:
-    """1, 2, 3, 7, 9, 10 -> "1-3, 7, 9-10"."""
+def seq_ranges(seqs: Sequence[Any]) -> str:
+    """1, 2, 3, 7, 9, 10 -> "1-3, 7, 9-10". A seq that is not a whole number (a line written by
+    hand may hold anything there) stands alone, as its text."""
     parts: list[str] = []
-    start = previous = None
-    for seq in seqs:
-        if previous is not None and seq == previous + 1:
+    start: Any = None
+    previous: Any = None
+    for at, seq in enumerate(seqs):
+        if at and type(seq) is int and type(previous) is int and seq == previous + 1:
             previous = seq
             continue
-        if start is not None:
-            parts.append(str(start) if start == previous else f"{start}-{previous}")
+        if at:
+            parts.append(str(start) if start is previous else f"{start}-{previous}")
         start = previous = seq
-    if start is not None:
-        parts.append(str(start) if start == previous else f"{start}-{previous}")
+    if seqs:
+        parts.append(str(start) if start is previous else f"{start}-{previous}")
     return ", ".join(parts)
 
 
@@ -325,7 +334,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         out += [
             f"### {_md(p['name'])} ({_md(', '.join(p['roles']) or 'no role seen')})",
             "",
-            f"{p['sessions']} session(s) (unlocks at seq {_seqs(p['session_list']) or '-'}); "
+            f"{p['sessions']} session(s) (unlocks at seq {_md(_seqs(p['session_list']) or '-')}); "
             f"{len(p['failed_unlocks'])} failed unlock(s); {len(p['refusals'])} refusal(s). Actions: {actions}.",
             "",
         ]
