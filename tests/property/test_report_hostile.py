@@ -3,6 +3,7 @@ the report is made in every format and the TUI's summary shows it; nothing it ho
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -45,7 +46,9 @@ scalars = st.one_of(
     st.integers(min_value=-(10**30), max_value=10**30),
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=8),
-    st.sampled_from(["cnn", "ana", "2026-11-01T10:00:00Z", "train", "admin", "denied", "\x1b]0;x\x07"]),
+    st.sampled_from(
+        ["cnn", "ana", "2026-11-02T10:00:00Z", "2026-11-02T10:00:00", "2026-11-02", "train", "\x1b]0;x\x07"]
+    ),
 )
 values = st.recursive(
     scalars,
@@ -74,14 +77,20 @@ def entries(draw: st.DrawFn) -> list[dict[str, Any]]:
 
 
 @settings(max_examples=300, deadline=None)
-@given(entries(), st.sampled_from([None, "scans", "bo"]))
+@given(entries(), st.sampled_from([None, "scans", "bo", "period"]))
 def test_any_values_in_hand_written_entries_give_a_report_in_every_format(
     written: list[dict[str, Any]], narrowed: str | None
 ) -> None:
     from tui.screens.report import summary
 
+    since = dt.datetime(2026, 11, 2, tzinfo=dt.UTC) if narrowed == "period" else None
     collector = Collector(
-        Scope(dataset=narrowed if narrowed == "scans" else None, user=narrowed if narrowed == "bo" else None)
+        Scope(
+            since=since,
+            until=since + dt.timedelta(days=1) if since else None,
+            dataset=narrowed if narrowed == "scans" else None,
+            user=narrowed if narrowed == "bo" else None,
+        )
     )
     for entry in written:
         collector.add(entry)

@@ -247,9 +247,11 @@ def _time(entry: Mapping[str, Any]) -> dt.datetime | None:
     if not isinstance(text, str):
         return None
     try:
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
+    # The log's times are UTC with a Z; a line written by hand without one is read as UTC too.
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
 
 
 def _dataset_of(entry: Mapping[str, Any]) -> str | None:
