@@ -26,8 +26,12 @@ _HTML = {
 }
 
 
-def _text(value: Any) -> str:
-    """A value as one line of text (lists and tables flattened); not yet escaped."""
+NESTED = 8  # levels of lists and objects a cell shows
+
+
+def _text(value: Any, depth: int = 0) -> str:
+    """A value as one line of text (lists and tables flattened, nesting past NESTED shown as "…");
+    not yet escaped."""
     if value is None:
         return "-"
     if type(value) is str:
@@ -36,10 +40,12 @@ def _text(value: Any) -> str:
         return str(value)
     if isinstance(value, float):
         return f"{value:.4g}"
+    if depth >= NESTED and isinstance(value, list | tuple | dict):
+        return "…"  # a line written by hand may nest a value a thousand deep
     if isinstance(value, list | tuple):
-        return ", ".join(_text(v) for v in value) or "-"
+        return ", ".join(_text(v, depth + 1) for v in value) or "-"
     if isinstance(value, dict):
-        return ", ".join(f"{_text(k)}={_text(v)}" for k, v in value.items()) or "-"
+        return ", ".join(f"{_text(k, depth + 1)}={_text(v, depth + 1)}" for k, v in value.items()) or "-"
     return str(value)
 
 
