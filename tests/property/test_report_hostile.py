@@ -11,27 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vault.audit.report import collect, render_html, render_json, render_markdown
 from vault.audit.report import render as render_module
-from vault.audit.report import render_html, render_json, render_markdown
 from vault.audit.report.collect import Collector, Scope
 
-ACTIONS = [
-    "dataset.import",
-    "dataset.read",
-    "dataset.delete",
-    "train.start",
-    "train.end",
-    "model.evaluate",
-    "model.export",
-    "policy.decision",
-    "network.blocked",
-    "network.isolation",
-    "session.unlock",
-    "session.end",
-    "session.unlock_failed",
-    "keys.add",
-    "keys.remove",
-]
+ACTIONS = sorted(collect._HANDLERS)  # every action the report reads
 DETAIL_KEYS = [
     "samples", "version", "purpose", "format", "source", "sensitivity", "versions", "objects", "run",
     "model", "dp", "epsilon", "epsilon_cap", "ledger_epsilon", "ledger_unbounded", "steps", "error",
