@@ -106,6 +106,7 @@ def test_every_figure_matches_the_activity(activity: dict[str, Any], cli) -> Non
     assert clinic["trainings"][0]["epsilon"] == pytest.approx(activity["epsilon"])
     assert clinic["epsilon_spent"] == pytest.approx(activity["epsilon"], rel=1e-6)
     assert clinic["privacy_spent"][0]["cap"] == 20.0
+    assert clinic["privacy_spent"][0]["actor"] == "olivia"  # whose run spent it
     assert [(t["dp"], t["outcome"]) for t in bank["trainings"]] == [(False, "ok")]
     assert bank["privacy_spent"][0]["unbounded"] is True
     [export] = report["exports"]

@@ -253,9 +253,10 @@ def complete_lines(data: bytes) -> Iterator[bytes]:
 
 
 def _tree_of(data: bytes, start: int, stop: int) -> tuple[bytes, bytes, list[bytes], bytes]:
-    """The leaf hashes of the lines start..stop-1 of `data` and the root before each of them (each concatenated),
-    the compact range after them and the root there: one part of the hashing half of a side-by-side
-    scan, run in a forked child. The lines before `start` are hashed into the compact range only.
+    """The leaf hashes of the lines start..stop-1 of `data` and the root before each of them (each
+    concatenated), the compact range after them and the root there: one part of the hashing half of
+    a side-by-side scan, run in a forked child. The lines before `start` are hashed into the compact
+    range only.
 
     The same arithmetic as `merkle.MerkleTree`, with the compact range kept ready-prefixed for
     hashing as left children, so each node costs one concatenation and one SHA-256."""

@@ -426,6 +426,7 @@ class Collector:
                 {
                     "seq": entry.get("seq"),
                     "time": entry.get("time"),
+                    "actor": base["actor"],  # whose run spent it
                     "epsilon": None if detail.get("ledger_unbounded") else detail.get("ledger_epsilon"),
                     "unbounded": bool(detail.get("ledger_unbounded")),
                     "cap": start.get("epsilon_cap"),

@@ -169,7 +169,13 @@ TABLES: dict[str, tuple[Column, ...]] = {
         ("versions", "versions"),
         ("objects", "objects"),
     ),
-    "privacy_spent": (("seq", "seq"), ("time", "time"), ("ε spent", "epsilon"), ("cap", "cap")),
+    "privacy_spent": (
+        ("seq", "seq"),
+        ("time", "time"),
+        ("run by", "actor"),
+        ("ε spent", "epsilon"),
+        ("cap", "cap"),
+    ),
     "role_changes": (
         ("seq", "seq"),
         ("time", "time"),
