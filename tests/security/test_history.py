@@ -109,6 +109,25 @@ def test_a_hand_appended_line_is_reported_and_never_signed(vault: Path) -> None:
     assert rows[seq]["sealed"] is False and rows[seq - 1]["sealed"] is True
 
 
+def test_a_hand_written_line_that_borrows_a_seq_is_still_shown_unsealed(vault: Path) -> None:
+    """`audit show` marks what verification found unsealed. It matched the entries by their `seq`
+    field, which the insider writes: a forged line that copied an earlier seq was shown sealed (and
+    the real entry with that seq unsealed), and a seq that is an object stopped the command."""
+    first = len(lines_of(vault))
+    hand_written(vault, seq=1)
+    hand_written(vault, seq={"not": "a number"})
+    result = strongroom(vault, "audit", "show", "--json")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    shown = json.loads(result.stdout)
+    assert [e["sealed"] for e in shown[first:]] == [False, False]
+    assert shown[1]["seq"] == 1 and shown[1]["sealed"] is True
+    assert all(e["sealed"] for e in shown[:first])
+    table = strongroom(vault, "audit", "show")
+    assert table.returncode == 0 and table.stdout.count("UNSEALED") == 2, table.stdout + table.stderr
+    filtered = json.loads(strongroom(vault, "audit", "show", "--json", "--actor", "aaron").stdout)
+    assert [e["sealed"] for e in filtered] == [False, False]
+
+
 def test_a_line_appended_inside_a_running_command_is_found_when_its_epoch_closes(vault: Path) -> None:
     v = Vault.open(vault, user="admin", passphrase=PASSPHRASE.encode())
     v.audit.append("admin", "admin", "vault.verify", "x", "ok", {})

@@ -218,6 +218,36 @@ async def test_a_hand_written_line_is_shown_unsealed(busy_vault: Path) -> None:
         assert f"seq {len(lines)}: unsealed" in text_of(app, "#audit-verdict")
         view = app.screen.query_one("#audit-log", AuditLogView)
         assert view.unsealed == {len(lines)}
-        assert view._cells(view._entries[len(lines)], 80)[-1] == "✗ UNSEALED"
-        assert view._cells(view._entries[len(lines) - 1], 80)[-1] != "✗ UNSEALED"
+        assert view._cells(view._entries[len(lines)], 80, len(lines))[-1] == "✗ UNSEALED"
+        assert view._cells(view._entries[len(lines) - 1], 80, len(lines) - 1)[-1] != "✗ UNSEALED"
     assert AuditLog(busy_vault / "audit").unsealed() == {len(lines)}
+
+
+async def test_a_hand_written_line_that_borrows_a_seq_is_shown_unsealed_by_its_place(
+    busy_vault: Path,
+) -> None:
+    """The view marked unsealed entries by their `seq` field, which the insider writes: a forged line
+    copying an earlier seq was drawn sealed, and a seq that is an object stopped the TUI."""
+    import json
+
+    log_path = busy_vault / "audit" / "log.jsonl"
+    lines = log_path.read_bytes().split(b"\n")[:-1]
+    with open(log_path, "ab") as f:
+        for seq in (3, {"not": "a number"}):
+            entry = {**json.loads(lines[-1]), "seq": seq, "action": "dataset.read", "subject": "clinic"}
+            entry.pop("seal")
+            f.write(json.dumps(entry, sort_keys=True, separators=(",", ":")).encode() + b"\n")
+    app = StrongroomApp(busy_vault, auditor=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        view = app.screen.query_one("#audit-log", AuditLogView)
+        assert view.unsealed == {len(lines), len(lines) + 1}
+        assert [view._cells(view._entries[i], 80, i)[-1] for i in (len(lines), len(lines) + 1)] == [
+            "✗ UNSEALED",
+            "✗ UNSEALED",
+        ]
+        assert view._cells(view._entries[3], 80, 3)[-1] != "✗ UNSEALED"
+        await pilot.press("end")
+        await settle(pilot)
+        drawn = "".join(seg.text for y in range(view.size.height) for seg in view.render_line(y))
+        assert drawn.count("✗ UNSEALED") == 2  # the rows are drawn, the object seq escaped

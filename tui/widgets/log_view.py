@@ -103,9 +103,11 @@ class AuditLogView(ScrollView, can_focus=True):
         self._entries = entries
         self._apply_filter(keep_end=True)
 
-    def mark_unsealed(self, seqs: Iterable[int]) -> None:
-        """Show these entries as unsealed (verification found no valid seal: not written by the vault)."""
-        self.unsealed = set(seqs)
+    def mark_unsealed(self, places: Iterable[int]) -> None:
+        """Show the entries at these places (their lines, from 0, as verification names them; not the
+        seq a line claims, which whoever wrote it chose) as unsealed: no valid seal, not written by
+        the vault."""
+        self.unsealed = set(places)
         self._cache.clear()
         self.refresh()
 
@@ -156,7 +158,7 @@ class AuditLogView(ScrollView, can_focus=True):
             ("outcome", 11),
         ]
 
-    def _cells(self, entry: dict[str, Any], width: int) -> list[str]:
+    def _cells(self, entry: dict[str, Any], width: int, place: int) -> list[str]:
         """The row's cells, escaped for the terminal (tui.text): the log is written by others."""
         time = str(entry.get("time", ""))
         shown_time = time[:19].replace("T", " ") + "Z" if width >= 110 else time[5:19].replace("T", " ")
@@ -167,7 +169,7 @@ class AuditLogView(ScrollView, can_focus=True):
             safe_name(entry.get("action", "")),
             safe_name(entry.get("subject", "")),
             "✗ UNSEALED"
-            if entry.get("seq") in self.unsealed
+            if place in self.unsealed
             else safe_name(outcome_cell(str(entry.get("outcome", "")))),
         ]
 
@@ -189,9 +191,10 @@ class AuditLogView(ScrollView, can_focus=True):
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        entry = self._entries[self._visible[row]]
+        place = self._visible[row]
+        entry = self._entries[place]
         marker = "▸" if selected else " "
-        cells = [marker, *self._cells(entry, width)]
+        cells = [marker, *self._cells(entry, width, place)]
         line = "".join(self._fit(cell, size) for cell, (_, size) in zip(cells, columns, strict=True))
         outcome = str(entry.get("outcome", ""))
         style = Style(reverse=True) if selected else Style()

@@ -452,12 +452,18 @@ class AuditLog:
             ) from None
 
     def entries(
-        self, since: str | dt.datetime | None = None, action: str | None = None, actor: str | None = None
+        self,
+        since: str | dt.datetime | None = None,
+        action: str | None = None,
+        actor: str | None = None,
+        positions: list[int] | None = None,
     ) -> list[dict[str, Any]]:
         """Complete entries in order, filtered; a torn last line is not an entry (verify reports it).
 
         `since` keeps entries at or after a time; `action` matches exactly or as a dotted prefix
-        (`dataset` matches `dataset.read`); `actor` matches exactly.
+        (`dataset` matches `dataset.read`); `actor` matches exactly. The place of each entry
+        returned (its line, from 0: what verification names, whatever the line's `seq` says) goes
+        to `positions` when given.
         """
         after = parse_time(since) if isinstance(since, str) else since
         if after is not None and after.tzinfo is None:
@@ -470,8 +476,10 @@ class AuditLog:
             except (ValueError, RecursionError):
                 parsed = None  # find and name the bad line below
             if parsed is not None and len(parsed) == len(lines) and all(isinstance(e, dict) for e in parsed):
+                if positions is not None:
+                    positions.extend(range(len(parsed)))
                 return parsed  # one value per line, each an object: the same as parsing line by line
-        return select(lines, after, action, actor)
+        return select(lines, after, action, actor, positions)
 
     def latest(self, key: str) -> tuple[int, Any] | None:
         """(seq, value) of the newest entry whose detail records `key` (e.g. header_generation)."""

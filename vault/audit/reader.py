@@ -32,10 +32,15 @@ def parse_until(text: str) -> dt.datetime:
 
 
 def select(
-    lines: list[bytes], after: dt.datetime | None, action: str | None, actor: str | None
+    lines: list[bytes],
+    after: dt.datetime | None,
+    action: str | None,
+    actor: str | None,
+    positions: list[int] | None = None,
 ) -> list[dict[str, Any]]:
     """The entries among `lines` at or after `after`, of `action` (exactly or as a dotted prefix),
-    by `actor`; a line that is not a JSON object is an IntegrityError naming it."""
+    by `actor`; a line that is not a JSON object is an IntegrityError naming it. The place of each
+    entry kept (its line, from 0) goes to `positions` when given."""
     out: list[dict[str, Any]] = []
     for index, line in enumerate(lines):
         try:
@@ -59,6 +64,8 @@ def select(
             if when < after:
                 continue
         out.append(entry)
+        if positions is not None:
+            positions.append(index)
     return out
 
 

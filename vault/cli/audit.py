@@ -184,7 +184,8 @@ def _detail_text(detail: Any, width: int = 60) -> str:
 
 def cmd_show(args: argparse.Namespace) -> int:
     log = _audit_log(args)
-    entries = log.entries(since=args.since, action=args.action, actor=args.actor)
+    places: list[int] = []  # each entry's line: verification names lines, not the seq a line claims
+    entries = log.entries(since=args.since, action=args.action, actor=args.actor, positions=places)
     torn = log.torn_tail()
     if torn is not None:
         sys.stderr.write(
@@ -192,8 +193,8 @@ def cmd_show(args: argparse.Namespace) -> int:
             "(hint: `strongroom audit verify` reports it; the next command repairs it)\n"
         )
     unsealed = log.unsealed()
-    for entry in entries:
-        entry["sealed"] = entry.get("seq") not in unsealed
+    for entry, place in zip(entries, places, strict=True):
+        entry["sealed"] = place not in unsealed
     if args.json:
         options.emit_json(entries)
         return 0
