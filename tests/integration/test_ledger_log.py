@@ -91,3 +91,29 @@ def test_a_vault_from_before_the_record_index_is_indexed_at_the_next_open(tmp_pa
         assert [(o["dataset"], o["records"]) for o in row["overlaps"]] == [("clinic", 150)]
         log = v.audit.entries(action="ledger.lineage")
     assert [d["dataset"] for d in log[-1]["detail"]["indexed"]] == ["clinic", "clinic-shuffled"]
+
+
+def test_a_ledger_edit_hidden_by_a_hand_written_ledger_line_is_still_reported(vault_copy: Path) -> None:
+    """The insider with the catalog key edits the ledger, then appends a `ledger.state` line saying
+    the log recorded the edited ledger, so the two agree. Verification rebuilds each ledger from the
+    lines the vault wrote (sealed) only; the hand-written line is not one."""
+    from tests.security.test_history import hand_written
+
+    with opened(vault_copy) as v:
+        session = v._session
+        catalog = session.read_catalog()
+        for entry in catalog["ledger"].values():
+            entry["charges"] = []  # every run forgotten
+        catalogs.write_catalog(vault_copy, session.vault_id, session.catalog_key, catalog)
+        forged = {
+            lineage: {"charges": [], "delta": e.get("delta"), "accountant": e.get("accountant")}
+            for lineage, e in catalog["ledger"].items()
+        }
+    hand_written(vault_copy, action="ledger.state", subject="ledger", detail={"lineages": forged})
+    with opened(vault_copy) as v:
+        report = v.verify()
+    found = ledger_findings(report)
+    assert not report["ok"] and [f["found"] for f in found][0] == "a ledger.state line with no valid seal"
+    assert [f["object"] for f in found][1:] == [f"catalog:ledger/{lineage}" for lineage in sorted(forged)]
+    with opened(vault_copy) as v:
+        assert v.budget("clinic")[0]["epsilon_spent"] == 0.0  # the edit itself: what verify must catch

@@ -150,3 +150,16 @@ def test_a_ledger_holding_a_number_json_cannot_write_is_refused_not_compared() -
     for bad in (math.nan, math.inf):
         with pytest.raises(ValueError, match="JSON compliant"):
             ledgerlog.changes(before, {"A": lineage(charge("r1", bad))})
+
+
+def test_the_replay_passes_over_states_that_are_not_objects() -> None:
+    """A line appended by hand inside a running command is checked when its epoch closes; until
+    then the replay may meet it, and whatever it holds must not stop verification."""
+    good = {"charges": [{"epsilon": 1.0}], "delta": 1e-6}
+    entries = [
+        {"action": "ledger.state", "seq": 3, "detail": {"lineages": {"A": good}, "ledger_baseline": True}},
+        {"action": "ledger.state", "seq": 4, "detail": "not an object"},
+        {"action": "ledger.state", "seq": "x", "detail": {"lineages": ["A"], "links": [1]}},
+        {"action": "ledger.state", "seq": 6, "detail": {"lineages": {"A": "gone", "B": 7}}},
+    ]
+    assert ledgerlog.replay(entries) == ({"A": good}, None, True, 6)

@@ -76,11 +76,7 @@ class VerifyService:
                     )
                 )
             progress.step(ref)
-        findings += ledgerlog.differences(
-            catalog["ledger"],
-            lineage.links_map(catalog["lineage"]),
-            session.audit.entries(action=ledgerlog.ACTION),
-        )
+        findings += _ledger_findings(session, catalog)
         referenced = referenced_objects(catalog)
         for object_id in session.objects.all_ids():
             if object_id not in referenced:
@@ -220,3 +216,25 @@ class _Progress:
         self.done += 1
         if self.on_event is not None:
             self.on_event(VerifyProgress(done=self.done, total=self.total, stage="objects", object=ref["id"]))
+
+
+def _ledger_findings(session: Session, catalog: dict[str, Any]) -> list[Finding]:
+    """The catalog's ledgers against the ones the log recorded, rebuilt from the `ledger.state`
+    lines the vault wrote (sealed) only: a line written by hand cannot vouch for an edited ledger.
+    Each such line is a finding of its own."""
+    places: list[int] = []
+    states = session.audit.entries(action=ledgerlog.ACTION, positions=places)
+    unsealed = session.audit.unsealed()
+    findings = [
+        Finding(
+            kind="ledger",
+            object=f"audit:{place}",
+            expected="ledger states written by the vault (sealed)",
+            found="a ledger.state line with no valid seal",
+            message="written by someone without the vault's keys: not used to rebuild the ledgers",
+        )
+        for place in places
+        if place in unsealed
+    ]
+    sealed = [state for state, place in zip(states, places, strict=True) if place not in unsealed]
+    return findings + ledgerlog.differences(catalog["ledger"], lineage.links_map(catalog["lineage"]), sealed)

@@ -62,18 +62,22 @@ def replay(entries: Iterable[Mapping[str, Any]]) -> tuple[dict[str, Any], dict[s
     baseline = False
     last = -1
     for entry in entries:
-        if entry.get("action") != ACTION:
-            continue
-        detail = entry.get("detail") or {}
+        detail = entry.get("detail")
+        if entry.get("action") != ACTION or not isinstance(detail, dict):
+            continue  # (a state the vault wrote is always an object)
         baseline = baseline or bool(detail.get("ledger_baseline"))
-        for lineage, state in (detail.get("lineages") or {}).items():
+        lineages = detail.get("lineages")
+        for lineage, state in lineages.items() if isinstance(lineages, dict) else ():
+            if not isinstance(state, dict):
+                continue
             if state.get("removed"):
                 ledgers.pop(lineage, None)
             else:
                 ledgers[lineage] = state
-        if detail.get("links") is not None:
+        if isinstance(detail.get("links"), dict):
             links = detail["links"]
-        last = int(entry.get("seq", last))
+        seq = entry.get("seq")
+        last = seq if type(seq) is int else last
     return ledgers, links, baseline, last
 
 
