@@ -117,3 +117,29 @@ def test_a_ledger_edit_hidden_by_a_hand_written_ledger_line_is_still_reported(va
     assert [f["object"] for f in found][1:] == [f"catalog:ledger/{lineage}" for lineage in sorted(forged)]
     with opened(vault_copy) as v:
         assert v.budget("clinic")[0]["epsilon_spent"] == 0.0  # the edit itself: what verify must catch
+
+
+def test_a_catalog_copied_back_with_a_hand_written_generation_line_is_still_refused(
+    vault_copy: Path, tmp_path: Path
+) -> None:
+    """The open compares the catalog's generation with the newest one the log recorded. An insider
+    who copies the old catalog back and appends a line recording the old generation is not
+    believed: only lines whose seals this vault's keys vouch for count."""
+    from tests.security.test_history import hand_written
+
+    shutil.copy(tmp_path / "old-catalog.sealed", vault_copy / "catalog.sealed")
+    with pytest.raises(IntegrityError, match="older than the generation"):
+        opened(vault_copy)
+    lines = (vault_copy / "audit" / "log.jsonl").read_bytes().splitlines()
+    old = min(json.loads(x)["detail"]["catalog_generation"] for x in lines if b'"catalog_generation"' in x)
+    hand_written(vault_copy, action="catalog.commit", subject="catalog", detail={"catalog_generation": old})
+    with pytest.raises(IntegrityError, match="older than the generation"):
+        opened(vault_copy)
+    hand_written(vault_copy, action="catalog.commit", subject="catalog", detail={"catalog_generation": "x"})
+    with pytest.raises(IntegrityError, match="older than the generation"):  # not a traceback either
+        opened(vault_copy)
+    # With epoch.sealed removed as well, no seal can be checked: the highest generation recorded
+    # anywhere counts, which no line written by hand can lower.
+    (vault_copy / "audit" / "epoch.sealed").unlink()
+    with pytest.raises(IntegrityError, match="older than the generation"):
+        opened(vault_copy)

@@ -319,3 +319,42 @@ def test_the_notes_count_the_entries_an_epoch_holds(tmp_path: Path) -> None:
         f"entries 9..10 are in the running epoch {result.open_epoch}: sealed, and checked when it closes "
         "(at the end of the command that writes them, or at the next command)"
     )
+
+
+def test_the_newest_record_counts_only_lines_the_vaults_seals_vouch_for(tmp_path: Path) -> None:
+    """Three commands each record a generation; lines written by hand (at the end, inside an
+    earlier epoch, or as a fake epoch opening revealing a key of their own) record an older one and
+    are passed over, whichever epoch they sit in."""
+    root = tmp_path / "audit"
+    key = SigningKey.generate()
+    AuditLog(root, origin=ORIGIN).init(key.public_pem())
+    for generation in (5, 6, 7):
+        log = AuditLog(root, origin=ORIGIN)
+        log.attach_sealer(key.raw(), "alice", "admin")
+        log.append("alice", "admin", "catalog.commit", "catalog", "ok", {"catalog_generation": generation})
+        log.append("alice", "admin", "dataset.read", "set", "ok", {})
+        log.write_checkpoint(key)
+    live = epochs.read_live_state(root, key.raw())
+    assert live is not None and live.idle
+    lines = lines_of(root)
+
+    def newest(lines: list[bytes]) -> tuple[int, object] | None:
+        return epochs.latest_vouched(reversed(lines), "catalog_generation", live)
+
+    real = newest(lines)
+    assert (
+        real is not None and real[1] == 7 and json.loads(lines[real[0]])["detail"]["catalog_generation"] == 7
+    )
+    forged = json.loads(lines[real[0]])
+    forged["detail"]["catalog_generation"] = 1
+    forged_line = canonical_json(forged)  # its seal no longer matches: no key to make a new one
+    at = real[0] + 1  # inside the epoch that wrote generation 7
+    assert newest([*lines[:at], forged_line, *lines[at:]]) == real
+    assert newest([*lines, forged_line]) == real
+    fake_key = b"\x01" * 32
+    opening = json.loads(lines[-1])
+    opening["detail"]["reveal"] = fake_key.hex()
+    fake_opening = epochs.seal_line(fake_key, canonical_json({**opening, "seal": ""}))
+    sealed_by_fake = epochs.seal_line(fake_key, canonical_json({**forged, "seal": ""}))
+    assert newest([*lines, sealed_by_fake, fake_opening]) == real
+    assert epochs.latest_vouched(reversed(lines), "no_such_key", live) is None

@@ -383,3 +383,42 @@ def unsealed_in(lines: list[bytes], first_seq: int, mac_key: bytes) -> list[int]
             continue
         bad.append(first_seq + index)
     return bad
+
+
+def latest_vouched(lines_last_first: Iterable[bytes], key: str, live: LiveEpoch) -> tuple[int, Any] | None:
+    """(seq, value) of the newest entry whose detail holds `key`, among the lines this vault's keys
+    vouch for. Walking back from the end, a line counts when its seal is valid under its epoch's MAC
+    key: the running epoch's from the live state, and each earlier epoch's from the opening after it
+    (an opening sealed by its own epoch reveals the key of the one before). A line written by hand
+    has no valid seal and is passed over, wherever it was put. Lines of an epoch whose key was never
+    revealed, and lines from before the first epoch, have nothing to check them with: they count."""
+    needle = f'"{key}":'.encode()
+    mac_key: bytes | None = live.mac_key
+    if live.opening is not None:  # its opening is not in the log yet: the lines there are the last epoch's
+        mac_key = _revealed(live.opening.get("reveal"))
+    for line in lines_last_first:
+        opening = line.startswith(b'{"action":"audit.epoch"')
+        if not opening and needle not in line:
+            continue
+        if mac_key is not None and not _sealed(mac_key, line):
+            continue  # not written by this vault
+        try:
+            entry = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        detail = entry.get("detail") if isinstance(entry, dict) else None
+        if not isinstance(detail, dict):
+            continue
+        if opening and entry.get("action") == EPOCH_ACTION:
+            mac_key = _revealed(detail.get("reveal"))  # the lines before it are the previous epoch's
+        elif key in detail:
+            seq = entry.get("seq")
+            return (seq if type(seq) is int else -1), detail[key]
+    return None
+
+
+def _revealed(reveal: Any) -> bytes | None:
+    try:
+        return bytes.fromhex(reveal) if isinstance(reveal, str) and reveal else None
+    except ValueError:
+        return None

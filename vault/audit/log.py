@@ -33,7 +33,7 @@ from vault.audit import epochs, merkle
 from vault.audit.checkpoint import Checkpoint, parse_checkpoint, sign_checkpoint, verify_checkpoint
 from vault.audit.entries import LazyEntries
 from vault.audit.handles import DirLocks, HeldFile
-from vault.audit.reader import latest_detail, parse_time, select
+from vault.audit.reader import highest_detail, latest_detail, lines_backwards, parse_time, select
 from vault.audit.scan import ACTION_RE, ENTRY_VERSION, scan_log
 from vault.audit.sealing import Sealer
 from vault.audit.state import TreeState, split_lines
@@ -485,6 +485,20 @@ class AuditLog:
         """(seq, value) of the newest entry whose detail records `key` (e.g. header_generation)."""
         with self._shared():
             return latest_detail(self.log_path, key)
+
+    def latest_vouched(self, key: str, vault_secret: bytes) -> tuple[int, Any] | None:
+        """For a count that only grows (a generation): as `latest`, counting only the lines this
+        vault's seals vouch for (see epochs.latest_vouched). Where no running epoch can be read (a
+        log from before sealing, or epoch.sealed removed or damaged), the highest value any line
+        records instead, which a line written by hand can raise but not lower."""
+        try:
+            live = epochs.read_live_state(self.dir, vault_secret)
+        except IntegrityError:
+            live = None
+        with self._shared():
+            if live is None:
+                return highest_detail(self.log_path, key)
+            return epochs.latest_vouched(lines_backwards(self.log_path), key, live)
 
     def lazy_entries(self) -> LazyEntries:
         """All complete entries, parsed on demand (for screens). Lines that are plainly not JSON

@@ -113,3 +113,25 @@ def latest_detail(path: Path, key: str) -> tuple[int, Any] | None:
         if isinstance(detail, dict) and key in detail:
             return int(entry.get("seq", -1)), detail[key]
     return None
+
+
+def highest_detail(path: Path, key: str) -> tuple[int, int] | None:
+    """(seq, value) of the entry whose detail holds the highest whole number under `key`, or None:
+    for a count that only grows (a generation), read where the seals cannot say which lines are the
+    vault's. A line written by hand can raise it (a refusal to open, which names the entry), never
+    lower it."""
+    needle = f'"{key}":'.encode()
+    best: tuple[int, int] | None = None
+    for line in lines_backwards(path):
+        if needle not in line:
+            continue
+        try:
+            entry = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        detail = entry.get("detail") if isinstance(entry, dict) else None
+        value = detail.get(key) if isinstance(detail, dict) else None
+        if type(value) is int and (best is None or value > best[1]):
+            seq = entry.get("seq")
+            best = (seq if type(seq) is int else -1, value)
+    return best

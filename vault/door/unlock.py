@@ -155,8 +155,12 @@ def resume(path: Path | str, *, user: str, slot_secrets: SlotSecrets) -> Session
 def check_catalog_against_log(root: Path, catalog: dict[str, Any]) -> None:
     """A catalog older than the last commit the log recorded was copied back: IntegrityError naming both."""
     generation = int(catalog.get("generation", 0))
-    latest = AuditLog(root / AUDIT_DIR).latest("catalog_generation")
-    if latest is not None and generation < int(latest[1]):
+    # Only the log's own lines count: a line appended by hand to record an older generation would
+    # otherwise let the copy in. (A damaged or replaced epoch.sealed is an IntegrityError here.)
+    latest = AuditLog(root / AUDIT_DIR).latest_vouched(
+        "catalog_generation", keyring.unb64(catalog["signing_key"], "signing_key")
+    )
+    if latest is not None and (type(latest[1]) is not int or generation < latest[1]):
         raise IntegrityError(
             f"catalog.sealed is generation {generation}, older than the generation {latest[1]} the audit log "
             f"recorded at entry {latest[0]}: it was rolled back",
