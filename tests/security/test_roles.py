@@ -143,6 +143,26 @@ def test_a_rolled_back_header_is_refused_through_the_cli(room: dict[str, Any], c
     assert result.code == 4 and "rolled back" in result.err
 
 
+def test_a_rolled_back_header_with_a_hand_written_generation_line_is_still_refused(
+    room: dict[str, Any],
+) -> None:
+    """The insider also appends a line recording the old header's generation, so the newest record
+    agrees with the copy. Only lines the vault sealed count, once the catalog's key can check them."""
+    from tests.security.test_history import hand_written
+
+    old = header_file(room).read_bytes()
+    with open_as(room, "admin", PASSPHRASE.encode()) as admin:
+        admin.keys_add("peter", "operator", b"peter's passphrase")
+    header_file(room).write_bytes(old)
+    generation = json.loads(old)["generation"]
+    hand_written(
+        room["path"], action="policy.set", subject="policy", detail={"header_generation": generation}
+    )
+    with pytest.raises(IntegrityError, match="older than the generation") as caught:
+        open_as(room, "admin", PASSPHRASE.encode())
+    assert caught.value.exit_code == 4 and "rolled back" in caught.value.title
+
+
 # ----------------------------------------------------------------------------- 3: an auditor and the records
 def test_an_auditor_slot_holds_nothing_that_decrypts_records(room: dict[str, Any]) -> None:
     """From the auditor's passphrase to every key their slot holds: none unwraps a data key."""

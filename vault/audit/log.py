@@ -486,13 +486,13 @@ class AuditLog:
         with self._shared():
             return latest_detail(self.log_path, key)
 
-    def latest_vouched(self, key: str, vault_secret: bytes) -> tuple[int, Any] | None:
+    def latest_vouched(self, key: str, vault_secret: bytes | None) -> tuple[int, Any] | None:
         """For a count that only grows (a generation): as `latest`, counting only the lines this
         vault's seals vouch for (see epochs.latest_vouched). Where no running epoch can be read (a
-        log from before sealing, or epoch.sealed removed or damaged), the highest value any line
-        records instead, which a line written by hand can raise but not lower."""
+        log from before sealing, no secret to open it with, or epoch.sealed removed or damaged), the
+        highest value any line records instead, which a line written by hand can raise, never lower."""
         try:
-            live = epochs.read_live_state(self.dir, vault_secret)
+            live = epochs.read_live_state(self.dir, vault_secret) if vault_secret else None
         except IntegrityError:
             live = None
         with self._shared():

@@ -133,7 +133,7 @@ def open_with_passphrase(path: Path | str, *, user: str, passphrase: bytes) -> S
             )
         raise
     session = Session(root, _unlock(root, header, slot, slot_secrets))
-    check_catalog_against_log(root, session.read_catalog())  # before anything is written
+    check_catalog_against_log(root, session.read_catalog(), session.header)  # before anything is written
     if adopted:
         _adopt(session, kek, slot_secrets)
     return session
@@ -148,18 +148,23 @@ def resume(path: Path | str, *, user: str, slot_secrets: SlotSecrets) -> Session
     if slot is None:
         raise AuthError("this session cannot be resumed here", "open the vault with the passphrase")
     session = Session(root, _unlock(root, header, slot, slot_secrets))
-    check_catalog_against_log(root, session.read_catalog())
+    check_catalog_against_log(root, session.read_catalog(), session.header)
     return session
 
 
-def check_catalog_against_log(root: Path, catalog: dict[str, Any]) -> None:
-    """A catalog older than the last commit the log recorded was copied back: IntegrityError naming both."""
+def check_catalog_against_log(
+    root: Path, catalog: dict[str, Any], header: dict[str, Any] | None = None
+) -> None:
+    """A catalog older than the last commit the log recorded was copied back: IntegrityError naming both.
+    With the header the session unlocked, its generation is checked again the same way: the check
+    at unlock reads the newest line that records one, which a line written by hand can be, and
+    only now can the catalog's key tell the vault's own lines from others."""
     generation = int(catalog.get("generation", 0))
+    log = AuditLog(root / AUDIT_DIR)
+    secret = keyring.unb64(catalog["signing_key"], "signing_key") if catalog.get("signing_key") else None
     # Only the log's own lines count: a line appended by hand to record an older generation would
-    # otherwise let the copy in. (A damaged or replaced epoch.sealed is an IntegrityError here.)
-    latest = AuditLog(root / AUDIT_DIR).latest_vouched(
-        "catalog_generation", keyring.unb64(catalog["signing_key"], "signing_key")
-    )
+    # otherwise let the copy in.
+    latest = log.latest_vouched("catalog_generation", secret)
     if latest is not None and (type(latest[1]) is not int or generation < latest[1]):
         raise IntegrityError(
             f"catalog.sealed is generation {generation}, older than the generation {latest[1]} the audit log "
@@ -167,6 +172,19 @@ def check_catalog_against_log(root: Path, catalog: dict[str, Any]) -> None:
             "restore the current catalog.sealed from a backup; `strongroom audit show --action catalog` lists "
             "the commits",
             detail={"object": CATALOG_FILE, "catalog_generation": generation, "logged_generation": latest[1]},
+        )
+    if header is not None and int(header.get("version", 1)) >= 2:
+        _check_header_generation(header, log.latest_vouched("header_generation", secret))
+
+
+def _check_header_generation(header: dict[str, Any], latest: tuple[int, Any] | None) -> None:
+    generation = int(header["generation"])
+    if latest is not None and (type(latest[1]) is not int or generation < latest[1]):
+        raise IntegrityError(
+            f"vault.json is generation {generation}, older than the generation {latest[1]} the audit log "
+            f"recorded at entry {latest[0]}: it was rolled back",
+            "restore the current vault.json from a backup; `strongroom audit show --action keys` lists the changes",
+            detail={"object": HEADER_FILE, "header_generation": generation, "logged_generation": latest[1]},
         )
 
 
@@ -187,15 +205,7 @@ def check_against_log(root: Path, header: dict[str, Any]) -> None:
     """A header older than the log says, or signed by another authority than the log recorded, was
     rolled back or replaced: IntegrityError naming both."""
     log = AuditLog(root / AUDIT_DIR)
-    generation = int(header["generation"])
-    latest = log.latest("header_generation")
-    if latest is not None and generation < int(latest[1]):
-        raise IntegrityError(
-            f"vault.json is generation {generation}, older than the generation {latest[1]} the audit log "
-            f"recorded at entry {latest[0]}: it was rolled back",
-            "restore the current vault.json from a backup; `strongroom audit show --action keys` lists the changes",
-            detail={"object": HEADER_FILE, "header_generation": generation, "logged_generation": latest[1]},
-        )
+    _check_header_generation(header, log.latest("header_generation"))
     authority = keyring.fingerprint(keyring.unb64(header["authority"], "authority"))
     logged = log.latest("authority")
     if logged is not None and logged[1] != authority:
