@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -59,13 +60,19 @@ def test_a_catalog_copied_back_over_the_spent_one_is_refused(vault_copy: Path, c
     assert "rolled back" in result.err
 
 
+def forget_every_run(v: Vault) -> dict[str, Any]:
+    """The insider's edit with the catalog key: every ledger emptied. The edited ledgers."""
+    session = v._session
+    catalog = session.read_catalog()
+    for entry in catalog["ledger"].values():
+        entry["charges"] = []  # every run forgotten
+    catalogs.write_catalog(v.path, session.vault_id, session.catalog_key, catalog)
+    return catalog["ledger"]
+
+
 def test_a_ledger_edited_with_the_catalog_key_is_reported(vault_copy: Path) -> None:
     with opened(vault_copy) as v:
-        session = v._session
-        catalog = session.read_catalog()
-        for entry in catalog["ledger"].values():
-            entry["charges"] = []  # every run forgotten
-        catalogs.write_catalog(vault_copy, session.vault_id, session.catalog_key, catalog)
+        forget_every_run(v)
         report = v.verify()
     assert not report["ok"] and len(ledger_findings(report)) == 1
 
@@ -100,15 +107,11 @@ def test_a_ledger_edit_hidden_by_a_hand_written_ledger_line_is_still_reported(va
     from tests.security.test_history import hand_written
 
     with opened(vault_copy) as v:
-        session = v._session
-        catalog = session.read_catalog()
-        for entry in catalog["ledger"].values():
-            entry["charges"] = []  # every run forgotten
-        catalogs.write_catalog(vault_copy, session.vault_id, session.catalog_key, catalog)
-        forged = {
-            lineage: {"charges": [], "delta": e.get("delta"), "accountant": e.get("accountant")}
-            for lineage, e in catalog["ledger"].items()
-        }
+        edited = forget_every_run(v)
+    forged = {
+        lineage: {"charges": [], "delta": e.get("delta"), "accountant": e.get("accountant")}
+        for lineage, e in edited.items()
+    }
     hand_written(vault_copy, action="ledger.state", subject="ledger", detail={"lineages": forged})
     with opened(vault_copy) as v:
         report = v.verify()

@@ -99,8 +99,8 @@ def lines_backwards(path: Path, block: int = 1 << 16) -> Iterator[bytes]:
         os.close(fd)
 
 
-def latest_detail(path: Path, key: str) -> tuple[int, Any] | None:
-    """(seq, value) of the newest entry whose detail holds `key`, or None."""
+def recorded(path: Path, key: str) -> Iterator[tuple[int, Any]]:
+    """(seq, value) of each entry whose detail holds `key`, newest first."""
     needle = f'"{key}":'.encode()
     for line in lines_backwards(path):
         if needle not in line:
@@ -111,8 +111,13 @@ def latest_detail(path: Path, key: str) -> tuple[int, Any] | None:
             continue
         detail = entry.get("detail") if isinstance(entry, dict) else None
         if isinstance(detail, dict) and key in detail:
-            return int(entry.get("seq", -1)), detail[key]
-    return None
+            seq = entry.get("seq")
+            yield (seq if type(seq) is int else -1), detail[key]
+
+
+def latest_detail(path: Path, key: str) -> tuple[int, Any] | None:
+    """(seq, value) of the newest entry whose detail holds `key`, or None."""
+    return next(recorded(path, key), None)
 
 
 def highest_detail(path: Path, key: str) -> tuple[int, int] | None:
@@ -120,18 +125,5 @@ def highest_detail(path: Path, key: str) -> tuple[int, int] | None:
     for a count that only grows (a generation), read where the seals cannot say which lines are the
     vault's. A line written by hand can raise it (a refusal to open, which names the entry), never
     lower it."""
-    needle = f'"{key}":'.encode()
-    best: tuple[int, int] | None = None
-    for line in lines_backwards(path):
-        if needle not in line:
-            continue
-        try:
-            entry = json.loads(line)
-        except (ValueError, RecursionError):
-            continue
-        detail = entry.get("detail") if isinstance(entry, dict) else None
-        value = detail.get(key) if isinstance(detail, dict) else None
-        if type(value) is int and (best is None or value > best[1]):
-            seq = entry.get("seq")
-            best = (seq if type(seq) is int else -1, value)
-    return best
+    numbers = [(seq, value) for seq, value in recorded(path, key) if type(value) is int]
+    return max(numbers, key=lambda found: found[1]) if numbers else None
