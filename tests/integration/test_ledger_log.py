@@ -146,3 +146,50 @@ def test_a_catalog_copied_back_with_a_hand_written_generation_line_is_still_refu
     (vault_copy / "audit" / "epoch.sealed").unlink()
     with pytest.raises(IntegrityError, match="older than the generation"):
         opened(vault_copy)
+
+
+def test_a_catalog_copied_back_with_a_generation_line_sealed_by_the_insider_is_still_refused(
+    vault_copy: Path, tmp_path: Path
+) -> None:
+    """Between commands the running epoch is an idle one, whose MAC key every role can read from
+    epoch.sealed: the insider seals the line recording the old generation with it. Nothing the
+    vault writes follows an idle epoch's opening but the next opening, so the line is not the vault's."""
+    from tests.security.test_history import sealed_by_hand
+
+    lines = (vault_copy / "audit" / "log.jsonl").read_bytes().splitlines()
+    assert b'"idle":true' in [x for x in lines if x.startswith(b'{"action":"audit.epoch"')][-1]
+    old = min(json.loads(x)["detail"]["catalog_generation"] for x in lines if b'"catalog_generation"' in x)
+    sealed_by_hand(vault_copy, action="catalog.commit", subject="catalog", detail={"catalog_generation": old})
+    shutil.copy(tmp_path / "old-catalog.sealed", vault_copy / "catalog.sealed")
+    with pytest.raises(IntegrityError, match="older than the generation"):
+        opened(vault_copy)
+
+
+def test_a_ledger_reset_through_the_vaults_own_code_is_found(vault_copy: Path) -> None:
+    """The insider needs no forgery: with their passphrase, the vault's own code (driven from Python)
+    commits a catalog whose ledger they emptied, and records the emptied ledger as it commits, sealed.
+    The catalog and the log's last state agree; the step that dropped the charges is the finding."""
+    with opened(vault_copy) as v:
+        with v._session.writing() as catalog:
+            for state in catalog["ledger"].values():
+                state["charges"] = []
+        assert v.budget("clinic")[0]["epsilon_spent"] == 0.0
+        report = v.verify()
+    (found,) = ledger_findings(report)
+    assert not report["ok"]
+    assert found["object"].startswith("audit:") and "drops or lowers the charge" in found["found"]
+
+
+def test_a_catalog_copied_back_with_a_generation_line_the_vault_itself_sealed_is_still_refused(
+    vault_copy: Path, tmp_path: Path
+) -> None:
+    """The same insider has the vault's own code seal a line recording the old catalog's generation
+    (one open, one record), then copies the old catalog back. A generation only grows: a line the
+    vault sealed that records a later one than the catalog's refuses it, however many follow."""
+    lines = (vault_copy / "audit" / "log.jsonl").read_bytes().splitlines()
+    old = min(json.loads(x)["detail"]["catalog_generation"] for x in lines if b'"catalog_generation"' in x)
+    with opened(vault_copy) as v:
+        v._session.record("catalog.commit", "catalog", catalog_generation=old, header_generation=1)
+    shutil.copy(tmp_path / "old-catalog.sealed", vault_copy / "catalog.sealed")
+    with pytest.raises(IntegrityError, match="older than the generation"):
+        opened(vault_copy)

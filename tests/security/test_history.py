@@ -72,6 +72,24 @@ def hand_written(vault: Path, **fields: Any) -> bytes:
         **fields,
     }
     line = json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _append(vault, line)
+
+
+def sealed_by_hand(vault: Path, **fields: Any) -> bytes:
+    """As `hand_written`, sealed with the running epoch's MAC key, which every role's catalog key
+    opens (epoch.sealed): the best an insider can do between commands."""
+    from vault.audit.epochs import seal_line
+
+    _, live = insider_keys(vault)
+    hand_written(vault, **fields)  # chained and shaped as above, then sealed in its place
+    lines = lines_of(vault)
+    entry = {**json.loads(lines[-1]), "seal": ""}
+    line = seal_line(live.mac_key, canonical_json(entry))
+    (vault / "audit" / "log.jsonl").write_bytes(b"".join(x + b"\n" for x in [*lines[:-1], line]))
+    return line
+
+
+def _append(vault: Path, line: bytes) -> bytes:
     with open(vault / "audit" / "log.jsonl", "ab") as f:
         f.write(line + b"\n")
     return line

@@ -114,6 +114,43 @@ def test_a_ghost_header_resigned_by_an_authority_of_the_operators_own_fails_too(
         open_as(room, "admin", PASSPHRASE.encode())
 
 
+def test_a_header_of_the_operators_own_authority_with_a_hand_written_authority_line_is_refused(
+    room: dict[str, Any],
+) -> None:
+    """The operator goes further: with the vault keys their slot opens and an authority of their own,
+    they write a header with an admin slot for themselves, and append a line recording the new
+    authority so the newest record agrees with it. Only lines the vault sealed count."""
+    from tests.security.test_history import hand_written
+
+    header = read_header(room)
+    slot = keyring.find_slot(header, "olivia")
+    kek = keys.derive_kek(OLIVIA, keys.KdfParams.from_json(slot["kdf"]))
+    secrets, _ = keyring.open_secrets(slot, kek, header)
+    held = keyring.open_keys(slot, secrets.private)
+    forger = SigningKey.generate()
+    forged = keyring.VaultKeys(held.meta, held.data, forger.raw())
+    mallory, _ = keyring.new_slot(
+        header["vault_id"], "mallory", "admin", b"mallory's passphrase", forged, "now"
+    )
+    header["slots"].append(mallory)
+    header["authority"] = keyring.b64(forger.public_raw())
+    for each in header["slots"]:
+        keyring.certify(header["vault_id"], each, forger)
+    keyring.sign_header(header, forger)
+    write_header(room, header)
+    hand_written(
+        room["path"],
+        actor="olivia",
+        role="operator",
+        action="keys.add",
+        subject="mallory",
+        detail={"authority": keyring.fingerprint(forger.public_raw())},
+    )
+    with pytest.raises(IntegrityError, match="another authority|replaced") as caught:
+        open_as(room, "mallory", b"mallory's passphrase")
+    assert caught.value.exit_code == 4
+
+
 # ----------------------------------------------------------------------------- 2: rollback of the header
 def test_an_old_header_copied_back_does_not_bring_a_removed_user_back(room: dict[str, Any]) -> None:
     old = header_file(room).read_bytes()
@@ -158,6 +195,23 @@ def test_a_rolled_back_header_with_a_hand_written_generation_line_is_still_refus
     hand_written(
         room["path"], action="policy.set", subject="policy", detail={"header_generation": generation}
     )
+    with pytest.raises(IntegrityError, match="older than the generation") as caught:
+        open_as(room, "admin", PASSPHRASE.encode())
+    assert caught.value.exit_code == 4 and "rolled back" in caught.value.title
+
+
+def test_a_rolled_back_header_with_a_generation_line_the_vault_itself_sealed_is_still_refused(
+    room: dict[str, Any],
+) -> None:
+    """The operator has the vault's own code seal the line recording the old generation (their
+    passphrase opens it), then copies the old header back: the later generations the vault sealed
+    before that line still refuse it."""
+    old = header_file(room).read_bytes()
+    with open_as(room, "admin", PASSPHRASE.encode()) as admin:
+        admin.keys_add("peter", "operator", b"peter's passphrase")
+    with open_as(room, "olivia", OLIVIA) as olivia:
+        olivia._session.record("keys.remove", "peter", header_generation=json.loads(old)["generation"])
+    header_file(room).write_bytes(old)
     with pytest.raises(IntegrityError, match="older than the generation") as caught:
         open_as(room, "admin", PASSPHRASE.encode())
     assert caught.value.exit_code == 4 and "rolled back" in caught.value.title

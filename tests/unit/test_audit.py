@@ -468,3 +468,22 @@ def test_a_forked_child_waits_for_its_parents_lock(log: AuditLog) -> None:
     assert [json.loads(line)["actor"] for line in lines] == ["alice", "child"]
     parent_entry = log.append("parent", "operator", "dataset.read", "set2", "ok", {})
     assert parent_entry["seq"] == 2
+
+
+@pytest.mark.parametrize("block", [7, 64, 1 << 20])
+def test_the_first_and_the_newest_record_of_a_detail_are_read_from_either_end(
+    log: AuditLog, block: int
+) -> None:
+    """`authority` is matched against the first line recording it, other facts against the newest:
+    read in blocks that cut lines anywhere, past lines that are not JSON, a torn tail ignored."""
+    from vault.audit.reader import earliest_detail, latest_detail
+
+    log.append("admin", "admin", "vault.init", "v", "ok", {"authority": "first", "n": 1})
+    log.append("admin", "admin", "session.open", "v", "ok", {"authority": "second"})
+    with open(log.log_path, "ab") as f:
+        f.write(b'not json "authority": at all\n{"detail":{"authority":"torn"')
+    assert earliest_detail(log.log_path, "authority", block) == (0, "first")
+    assert latest_detail(log.log_path, "authority") == (1, "second")
+    assert log.latest("authority", earliest=True) == (0, "first")
+    assert earliest_detail(log.log_path, "nowhere", block) is None
+    assert earliest_detail(log.log_path.parent / "missing.jsonl", "authority", block) is None

@@ -163,3 +163,33 @@ def test_the_replay_passes_over_states_that_are_not_objects() -> None:
         {"action": "ledger.state", "seq": 6, "detail": {"lineages": {"A": "gone", "B": 7}}},
     ]
     assert ledgerlog.replay(entries) == ({"A": good}, None, True, 6)
+
+
+def test_a_state_that_drops_or_lowers_a_recorded_charge_is_a_finding_even_when_the_catalog_agrees() -> None:
+    """A ledger only grows: the replay's last state can match a reset catalog, so each step is
+    checked too. A reservation may settle lower; a settled charge may not change."""
+    running = charge("r1", 2.0, "running")
+    settled = charge("r1", 1.9)
+    grown = [
+        entry(0, {"A": ledgerlog.with_totals(lineage())}, ledger_baseline=True, links={}),
+        entry(3, {"A": ledgerlog.with_totals(lineage(running))}),
+        entry(5, {"A": ledgerlog.with_totals(lineage({**settled, "history": [[1.0, 0.1, 9]]}))}),
+        entry(
+            7,
+            {"A": ledgerlog.with_totals(lineage({**settled, "history": [[1.0, 0.1, 9]]}, charge("r2", 0.5)))},
+        ),
+    ]
+    assert ledgerlog.losses(grown) == []
+    final = lineage({**settled, "history": [[1.0, 0.1, 9]]}, charge("r2", 0.5))
+    assert ledgerlog.differences({"A": final}, {}, grown) == []
+    reset = [*grown, entry(9, {"A": ledgerlog.with_totals(lineage())})]
+    (dropped,) = ledgerlog.losses(reset)
+    assert dropped.object == "audit:9" and "r1, r2" in dropped.found and dropped.severity == "error"
+    assert ledgerlog.differences({"A": lineage()}, {}, reset) == [dropped]  # the catalog agrees
+    lowered = [*grown, entry(9, {"A": ledgerlog.with_totals(lineage(charge("r1", 0.1), charge("r2", 0.5)))})]
+    (finding,) = ledgerlog.losses(lowered)
+    assert "r1" in finding.found and "r2" not in finding.found
+    removed = [*grown, entry(9, {"A": {"removed": True}})]
+    (gone,) = ledgerlog.losses(removed)
+    assert "removes" in gone.found
+    assert ledgerlog.losses([*reset, entry(11, {"A": ledgerlog.with_totals(lineage())})]) == [dropped]

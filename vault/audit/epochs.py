@@ -26,7 +26,7 @@ import base64
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -385,17 +385,21 @@ def unsealed_in(lines: list[bytes], first_seq: int, mac_key: bytes) -> list[int]
     return bad
 
 
-def latest_vouched(lines_last_first: Iterable[bytes], key: str, live: LiveEpoch) -> tuple[int, Any] | None:
-    """(seq, value) of the newest entry whose detail holds `key`, among the lines this vault's keys
-    vouch for. Walking back from the end, a line counts when its seal is valid under its epoch's MAC
-    key: the running epoch's from the live state, and each earlier epoch's from the opening after it
-    (an opening sealed by its own epoch reveals the key of the one before). A line written by hand
-    has no valid seal and is passed over, wherever it was put. Lines of an epoch whose key was never
-    revealed, and lines from before the first epoch, have nothing to check them with: they count."""
+def vouched(lines_last_first: Iterable[bytes], key: str, live: LiveEpoch) -> Iterator[tuple[int, Any]]:
+    """(seq, value) of each entry whose detail holds `key`, newest first, among the lines this
+    vault's keys vouch for. Walking back from the end, a line counts when its seal is valid under its
+    epoch's MAC key: the running epoch's from the live state, and each earlier epoch's from the
+    opening after it (an opening sealed by its own epoch reveals the key of the one before). A line
+    written by hand has no valid seal and is passed over, wherever it was put. Nor does a line count
+    that follows an idle epoch's opening: the vault writes nothing there but the next opening
+    (check_seals), while the idle epoch's key lies in epoch.sealed between commands, open to every
+    role's catalog key. Lines of an epoch whose key was never revealed, and lines from before the
+    first epoch, have nothing to check them with: they count."""
     needle = f'"{key}":'.encode()
     mac_key: bytes | None = live.mac_key
     if live.opening is not None:  # its opening is not in the log yet: the lines there are the last epoch's
         mac_key = _revealed(live.opening.get("reveal"))
+    found: list[tuple[int, Any]] = []  # the epoch's, until its opening says it was not idle
     for line in lines_last_first:
         opening = line.startswith(b'{"action":"audit.epoch"')
         if not opening and needle not in line:
@@ -410,11 +414,14 @@ def latest_vouched(lines_last_first: Iterable[bytes], key: str, live: LiveEpoch)
         if not isinstance(detail, dict):
             continue
         if opening and entry.get("action") == EPOCH_ACTION:
+            if not detail.get("idle"):
+                yield from found
+            found = []  # after an idle opening: not the vault's
             mac_key = _revealed(detail.get("reveal"))  # the lines before it are the previous epoch's
         elif key in detail:
             seq = entry.get("seq")
-            return (seq if type(seq) is int else -1), detail[key]
-    return None
+            found.append(((seq if type(seq) is int else -1), detail[key]))
+    yield from found
 
 
 def _revealed(reveal: Any) -> bytes | None:

@@ -33,7 +33,7 @@ from vault.audit import epochs, merkle
 from vault.audit.checkpoint import Checkpoint, parse_checkpoint, sign_checkpoint, verify_checkpoint
 from vault.audit.entries import LazyEntries
 from vault.audit.handles import DirLocks, HeldFile
-from vault.audit.reader import highest_detail, latest_detail, lines_backwards, parse_time, select
+from vault.audit.reader import above_detail, latest_detail, lines_backwards, parse_time, select
 from vault.audit.scan import ACTION_RE, ENTRY_VERSION, scan_log
 from vault.audit.sealing import Sealer
 from vault.audit.state import TreeState, split_lines
@@ -481,24 +481,27 @@ class AuditLog:
                 return parsed  # one value per line, each an object: the same as parsing line by line
         return select(lines, after, action, actor, positions)
 
-    def latest(self, key: str) -> tuple[int, Any] | None:
-        """(seq, value) of the newest entry whose detail records `key` (e.g. header_generation)."""
+    def latest(self, key: str, earliest: bool = False) -> tuple[int, Any] | None:
+        """(seq, value) of the newest entry whose detail records `key` (e.g. header_generation), or
+        with `earliest` the oldest (for a value fixed at init: the authority)."""
         with self._shared():
-            return latest_detail(self.log_path, key)
+            return latest_detail(self.log_path, key, earliest)
 
-    def latest_vouched(self, key: str, vault_secret: bytes | None) -> tuple[int, Any] | None:
-        """For a count that only grows (a generation): as `latest`, counting only the lines this
-        vault's seals vouch for (see epochs.latest_vouched). Where no running epoch can be read (a
-        log from before sealing, no secret to open it with, or epoch.sealed removed or damaged), the
-        highest value any line records instead, which a line written by hand can raise, never lower."""
+    def above_vouched(self, key: str, bound: int, vault_secret: bytes | None) -> tuple[int, Any] | None:
+        """For a count that only grows (a generation): the newest entry this vault sealed recording `key`
+        above `bound` (or not a whole number), or None; no line appended later hides it. Seals are checked
+        only when a line is above (epochs.vouched); with no running epoch to read, every line counts."""
+        with self._shared():
+            found = above_detail(self.log_path, key, bound)
         try:
-            live = epochs.read_live_state(self.dir, vault_secret) if vault_secret else None
+            live = epochs.read_live_state(self.dir, vault_secret) if found and vault_secret else None
         except IntegrityError:
             live = None
+        if live is None:
+            return found[-1] if found else None
         with self._shared():
-            if live is None:
-                return highest_detail(self.log_path, key)
-            return epochs.latest_vouched(lines_backwards(self.log_path), key, live)
+            sealed = epochs.vouched(lines_backwards(self.log_path), key, live)
+            return next((f for f in sealed if type(f[1]) is not int or f[1] > bound), None)
 
     def lazy_entries(self) -> LazyEntries:
         """All complete entries, parsed on demand (for screens). Lines that are plainly not JSON

@@ -103,27 +103,57 @@ def recorded(path: Path, key: str) -> Iterator[tuple[int, Any]]:
     """(seq, value) of each entry whose detail holds `key`, newest first."""
     needle = f'"{key}":'.encode()
     for line in lines_backwards(path):
-        if needle not in line:
-            continue
-        try:
-            entry = json.loads(line)
-        except (ValueError, RecursionError):
-            continue
-        detail = entry.get("detail") if isinstance(entry, dict) else None
-        if isinstance(detail, dict) and key in detail:
-            seq = entry.get("seq")
-            yield (seq if type(seq) is int else -1), detail[key]
+        found = _detail_of(line, key) if needle in line else None
+        if found is not None:
+            yield found
 
 
-def latest_detail(path: Path, key: str) -> tuple[int, Any] | None:
-    """(seq, value) of the newest entry whose detail holds `key`, or None."""
-    return next(recorded(path, key), None)
+def earliest_detail(path: Path, key: str, block: int = 1 << 20) -> tuple[int, Any] | None:
+    """(seq, value) of the oldest entry whose detail holds `key`, or None: read from the start,
+    stopping at the first (for a value fixed at `init`, recorded in the log's first lines)."""
+    found = (_detail_of(line, key) for line in lines_holding(path, f'"{key}":'.encode(), block))
+    return next((f for f in found if f is not None), None)
 
 
-def highest_detail(path: Path, key: str) -> tuple[int, int] | None:
-    """(seq, value) of the entry whose detail holds the highest whole number under `key`, or None:
-    for a count that only grows (a generation), read where the seals cannot say which lines are the
-    vault's. A line written by hand can raise it (a refusal to open, which names the entry), never
-    lower it."""
-    numbers = [(seq, value) for seq, value in recorded(path, key) if type(value) is int]
-    return max(numbers, key=lambda found: found[1]) if numbers else None
+def _detail_of(line: bytes, key: str) -> tuple[int, Any] | None:
+    try:
+        entry = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    detail = entry.get("detail") if isinstance(entry, dict) else None
+    if isinstance(detail, dict) and key in detail:
+        seq = entry.get("seq")
+        return (seq if type(seq) is int else -1), detail[key]
+    return None
+
+
+def latest_detail(path: Path, key: str, earliest: bool = False) -> tuple[int, Any] | None:
+    """(seq, value) of the newest entry whose detail holds `key` (with `earliest`, the oldest), or None."""
+    return earliest_detail(path, key) if earliest else next(recorded(path, key), None)
+
+
+def lines_holding(path: Path, needle: bytes, block: int = 1 << 23) -> Iterator[bytes]:
+    """The complete lines that hold `needle`, oldest first, found with bytes.find in large blocks: a
+    pass over a log of a million entries for a key few lines record costs about the read."""
+    try:
+        f = open(path, "rb")  # noqa: SIM115
+    except FileNotFoundError:
+        return
+    with f:
+        carry = b""
+        while chunk := f.read(block):
+            data = carry + chunk
+            end = data.rfind(b"\n") + 1
+            carry = data[end:]  # the line this block cuts (or a torn tail at the end)
+            at = data.find(needle, 0, end)
+            while at >= 0:
+                stop = data.find(b"\n", at)
+                yield data[data.rfind(b"\n", 0, at) + 1 : stop]
+                at = data.find(needle, stop, end)
+
+
+def above_detail(path: Path, key: str, bound: int) -> list[tuple[int, Any]]:
+    """(seq, value) of each entry whose detail records `key` above `bound`, or not as a whole
+    number, oldest first."""
+    found = (_detail_of(line, key) for line in lines_holding(path, f'"{key}":'.encode()))
+    return [f for f in found if f is not None and (type(f[1]) is not int or f[1] > bound)]

@@ -162,10 +162,10 @@ def check_catalog_against_log(
     generation = int(catalog.get("generation", 0))
     log = AuditLog(root / AUDIT_DIR)
     secret = keyring.unb64(catalog["signing_key"], "signing_key") if catalog.get("signing_key") else None
-    # Only the log's own lines count: a line appended by hand to record an older generation would
-    # otherwise let the copy in.
-    latest = log.latest_vouched("catalog_generation", secret)
-    if latest is not None and (type(latest[1]) is not int or generation < latest[1]):
+    # A generation only grows: any line the vault sealed recording a later one refuses the copy, and
+    # lines appended after it (by hand, or through the vault's own code) cannot hide it.
+    latest = log.above_vouched("catalog_generation", generation, secret)
+    if latest is not None:
         raise IntegrityError(
             f"catalog.sealed is generation {generation}, older than the generation {latest[1]} the audit log "
             f"recorded at entry {latest[0]}: it was rolled back",
@@ -174,7 +174,9 @@ def check_catalog_against_log(
             detail={"object": CATALOG_FILE, "catalog_generation": generation, "logged_generation": latest[1]},
         )
     if header is not None and int(header.get("version", 1)) >= 2:
-        _check_header_generation(header, log.latest_vouched("header_generation", secret))
+        _check_header_generation(
+            header, log.above_vouched("header_generation", int(header["generation"]), secret)
+        )
 
 
 def _check_header_generation(header: dict[str, Any], latest: tuple[int, Any] | None) -> None:
@@ -207,11 +209,14 @@ def check_against_log(root: Path, header: dict[str, Any]) -> None:
     log = AuditLog(root / AUDIT_DIR)
     _check_header_generation(header, log.latest("header_generation"))
     authority = keyring.fingerprint(keyring.unb64(header["authority"], "authority"))
-    logged = log.latest("authority")
+    # The authority is fixed when the vault is made: the first line recording it is the one to
+    # match. A newer line, written by hand or sealed by an insider with the running epoch's keys
+    # (which every role's catalog key opens), would otherwise vouch for a header of their own.
+    logged = log.latest("authority", earliest=True)
     if logged is not None and logged[1] != authority:
         raise IntegrityError(
             f"vault.json is signed by authority {authority[:23]}..., but the audit log recorded "
-            f"{str(logged[1])[:23]}... at entry {logged[0]}: it was replaced",
+            f"{str(logged[1])[:23]}... at entry {logged[0]}, when the vault was made: it was replaced",
             "restore vault.json from a backup; compare the fingerprint `strongroom init` printed",
             detail={"object": HEADER_FILE, "authority": authority, "logged_authority": logged[1]},
         )

@@ -81,6 +81,68 @@ def replay(entries: Iterable[Mapping[str, Any]]) -> tuple[dict[str, Any], dict[s
     return ledgers, links, baseline, last
 
 
+def losses(entries: Iterable[Mapping[str, Any]]) -> list[Finding]:
+    """States the vault never writes: a ledger only grows. A lineage's ledger is never removed, a
+    run charged to it stays charged, and a settled charge (no longer "running") keeps its cost.
+    A later state that drops or lowers one was written by someone holding the vault's keys (through
+    the vault's own code, or sealed by hand with the running epoch's keys) to spend a budget again:
+    the catalog may agree with it, so the replay alone does not tell."""
+    held: dict[str, dict[str, Any]] = {}  # lineage -> run -> the charge as last recorded
+    findings: list[Finding] = []
+    for entry in entries:
+        detail = entry.get("detail")
+        lineages = (
+            detail.get("lineages") if entry.get("action") == ACTION and isinstance(detail, dict) else None
+        )
+        for lineage, state in lineages.items() if isinstance(lineages, dict) else ():
+            if not isinstance(state, dict) or lineage not in held:
+                if isinstance(state, dict) and not state.get("removed"):
+                    held[lineage] = _by_run(state)
+                continue
+            now = {} if state.get("removed") else _by_run(state)
+            lost = [run for run, was in held[lineage].items() if _lowered(was, now.get(run))]
+            if lost:
+                findings.append(_lost(entry.get("seq"), lineage, lost, bool(state.get("removed"))))
+            # each loss is reported once, at the state that made it
+            held[lineage] = {**{run: c for run, c in held[lineage].items() if run not in lost}, **now}
+    return findings
+
+
+def _by_run(state: Mapping[str, Any]) -> dict[str, Any]:
+    charges = state.get("charges")
+    return (
+        {str(c.get("run")): c for c in charges if isinstance(c, dict) and "run" in c}
+        if isinstance(charges, list)
+        else {}
+    )
+
+
+def _lowered(was: Any, now: Any) -> bool:
+    if now is None:
+        return True
+    if not isinstance(was, dict) or was.get("outcome") == "running" or not isinstance(now, dict):
+        return False
+    return any(
+        json.dumps(was.get(field), sort_keys=True) != json.dumps(now.get(field), sort_keys=True)
+        for field in ("history", "rdp", "dp")
+    )
+
+
+def _lost(seq: Any, lineage: str, runs: list[str], removed: bool) -> Finding:
+    what = (
+        "removes the lineage's ledger"
+        if removed
+        else f"drops or lowers the charge of run(s) {', '.join(runs)}"
+    )
+    return Finding(
+        kind="ledger",
+        object=f"audit:{seq}" if type(seq) is int else "audit",
+        expected=f"a ledger that only grows: every charge recorded for lineage {lineage[:16]} stays, as settled",
+        found=f"the ledger.state at entry {seq} {what}",
+        message="the vault never writes such a state: someone holding its keys reset a privacy budget",
+    )
+
+
 def _describe(state: Mapping[str, Any] | None) -> str:
     if not state:
         return "no ledger"
@@ -96,8 +158,9 @@ def differences(
     entries: Iterable[Mapping[str, Any]],
 ) -> list[Finding]:
     """Every lineage whose ledger (or links) in the catalog is not what the log recorded last."""
+    entries = list(entries)
     logged, links, baseline, _ = replay(entries)
-    findings: list[Finding] = []
+    findings: list[Finding] = losses(entries)
     if not baseline and not logged:
         if catalog_ledger:
             findings.append(
