@@ -193,3 +193,23 @@ def test_a_catalog_copied_back_with_a_generation_line_the_vault_itself_sealed_is
     shutil.copy(tmp_path / "old-catalog.sealed", vault_copy / "catalog.sealed")
     with pytest.raises(IntegrityError, match="older than the generation"):
         opened(vault_copy)
+
+
+def test_links_dropped_through_the_vaults_own_code_are_found(vault_copy: Path, tmp_path: Path) -> None:
+    """A subset re-import carries the spent dataset's spend through a link between their lineages.
+    The insider drops the links with the vault's own commit, which records them as it commits; the
+    subset then trains on a fresh budget, and verify reports the state that lost the link."""
+    from tests.integration.test_ledger_lineage import COUNT
+
+    with opened(vault_copy) as v:
+        x, y = mnist(COUNT)
+        import_idx(v, tmp_path, "part", x[:120], y[:120])
+        carried = v.budget("part")[0]["epsilon_carried"]
+        assert carried > 2.0
+        assert not ledger_findings(v.verify())
+        with v._session.writing() as catalog:
+            catalog["lineage"]["links"] = []
+        assert v.budget("part")[0]["epsilon_carried"] == 0.0  # the edit itself
+        report = v.verify()
+    (found,) = ledger_findings(report)
+    assert found["object"].startswith("audit:") and "link" in found["found"]

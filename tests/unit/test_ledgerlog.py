@@ -193,3 +193,20 @@ def test_a_state_that_drops_or_lowers_a_recorded_charge_is_a_finding_even_when_t
     (gone,) = ledgerlog.losses(removed)
     assert "removes" in gone.found
     assert ledgerlog.losses([*reset, entry(11, {"A": ledgerlog.with_totals(lineage())})]) == [dropped]
+
+
+def test_a_state_that_drops_a_link_between_lineages_is_a_finding() -> None:
+    """Records shared once are shared for good (the sets outlive a deleted dataset): a links map
+    that loses a pair cut the spend one lineage carries into the other."""
+    linked = {"A": {"B": 120}, "B": {"A": 120}}
+    log = [
+        entry(0, {}, ledger_baseline=True, links={}),
+        entry(2, {}, links=linked),
+        entry(4, {}, links={**linked, "C": {"A": 5}, "A": {"B": 120, "C": 5}}),
+    ]
+    assert ledgerlog.losses(log) == []
+    cut = [*log, entry(6, {}, links={"A": {"C": 5}, "C": {"A": 5}})]
+    (finding,) = ledgerlog.losses(cut)
+    assert finding.object == "audit:6" and finding.found.endswith("drops the link between A and B")
+    assert ledgerlog.differences({}, {"A": {"C": 5}, "C": {"A": 5}}, cut) == [finding]
+    assert ledgerlog.losses([*cut, entry(8, {}, links={"A": {"C": 5}, "C": {"A": 5}})]) == [finding]

@@ -83,17 +83,27 @@ def replay(entries: Iterable[Mapping[str, Any]]) -> tuple[dict[str, Any], dict[s
 
 def losses(entries: Iterable[Mapping[str, Any]]) -> list[Finding]:
     """States the vault never writes: a ledger only grows. A lineage's ledger is never removed, a
-    run charged to it stays charged, and a settled charge (no longer "running") keeps its cost.
+    run charged to it stays charged, a settled charge (no longer "running") keeps its cost, and two
+    lineages once linked (sharing records) stay linked.
     A later state that drops or lowers one was written by someone holding the vault's keys (through
     the vault's own code, or sealed by hand with the running epoch's keys) to spend a budget again:
     the catalog may agree with it, so the replay alone does not tell."""
     held: dict[str, dict[str, Any]] = {}  # lineage -> run -> the charge as last recorded
+    linked: set[tuple[str, str]] = set()  # pairs of lineages that share records, as recorded
     findings: list[Finding] = []
     for entry in entries:
         detail = entry.get("detail")
-        lineages = (
-            detail.get("lineages") if entry.get("action") == ACTION and isinstance(detail, dict) else None
-        )
+        if entry.get("action") != ACTION or not isinstance(detail, dict):
+            continue
+        links = detail.get("links")
+        if isinstance(links, dict):
+            now_linked = {
+                (min(a, b), max(a, b)) for a, row in links.items() if isinstance(row, dict) for b in row
+            }
+            if linked - now_linked:
+                findings.append(_unlinked(entry.get("seq"), sorted(linked - now_linked)))
+            linked = now_linked
+        lineages = detail.get("lineages")
         for lineage, state in lineages.items() if isinstance(lineages, dict) else ():
             if not isinstance(state, dict) or lineage not in held:
                 if isinstance(state, dict) and not state.get("removed"):
@@ -140,6 +150,17 @@ def _lost(seq: Any, lineage: str, runs: list[str], removed: bool) -> Finding:
         expected=f"a ledger that only grows: every charge recorded for lineage {lineage[:16]} stays, as settled",
         found=f"the ledger.state at entry {seq} {what}",
         message="the vault never writes such a state: someone holding its keys reset a privacy budget",
+    )
+
+
+def _unlinked(seq: Any, pairs: list[tuple[str, str]]) -> Finding:
+    return Finding(
+        kind="ledger",
+        object=f"audit:{seq}" if type(seq) is int else "audit",
+        expected="links between lineages that only grow: records shared once are shared for good",
+        found=f"the ledger.state at entry {seq} drops the link between "
+        + ", ".join(f"{a[:16]} and {b[:16]}" for a, b in pairs),
+        message="the vault never writes such a state: someone holding its keys cut a budget's carry-over",
     )
 
 
