@@ -213,3 +213,33 @@ def test_links_dropped_through_the_vaults_own_code_are_found(vault_copy: Path, t
         report = v.verify()
     (found,) = ledger_findings(report)
     assert found["object"].startswith("audit:") and "link" in found["found"]
+
+
+def test_a_catalog_copied_back_over_lines_whose_seals_were_broken_is_found_by_verify(
+    vault_copy: Path, tmp_path: Path
+) -> None:
+    """A shell is enough to break a seal: the insider flips one digit of the seal of every line
+    that records a later generation than the old catalog's, so none of them counts at open, and
+    copies the old catalog back. That edits the log's history, which the open does not check (it
+    would cost a full verification, docs/THREAT_MODEL.md); verify reports every edited line."""
+    log = vault_copy / "audit" / "log.jsonl"
+    lines = log.read_bytes().splitlines()
+    old = min(json.loads(x)["detail"]["catalog_generation"] for x in lines if b'"catalog_generation"' in x)
+    edited = []
+
+    def broken(line: bytes) -> bytes:
+        entry = json.loads(line)
+        if entry.get("detail", {}).get("catalog_generation", -1) <= old or "seal" not in entry:
+            return line
+        edited.append(entry["seq"])
+        at = line.rindex(b'"seal":"') + 8
+        return line[:at] + (b"0" if line[at : at + 1] != b"0" else b"1") + line[at + 1 :]
+
+    log.write_bytes(b"".join(broken(x) + b"\n" for x in lines))
+    shutil.copy(tmp_path / "old-catalog.sealed", vault_copy / "catalog.sealed")
+    with opened(vault_copy) as v:
+        report = v.verify()
+    assert edited and not report["ok"]
+    assert edited and not report["ok"]
+    states = [seq for seq in edited if json.loads(lines[seq])["action"] == "ledger.state"]
+    assert states and {f"audit:{seq}" for seq in states} <= {f["object"] for f in ledger_findings(report)}
