@@ -487,3 +487,21 @@ def test_the_first_and_the_newest_record_of_a_detail_are_read_from_either_end(
     assert log.latest("authority", earliest=True) == (0, "first")
     assert earliest_detail(log.log_path, "nowhere", block) is None
     assert earliest_detail(log.log_path.parent / "missing.jsonl", "authority", block) is None
+
+
+@pytest.mark.parametrize("block", [5, 50, 1 << 23])
+def test_the_lines_above_a_bound_are_found_in_one_pass_for_every_key(tmp_path: Path, block: int) -> None:
+    from vault.audit import reader
+
+    path = tmp_path / "log.jsonl"
+    rows = [
+        {"seq": 0, "detail": {"a": 1, "b": 1}},
+        {"seq": 1, "detail": {"a": 3}},
+        {"seq": 2, "detail": {"note": 'text with "a": 9 inside', "b": 2}},
+        {"seq": 3, "detail": {"a": "x", "b": 5}},
+    ]
+    path.write_bytes(b"".join(canonical(r) + b"\n" for r in rows) + b'{"seq":4,"detail":{"a":99')
+    lines = list(reader.lines_holding(path, b'"a":', b'"b":', block=block))
+    assert [json.loads(x)["seq"] for x in lines] == [0, 1, 2, 3]  # each once, the torn tail left out
+    assert reader.above_detail(path, {"a": 2, "b": 1}) == {"a": [(1, 3), (3, "x")], "b": [(2, 2), (3, 5)]}
+    assert reader.above_detail(path, {"a": 3, "b": 5}) == {"a": [(3, "x")], "b": []}

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vault.audit.reader import lines_backwards
 from vault.crypto import chunked, keys
 from vault.crypto.signing import SigningKey, load_public_pem, public_pem, verify_signature
 from vault.errors import IntegrityError
@@ -422,6 +423,12 @@ def vouched(lines_last_first: Iterable[bytes], key: str, live: LiveEpoch) -> Ite
             seq = entry.get("seq")
             found.append(((seq if type(seq) is int else -1), detail[key]))
     yield from found
+
+
+def vouched_above(log_path: Path, key: str, live: LiveEpoch, bound: int) -> tuple[int, Any] | None:
+    """The newest entry the vault sealed recording `key` above `bound` (or not a whole number)."""
+    found = vouched(lines_backwards(log_path), key, live)
+    return next((f for f in found if type(f[1]) is not int or f[1] > bound), None)
 
 
 def _revealed(reveal: Any) -> bytes | None:

@@ -33,7 +33,7 @@ from vault.audit import epochs, merkle
 from vault.audit.checkpoint import Checkpoint, parse_checkpoint, sign_checkpoint, verify_checkpoint
 from vault.audit.entries import LazyEntries
 from vault.audit.handles import DirLocks, HeldFile
-from vault.audit.reader import above_detail, latest_detail, lines_backwards, parse_time, select
+from vault.audit.reader import above_detail, latest_detail, parse_time, select
 from vault.audit.scan import ACTION_RE, ENTRY_VERSION, scan_log
 from vault.audit.sealing import Sealer
 from vault.audit.state import TreeState, split_lines
@@ -487,21 +487,21 @@ class AuditLog:
         with self._shared():
             return latest_detail(self.log_path, key, earliest)
 
-    def above_vouched(self, key: str, bound: int, vault_secret: bytes | None) -> tuple[int, Any] | None:
-        """For a count that only grows (a generation): the newest entry this vault sealed recording `key`
-        above `bound` (or not a whole number), or None; no line appended later hides it. Seals are checked
-        only when a line is above (epochs.vouched); with no running epoch to read, every line counts."""
+    def above_vouched(self, bounds: dict[str, int], vault_secret: bytes | None) -> dict[str, Any]:
+        """For counts that only grow (generations), each key's bound: the newest entry this vault sealed
+        recording the key above it (or not a whole number); no line appended later hides it. Seals are
+        checked only for a key a line records above (epochs.vouched); with no running epoch, all count."""
         with self._shared():
-            found = above_detail(self.log_path, key, bound)
+            found = {key: rows for key, rows in above_detail(self.log_path, bounds).items() if rows}
         try:
             live = epochs.read_live_state(self.dir, vault_secret) if found and vault_secret else None
         except IntegrityError:
             live = None
-        if live is None:
-            return found[-1] if found else None
         with self._shared():
-            sealed = epochs.vouched(lines_backwards(self.log_path), key, live)
-            return next((f for f in sealed if type(f[1]) is not int or f[1] > bound), None)
+            return {
+                key: rows[-1] if live is None else epochs.vouched_above(self.log_path, key, live, bounds[key])
+                for key, rows in found.items()
+            }
 
     def lazy_entries(self) -> LazyEntries:
         """All complete entries, parsed on demand (for screens). Lines that are plainly not JSON

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +111,7 @@ def recorded(path: Path, key: str) -> Iterator[tuple[int, Any]]:
 def earliest_detail(path: Path, key: str, block: int = 1 << 20) -> tuple[int, Any] | None:
     """(seq, value) of the oldest entry whose detail holds `key`, or None: read from the start,
     stopping at the first (for a value fixed at `init`, recorded in the log's first lines)."""
-    found = (_detail_of(line, key) for line in lines_holding(path, f'"{key}":'.encode(), block))
+    found = (_detail_of(line, key) for line in lines_holding(path, f'"{key}":'.encode(), block=block))
     return next((f for f in found if f is not None), None)
 
 
@@ -132,9 +132,9 @@ def latest_detail(path: Path, key: str, earliest: bool = False) -> tuple[int, An
     return earliest_detail(path, key) if earliest else next(recorded(path, key), None)
 
 
-def lines_holding(path: Path, needle: bytes, block: int = 1 << 23) -> Iterator[bytes]:
-    """The complete lines that hold `needle`, oldest first, found with bytes.find in large blocks: a
-    pass over a log of a million entries for a key few lines record costs about the read."""
+def lines_holding(path: Path, *needles: bytes, block: int = 1 << 23) -> Iterator[bytes]:
+    """The complete lines that hold any of `needles`, oldest first, found with bytes.find in large
+    blocks: a pass over a log of a million entries for keys few lines record costs about the read."""
     try:
         f = open(path, "rb")  # noqa: SIM115
     except FileNotFoundError:
@@ -145,15 +145,23 @@ def lines_holding(path: Path, needle: bytes, block: int = 1 << 23) -> Iterator[b
             data = carry + chunk
             end = data.rfind(b"\n") + 1
             carry = data[end:]  # the line this block cuts (or a torn tail at the end)
-            at = data.find(needle, 0, end)
-            while at >= 0:
-                stop = data.find(b"\n", at)
-                yield data[data.rfind(b"\n", 0, at) + 1 : stop]
-                at = data.find(needle, stop, end)
+            starts: set[int] = set()
+            for needle in needles:
+                at = data.find(needle, 0, end)
+                while at >= 0:
+                    starts.add(data.rfind(b"\n", 0, at) + 1)
+                    at = data.find(needle, data.find(b"\n", at), end)
+            for start in sorted(starts):
+                yield data[start : data.find(b"\n", start)]
 
 
-def above_detail(path: Path, key: str, bound: int) -> list[tuple[int, Any]]:
-    """(seq, value) of each entry whose detail records `key` above `bound`, or not as a whole
-    number, oldest first."""
-    found = (_detail_of(line, key) for line in lines_holding(path, f'"{key}":'.encode()))
-    return [f for f in found if f is not None and (type(f[1]) is not int or f[1] > bound)]
+def above_detail(path: Path, bounds: Mapping[str, int]) -> dict[str, list[tuple[int, Any]]]:
+    """For each key, (seq, value) of each entry whose detail records it above its bound, or not as a
+    whole number, oldest first: one pass for all the keys."""
+    out: dict[str, list[tuple[int, Any]]] = {key: [] for key in bounds}
+    for line in lines_holding(path, *(f'"{key}":'.encode() for key in bounds)):
+        for key, bound in bounds.items():
+            found = _detail_of(line, key) if f'"{key}":'.encode() in line else None
+            if found is not None and (type(found[1]) is not int or found[1] > bound):
+                out[key].append(found)
+    return out

@@ -164,7 +164,11 @@ def check_catalog_against_log(
     secret = keyring.unb64(catalog["signing_key"], "signing_key") if catalog.get("signing_key") else None
     # A generation only grows: any line the vault sealed recording a later one refuses the copy, and
     # lines appended after it (by hand, or through the vault's own code) cannot hide it.
-    latest = log.above_vouched("catalog_generation", generation, secret)
+    bounds = {"catalog_generation": generation}
+    if header is not None and int(header.get("version", 1)) >= 2:
+        bounds["header_generation"] = int(header["generation"])
+    above = log.above_vouched(bounds, secret)
+    latest = above.get("catalog_generation")
     if latest is not None:
         raise IntegrityError(
             f"catalog.sealed is generation {generation}, older than the generation {latest[1]} the audit log "
@@ -173,10 +177,8 @@ def check_catalog_against_log(
             "the commits",
             detail={"object": CATALOG_FILE, "catalog_generation": generation, "logged_generation": latest[1]},
         )
-    if header is not None and int(header.get("version", 1)) >= 2:
-        _check_header_generation(
-            header, log.above_vouched("header_generation", int(header["generation"]), secret)
-        )
+    if header is not None and "header_generation" in bounds:
+        _check_header_generation(header, above.get("header_generation"))
 
 
 def _check_header_generation(header: dict[str, Any], latest: tuple[int, Any] | None) -> None:
