@@ -472,7 +472,9 @@ def test_a_closed_terminal_ends_the_command_inside_too(namespaces: dict[str, Any
     os.close(slave)
     try:
         said = b""
-        while b"ready 1" not in said:
+        # The whole line, newline included: hung up while its print is still writing, the command
+        # ends by the write's error (exit 1) before the hangup's signal can end it.
+        while b"ready 1\r\n" not in said:
             said += os.read(master, 1024)
         inner = _inner_pid(proc.pid)
         os.close(master)  # the terminal hangs up
