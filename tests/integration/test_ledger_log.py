@@ -243,3 +243,54 @@ def test_a_catalog_copied_back_over_lines_whose_seals_were_broken_is_found_by_ve
     assert edited and not report["ok"]
     states = [seq for seq in edited if json.loads(lines[seq])["action"] == "ledger.state"]
     assert states and {f"audit:{seq}" for seq in states} <= {f["object"] for f in ledger_findings(report)}
+
+
+KILLED_AT_THE_CATALOG_WRITE = """
+import os, sys
+from vault import netguard
+
+netguard.isolate(keep=[sys.argv[1]])  # first, as the command does
+
+from vault.crypto import keys
+from vault.door import Vault
+from vault.storage import catalog
+from tests.support import PASSPHRASE
+
+keys.use_test_kdf()  # the vault was made with the tests' cheap key derivation
+
+def killed(*args, **kwargs):
+    os._exit(137)  # dies there, as if killed (PID 1 of its namespace cannot SIGKILL itself)
+
+catalog.write_catalog = killed  # the process dies at its next commit point, after what it logged first
+with Vault.open(sys.argv[1], user="admin", passphrase=PASSPHRASE.encode()) as v:
+    v.train({"dataset": "fresh", "epsilon": 1.0, "seed": 2, "epochs": 1, "model": "cnn"})
+"""
+
+
+def test_a_run_killed_at_its_reservations_commit_leaves_a_vault_that_opens_verifies_and_charges(
+    vault_copy: Path,
+) -> None:
+    """A crash at any instant leaves the vault as it was before or after: killed at the moment its
+    reservation commits, a run leaves the catalog as it was, and the log must not say otherwise (a
+    line recording the generation that never committed read as a rollback; a ledger state that never
+    committed read as a charge dropped)."""
+    import subprocess
+    import sys
+
+    from tests.support import REPO
+
+    with opened(vault_copy) as v:
+        x, y = mnist(200, offset=5000)
+        import_idx(v, vault_copy.parent, "fresh", x, y)
+        assert v.budget("fresh")[0]["epsilon_spent"] == 0.0
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_AT_THE_CATALOG_WRITE, str(vault_copy)], cwd=REPO, capture_output=True
+    )
+    assert killed.returncode == 137, killed.stderr.decode()[-2000:]
+    with opened(vault_copy) as v:
+        assert v.budget("fresh")[0]["epsilon_spent"] == 0.0  # as before the run: it never started
+        assert not ledger_findings(v.verify())
+        v.train({"dataset": "fresh", "epsilon": 1.0, "seed": 3, "epochs": 1, "model": "cnn"})
+        report = v.verify()
+        assert v.budget("fresh")[0]["epsilon_spent"] > 0.9
+    assert not ledger_findings(report), report["findings"]

@@ -211,9 +211,12 @@ class Session:
             ledger_before = copy.deepcopy(catalog["ledger"]), lineage.links_map(catalog["lineage"])
             yield catalog
             catalog["generation"] = int(catalog.get("generation", 0)) + 1
-            self.record_ledger(catalog, *ledger_before)
             catalogs.write_catalog(self.path, self.vault_id, self.catalog_key, catalog)
             self._catalog_cache = catalog
+            # Both after the commit point: a crash between leaves the log behind the catalog (the
+            # next change to that ledger records it whole), never ahead of it, which would read as a
+            # rollback at the next open and as a charge dropped in verify.
+            self.record_ledger(catalog, *ledger_before)
             self.record_commit(catalog)
 
     def commit_facts(self, catalog: Catalog) -> dict[str, Any]:
@@ -237,7 +240,7 @@ class Session:
         *,
         baseline: bool = False,
     ) -> None:
-        """Record the ledgers a commit changes (all of them for a baseline) before it commits."""
+        """Record the ledgers a commit changed (all of them for a baseline), once it committed."""
         links = lineage.links_map(catalog["lineage"])
         changed = ledgerlog.changes({} if baseline else before or {}, catalog["ledger"])
         links_changed = baseline or links != (links_before or {})

@@ -1,5 +1,5 @@
 """The ledger in the audit log: every catalog commit that changes a lineage's ledger (or the links
-between lineages) records the new state in a `ledger.state` entry before the commit, so the log
+between lineages) records the new state in a `ledger.state` entry as it commits, so the log
 holds every ledger's whole history; `verify` rebuilds each ledger from the log and compares it with
 the catalog's. A catalog put back to an older copy, or a ledger edited by anyone holding the
 catalog key, then differs from what the log says, and verification names the lineage, what the log
