@@ -102,3 +102,35 @@ def test_the_log_of_an_upgraded_vault_is_sealed_from_its_first_epoch_on(v1: dict
     assert any(
         f"entries 0..{legacy - 1} were written before the log's first epoch" in n for n in report.notes
     )
+
+
+def test_an_upgrade_killed_at_its_header_write_is_made_again_at_the_next_admin_unlock(
+    v1: dict[str, Any],
+) -> None:
+    """Killed at its commit point, after `vault.upgrade` was logged with the authority it made: that
+    authority never signed a header in force, so the next admin unlock upgrades again, with a new
+    one, and opens (the log's record of an upgrade that never committed is not held against it)."""
+    import subprocess
+    import sys
+
+    from tests.integration.test_vault_crash import KILLED_AT_THE_HEADER_WRITE
+    from tests.support import REPO
+
+    script = KILLED_AT_THE_HEADER_WRITE.replace(
+        "passphrase=PASSPHRASE.encode()", "passphrase=sys.argv[3].encode()"
+    )
+    killed = subprocess.run(
+        [sys.executable, "-c", script, str(v1["path"]), "none", v1["users"]["admin"]],
+        cwd=REPO,
+        capture_output=True,
+    )
+    assert killed.returncode == 137, killed.stderr.decode()[-2000:]
+    assert version(v1) == 1
+    with open_as(v1, "admin") as admin:
+        upgrades = admin.audit.entries(action="vault.upgrade")
+        assert len(upgrades) == 2 and upgrades[-1]["detail"]["authority"] == admin.authority_fingerprint
+        assert upgrades[0]["detail"]["authority"] != admin.authority_fingerprint
+        assert admin.verify()["ok"]
+    assert version(v1) == 2
+    with open_as(v1, "olivia") as olivia:
+        assert [d["name"] for d in olivia.datasets()] == ["kat"]

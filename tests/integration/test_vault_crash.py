@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -119,3 +120,57 @@ def test_disk_full_mid_import_leaves_vault_unchanged(tmp_path):
             assert v.verify()["ok"]
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+KILLED_AT_THE_HEADER_WRITE = """
+import os, sys
+from vault import netguard
+
+netguard.isolate(keep=[sys.argv[1]])  # first, as the command does
+
+from vault.crypto import keys
+from vault.door import Vault
+from vault.door.session import Session
+from tests.support import PASSPHRASE
+
+keys.use_test_kdf()  # the vault was made with the tests' cheap key derivation
+
+
+def killed(*args, **kwargs):
+    os._exit(137)  # dies there, as if killed (PID 1 of its namespace cannot SIGKILL itself)
+
+
+Session._write_header = killed  # the commit point of every change to the signed header
+with Vault.open(sys.argv[1], user="admin", passphrase=PASSPHRASE.encode()) as v:  # a format 1 vault upgrades here
+    if sys.argv[2] == "add":
+        v.keys_add("peter", "operator", b"peter's passphrase")
+    elif sys.argv[2] == "remove":
+        v.keys_remove("olivia")
+    elif sys.argv[2] == "rotate":
+        v.keys_rotate()
+"""
+
+
+@pytest.mark.parametrize("change", ["add", "remove", "rotate"])
+def test_a_key_change_killed_at_its_commit_point_leaves_the_vault_as_it_was(
+    new_vault, vault_path: Path, change: str
+) -> None:
+    """The change is logged first (audit before action) with the generation it commits as; killed
+    at the header write, it never committed: the next open takes the vault as it was, not as a
+    rollback, and the change can be made again."""
+    from vault.door import Vault
+
+    with new_vault() as v:
+        v.keys_add("olivia", "operator", b"olivia's passphrase")
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_AT_THE_HEADER_WRITE, str(vault_path), change],
+        cwd=REPO,
+        capture_output=True,
+    )
+    assert killed.returncode == 137, killed.stderr.decode()[-2000:]
+    with Vault.open(vault_path, user="admin", passphrase=PASSPHRASE.encode()) as v:
+        assert sorted(s["user"] for s in v.keys_list()) == ["admin", "olivia"]
+        assert v.verify()["ok"]
+        v.keys_remove("olivia")
+    with Vault.open(vault_path, user="admin", passphrase=PASSPHRASE.encode()) as v:
+        assert [s["user"] for s in v.keys_list()] == ["admin"]

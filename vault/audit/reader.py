@@ -115,13 +115,20 @@ def earliest_detail(path: Path, key: str, block: int = 1 << 20) -> tuple[int, An
     return next((f for f in found if f is not None), None)
 
 
+# Entries written before the change they record commits (audit before action), with the facts it
+# commits as: a crash at its commit point leaves them recording what never happened. They are not
+# read back as what the vault holds; the entries written once it committed are (`catalog.commit`,
+# `header.commit`, and every `session.unlock`).
+INTENTS = frozenset({"keys.add", "keys.remove", "keys.rotate", "policy.set", "vault.upgrade"})
+
+
 def _detail_of(line: bytes, key: str) -> tuple[int, Any] | None:
     try:
         entry = json.loads(line)
     except (ValueError, RecursionError):
         return None
     detail = entry.get("detail") if isinstance(entry, dict) else None
-    if isinstance(detail, dict) and key in detail:
+    if isinstance(detail, dict) and key in detail and entry.get("action") not in INTENTS:
         seq = entry.get("seq")
         return (seq if type(seq) is int else -1), detail[key]
     return None

@@ -224,7 +224,7 @@ class Session:
         is refused at the next open. Other state that must not roll back adds its fields here."""
         facts: dict[str, Any] = {"catalog_generation": int(catalog.get("generation", 0))}
         if self.format_version >= 2:
-            facts["header_generation"] = int(self.header["generation"])
+            facts.update(self.header_facts())
         return facts
 
     def record_commit(self, catalog: Catalog) -> None:
@@ -359,6 +359,7 @@ class Session:
         header["generation"] = int(header["generation"]) + 1
         keyring.sign_header(header, self.authority())
         self._write_header(header)
+        self.record("header.commit", self.vault_id, "ok", **self.header_facts())
 
     def write_owner_fields(self, header: dict[str, Any]) -> None:
         """Write a header whose signed part is unchanged (a passphrase change): no authority needed."""
