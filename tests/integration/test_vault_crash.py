@@ -148,10 +148,12 @@ with Vault.open(sys.argv[1], user="admin", passphrase=PASSPHRASE.encode()) as v:
         v.keys_remove("olivia")
     elif sys.argv[2] == "rotate":
         v.keys_rotate()
+    elif sys.argv[2] == "policy":
+        v.policy_set(open("policies/strict.toml").read(), source="policies/strict.toml")
 """
 
 
-@pytest.mark.parametrize("change", ["add", "remove", "rotate"])
+@pytest.mark.parametrize("change", ["add", "remove", "rotate", "policy"])
 def test_a_key_change_killed_at_its_commit_point_leaves_the_vault_as_it_was(
     new_vault, vault_path: Path, change: str
 ) -> None:
@@ -171,6 +173,7 @@ def test_a_key_change_killed_at_its_commit_point_leaves_the_vault_as_it_was(
     with Vault.open(vault_path, user="admin", passphrase=PASSPHRASE.encode()) as v:
         assert sorted(s["user"] for s in v.keys_list()) == ["admin", "olivia"]
         assert v.verify()["ok"]
+        assert v.policy.name == "default"
         v.keys_remove("olivia")
     with Vault.open(vault_path, user="admin", passphrase=PASSPHRASE.encode()) as v:
         assert [s["user"] for s in v.keys_list()] == ["admin"]
