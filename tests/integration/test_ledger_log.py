@@ -294,3 +294,21 @@ def test_a_run_killed_at_its_reservations_commit_leaves_a_vault_that_opens_verif
         report = v.verify()
         assert v.budget("fresh")[0]["epsilon_spent"] > 0.9
     assert not ledger_findings(report), report["findings"]
+
+
+def test_a_vault_left_by_a_crash_under_the_earlier_order_opens_again(vault_copy: Path) -> None:
+    """Before, `ledger.state` was written ahead of the catalog, so a run killed at its commit point
+    left a state recording a generation the catalog never reached, and the vault no longer opened.
+    A generation is read from the entries written once a commit is made (`catalog.commit`, after
+    every commit then as now), so such a vault opens again; a copy put back is still refused."""
+    with opened(vault_copy) as v:
+        catalog = v._session.read_catalog()
+        v._session.record(  # what the earlier order left: the state of a commit that never came
+            "ledger.state",
+            v._session.vault_id,
+            "ok",
+            catalog_generation=catalog["generation"] + 1,
+            lineages={},
+        )
+    with opened(vault_copy) as v:
+        assert v.budget("clinic")[0]["epsilon_spent"] > 2.0

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vault.audit.reader import INTENTS, lines_backwards
+from vault.audit.reader import counts, lines_backwards
 from vault.crypto import chunked, keys
 from vault.crypto.signing import SigningKey, load_public_pem, public_pem, verify_signature
 from vault.errors import IntegrityError
@@ -419,7 +419,7 @@ def vouched(lines_last_first: Iterable[bytes], key: str, live: LiveEpoch) -> Ite
                 yield from found
             found = []  # after an idle opening: not the vault's
             mac_key = _revealed(detail.get("reveal"))  # the lines before it are the previous epoch's
-        elif key in detail and entry.get("action") not in INTENTS:
+        elif key in detail and counts(entry.get("action"), key):
             seq = entry.get("seq")
             found.append(((seq if type(seq) is int else -1), detail[key]))
     yield from found

@@ -118,8 +118,15 @@ def earliest_detail(path: Path, key: str, block: int = 1 << 20) -> tuple[int, An
 # Entries written before the change they record commits (audit before action), with the facts it
 # commits as: a crash at its commit point leaves them recording what never happened. They are not
 # read back as what the vault holds; the entries written once it committed are (`catalog.commit`,
-# `header.commit`, and every `session.unlock`).
+# `header.commit`, and every `session.unlock`). `ledger.state` came before the catalog's commit in
+# logs written before it came after: its generation is read from the `catalog.commit` that follows.
 INTENTS = frozenset({"keys.add", "keys.remove", "keys.rotate", "policy.set", "vault.upgrade"})
+EARLY = {"catalog_generation": INTENTS | {"ledger.state"}}
+
+
+def counts(action: Any, key: str) -> bool:
+    """Whether an entry of `action` recording `key` says what the vault holds (see INTENTS)."""
+    return action not in EARLY.get(key, INTENTS)
 
 
 def _detail_of(line: bytes, key: str) -> tuple[int, Any] | None:
@@ -128,7 +135,7 @@ def _detail_of(line: bytes, key: str) -> tuple[int, Any] | None:
     except (ValueError, RecursionError):
         return None
     detail = entry.get("detail") if isinstance(entry, dict) else None
-    if isinstance(detail, dict) and key in detail and entry.get("action") not in INTENTS:
+    if isinstance(detail, dict) and key in detail and counts(entry.get("action"), key):
         seq = entry.get("seq")
         return (seq if type(seq) is int else -1), detail[key]
     return None
