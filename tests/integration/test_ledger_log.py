@@ -296,7 +296,9 @@ def test_a_run_killed_at_its_reservations_commit_leaves_a_vault_that_opens_verif
     assert not ledger_findings(report), report["findings"]
 
 
-def test_a_vault_left_by_a_crash_under_the_earlier_order_opens_again(vault_copy: Path) -> None:
+def test_a_vault_left_by_a_crash_under_the_earlier_order_opens_again(
+    vault_copy: Path, tmp_path: Path
+) -> None:
     """Before, `ledger.state` was written ahead of the catalog, so a run killed at its commit point
     left a state recording a generation the catalog never reached, and the vault no longer opened.
     A generation is read from the entries written once a commit is made (`catalog.commit`, after
@@ -312,3 +314,6 @@ def test_a_vault_left_by_a_crash_under_the_earlier_order_opens_again(vault_copy:
         )
     with opened(vault_copy) as v:
         assert v.budget("clinic")[0]["epsilon_spent"] > 2.0
+    shutil.copy(tmp_path / "old-catalog.sealed", vault_copy / "catalog.sealed")
+    with pytest.raises(IntegrityError, match="older than the generation"):
+        opened(vault_copy)
