@@ -141,9 +141,9 @@ def _detail_of(line: bytes, key: str) -> tuple[int, Any] | None:
     return None
 
 
-def latest_detail(path: Path, key: str, earliest: bool = False) -> tuple[int, Any] | None:
-    """(seq, value) of the newest entry whose detail holds `key` (with `earliest`, the oldest), or None."""
-    return earliest_detail(path, key) if earliest else next(recorded(path, key), None)
+def latest_detail(path: Path, key: str) -> tuple[int, Any] | None:
+    """(seq, value) of the newest entry whose detail holds `key`, or None."""
+    return next(recorded(path, key), None)
 
 
 def lines_holding(path: Path, *needles: bytes, block: int = 1 << 23) -> Iterator[bytes]:
@@ -173,9 +173,10 @@ def above_detail(path: Path, bounds: Mapping[str, int]) -> dict[str, list[tuple[
     """For each key, (seq, value) of each entry whose detail records it above its bound, or not as a
     whole number, oldest first: one pass for all the keys."""
     out: dict[str, list[tuple[int, Any]]] = {key: [] for key in bounds}
-    for line in lines_holding(path, *(f'"{key}":'.encode() for key in bounds)):
+    needles = {key: f'"{key}":'.encode() for key in bounds}
+    for line in lines_holding(path, *needles.values()):
         for key, bound in bounds.items():
-            found = _detail_of(line, key) if f'"{key}":'.encode() in line else None
+            found = _detail_of(line, key) if needles[key] in line else None
             if found is not None and (type(found[1]) is not int or found[1] > bound):
                 out[key].append(found)
     return out

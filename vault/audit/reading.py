@@ -13,7 +13,7 @@ from typing import Any
 from vault.audit import epochs, merkle
 from vault.audit.entries import LazyEntries
 from vault.audit.handles import DirLocks
-from vault.audit.reader import above_detail, latest_detail, parse_time, select
+from vault.audit.reader import above_detail, earliest_detail, latest_detail, parse_time, select
 from vault.audit.state import split_lines
 from vault.errors import IntegrityError
 
@@ -82,7 +82,7 @@ class LogReading:
         """(seq, value) of the newest entry whose detail records `key` (e.g. header_generation), or
         with `earliest` the oldest (for a value fixed at init: the authority)."""
         with self._shared():
-            return latest_detail(self.log_path, key, earliest)
+            return (earliest_detail if earliest else latest_detail)(self.log_path, key)
 
     def above_vouched(self, bounds: dict[str, int], vault_secret: bytes | None) -> dict[str, Any]:
         """For counts that only grow (generations), each key's bound: the newest entry this vault sealed

@@ -155,7 +155,7 @@ def resume(path: Path | str, *, user: str, slot_secrets: SlotSecrets) -> Session
 def check_catalog_against_log(
     root: Path, catalog: dict[str, Any], header: dict[str, Any] | None = None
 ) -> None:
-    """A catalog older than the last commit the log recorded was copied back: IntegrityError naming both.
+    """A catalog older than a commit the log recorded was copied back: IntegrityError naming both.
     With the header the session unlocked, its generation is checked again the same way: the check
     at unlock reads the newest line that records one, which a line written by hand can be, and
     only now can the catalog's key tell the vault's own lines from others."""

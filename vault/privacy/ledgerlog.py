@@ -14,7 +14,7 @@ ledger as it was found)}.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from vault.findings import Finding
@@ -61,10 +61,7 @@ def replay(entries: Iterable[Mapping[str, Any]]) -> tuple[dict[str, Any], dict[s
     links: dict[str, Any] | None = None
     baseline = False
     last = -1
-    for entry in entries:
-        detail = entry.get("detail")
-        if entry.get("action") != ACTION or not isinstance(detail, dict):
-            continue  # (a state the vault wrote is always an object)
+    for entry, detail in _states(entries):
         baseline = baseline or bool(detail.get("ledger_baseline"))
         lineages = detail.get("lineages")
         for lineage, state in lineages.items() if isinstance(lineages, dict) else ():
@@ -81,6 +78,14 @@ def replay(entries: Iterable[Mapping[str, Any]]) -> tuple[dict[str, Any], dict[s
     return ledgers, links, baseline, last
 
 
+def _states(entries: Iterable[Mapping[str, Any]]) -> Iterator[tuple[Mapping[str, Any], dict[str, Any]]]:
+    """Each `ledger.state` entry with its detail (a state the vault wrote is always an object)."""
+    for entry in entries:
+        detail = entry.get("detail")
+        if entry.get("action") == ACTION and isinstance(detail, dict):
+            yield entry, detail
+
+
 def losses(entries: Iterable[Mapping[str, Any]]) -> list[Finding]:
     """States the vault never writes: a ledger only grows. A lineage's ledger is never removed, a
     run charged to it stays charged, a settled charge (no longer "running") keeps its cost, and two
@@ -91,10 +96,7 @@ def losses(entries: Iterable[Mapping[str, Any]]) -> list[Finding]:
     held: dict[str, dict[str, Any]] = {}  # lineage -> run -> the charge as last recorded
     linked: set[tuple[str, str]] = set()  # pairs of lineages that share records, as recorded
     findings: list[Finding] = []
-    for entry in entries:
-        detail = entry.get("detail")
-        if entry.get("action") != ACTION or not isinstance(detail, dict):
-            continue
+    for entry, detail in _states(entries):
         links = detail.get("links")
         if isinstance(links, dict):
             now_linked = {
@@ -105,16 +107,15 @@ def losses(entries: Iterable[Mapping[str, Any]]) -> list[Finding]:
             linked = now_linked
         lineages = detail.get("lineages")
         for lineage, state in lineages.items() if isinstance(lineages, dict) else ():
-            if not isinstance(state, dict) or lineage not in held:
-                if isinstance(state, dict) and not state.get("removed"):
-                    held[lineage] = _by_run(state)
+            if not isinstance(state, dict):
                 continue
             now = {} if state.get("removed") else _by_run(state)
-            lost = [run for run, was in held[lineage].items() if _lowered(was, now.get(run))]
+            before = held.get(lineage, {})
+            lost = [run for run, was in before.items() if _lowered(was, now.get(run))]
             if lost:
                 findings.append(_lost(entry.get("seq"), lineage, lost, bool(state.get("removed"))))
             # each loss is reported once, at the state that made it
-            held[lineage] = {**{run: c for run, c in held[lineage].items() if run not in lost}, **now}
+            held[lineage] = {**{run: c for run, c in before.items() if run not in lost}, **now}
     return findings
 
 
