@@ -24,6 +24,9 @@ UNUSED = {
     "sklearn": "nothing in a run (the peers in tests/peers.py)",
     "scipy.signal._spectral_py": "scipy.signal's whole package (PRV's composition uses convolve)",
     "scipy.integrate._ivp": "scipy.integrate's whole package (PRV's mean uses quad)",
+    "torch._dynamo": "torch.compile (torch's optimizers import it in add_param_group, zero_grad, step)",
+    "torch.distributed.tensor": "sharded tensors (DPOptimizer's module imports DTensor for annotations)",
+    "sympy": "symbolic shapes (torch._dynamo and torch.distributed.tensor)",
 }
 
 PROBE = r"""
@@ -81,6 +84,25 @@ def test_the_whole_package_still_imports_after_the_parts() -> None:
     )
     proc = probed(probe)
     assert proc.stdout.split() == ["1.6.0", "PrivacyEngine"]
+
+
+def test_dpoptimizers_dtensor_is_torchs_own_once_asked_for() -> None:
+    """DPOptimizer's module loads without torch.distributed.tensor, and its DTensor is still
+    torch's class for anyone who asks (the package then loads as usual)."""
+    probe = (
+        "import sys\n"
+        "from vault.privacy import opacus_parts\n"
+        "opacus_parts.accountant('prv')\n"
+        "optimizer = sys.modules['opacus.optimizers.optimizer']\n"
+        "assert 'torch.distributed.tensor' not in sys.modules\n"
+        "from opacus.optimizers.optimizer import DPOptimizer, DTensor\n"
+        "import torch.distributed.tensor\n"
+        "assert DTensor is torch.distributed.tensor.DTensor is optimizer.DTensor\n"
+        "assert torch.distributed.tensor.Replicate and sys.modules['torch.distributed.tensor._api']\n"
+        "print(DPOptimizer.__name__, DTensor.__name__)\n"
+    )
+    proc = probed(probe)
+    assert proc.stdout.split() == ["DPOptimizer", "DTensor"]
 
 
 def test_scipy_imports_whole_at_a_release_whose_layout_is_not_the_pinned_one() -> None:

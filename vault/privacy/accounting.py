@@ -97,22 +97,33 @@ def _bracket_epsilon(delta: float, sample_rate: float, steps: int) -> Callable:
     return epsilon
 
 
-def solve(epsilon_at: Callable, epsilon: float, start: float, tolerance: float) -> tuple[float, float, int]:
+def solve(
+    epsilon_at: Callable,
+    epsilon: float,
+    start: float,
+    tolerance: float,
+    *,
+    slope: float = -1.0,
+    seen: list[tuple[float, float]] | None = None,
+) -> tuple[float, float, int]:
     """(sigma, its epsilon, evaluations) with epsilon - tolerance <= epsilon_at(sigma) <= epsilon.
 
     Epsilon falls with sigma roughly as a power of it, so the solver takes secant steps on log
     epsilon against log sigma, aimed at the middle of the window, from `start` with slope -1; it
     keeps a bracket (a sigma over budget, one within) and bisects it when a step leaves it or after
-    six steps. Two or three evaluations usually land in the window. Raises ValueError when no
-    sigma below MAX_SIGMA is within budget."""
+    six steps. Two or three evaluations usually land in the window. `slope` is the first step's
+    (d log epsilon / d log sigma); `seen`, when given, receives every (sigma, epsilon) evaluated.
+    Raises ValueError when no sigma below MAX_SIGMA is within budget."""
     aim = epsilon - tolerance / 2
     low = high = None  # over budget at low; within budget at high
-    sigma, slope, evaluations = start, -1.0, 0
+    sigma, evaluations = start, 0
     previous: tuple[float, float] | None = None
     within: tuple[float, float] | None = None  # the least noise found within budget, and its epsilon
     while True:
         value = epsilon_at(sigma)
         evaluations += 1
+        if seen is not None:
+            seen.append((sigma, value))
         if epsilon - tolerance <= value <= epsilon:
             return sigma, value, evaluations
         over = value > epsilon or not math.isfinite(value)
@@ -147,6 +158,20 @@ def solve(epsilon_at: Callable, epsilon: float, start: float, tolerance: float) 
         sigma = guess
 
 
+def _local_slope(seen: list[tuple[float, float]]) -> float:
+    """d log epsilon / d log sigma between the two last finite evaluations nearest the answer, or -1."""
+    points = sorted(
+        (p for p in seen if math.isfinite(p[1]) and p[1] > 0), key=lambda p: abs(p[0] - seen[-1][0])
+    )[:2]
+    if len(points) == 2 and points[0][0] != points[1][0]:
+        slope = (math.log(points[0][1]) - math.log(points[1][1])) / (
+            math.log(points[0][0]) - math.log(points[1][0])
+        )
+        if slope < 0:
+            return slope
+    return -1.0
+
+
 def calibrate(epsilon: float, delta: float, sample_rate: float, epochs: int, accountant: str) -> Calibration:
     """The noise multiplier whose epsilon, by the named accountant, is within EPSILON_TOLERANCE
     below `epsilon` after `epochs` of Poisson-sampled steps (Opacus' step count, int(epochs / q)).
@@ -160,9 +185,11 @@ def calibrate(epsilon: float, delta: float, sample_rate: float, epochs: int, acc
     if not math.isfinite(epsilon) or epsilon <= 0:
         raise ValueError(f"the target epsilon must be positive, got {epsilon}")
     bracket = _bracket_epsilon(delta, sample_rate, steps)
-    start, _, _ = solve(bracket, epsilon, 1.0, max(EPSILON_TOLERANCE, 0.02 * epsilon))
+    seen: list[tuple[float, float]] = []
+    start, _, _ = solve(bracket, epsilon, 1.0, max(EPSILON_TOLERANCE, 0.02 * epsilon), seen=seen)
     named = _accountant_epsilon(accountant, delta, sample_rate, steps)
-    sigma, value, evaluations = solve(named, epsilon, start, EPSILON_TOLERANCE)
+    slope = _local_slope(seen)
+    sigma, value, evaluations = solve(named, epsilon, start, EPSILON_TOLERANCE, slope=slope)
     return Calibration(sigma, value, evaluations)
 
 

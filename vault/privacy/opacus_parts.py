@@ -16,6 +16,14 @@ Two SciPy packages get the same treatment, for the same reason: PRV's compositio
 filter design, spline, interpolator and ODE solver besides (0.5 s here). They are deferred only
 at the SciPy release whose layout DEFERRED names (requirements.lock pins it); at any other, SciPy
 imports as usual.
+
+One torch package is kept out the same way: `opacus.optimizers.optimizer` (DPOptimizer) imports
+`DTensor` from `torch.distributed.tensor` for two type annotations only (strings there: the module
+has `from __future__ import annotations`), and that package costs 0.4 s with sympy on a run that
+never shards a tensor. While that one module imports, `torch.distributed.tensor` is a stand-in
+holding nothing but a placeholder `DTensor`; then the stand-in is gone and the Opacus module's
+`DTensor` resolves to torch's own class on first use (a module `__getattr__`). At another torch
+release, or once torch's package is loaded, the module imports as usual.
 """
 
 from __future__ import annotations
@@ -33,6 +41,9 @@ from vault.errors import StrongroomError
 
 OPACUS = "1.6.0"  # the release whose package layout this module reads (requirements.lock pins it)
 SCIPY = "1.17.1"  # likewise for the SciPy packages below
+TORCH = "2.14.1"  # likewise for torch.distributed.tensor (see the module's docstring)
+OPTIMIZER = "opacus.optimizers.optimizer"
+DTENSOR = "torch.distributed.tensor"
 
 # the packages whose __init__ is deferred, and where each name their submodules import from them lives
 DEFERRED: dict[str, dict[str, str]] = {
@@ -119,12 +130,43 @@ def _defer(name: str) -> None:
         setattr(sys.modules[parent], child, package)
 
 
+class _Unloaded:
+    """Stands for torch's DTensor while DPOptimizer's module imports it for its annotations."""
+
+
+def _import_optimizer() -> None:
+    """Import DPOptimizer's module without torch.distributed.tensor (see the module's docstring)."""
+    if OPTIMIZER in sys.modules or DTENSOR in sys.modules:
+        return
+    torch_version = metadata.version("torch").split("+")[0]
+    if torch_version != TORCH:
+        return
+    stand_in = ModuleType(DTENSOR, "a stand-in while DPOptimizer's module imports")
+    stand_in.DTensor = _Unloaded  # type: ignore[attr-defined]
+    sys.modules[DTENSOR] = stand_in
+    try:
+        optimizer = importlib.import_module(OPTIMIZER)
+    finally:
+        if sys.modules.get(DTENSOR) is stand_in:
+            del sys.modules[DTENSOR]
+    if optimizer.__dict__.get("DTensor") is _Unloaded:
+        del optimizer.__dict__["DTensor"]
+
+        def __getattr__(attribute: str) -> Any:
+            if attribute == "DTensor":
+                return importlib.import_module(DTENSOR).DTensor
+            raise AttributeError(f"module {OPTIMIZER!r} has no attribute {attribute!r}")
+
+        optimizer.__dict__["__getattr__"] = __getattr__
+
+
 def module(name: str) -> ModuleType:
     """The Opacus module `name` (e.g. "opacus.accountants.rdp"), importing only what it needs."""
     with _lock:
         _check_version()
         for package in DEFERRED:  # parents first: "opacus" is listed before its subpackages
             _defer(package)
+        _import_optimizer()
         return importlib.import_module(name)
 
 

@@ -23,7 +23,7 @@ from vault.privacy.accounting import (
     steps_per_epoch,
 )
 from vault.train import models as registry
-from vault.train import recipes
+from vault.train import optimizers, recipes
 from vault.train.config import CLIPPING, DEVICES, MAX_NPROC, TrainConfig
 from vault.train.data import (
     TrainData,
@@ -275,5 +275,5 @@ def _derived_seed(seed: int, purpose: str) -> int:
 
 def optimizer_for(params: Any, run: RunPlan) -> torch.optim.Optimizer:
     if run.optimizer == "adam":
-        return torch.optim.Adam(params, lr=run.lr)
-    return torch.optim.SGD(params, lr=run.lr, momentum=run.momentum)
+        return optimizers.Adam(params, lr=run.lr)
+    return optimizers.SGD(params, lr=run.lr, momentum=run.momentum)
