@@ -10,7 +10,10 @@ To add a command: write `vault/cli/<group>.py` with `register(subparsers)` and i
 from __future__ import annotations
 
 import argparse
+import atexit
+import os
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +98,29 @@ def main(argv: list[str] | None = None) -> int:
         return _run(argv)
     finally:
         sys.stdout, sys.stderr = streams
+
+
+def run(argv: list[str] | None = None) -> None:
+    """The `strongroom` executable: `main()`, then leave without the interpreter's teardown.
+
+    After a command that loaded torch, Python's finalization (module teardown, the garbage
+    collector over torch's objects, torch's native destructors and thread pools) takes most of a
+    second, and nothing in it is the command's: every file a command writes is written, flushed and
+    synced before `main` returns. So once it returns, the process does what a normal exit does
+    that matters (joins its own threads, runs the atexit handlers, flushes the standard streams)
+    and leaves with `os._exit`. A failed flush of stdout exits 120, as Python does. An exception out
+    of `main` (argparse's exit among them) takes the normal way out."""
+    code = main(argv)
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            code = code or 120
+    os._exit(code)
 
 
 def _run(argv: list[str]) -> int:

@@ -1,5 +1,5 @@
 """`python -m vault.cli`: the `strongroom` command."""
 
-from vault.cli import main
+from vault.cli import run
 
-raise SystemExit(main())
+run()
