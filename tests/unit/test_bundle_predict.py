@@ -18,31 +18,40 @@ from vault.train.portable import preprocess
 TEXT_MODELS = [name for name, spec in MODELS.items() if spec.kind == "text"]
 
 
+# every text model's tokenizer, and the one its DP recipe sets where it sets one (bow: stop
+# words dropped, digits as 0)
+TOKENIZERS = [(name, False) for name in TEXT_MODELS] + [
+    (name, True) for name in TEXT_MODELS if MODELS[name].dp_recipe.model_options
+]
+
+
 @functools.cache
-def tokenizer_of(name: str) -> tuple[object, dict]:
-    config = model_config(name, "text", 2)
+def tokenizer_of(name: str, dp: bool = False) -> tuple[object, dict]:
+    options = MODELS[name].dp_recipe.model_options(None) if dp else None
+    config = model_config(name, "text", 2, options=options)
     model = build_model(config)
     document = preprocess(config, ["a", "b"], model.state_dict())
     return model.tokenizer, document["text"]["tokenizer"]
 
 
-@pytest.mark.parametrize("name", TEXT_MODELS)
+@pytest.mark.parametrize(("name", "dp"), TOKENIZERS)
 @settings(max_examples=60, deadline=None)
 @given(texts=st.lists(st.text(max_size=400), min_size=1, max_size=4))
-def test_predict_py_tokenizes_as_the_model_does(name, texts):
-    tokenizer, described = tokenizer_of(name)
+def test_predict_py_tokenizes_as_the_model_does(name, dp, texts):
+    tokenizer, described = tokenizer_of(name, dp)
     assert bundle_predict.encode_texts(texts, described).tolist() == tokenizer.encode(texts).tolist()
 
 
-@pytest.mark.parametrize("name", TEXT_MODELS)
-def test_long_and_unusual_texts_tokenize_alike(name):
-    tokenizer, described = tokenizer_of(name)
+@pytest.mark.parametrize(("name", "dp"), TOKENIZERS)
+def test_long_and_unusual_texts_tokenize_alike(name, dp):
+    tokenizer, described = tokenizer_of(name, dp)
     texts = [
         " ".join(f"w{i}" for i in range(500)),
         "İstanbul ΣΊΣΥΦΟΣ straße ǅ",
         "tabs\tand\u2028separators\x0bhere",
         "",
         "!!!",
+        "Call 0871-277 4 the £1,000 prize: it's ours, ٣٤ and ⅷ",
     ]
     assert bundle_predict.encode_texts(texts, described).tolist() == tokenizer.encode(texts).tolist()
 

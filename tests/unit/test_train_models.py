@@ -162,3 +162,51 @@ def test_cnn_strides_by_default_and_a_max_pooling_cnn_saved_before_still_loads()
         assert small(small.prepare(torch.zeros(2, 3, side, side, dtype=torch.uint8))).shape == (2, 4)
     with pytest.raises(UsageError, match="stride"):
         build_model({**config, "stride": 3})
+
+
+def test_cnn_options_without_dp_and_configs_saved_without_them() -> None:
+    config = model_config("cnn", "image", 10, [1, 28, 28])
+    torch.manual_seed(0)
+    before = build_model(config)  # a config without activation, pool or shift: tanh, 2x2, no shift
+    assert sum(isinstance(m, torch.nn.Tanh) for m in before.modules()) == 4
+    assert not any(isinstance(m, torch.nn.ReLU) for m in before.modules())
+    assert [m.output_size for m in before.modules() if isinstance(m, torch.nn.AdaptiveAvgPool2d)] == [2]
+    torch.manual_seed(0)
+    explicit = build_model({**config, "activation": "tanh", "pool": 2, "shift": 0})
+    images = before.prepare(torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8))
+    before.train(), explicit.train()
+    assert torch.equal(before(images), explicit(images)), "the defaults are the network saved before"
+
+    plain = build_model({**config, "activation": "relu", "pool": 4, "shift": 2})
+    assert sum(isinstance(m, torch.nn.ReLU) for m in plain.modules()) == 4
+    assert plain.classifier[1].in_features == 64 * 4 * 4
+    plain.eval()
+    assert torch.equal(plain(images), plain(images)), "no shift when evaluating"
+    plain.train()
+    torch.manual_seed(1)
+    first = plain(images)
+    torch.manual_seed(1)
+    assert torch.equal(first, plain(images)), "the shifts come from torch's generator (the run's seed)"
+    for name, bad in (("activation", "gelu"), ("pool", 0), ("shift", 5)):
+        with pytest.raises(UsageError, match=name):
+            build_model({**config, name: bad})
+
+
+def test_random_shift_moves_each_image_by_whole_pixels_and_fills_black() -> None:
+    from vault.train.models import _random_shift
+
+    x = torch.arange(64 * 2 * 6 * 6, dtype=torch.float32).view(64, 2, 6, 6)
+    torch.manual_seed(3)
+    moved = _random_shift(x, 2)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2), value=-1.0)
+    seen = set()
+    for i in range(64):
+        found = [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if torch.equal(moved[i], padded[i, :, dy : dy + 6, dx : dx + 6])
+        ]
+        assert len(found) == 1, i  # both channels of an image move together
+        seen.add(found[0])
+    assert len(seen) > 10, "images move by their own offsets"

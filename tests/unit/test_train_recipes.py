@@ -53,7 +53,7 @@ def test_the_weight_average_warms_up_then_decays_at_the_recipes_rate_and_replace
     assert none.average == [] and none.steps == 0 and plain.tolist() == [1.0, 1.0]
 
 
-def test_the_cnn_under_dp_has_fewer_weights_and_averages_them_and_without_dp_neither() -> None:
+def test_the_cnn_under_dp_has_fewer_weights_and_without_dp_relu_whole_maps_and_shifts() -> None:
     def digits(side: int) -> TrainData:
         images = torch.randint(0, 256, (400, 1, side, side), dtype=torch.uint8)
         return TrainData.from_records("image", list("abcd"), images, torch.arange(400) % 4)
@@ -62,9 +62,17 @@ def test_the_cnn_under_dp_has_fewer_weights_and_averages_them_and_without_dp_nei
     plain = plan_for(digits(16), TrainConfig(model="cnn", dp=False))
     assert private.model_config["widths"] == [8, 16, 32] and private.weight_average == 0.97
     assert private.model_config["first_kernel"] == 3 and private.hyperparameters()["weight_average"] == 0.97
+    # under DP the network is the one it was: no option of the recipe without DP reaches it
+    assert not {"activation", "pool", "shift"} & set(private.model_config)
     assert plain.model_config["widths"] == MODELS["cnn"].defaults["widths"] == [16, 32, 64]
     assert "first_kernel" not in plain.model_config
-    assert plain.weight_average is None and plain.hyperparameters()["weight_average"] is None
+    assert (plain.model_config["activation"], plain.model_config["pool"], plain.model_config["shift"]) == (
+        "relu",
+        2,
+        2,
+    )
+    assert plain.weight_average == 0.99 and plain.hyperparameters()["weight_average"] == 0.99
+    assert plan_for(digits(28), TrainConfig(model="cnn", dp=False)).model_config["pool"] == 4
     net = build_model(private.model_config)  # the saved config rebuilds the narrower network
     assert [m.out_channels for m in net.modules() if isinstance(m, torch.nn.Conv2d)] == [8, 16, 32]
     assert sum(p.numel() for p in net.parameters()) < 0.4 * sum(

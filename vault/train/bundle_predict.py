@@ -40,6 +40,7 @@ import numpy as np
 REQUIRED = ("model.onnx", "preprocess.json", "predict.py")
 BATCH = 64
 _WORD = re.compile(r"\w+", re.UNICODE)
+_DIGIT = re.compile(r"\d", re.UNICODE)
 _GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 _WIDE_GREY_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N"}
 
@@ -89,8 +90,14 @@ def _sha256(path: Path) -> str:
 
 # ---------------------------------------------------------------------------------------- text
 def token_ids(text: str, tokenizer: dict) -> list[int]:
-    """preprocess.json's text.tokenizer: lower-cased \\w+ words, n-grams, CRC-32 into buckets."""
+    """preprocess.json's text.tokenizer: lower-cased \\w+ words (less the stop-word list, digits as
+    0 where it says so), n-grams, CRC-32 into buckets."""
     words = _WORD.findall(text.lower())
+    if tokenizer.get("stop_words") is not None:
+        stop = set(tokenizer["stop_word_list"])
+        words = [w for w in words if w not in stop]
+    if tokenizer.get("digits") == "zero":
+        words = [_DIGIT.sub("0", w) for w in words]
     ngrams, max_tokens, span = (
         int(tokenizer["ngrams"]),
         int(tokenizer["max_tokens"]),

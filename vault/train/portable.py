@@ -21,6 +21,7 @@ import torch
 
 from vault.errors import StrongroomError
 from vault.train.evaluate import load_model
+from vault.train.text import STOP_WORDS
 
 # ONNX opset 17: the first with LayerNormalization, read by every ONNX Runtime since 1.13 (2022).
 OPSET = 17
@@ -144,11 +145,21 @@ def _text_tokenizer(model: torch.nn.Module) -> dict[str, Any]:
     if described.get("kind") != "hashed-ngrams" or described.get("hash") != "crc32":
         raise _undescribable(f"tokenizer {described.get('kind')!r} with hash {described.get('hash')!r}")
     buckets, ngrams, max_tokens = described["buckets"], described["ngrams"], described["max_tokens"]
+    steps: dict[str, Any] = {}
+    if described.get("stop_words") is not None:
+        steps["stop_word_list"] = sorted(STOP_WORDS[described["stop_words"]])
+        steps["stop_words_rule"] = "a word equal to one in stop_word_list is dropped"
+    if described.get("digits") == "zero":
+        steps["digits_rule"] = (
+            r"then each character of a word that the regular expression \d matches (Python re, "
+            "Unicode) becomes 0"
+        )
     return {
         **described,
         "seed": None,
         "lowercase": "Python's str.lower() on the whole text",
         "words": r"the matches of the regular expression \w+ (Python re, Unicode), in order",
+        **steps,
         "ngrams_order": f"for each word position i from the first: the n-grams ending at word i for n = 1 "
         f"to min({ngrams}, i), the words of each joined by one space",
         "hash_function": "CRC-32 (zlib.crc32, ISO-HDLC polynomial, initial value 0, no seed) of the "
