@@ -62,7 +62,7 @@ def test_the_cnn_under_dp_has_fewer_weights_and_without_dp_relu_whole_maps_and_s
     plain = plan_for(digits(16), TrainConfig(model="cnn", dp=False))
     assert private.model_config["widths"] == [8, 16, 32] and private.weight_average == 0.97
     assert private.model_config["first_kernel"] == 3 and private.hyperparameters()["weight_average"] == 0.97
-    # under DP the network is the one it was: no option of the recipe without DP reaches it
+    # under DP on small images the network is the one it was (tanh, no shifts, 2x2 last map)
     assert not {"activation", "pool", "shift"} & set(private.model_config)
     assert plain.model_config["widths"] == MODELS["cnn"].defaults["widths"] == [16, 32, 64]
     assert "first_kernel" not in plain.model_config
@@ -81,6 +81,10 @@ def test_the_cnn_under_dp_has_fewer_weights_and_without_dp_relu_whole_maps_and_s
     for side, kernel in ((23, 3), (24, 5), (28, 5)):  # a 5x5 first filter from 24 pixels a side
         large = plan_for(digits(side), TrainConfig(model="cnn", epsilon=3.0, accountant="rdp"))
         assert large.model_config["first_kernel"] == kernel, side
+        # ReLU and one-pixel shifts come with the 5x5 filter (they lost 5 points on 16-pixel digits)
+        expected = ("relu", 1) if kernel == 5 else ("tanh", 0)
+        config = large.model_config
+        assert (config.get("activation", "tanh"), config.get("shift", 0)) == expected, side
         convolutions = [
             m for m in build_model(large.model_config).modules() if isinstance(m, torch.nn.Conv2d)
         ]

@@ -185,10 +185,13 @@ def _random_shift(x: torch.Tensor, shift: int) -> torch.Tensor:
 
 
 def _cnn_dp_options(input_shape: Sequence[int] | None) -> dict[str, Any]:
-    """cnn under DP: 8-16-32 channels, since the noise a step adds grows with the weights; a 5x5
-    first filter on images of 24 pixels a side or more (docs/TRAINING.md has the measurements)."""
+    """cnn under DP: 8-16-32 channels, since the noise a step adds grows with the weights; on images
+    of 24 pixels a side or more, a 5x5 first filter, ReLU and training images moved by up to one
+    pixel (on 16-pixel digits the last two lost 5 points; docs/TRAINING.md has the measurements)."""
     side = min(input_shape[1:]) if input_shape else 0
-    return {"widths": [8, 16, 32], "first_kernel": 5 if side >= 24 else 3}
+    if side >= 24:
+        return {"widths": [8, 16, 32], "first_kernel": 5, "activation": "relu", "shift": 1}
+    return {"widths": [8, 16, 32], "first_kernel": 3}
 
 
 def _cnn_plain_options(input_shape: Sequence[int] | None) -> dict[str, Any]:
