@@ -10,7 +10,7 @@ import torch
 from vault.errors import UsageError
 from vault.train import TrainConfig, TrainData
 from vault.train.engine import WeightAverage
-from vault.train.models import MODELS, build_model
+from vault.train.models import MODELS, build_model, model_config
 from vault.train.plan import plan_for
 from vault.train.recipes import MIN_LR_SCALE, learning_rate, signal_to_noise
 
@@ -92,3 +92,37 @@ def test_the_cnn_under_dp_has_fewer_weights_and_without_dp_relu_whole_maps_and_s
         assert [c.padding for c in convolutions] == [(kernel // 2, kernel // 2), (1, 1), (1, 1)]
     with pytest.raises(UsageError, match="first_kernel"):
         build_model({**private.model_config, "first_kernel": 4})
+
+
+def test_scatternet_under_dp_takes_second_order_where_the_records_outnumber_its_inputs() -> None:
+    def digits(side: int, records: int) -> TrainData:
+        images = torch.randint(0, 256, (records, 1, side, side), dtype=torch.uint8)
+        return TrainData.from_records("image", list("abcd"), images, torch.arange(records) % 4)
+
+    def order(side: int, records: int, dp: bool = True) -> int:
+        config = TrainConfig(model="scatternet", dp=dp, epsilon=3.0, accountant="rdp")
+        return plan_for(digits(side, records), config).model_config["order"]
+
+    # 81 paths x 4 x 4 = 1,296 inputs at 16 pixels a side; 81 x 7 x 7 = 3,969 at 28
+    assert (order(16, 1296), order(16, 1295)) == (2, 1)
+    assert (order(28, 1800), order(28, 3969), order(28, 3968)) == (1, 2, 1)
+    assert order(16, 2000, dp=False) == 1  # the recipe without DP keeps the first order
+    net = build_model(plan_for(digits(16, 1400), TrainConfig(model="scatternet", epsilon=3.0)).model_config)
+    assert net.scattering.paths() == 81 and net.classifier.in_features == 81 * 16
+
+
+def test_a_second_order_scatternet_exports_the_logits_torch_computes() -> None:
+    ort = pytest.importorskip("onnxruntime")
+    from vault.train import portable
+
+    config = model_config("scatternet", "image", 3, (1, 16, 16), {"order": 2})
+    torch.manual_seed(0)
+    net = build_model(config)
+    torch.nn.init.normal_(net.classifier.weight, std=0.1)
+    session = ort.InferenceSession(portable.onnx_model(net.state_dict(), config))
+    images = torch.randint(0, 256, (5, 1, 16, 16), dtype=torch.uint8)
+    (logits,) = session.run(None, {session.get_inputs()[0].name: images.numpy()})
+    with torch.no_grad():
+        expected = net(net.prepare(images)).numpy()
+    assert logits.shape == (5, 3)
+    assert abs(logits - expected).max() < 1e-4

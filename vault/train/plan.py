@@ -129,9 +129,9 @@ def plan(
     name = registry.default_model(kind, config.dp) if config.model == registry.AUTO else config.model
     spec = registry.spec_for(name, kind)
     recipe = spec.dp_recipe if config.dp else spec.plain_recipe
-    options = recipe.model_options(input_shape) if recipe.model_options else None
-    model_config = registry.model_config(name, kind, classes, input_shape, options)
     records = int(sum(counts))
+    options = recipe.model_options(input_shape, records) if recipe.model_options else None
+    model_config = registry.model_config(name, kind, classes, input_shape, options)
 
     if not 0 < config.val_split <= MAX_VAL_SPLIT:
         raise UsageError(
