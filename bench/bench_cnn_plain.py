@@ -65,22 +65,9 @@ def ours(data, seed: int) -> dict:
 def peer(data, held_out, seed: int, epochs: int, batch_size: int, lr: float) -> dict:
     import torch
     import torch.nn.functional as F  # noqa: N812
-    from torch import nn
 
-    class SampleConvNet(nn.Module):
-        """The network of Opacus' examples/mnist.py (as in bench/opacus_baseline.py)."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv1 = nn.Conv2d(1, 16, 8, 2, padding=3)
-            self.conv2 = nn.Conv2d(16, 32, 4, 2)
-            self.fc1 = nn.Linear(32 * 4 * 4, 32)
-            self.fc2 = nn.Linear(32, 10)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            x = F.max_pool2d(F.relu(self.conv1(x)), 2, 1)
-            x = F.max_pool2d(F.relu(self.conv2(x)), 2, 1)
-            return self.fc2(F.relu(self.fc1(x.view(-1, 32 * 4 * 4))))
+    sys.path.insert(0, str(REPO / "bench"))
+    from opacus_baseline import SampleConvNet  # the network of Opacus' examples/mnist.py
 
     x = (data.x.float().div(255) - MNIST_MEAN) / MNIST_STD
     train_x, train_y = x[held_out.train], data.y[held_out.train]

@@ -133,11 +133,16 @@ def test_every_registry_model_matches_clipping_one_record_at_a_time(name: str) -
 
 @pytest.mark.parametrize("side", [8, 28])
 def test_the_dp_recipes_cnn_matches_clipping_one_record_at_a_time(side: int) -> None:
-    """The cnn as its DP recipe builds it: 8-16-32 channels, a 5x5 first filter on 28x28 images,
-    and on 8x8 images (the smallest it takes) a last convolution with one output position, whose
-    per-sample norm is the product of two norms (book-keeping's shortcut for T = 1)."""
+    """The cnn as its DP recipe builds it: 8-16-32 channels, a 5x5 first filter and ReLU on 28x28
+    images, and on 8x8 images (the smallest it takes) a last convolution with one output position,
+    whose per-sample norm is the product of two norms (book-keeping's shortcut for T = 1). The
+    recipe's random shifts move each image before the first layer, so every pass sees the image it
+    moved; they are off here, since the one-by-one passes would draw other shifts than the batch."""
     shape = [1, side, side]
-    options = registry.MODELS["cnn"].dp_recipe.model_options(shape)
+    options = registry.MODELS["cnn"].dp_recipe.model_options(shape, 1000)
+    assert options.get("shift", 0) == (1 if side == 28 else 0)
+    assert options.get("activation", "tanh") == ("relu" if side == 28 else "tanh")
+    options = {**options, "shift": 0}
     model = registry.build_model(registry.model_config("cnn", "image", 10, shape, options))
     convolutions = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     assert convolutions[0].kernel_size == ((5, 5) if side == 28 else (3, 3))
