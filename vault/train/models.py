@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from vault.errors import UsageError
+from vault.train import scatter
 from vault.train.config import default_model  # noqa: F401  (re-exported)
 from vault.train.scatter import Scattering
 from vault.train.text import HashingTokenizer
@@ -22,6 +23,7 @@ from vault.train.text import HashingTokenizer
 # Fixed image scaling: pixels in [0, 255] map to [-1, 1]. Never statistics of the records.
 IMAGE_MEAN = 0.5
 IMAGE_STD = 0.5
+SCATTER_ORIENTATIONS = 8  # scatternet's default (the recipe's rule counts its paths)
 
 
 @dataclass(frozen=True)
@@ -86,13 +88,21 @@ class ScatterNet(ImageModel):
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__()
-        channels, height, width = config["input_shape"]
+        channels = config["input_shape"][0]
         self.scattering = Scattering(orientations=config["orientations"], order=config["order"])
         features = channels * self.scattering.paths()
         self.norm = nn.GroupNorm(features, features, affine=False)
-        self.classifier = nn.Linear(features * ((height + 3) // 4) * ((width + 3) // 4), config["classes"])
+        self.classifier = nn.Linear(
+            self.inputs(config["input_shape"], config["order"], config["orientations"]), config["classes"]
+        )
         nn.init.zeros_(self.classifier.weight)
         nn.init.zeros_(self.classifier.bias)
+
+    @staticmethod
+    def inputs(input_shape: Sequence[int], order: int, orientations: int) -> int:
+        """The linear layer's inputs: every channel's paths, sub-sampled by 4 each way."""
+        channels, height, width = input_shape
+        return channels * scatter.paths(orientations, order) * ((height + 3) // 4) * ((width + 3) // 4)
 
     @torch.no_grad()
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
@@ -192,10 +202,8 @@ def _scatter_dp_options(input_shape: Sequence[int] | None, records: int = 0) -> 
     MNIST 8k 0.959 -> 0.970, 16-pixel digits 0.923 -> 0.946, 1,800 28-pixel digits 0.934 -> 0.922)."""
     if not input_shape:
         return {}
-    channels, height, width = input_shape
-    paths = 1 + 2 * 8 + 8 * 8  # Scattering.paths() at the default 8 orientations, order 2
-    features = channels * paths * ((height + 3) // 4) * ((width + 3) // 4)
-    return {"order": 2} if records >= features else {}
+    inputs = ScatterNet.inputs(input_shape, order=2, orientations=SCATTER_ORIENTATIONS)
+    return {"order": 2} if records >= inputs else {}
 
 
 def _cnn_dp_options(input_shape: Sequence[int] | None, records: int = 0) -> dict[str, Any]:
@@ -390,7 +398,7 @@ MODELS: dict[str, ModelSpec] = {
                 model_options=_scatter_dp_options,
             ),
             plain_recipe=Recipe(epochs=15, batch_size=250, lr=0.5, max_grad_norm=0.1),
-            defaults={"order": 1, "orientations": 8},
+            defaults={"order": 1, "orientations": SCATTER_ORIENTATIONS},
             min_image_side=16,
         ),
         ModelSpec(

@@ -40,6 +40,11 @@ def _gaussian(sigma: float, radius: int) -> torch.Tensor:
     return torch.tensor(g / g.sum(), dtype=torch.float32)[None, None]
 
 
+def paths(orientations: int, order: int) -> int:
+    """Coefficients per input channel: 1 + 2L at order 1, 1 + 2L + L*L at order 2 (L orientations)."""
+    return 1 + 2 * orientations + (orientations * orientations if order == 2 else 0)
+
+
 class Scattering(nn.Module):
     """Scattering transform of order 1 or 2 at J=2: (N, C, H, W) -> (N, C*K, ceil(H/4), ceil(W/4)).
 
@@ -74,8 +79,7 @@ class Scattering(nn.Module):
         self.register_buffer("phi_half", _gaussian(0.8 * 2 ** (SCALES - 2), 2), persistent=False)
 
     def paths(self) -> int:
-        L = self.orientations
-        return 1 + 2 * L + (L * L if self.order == 2 else 0)
+        return paths(self.orientations, self.order)
 
     @staticmethod
     def _filter(x: torch.Tensor, weight: torch.Tensor, stride: int) -> torch.Tensor:
