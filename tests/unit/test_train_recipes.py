@@ -126,3 +126,35 @@ def test_a_second_order_scatternet_exports_the_logits_torch_computes() -> None:
         expected = net(net.prepare(images)).numpy()
     assert logits.shape == (5, 3)
     assert abs(logits - expected).max() < 1e-4
+
+
+def test_a_runs_numbers_and_target_are_fixed_without_torch() -> None:
+    """The door plans a DP run's privacy numbers while torch loads (vault/privacy/calibration.py),
+    so the recipes module, its schedule and its privacy check load no torch; they are the plan's."""
+    from tests.support import run_python
+
+    probe = run_python(
+        """
+        import sys
+        from vault.train import recipes
+        from vault.train.config import TrainConfig
+        sizes = recipes.schedule("image", [900, 900], TrainConfig(epsilon=3.0, val_split=0.1))
+        target = recipes.privacy(sizes, TrainConfig(epsilon=3.0, val_split=0.1))
+        print("torch" in sys.modules, sizes.model, sizes.batch_size, sizes.epochs, target.sample_rate, target.delta)
+        """
+    )
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    words = probe.stdout.split()
+    assert words[:2] == ["False", "scatternet"]
+    run = plan_for(blobs_like(1800), TrainConfig(epsilon=3.0, val_split=0.1))
+    assert [int(words[2]), int(words[3]), float(words[4]), float(words[5])] == [
+        run.batch_size,
+        run.epochs,
+        run.sample_rate,
+        run.delta,
+    ]
+
+
+def blobs_like(n: int) -> TrainData:
+    """n 16x16 grey images in two balanced classes (only the counts and shape matter to a plan)."""
+    return TrainData("image", ["a", "b"], torch.zeros(n, 1, 16, 16, dtype=torch.uint8), torch.arange(n) % 2)

@@ -15,44 +15,24 @@ import torch
 from torch import nn
 
 from vault.errors import UsageError
-from vault.train import scatter
 from vault.train.config import default_model  # noqa: F401  (re-exported)
+from vault.train.recipes import (  # noqa: F401  (Recipe, AUTO and the option rules, re-exported)
+    AUTO,
+    RECIPES,
+    SCATTER_ORIENTATIONS,
+    Recipe,
+    _bow_dp_options,
+    _cnn_dp_options,
+    _cnn_plain_options,
+    _scatter_dp_options,
+    scatter_inputs,
+)
 from vault.train.scatter import Scattering
 from vault.train.text import HashingTokenizer
 
 # Fixed image scaling: pixels in [0, 255] map to [-1, 1]. Never statistics of the records.
 IMAGE_MEAN = 0.5
 IMAGE_STD = 0.5
-SCATTER_ORIENTATIONS = 8  # scatternet's default (the recipe's rule counts its paths)
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """Default hyperparameters of a model; the engine fills in what the user left unset."""
-
-    epochs: int
-    batch_size: int
-    lr: float
-    max_grad_norm: float
-    momentum: float = 0.9
-    optimizer: str = "sgd"
-    min_batches_per_epoch: int = 8
-    physical_batch_size: int = 512  # the most records computed at once (memory)
-    # Per-sample clipping: "bookkeeping" (vault/train/bookkeeping.py: norms and the clipped sum
-    # from one backward pass), or Opacus' own "ghost" (norms, then a second backward pass) or
-    # "hooks" (every per-sample gradient materialised).
-    grad_sample_mode: str = "bookkeeping"
-    # Under DP, the batch / noise-multiplier ratio `lr` was tuned at; below it the rate shrinks
-    # (vault/train/recipes.py). None: the rate is used as is.
-    reference_snr: float | None = None
-    # The model options that override the model's defaults for runs of this recipe, from the
-    # input shape (saved in the model's config, so the model rebuilds as trained).
-    # (input shape, the dataset's record count) -> model config over the defaults
-    model_options: Callable[[Sequence[int] | None, int], dict[str, Any]] | None = None
-    # The model keeps an exponential moving average of its weights over the run's steps, with
-    # this decay (warmed up as (1 + t) / (10 + t)), instead of the last step's: noisy steps
-    # average out (De et al. 2022). Post-processing of the released iterates, so free under DP.
-    weight_average: float | None = None
 
 
 @dataclass(frozen=True)
@@ -98,11 +78,7 @@ class ScatterNet(ImageModel):
         nn.init.zeros_(self.classifier.weight)
         nn.init.zeros_(self.classifier.bias)
 
-    @staticmethod
-    def inputs(input_shape: Sequence[int], order: int, orientations: int) -> int:
-        """The linear layer's inputs: every channel's paths, sub-sampled by 4 each way."""
-        channels, height, width = input_shape
-        return channels * scatter.paths(orientations, order) * ((height + 3) // 4) * ((width + 3) // 4)
+    inputs = staticmethod(scatter_inputs)  # the linear layer's inputs
 
     @torch.no_grad()
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
@@ -193,35 +169,6 @@ def _random_shift(x: torch.Tensor, shift: int) -> torch.Tensor:
     padded = padded.gather(2, rows.expand(n, channels, height, width + 2 * shift))
     columns = (offsets[:, 1, None] + torch.arange(width, device=x.device)).view(n, 1, 1, width)
     return padded.gather(3, columns.expand(n, channels, height, width))
-
-
-def _scatter_dp_options(input_shape: Sequence[int] | None, records: int = 0) -> dict[str, Any]:
-    """scatternet under DP: second-order scattering (81 paths at 8 orientations instead of 17) where
-    the dataset holds at least as many records as the linear layer then has inputs; with fewer, the
-    noise spread over the larger layer costs more than the features bring (docs/TRAINING.md:
-    MNIST 8k 0.959 -> 0.970, 16-pixel digits 0.923 -> 0.946, 1,800 28-pixel digits 0.934 -> 0.922)."""
-    if not input_shape:
-        return {}
-    inputs = ScatterNet.inputs(input_shape, order=2, orientations=SCATTER_ORIENTATIONS)
-    return {"order": 2} if records >= inputs else {}
-
-
-def _cnn_dp_options(input_shape: Sequence[int] | None, records: int = 0) -> dict[str, Any]:
-    """cnn under DP: 8-16-32 channels, since the noise a step adds grows with the weights; on images
-    of 24 pixels a side or more, a 5x5 first filter, ReLU and training images moved by up to one
-    pixel (on 16-pixel digits the last two lost 5 points; docs/TRAINING.md has the measurements)."""
-    side = min(input_shape[1:]) if input_shape else 0
-    if side >= 24:
-        return {"widths": [8, 16, 32], "first_kernel": 5, "activation": "relu", "shift": 1}
-    return {"widths": [8, 16, 32], "first_kernel": 3}
-
-
-def _cnn_plain_options(input_shape: Sequence[int] | None, records: int = 0) -> dict[str, Any]:
-    """cnn without DP: ReLU, the last feature map kept whole up to 4x4 instead of averaged to 2x2,
-    and every training image moved by up to 2 pixels each way (docs/TRAINING.md has the
-    measurements; under DP only ReLU and 1-pixel shifts, from 24 pixels a side)."""
-    side = min(input_shape[1:]) if input_shape else 0
-    return {"activation": "relu", "pool": min(4, max(2, -(-side // 8))), "shift": 2}
 
 
 def _resnet_block_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -329,16 +276,6 @@ class BagOfNgrams(TextModel):
         return out
 
 
-def _bow_dp_options(input_shape: Sequence[int] | None, records: int = 0) -> dict[str, Any]:
-    """bow under DP: word unigrams without English stop words, digits as 0, and a bias at 0.3
-    scale. Bigrams and function words spread each record's unit-norm bag over n-grams too rare or
-    too common to carry a class through the noise (docs/TRAINING.md has the measurements)."""
-    tokenizer = HashingTokenizer(
-        buckets=1 << 16, ngrams=1, max_tokens=256, stop_words="english", digits="zero"
-    )
-    return {"tokenizer": tokenizer.to_json(), "bias_scale": 0.3}
-
-
 class EncoderLayer(nn.Module):
     """Pre-norm transformer encoder layer from Linear and LayerNorm only (all Opacus-supported)."""
 
@@ -389,15 +326,8 @@ MODELS: dict[str, ModelSpec] = {
             "image",
             "wavelet scattering features + linear classifier (Tramer & Boneh 2021); best under DP",
             ScatterNet,
-            dp_recipe=Recipe(
-                epochs=15,
-                batch_size=500,
-                lr=1.0,
-                max_grad_norm=0.1,
-                physical_batch_size=640,
-                model_options=_scatter_dp_options,
-            ),
-            plain_recipe=Recipe(epochs=15, batch_size=250, lr=0.5, max_grad_norm=0.1),
+            dp_recipe=RECIPES["scatternet"][0],
+            plain_recipe=RECIPES["scatternet"][1],
             defaults={"order": 1, "orientations": SCATTER_ORIENTATIONS},
             min_image_side=16,
         ),
@@ -406,24 +336,8 @@ MODELS: dict[str, ModelSpec] = {
             "image",
             "small tanh CNN with GroupNorm (Papernot et al. 2021)",
             SmallCNN,
-            dp_recipe=Recipe(
-                epochs=20,
-                batch_size=512,
-                lr=5.0,
-                max_grad_norm=0.1,
-                physical_batch_size=640,
-                reference_snr=280.0,
-                model_options=_cnn_dp_options,
-                weight_average=0.97,
-            ),
-            plain_recipe=Recipe(
-                epochs=8,
-                batch_size=128,
-                lr=0.1,
-                max_grad_norm=1.0,
-                model_options=_cnn_plain_options,
-                weight_average=0.99,
-            ),
+            dp_recipe=RECIPES["cnn"][0],
+            plain_recipe=RECIPES["cnn"][1],
             defaults={"widths": [16, 32, 64], "stride": 2},
             min_image_side=8,
         ),
@@ -432,8 +346,8 @@ MODELS: dict[str, ModelSpec] = {
             "image",
             "torchvision ResNet-18, GroupNorm, out-of-place activations (for a GPU)",
             ResNet18,
-            dp_recipe=Recipe(epochs=20, batch_size=1024, lr=2.0, max_grad_norm=1.0),
-            plain_recipe=Recipe(epochs=15, batch_size=128, lr=0.05, max_grad_norm=1.0),
+            dp_recipe=RECIPES["resnet18"][0],
+            plain_recipe=RECIPES["resnet18"][1],
             defaults={},
             min_image_side=8,
         ),
@@ -442,19 +356,8 @@ MODELS: dict[str, ModelSpec] = {
             "text",
             "linear model over hashed word n-grams (a logistic regression; no vocabulary)",
             BagOfNgrams,
-            # Chosen on AG News' first 2,000 test records, SMS Spam and the docs set, never a
-            # benchmark's held-out split (docs/TRAINING.md): 40 epochs at Adam 0.03 with C 0.3 over
-            # unigrams without stop words, against 20 at 0.05 with C 1.0 over uni- and bigrams.
-            dp_recipe=Recipe(
-                epochs=40,
-                batch_size=1024,
-                lr=0.03,
-                max_grad_norm=0.3,
-                optimizer="adam",
-                min_batches_per_epoch=4,
-                model_options=_bow_dp_options,
-            ),
-            plain_recipe=Recipe(epochs=10, batch_size=64, lr=0.05, max_grad_norm=1.0, optimizer="adam"),
+            dp_recipe=RECIPES["bow"][0],
+            plain_recipe=RECIPES["bow"][1],
             defaults={
                 "dim": 0,
                 "pooling": "sqrt",
@@ -466,11 +369,8 @@ MODELS: dict[str, ModelSpec] = {
             "text",
             "small transformer encoder over hashed word tokens",
             SmallTransformer,
-            # Chosen on AG News' first 2,000 test records (4 classes; docs/TRAINING.md): at epsilon 3
-            # Adam 1e-3 for 10 epochs stayed near chance (0.305), 1e-2 for 20 reached 0.42 (3e-2:
-            # 0.34); without DP 1e-3 for 5 epochs 0.62, 3e-3 for 10 0.71, 5e-3 for 15 0.74.
-            dp_recipe=Recipe(epochs=20, batch_size=512, lr=1e-2, max_grad_norm=1.0, optimizer="adam"),
-            plain_recipe=Recipe(epochs=15, batch_size=64, lr=5e-3, max_grad_norm=1.0, optimizer="adam"),
+            dp_recipe=RECIPES["transformer"][0],
+            plain_recipe=RECIPES["transformer"][1],
             defaults={
                 "dim": 64,
                 "heads": 4,
@@ -480,8 +380,6 @@ MODELS: dict[str, ModelSpec] = {
         ),
     )
 }
-
-AUTO = "auto"
 
 
 def spec_for(name: str, kind: str) -> ModelSpec:

@@ -14,14 +14,8 @@ from typing import Any
 
 import torch
 
-from vault.errors import InputError, UsageError
-from vault.privacy.accounting import (
-    check_accountant,
-    default_delta,
-    noise_multiplier_for,
-    poisson_sample_rate,
-    steps_per_epoch,
-)
+from vault.errors import UsageError
+from vault.privacy.accounting import check_accountant, noise_multiplier_for
 from vault.train import models as registry
 from vault.train import optimizers, recipes
 from vault.train.config import CLIPPING, DEVICES, MAX_NPROC, TrainConfig
@@ -29,8 +23,8 @@ from vault.train.data import (
     TrainData,
     check_data,
 )
+from vault.train.recipes import MAX_VAL_SPLIT, split_sizes  # noqa: F401  (re-exported)
 
-MAX_VAL_SPLIT = 0.5
 PAD_FRACTION = 16  # book-keeping pads physical batches to multiples of physical size / 16
 CLIPPING_MODES = {
     "bookkeeping": "book-keeping clipping (one backward pass; Opacus noise, sampling and accounting)",
@@ -105,15 +99,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def split_sizes(counts: Sequence[int], fraction: float) -> tuple[int, int]:
-    """(train, val) sizes that `data.split` produces for per-class record counts."""
-    val = 0
-    for count in counts:
-        if fraction > 0 and count >= 2:
-            val += min(max(int(round(count * fraction)), 1), count - 1)
-    return sum(counts) - val, val
-
-
 def plan(
     *,
     kind: str,
@@ -127,81 +112,28 @@ def plan(
     check_accountant(config.accountant)
     device = resolve_device(config.device)
     name = registry.default_model(kind, config.dp) if config.model == registry.AUTO else config.model
-    spec = registry.spec_for(name, kind)
-    recipe = spec.dp_recipe if config.dp else spec.plain_recipe
-    records = int(sum(counts))
-    options = recipe.model_options(input_shape, records) if recipe.model_options else None
+    registry.spec_for(name, kind)  # an unknown model, or one for the other kind, is named here
+    sizes = recipes.schedule(kind, counts, config)
+    recipe = sizes.recipe
+    options = recipe.model_options(input_shape, sizes.records) if recipe.model_options else None
     model_config = registry.model_config(name, kind, classes, input_shape, options)
-
-    if not 0 < config.val_split <= MAX_VAL_SPLIT:
-        raise UsageError(
-            f"--val-split {config.val_split} is outside (0, {MAX_VAL_SPLIT}]: the model card's metrics"
-            " and leakage check need held-out records",
-            "use e.g. --val-split 0.1",
-        )
-    train_records, val_records = split_sizes(counts, config.val_split)
-    if records < 10 or train_records < 2 or val_records == 0:
-        raise InputError(
-            f"the dataset ({records} records) is too small to split for training",
-            "import more records (at least 10) or lower --val-split",
-        )
-    epochs = recipe.epochs if config.epochs is None else int(config.epochs)
-    if epochs < 1:
-        raise UsageError(f"--epochs must be at least 1, got {epochs}", "use e.g. --epochs 10")
-    lr = recipe.lr if config.lr is None else float(config.lr)  # scaled below once the noise is known
-    if not lr > 0:
-        raise UsageError(f"--lr must be positive, got {lr}", "use e.g. --lr 0.5")
-    if config.batch_size is None:
-        batch_size = max(1, min(recipe.batch_size, train_records // recipe.min_batches_per_epoch))
-    else:
-        batch_size = int(config.batch_size)
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {batch_size}", "use e.g. --batch-size 256")
-    if batch_size > train_records:
-        raise UsageError(
-            f"--batch-size {batch_size} is larger than the {train_records} training records",
-            f"use --batch-size {max(1, train_records // 8)} or less",
-        )
-    if config.physical_batch_size is not None:
-        physical = int(config.physical_batch_size)
-    elif config.dp:  # room for Poisson batches above their expected size (4 standard deviations)
-        physical = min(recipe.physical_batch_size, batch_size + math.ceil(4 * math.sqrt(batch_size)))
-    else:
-        physical = min(batch_size, recipe.physical_batch_size)
-    if physical < 1:
-        raise UsageError("the physical batch size must be at least 1", "use e.g. --physical-batch-size 128")
-
     world_size = check_nproc(config, device)
     clipping = recipe.grad_sample_mode if config.clipping is None else config.clipping
     if clipping not in CLIPPING:
         raise UsageError(f"unknown clipping {clipping!r}", f"choose one of: {', '.join(CLIPPING)}")
 
     epsilon = delta = noise = max_grad_norm = None
+    lr = sizes.lr
     if config.dp:
-        if config.epsilon is None or not config.epsilon > 0 or not math.isfinite(config.epsilon):
-            raise UsageError(
-                f"epsilon must be a positive number, got {config.epsilon}", "use e.g. --epsilon 3"
-            )
-        epsilon = float(config.epsilon)
-        delta = default_delta(records) if config.delta is None else float(config.delta)
-        if not 0 < delta < 1.0 / records:
-            raise UsageError(
-                f"delta {delta:g} must be above 0 and below 1/n = {1.0 / records:.3g} for {records} records",
-                f"use --delta {default_delta(records):.1g} or leave it unset",
-            )
-        max_grad_norm = recipe.max_grad_norm if config.max_grad_norm is None else float(config.max_grad_norm)
-        if not max_grad_norm > 0:
-            raise UsageError(
-                f"--max-grad-norm must be positive, got {max_grad_norm}", "use e.g. --max-grad-norm 1.0"
-            )
-        sample_rate = poisson_sample_rate(train_records, batch_size)
-        per_epoch = steps_per_epoch(sample_rate)
-        noise = noise_multiplier_for(epsilon, delta, sample_rate, epochs, config.accountant)
+        target = recipes.privacy(sizes, config)
+        epsilon, delta, max_grad_norm = target.epsilon, target.delta, target.max_grad_norm
+        sample_rate, per_epoch = target.sample_rate, target.steps_per_epoch
+        noise = noise_multiplier_for(epsilon, delta, sample_rate, sizes.epochs, config.accountant)
         if config.lr is None:
-            lr = recipes.learning_rate(recipe.lr, recipe.reference_snr, batch_size, noise)
+            lr = recipes.learning_rate(recipe.lr, recipe.reference_snr, sizes.batch_size, noise)
     else:
-        sample_rate = batch_size / train_records
-        per_epoch = math.ceil(train_records / batch_size)
+        sample_rate = sizes.batch_size / sizes.train_records
+        per_epoch = math.ceil(sizes.train_records / sizes.batch_size)
     return RunPlan(
         model=name,
         model_config=model_config,
@@ -211,18 +143,18 @@ def plan(
         accountant=config.accountant,
         noise_multiplier=noise,
         sample_rate=sample_rate,
-        epochs=epochs,
+        epochs=sizes.epochs,
         steps_per_epoch=per_epoch,
-        batch_size=batch_size,
-        physical_batch_size=physical,
+        batch_size=sizes.batch_size,
+        physical_batch_size=sizes.physical_batch_size,
         lr=lr,
         momentum=recipe.momentum,
         optimizer=recipe.optimizer,
         max_grad_norm=max_grad_norm,
         grad_sample_mode=clipping,
-        records=records,
-        train_records=train_records,
-        val_records=val_records,
+        records=sizes.records,
+        train_records=sizes.train_records,
+        val_records=sizes.val_records,
         val_split=config.val_split,
         device=str(device),
         reproducible=config.reproducible,

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vault.train.recipes import scatter_paths
+
 SCALES = 2  # J: coefficients are averaged over 2**J pixels
 
 
@@ -40,9 +42,7 @@ def _gaussian(sigma: float, radius: int) -> torch.Tensor:
     return torch.tensor(g / g.sum(), dtype=torch.float32)[None, None]
 
 
-def paths(orientations: int, order: int) -> int:
-    """Coefficients per input channel: 1 + 2L at order 1, 1 + 2L + L*L at order 2 (L orientations)."""
-    return 1 + 2 * orientations + (orientations * orientations if order == 2 else 0)
+paths = scatter_paths  # coefficients per input channel (vault/train/recipes.py counts them)
 
 
 class Scattering(nn.Module):

@@ -14,10 +14,12 @@ import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from vault.errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _DIGIT = re.compile(r"\d", re.UNICODE)
@@ -104,6 +106,8 @@ class HashingTokenizer:
 
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
         """(N, max_tokens) int64 ids, zero-padded; an empty text becomes all padding."""
+        import torch  # here, so the tokenizer's settings are read without torch (vault/train/recipes.py)
+
         out = torch.zeros(len(texts), self.max_tokens, dtype=torch.int64)
         for row, text in enumerate(texts):
             ids = self.ids(text)
