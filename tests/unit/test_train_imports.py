@@ -117,3 +117,31 @@ def test_scipy_imports_whole_at_a_release_whose_layout_is_not_the_pinned_one() -
     )
     proc = probed(probe)
     assert proc.stdout.split() == ["bool"]  # Opacus' own packages are still deferred
+
+
+def test_scipy_special_ufuncs_are_the_packages_numbers() -> None:
+    """RDP's analysis takes binom and log_ndtr (PRV erfc) from scipy.special's ufuncs without the
+    package's array-API wrappers; the whole package, loaded afterwards, gives the same numbers."""
+    probe = (
+        "import sys\n"
+        "from vault.privacy import opacus_parts\n"
+        "rdp = opacus_parts.module('opacus.accountants.analysis.rdp')\n"
+        "assert 'scipy.special._support_alternative_backends' not in sys.modules\n"
+        "special = sys.modules['scipy.special']\n"
+        "points = [(a / 3, k) for a in range(2, 200, 7) for k in range(0, 9)]\n"
+        "parts = [special.binom(a, k) for a, k in points]\n"
+        "tails = [special.log_ndtr(-x / 7) for x in range(0, 400, 3)]\n"
+        "erfcs = [special.erfc(x / 11) for x in range(-60, 60, 7)]\n"
+        "epsilon = rdp.get_privacy_spent(orders=[1.5, 2.0, 8.0], rdp=rdp.compute_rdp(q=0.01, "
+        "noise_multiplier=1.1, steps=500, orders=[1.5, 2.0, 8.0]), delta=1e-5)[0]\n"
+        "import scipy.special as whole\n"
+        "assert whole is special and whole.gamma(5.0) == 24.0\n"  # a name no part holds: the package's own
+        "assert not special.__dict__.get('__deferred__')\n"
+        "assert 'scipy.special._support_alternative_backends' in sys.modules\n"
+        "assert parts == [whole.binom(a, k) for a, k in points]\n"
+        "assert tails == [whole.log_ndtr(-x / 7) for x in range(0, 400, 3)]\n"
+        "assert erfcs == [whole.erfc(x / 11) for x in range(-60, 60, 7)]\n"
+        "print(len(parts), epsilon > 0)\n"
+    )
+    proc = probed(probe)
+    assert proc.stdout.split() == ["261", "True"]

@@ -11,9 +11,12 @@ as a plain `import opacus` would have, so `from opacus import PrivacyEngine` sti
 submodule is the same object either way. Nothing inside Opacus is replaced. The package layout
 read here is the pinned release's (checked on import).
 
-Two SciPy packages get the same treatment, for the same reason: PRV's composition imports
+Three SciPy packages get the same treatment, for the same reason: PRV's composition imports
 `convolve` from scipy.signal and `quad` from scipy.integrate, and their `__init__` files load every
-filter design, spline, interpolator and ODE solver besides (0.5 s here). They are deferred only
+filter design, spline, interpolator and ODE solver besides (0.5 s here); RDP's analysis takes
+`binom` and `log_ndtr` from scipy.special (and PRV `erfc`), whose `__init__` wraps every special
+function for array-API dispatch first (0.15 s); the ufuncs themselves come from `_ufuncs`, the
+module those wrappers call. They are deferred only
 at the SciPy release whose layout DEFERRED names (requirements.lock pins it); at any other, SciPy
 imports as usual.
 
@@ -55,6 +58,9 @@ DEFERRED: dict[str, dict[str, str]] = {
     },
     "scipy.signal": {"convolve": "scipy.signal._signaltools"},
     "scipy.integrate": {"quad": "scipy.integrate._quadpack_py"},
+    # RDP's analysis and PRV's distributions take three ufuncs; the package's __init__ first builds
+    # SciPy's array-API wrappers over every special function (0.15 s), which call the same ufuncs
+    "scipy.special": {name: "scipy.special._ufuncs" for name in ("binom", "log_ndtr", "erfc")},
 }
 
 # the accountant classes by the name a run gives (Opacus' registry imports all of them)
@@ -160,13 +166,43 @@ def _import_optimizer() -> None:
         optimizer.__dict__["__getattr__"] = __getattr__
 
 
+class _NoOptimizer:
+    """Stands for DPOptimizer in a process that never trains (`accountants_only`)."""
+
+
+_accountants_only = False
+
+
+def accountants_only() -> None:
+    """Load Opacus' accountants in this process without torch: for a process that does privacy
+    arithmetic only and never trains (vault/privacy/calibration.py's worker). The accountants' base
+    class imports DPOptimizer for one type annotation, evaluated when the class is defined; here
+    that name is a placeholder, and no optimizer module is imported. Refused once an accountant or
+    torch is loaded (this process may train)."""
+    global _accountants_only
+    with _lock:
+        if _accountants_only:
+            return
+        if "torch" in sys.modules or "opacus.accountants.accountant" in sys.modules:
+            raise StrongroomError(
+                "Opacus' accountants can load without torch only in a process that has neither yet",
+                "call accountants_only() first thing in a worker that never trains",
+            )
+        _check_version()
+        for package in DEFERRED:
+            _defer(package)
+        sys.modules["opacus.optimizers"].__dict__["DPOptimizer"] = _NoOptimizer
+        _accountants_only = True
+
+
 def module(name: str) -> ModuleType:
     """The Opacus module `name` (e.g. "opacus.accountants.rdp"), importing only what it needs."""
     with _lock:
         _check_version()
         for package in DEFERRED:  # parents first: "opacus" is listed before its subpackages
             _defer(package)
-        _import_optimizer()
+        if not _accountants_only:
+            _import_optimizer()
         return importlib.import_module(name)
 
 

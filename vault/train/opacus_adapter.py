@@ -130,7 +130,11 @@ def make_private(
     # DPDDP broadcasts rank 0's parameters into `net` when made; its forward is the module's
     module = _distributed_parts()[0](net) if distributed else net
     if run.grad_sample_mode == "bookkeeping":
-        accountant = opacus_parts.accountant(run.accountant)
+        # This accountant only records the steps: Opacus' accountants all keep their history alike
+        # in `step`, and the run's epsilon comes from that history through the run's own
+        # accountant (accounting.epsilon_of). RDP's class loads in milliseconds; PRV's would load
+        # SciPy's signal and integrate packages, which the calibration's worker has used instead.
+        accountant = opacus_parts.accountant("rdp")
         loader = DPDataLoader.from_data_loader(loader, generator=sampling_generator, distributed=distributed)
         if distributed:
             loader.batch_sampler.__class__ = EveryStepSampler
