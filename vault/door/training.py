@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -28,8 +29,39 @@ from vault.storage.files import RunMarker, utc_now
 from vault.train.config import TrainConfig
 
 EventCallback = Callable[[Any], None] | None
+ENGINE = "vault.train.engine"  # torch and the loop; loaded by the first run in a process
 WEIGHTS, CARD_JSON, CARD_MD = "model.safetensors", "card.json", "card.md"
 REQUEST_ONLY = ("dataset", "name", "version")
+
+
+def _calibrate_meanwhile(session: Session, info: dict[str, Any], config: TrainConfig) -> Any:
+    """Where torch is still to be loaded, the run's noise calibration started in a worker process
+    (vault/privacy/calibration.py) from the numbers the plan will have, with the dataset's earlier
+    runs for the policy's projection; None otherwise, and wherever the request is one the plan will
+    refuse (it names the problem then)."""
+    if not config.dp or config.tune or ENGINE in sys.modules:
+        return None
+    from vault.privacy import calibration
+    from vault.train import recipes
+
+    counts = [int(info["counts"].get(c, 0)) for c in info["classes"]]
+    try:
+        sizes = recipes.schedule(info["kind"], counts, config)
+        target = recipes.privacy(sizes, config)
+    except (StrongroomError, KeyError, TypeError, ValueError):
+        return None
+    section = session.read_catalog()["ledger"]
+    charges = ledger.charges_of(section, info["ledger_id"])
+    composable = all(c.dp and c.rdp is None for c in charges)
+    return calibration.start(
+        target.epsilon,
+        target.delta,
+        target.sample_rate,
+        sizes.epochs,
+        config.accountant,
+        prior=[c.cost[0] for c in charges],
+        ledger_delta=ledger.ledger_delta(section, info["ledger_id"], target.delta) if composable else None,
+    )
 
 
 def parse_request(
@@ -75,13 +107,17 @@ class TrainingService:
         Returns the run's summary (model id, DP parameters, held-out accuracy, ledger after the run).
         Raises PolicyDenied before any record is read, Cancelled after charging the steps taken."""
         from vault.privacy.accounting import default_delta, epsilon_of
-        from vault.train import engine
-        from vault.train.events import StepProgress
 
         name, run_name, version, config = parse_request(request, dataset)
         self.session.check_writable()
         info = self.datasets.info(name, version, decide=False)
         counts = [int(info["counts"].get(c, 0)) for c in info["classes"]]
+        pending = _calibrate_meanwhile(self.session, info, config)
+        from vault.train import engine  # torch: a second or so, unless already loaded
+        from vault.train.events import StepProgress
+
+        if pending is not None:
+            pending.collect()
         run = engine.plan(
             kind=info["kind"],
             classes=len(info["classes"]),

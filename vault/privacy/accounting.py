@@ -172,6 +172,31 @@ def _local_slope(seen: list[tuple[float, float]]) -> float:
     return -1.0
 
 
+_CALIBRATIONS: dict[tuple, Calibration] = {}  # (epsilon, delta, sample rate, epochs, accountant)
+
+
+def known_calibration(args: tuple) -> Calibration | None:
+    """The calibration of these arguments this process already has (its own or a worker's)."""
+    return _CALIBRATIONS.get(args)
+
+
+def remember_epsilon(
+    history: Iterable[Sequence[float]], delta: float, accountant: str, epsilon: float
+) -> None:
+    """Keep an exact epsilon of a history computed elsewhere (vault/privacy/calibration.py's worker)."""
+    _remember(merged(history), float(delta), check_accountant(accountant), float(epsilon))
+
+
+def remember_calibration(args: tuple, found: Calibration) -> None:
+    """Keep a calibration and its exact epsilon (vault/privacy/calibration.py's worker's, too)."""
+    epsilon, delta, sample_rate, epochs, accountant = args
+    if len(_CALIBRATIONS) > 64:
+        _CALIBRATIONS.clear()
+    _CALIBRATIONS[args] = found
+    key = ((float(found.noise_multiplier), float(sample_rate), int(epochs / sample_rate)),)
+    _remember(key, delta, accountant, found.epsilon)
+
+
 def calibrate(epsilon: float, delta: float, sample_rate: float, epochs: int, accountant: str) -> Calibration:
     """The noise multiplier whose epsilon, by the named accountant, is within EPSILON_TOLERANCE
     below `epsilon` after `epochs` of Poisson-sampled steps (Opacus' step count, int(epochs / q)).
@@ -181,6 +206,10 @@ def calibrate(epsilon: float, delta: float, sample_rate: float, epochs: int, acc
     on the named accountant from there, usually two or three evaluations of it where Opacus'
     `get_noise_multiplier` bisects from [0, 20] with a dozen or more. Raises ValueError when no
     noise below MAX_SIGMA reaches the target."""
+    args = (float(epsilon), float(delta), float(sample_rate), int(epochs), str(accountant))
+    known = known_calibration(args)
+    if known is not None:
+        return known
     steps = int(epochs / sample_rate)
     if not math.isfinite(epsilon) or epsilon <= 0:
         raise ValueError(f"the target epsilon must be positive, got {epsilon}")
@@ -190,7 +219,9 @@ def calibrate(epsilon: float, delta: float, sample_rate: float, epochs: int, acc
     named = _accountant_epsilon(accountant, delta, sample_rate, steps)
     slope = _local_slope(seen)
     sigma, value, evaluations = solve(named, epsilon, start, EPSILON_TOLERANCE, slope=slope)
-    return Calibration(sigma, value, evaluations)
+    found = Calibration(sigma, value, evaluations)
+    remember_calibration(args, found)
+    return found
 
 
 @functools.lru_cache(maxsize=64)
