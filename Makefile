@@ -46,6 +46,8 @@ ifneq ($(wildcard $(WHEELHOUSE)/.),)
 else
 	$(PY) -m pip install --quiet --require-hashes -r $(LOCK)
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	@# bytecode now: an isolated command sees its source read-only and would compile it every run
+	$(PY) -m compileall -q vault tui
 endif
 	touch $(STAMP)
 
