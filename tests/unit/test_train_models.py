@@ -210,3 +210,23 @@ def test_random_shift_moves_each_image_by_whole_pixels_and_fills_black() -> None
         assert len(found) == 1, i  # both channels of an image move together
         seen.add(found[0])
     assert len(seen) > 10, "images move by their own offsets"
+
+
+def test_scatternet_groups_its_maps_as_asked_and_configs_without_groups_keep_one_map_a_group() -> None:
+    old = model_config("scatternet", "image", 3, (1, 16, 16), {"order": 2})
+    assert "groups" not in old
+    net = build_model(old)
+    assert net.norm.num_groups == net.norm.num_channels == 81, "each map alone, as models saved before"
+    grouped = build_model({**old, "groups": 27})
+    assert grouped.norm.num_groups == 27
+    grouped.load_state_dict(net.state_dict())  # the same weights: grouping has no parameters
+    features = net.prepare(torch.randint(0, 256, (4, 1, 16, 16), dtype=torch.uint8))
+    by_hand = features.reshape(4, 27, 3 * 16)
+    by_hand = (by_hand - by_hand.mean(-1, keepdim=True)) / (
+        by_hand.var(-1, unbiased=False, keepdim=True) + 1e-5
+    ).sqrt()
+    assert torch.allclose(grouped.norm(features), by_hand.reshape(features.shape), atol=1e-5)
+    for bad in (0, 2, 80, 1.5, True, "27"):
+        with pytest.raises(UsageError, match="scatternet groups"):
+            build_model({**old, "groups": bad})
+

@@ -109,13 +109,16 @@ def test_scatternet_under_dp_takes_second_order_where_the_records_outnumber_its_
     assert order(16, 2000, dp=False) == 1  # the recipe without DP keeps the first order
     net = build_model(plan_for(digits(16, 1400), TrainConfig(model="scatternet", epsilon=3.0)).model_config)
     assert net.scattering.paths() == 81 and net.classifier.in_features == 81 * 16
+    assert net.norm.num_groups == 27, "the second order's maps normalised three at a time"
+    first = build_model(plan_for(digits(16, 1200), TrainConfig(model="scatternet", epsilon=3.0)).model_config)
+    assert first.norm.num_groups == 17, "the first order keeps one map a group"
 
 
 def test_a_second_order_scatternet_exports_the_logits_torch_computes() -> None:
     ort = pytest.importorskip("onnxruntime")
     from vault.train import portable
 
-    config = model_config("scatternet", "image", 3, (1, 16, 16), {"order": 2})
+    config = model_config("scatternet", "image", 3, (1, 16, 16), {"order": 2, "groups": 27})
     torch.manual_seed(0)
     net = build_model(config)
     torch.nn.init.normal_(net.classifier.weight, std=0.1)

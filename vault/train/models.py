@@ -64,14 +64,22 @@ class ImageModel(nn.Module):
 
 
 class ScatterNet(ImageModel):
-    """Wavelet scattering (fixed), per-channel normalisation (no parameters), linear classifier."""
+    """Wavelet scattering (fixed), group normalisation of each image's coefficients (no
+    parameters), linear classifier. `groups`: how many groups the coefficient maps are normalised
+    in, consecutive maps together; by default each map alone (configs without the key)."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__()
         channels = config["input_shape"][0]
         self.scattering = Scattering(orientations=config["orientations"], order=config["order"])
         features = channels * self.scattering.paths()
-        self.norm = nn.GroupNorm(features, features, affine=False)
+        groups = config.get("groups", features)
+        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or features % groups:
+            raise UsageError(
+                f"unknown scatternet groups {groups!r}",
+                f"use a whole number that divides the {features} coefficient maps",
+            )
+        self.norm = nn.GroupNorm(groups, features, affine=False)
         self.classifier = nn.Linear(
             self.inputs(config["input_shape"], config["order"], config["orientations"]), config["classes"]
         )

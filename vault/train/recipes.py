@@ -84,11 +84,15 @@ def _scatter_dp_options(input_shape: Sequence[int] | None, records: int = 0) -> 
     """scatternet under DP: second-order scattering (81 paths at 8 orientations instead of 17) where
     the dataset holds at least as many records as the linear layer then has inputs; with fewer, the
     noise spread over the larger layer costs more than the features bring (docs/TRAINING.md:
-    MNIST 8k 0.959 -> 0.970, 16-pixel digits 0.923 -> 0.946, 1,800 28-pixel digits 0.934 -> 0.922)."""
+    MNIST 8k 0.959 -> 0.970, 16-pixel digits 0.923 -> 0.946, 1,800 28-pixel digits 0.934 -> 0.922).
+    The second order's maps are normalised three at a time (as Tramer and Boneh's groups of 27
+    for 81 maps), not each alone."""
     if not input_shape:
         return {}
     inputs = scatter_inputs(input_shape, order=2, orientations=SCATTER_ORIENTATIONS)
-    return {"order": 2} if records >= inputs else {}
+    if records < inputs:
+        return {}
+    return {"order": 2, "groups": input_shape[0] * scatter_paths(SCATTER_ORIENTATIONS, 2) // 3}
 
 
 def _cnn_dp_options(input_shape: Sequence[int] | None, records: int = 0) -> dict[str, Any]:
@@ -123,7 +127,7 @@ def _bow_dp_options(input_shape: Sequence[int] | None, records: int = 0) -> dict
 RECIPES: dict[str, tuple[Recipe, Recipe]] = {
     "scatternet": (
         Recipe(
-            epochs=15,
+            epochs=25,
             batch_size=500,
             lr=1.0,
             max_grad_norm=0.1,
