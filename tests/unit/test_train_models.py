@@ -230,3 +230,34 @@ def test_scatternet_groups_its_maps_as_asked_and_configs_without_groups_keep_one
         with pytest.raises(UsageError, match="scatternet groups"):
             build_model({**old, "groups": bad})
 
+
+def test_scattering_pads_each_input_once_and_computes_the_same_numbers_bit_for_bit() -> None:
+    """The forward pass pads an input once for all its filters and low-passes the second order's
+    maps in one grouped convolution; the straightforward way (each filter on its own reflect-padded
+    copy, one image per map) gives the same coefficients exactly."""
+    import torch.nn.functional as F
+
+    from vault.train.scatter import Scattering
+
+    def each(x: torch.Tensor, weight: torch.Tensor, stride: int) -> torch.Tensor:
+        radius, (n, c, h, w) = weight.shape[-1] // 2, x.shape
+        out = F.conv2d(F.pad(x.reshape(n * c, 1, h, w), (radius,) * 4, mode="reflect"), weight, stride=stride)
+        return out.reshape(n, -1, *out.shape[-2:])
+
+    def modulus(z: torch.Tensor, orientations: int) -> torch.Tensor:
+        n, _, h, w = z.shape
+        z = z.view(n, -1, 2, orientations, h, w)
+        return torch.sqrt(z[:, :, 0] ** 2 + z[:, :, 1] ** 2 + 1e-12).reshape(n, -1, h, w)
+
+    torch.manual_seed(0)
+    for shape in ((3, 1, 16, 16), (2, 3, 32, 32), (2, 2, 17, 23)):
+        images = torch.rand(shape)
+        for order in (1, 2):
+            s = Scattering(orientations=8, order=order)
+            fine = modulus(each(images, s.psi0, 1), 8)
+            coarse = modulus(each(images, s.psi1, 2), 8)
+            parts = [each(images, s.phi_full, 4), each(fine, s.phi_full, 4), each(coarse, s.phi_half, 2)]
+            if order == 2:
+                parts.append(each(modulus(each(fine, s.psi1, 2), 8), s.phi_half, 2))
+            with torch.no_grad():
+                assert torch.equal(s(images), torch.cat(parts, 1)), (shape, order)

@@ -82,28 +82,53 @@ class Scattering(nn.Module):
         return paths(self.orientations, self.order)
 
     @staticmethod
-    def _filter(x: torch.Tensor, weight: torch.Tensor, stride: int) -> torch.Tensor:
-        """Filters every channel of x with every kernel in weight (reflect padding)."""
-        radius = weight.shape[-1] // 2
+    def _pad(x: torch.Tensor, radius: int) -> torch.Tensor:
+        """Every channel of x as its own image, reflect-padded: (N * C, 1, H + 2r, W + 2r)."""
         n, c, h, w = x.shape
-        padded = F.pad(x.reshape(n * c, 1, h, w), (radius,) * 4, mode="reflect")
+        return F.pad(x.reshape(n * c, 1, h, w), (radius,) * 4, mode="reflect")
+
+    @staticmethod
+    def _filter(padded: torch.Tensor, radius: int, weight: torch.Tensor, stride: int, n: int) -> torch.Tensor:
+        """Every channel, padded by `radius`, filtered with every kernel in weight: (N, C * K, H', W').
+        A kernel narrower than the padding reads its middle (reflect padding of a smaller radius is
+        that middle), so an input is padded once for all its filters: the same numbers, bit for bit."""
+        trim = radius - weight.shape[-1] // 2
+        if trim:
+            padded = padded[..., trim:-trim, trim:-trim]
         out = F.conv2d(padded, weight, stride=stride)
-        return out.reshape(n, c * weight.shape[0], *out.shape[-2:])
+        return out.reshape(n, -1, *out.shape[-2:])
 
     def _modulus(self, z: torch.Tensor) -> torch.Tensor:
         n, _, h, w = z.shape
-        z = z.view(n, -1, 2, self.orientations, h, w)
-        return torch.sqrt(z[:, :, 0] ** 2 + z[:, :, 1] ** 2 + 1e-12).reshape(n, -1, h, w)
+        squares = z.view(n, -1, 2, self.orientations, h, w).square()
+        return (squares[:, :, 0] + squares[:, :, 1] + 1e-12).sqrt().reshape(n, -1, h, w)
+
+    def _low_pass_each(self, x: torch.Tensor) -> torch.Tensor:
+        """phi_half at stride 2 on every channel of x, as one grouped convolution (the second order's
+        64 maps an input channel: faster than one image per map, the same numbers bit for bit;
+        tests/unit/test_train_models.py holds the two to each other)."""
+        channels, radius = x.shape[1], self.phi_half.shape[-1] // 2
+        if torch.onnx.is_in_onnx_export():  # ONNX wants a kernel of known shape: one image per map
+            return self._filter(self._pad(x, radius), radius, self.phi_half, 2, x.shape[0])
+        padded = F.pad(x, (radius,) * 4, mode="reflect")
+        weight = self.phi_half.repeat(channels, 1, 1, 1)
+        return F.conv2d(padded, weight, stride=2, groups=channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fine = self._modulus(self._filter(x, self.psi0, 1))
-        coarse = self._modulus(self._filter(x, self.psi1, 2))
+        n = x.shape[0]
+        wide, low = self.psi1.shape[-1] // 2, self.phi_full.shape[-1] // 2
+        image = self._pad(x, wide)
+        fine = self._modulus(self._filter(image, wide, self.psi0, 1, n))
+        coarse = self._modulus(self._filter(image, wide, self.psi1, 2, n))
+        fine_radius = wide if self.order == 2 else low
+        fine_padded = self._pad(fine, fine_radius)
+        half = self.phi_half.shape[-1] // 2
         out = [
-            self._filter(x, self.phi_full, 4),
-            self._filter(fine, self.phi_full, 4),
-            self._filter(coarse, self.phi_half, 2),
+            self._filter(image, wide, self.phi_full, 4, n),
+            self._filter(fine_padded, fine_radius, self.phi_full, 4, n),
+            self._filter(self._pad(coarse, half), half, self.phi_half, 2, n),
         ]
         if self.order == 2:
-            second = self._modulus(self._filter(fine, self.psi1, 2))
-            out.append(self._filter(second, self.phi_half, 2))
+            second = self._modulus(self._filter(fine_padded, wide, self.psi1, 2, n))
+            out.append(self._low_pass_each(second))
         return torch.cat(out, 1)
