@@ -171,10 +171,11 @@ def select(records: torch.Tensor | Sequence[str], index: torch.Tensor) -> torch.
 
 @torch.no_grad()
 def prepare_all(
-    model: torch.nn.Module, records: torch.Tensor | Sequence[str], device: torch.device, chunk: int = 1024
+    model: torch.nn.Module, records: torch.Tensor | Sequence[str], device: torch.device, chunk: int = 128
 ) -> torch.Tensor:
     """Runs the model's fixed per-record `prepare` over all records in chunks (bounded memory);
-    the result stays on `device`."""
+    the result stays on `device`. Chunks of 128: a second-order scattering's intermediate maps then
+    stay in the CPU's caches (2,000 MNIST digits: 0.3-0.56 s, against 0.68-1.03 s in chunks of 1,024)."""
     parts = []
     for start in range(0, len(records), chunk):
         part = records[start : start + chunk]

@@ -42,6 +42,7 @@ from vault.train.data import (
     split,
 )
 from vault.train.events import EpochEnd, StepProgress, TrainFinished, TrainStarted
+from vault.train.memory import keep_freed_memory
 from vault.train.metrics import classification_metrics, membership_check
 from vault.train.plan import (  # noqa: F401  (the plan's names, where callers have found them)
     CLIPPING_MODES,
@@ -355,6 +356,7 @@ def train(
     here with its `world`; rank 0 emits the events and returns the outcome, the others None.
     """
     began = time.perf_counter()
+    keep_freed_memory()
     run = run or plan_for(data, config)
     if run.world_size > 1 and world is None:
         from vault.train import distributed

@@ -11,6 +11,7 @@ import torch
 from vault.errors import InputError, UsageError
 from vault.train.data import TrainData, check_data, prepare_all
 from vault.train.engine import predict, resolve_device
+from vault.train.memory import keep_freed_memory
 from vault.train.metrics import classification_metrics
 from vault.train.models import build_model
 
@@ -59,6 +60,7 @@ def evaluate(
             "evaluate on images of the shape the model was trained on",
         )
     target = resolve_device(device)
+    keep_freed_memory()
     model = load_model(state_dict, model_config, str(target))
     inputs = prepare_all(model, data.x, target)
     logits, _ = predict(model, inputs)
