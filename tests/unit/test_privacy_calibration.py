@@ -90,10 +90,12 @@ def test_an_answer_out_of_form_or_over_the_target_is_not_taken(printed: str) -> 
 
 
 def test_the_worker_has_no_environment_and_never_loads_torch() -> None:
-    pending = calibration.start(*ARGS)
+    pending = calibration.start(*ARGS, prior=[[(1.1, 0.02, 300)]], ledger_delta=1e-5)
     environ = Path(f"/proc/{pending.process.pid}/environ").read_bytes()
+    cmdline = Path(f"/proc/{pending.process.pid}/cmdline").read_bytes()
     assert pending.collect() is not None
     assert environ == b"", "nothing of the parent's environment (a passphrase among it) reaches it"
+    assert b"300" not in cmdline and b"calibrate" not in cmdline, "the request travels on a pipe"
     probe = run_python(
         """
         import sys

@@ -4,7 +4,7 @@ A DP run needs its noise multiplier before it can be planned, and the search for
 bracket, then a few evaluations of the named accountant, SciPy's imports included) takes about half
 a second. Loading torch takes longer, and nothing in the search needs torch: `start` hands the
 search to a second Python process (`python -I`, this package's own code, no environment, no
-secret) and `Pending.collect` reads its answer once torch has loaded. On two cores the search
+secret; its numbers on a pipe) and `Pending.collect` reads its answer once torch has loaded. On two cores the search
 then costs the run nothing.
 
 The worker runs `accounting.calibrate`, the same function the run would call, at the same
@@ -35,7 +35,7 @@ ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding the `vault
 WAIT_S = 120.0  # a worker still searching by then is stopped, and the run searches itself
 WORKER = (
     "import sys; sys.path.insert(0, sys.argv[1]); "
-    "from vault.privacy.calibration import worker; raise SystemExit(worker(sys.argv[2]))"
+    "from vault.privacy.calibration import worker; raise SystemExit(worker(sys.stdin.read()))"
 )
 
 
@@ -48,14 +48,24 @@ class Pending:
         self.args, self.prior, self.ledger_delta = args, prior, ledger_delta
         request = {"calibrate": list(args), "prior": prior, "ledger_delta": ledger_delta}
         self.process = subprocess.Popen(
-            [sys.executable, "-I", "-c", WORKER, ROOT, json.dumps(request)],
-            stdin=subprocess.DEVNULL,
+            [sys.executable, "-I", "-c", WORKER, ROOT],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             env={},
             cwd="/",
             close_fds=True,
         )
+        # on a pipe, not the command line: /proc/PID/cmdline is anyone's to read, and the ledger's
+        # histories are the vault's business
+        try:
+            self.process.stdin.write(json.dumps(request).encode())
+            self.process.stdin.close()
+            self.process.stdin = None  # written and closed: communicate() has nothing to send
+        except OSError:
+            self.process.kill()
+            self.process.wait()
+            raise
 
     def collect(self) -> accounting.Calibration | None:
         """The worker's calibration, now also in this process's caches; None where it gave none."""
