@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -89,18 +90,27 @@ def test_an_answer_out_of_form_or_over_the_target_is_not_taken(printed: str) -> 
     assert accounting.known_calibration(ARGS) is None
 
 
-def test_the_worker_has_no_environment_and_never_loads_torch() -> None:
+def test_the_worker_has_none_of_the_commands_environment_and_never_loads_torch() -> None:
     pending = calibration.start(*ARGS, prior=[[(1.1, 0.02, 300)]], ledger_delta=1e-5)
-    environ = Path(f"/proc/{pending.process.pid}/environ").read_bytes()
-    cmdline = Path(f"/proc/{pending.process.pid}/cmdline").read_bytes()
+    proc = Path(f"/proc/{pending.process.pid}")
+    deadline = time.monotonic() + 30
+    while b"vault.privacy.calibration" not in (proc / "cmdline").read_bytes():  # until it has exec'd
+        assert time.monotonic() < deadline, "the worker never started"
+        time.sleep(0.001)
+    environ, cmdline = (proc / "environ").read_bytes(), (proc / "cmdline").read_bytes()
     assert pending.collect() is not None
-    assert environ == b"", "nothing of the parent's environment (a passphrase among it) reaches it"
+    assert sorted(environ.split(b"\0")[:-1]) == [
+        b"MKL_NUM_THREADS=1",
+        b"OMP_NUM_THREADS=1",
+        b"OPENBLAS_NUM_THREADS=1",
+    ], "nothing of the parent's environment (a passphrase among it) reaches it"
     assert b"300" not in cmdline and b"calibrate" not in cmdline, "the request travels on a pipe"
     probe = run_python(
         """
         import sys
         from vault.privacy import calibration
-        calibration.worker('{"calibrate": [3.0, 1e-05, 0.02, 15, "prv"], "prior": [], "ledger_delta": null}')
+        import io
+        calibration.worker(io.StringIO('{"calibrate": [3.0, 1e-05, 0.02, 15, "prv"], "prior": [], "ledger_delta": null}'))
         print(sorted(m for m in ("torch", "opacus.optimizers.optimizer") if m in sys.modules))
         """
     )
@@ -160,3 +170,24 @@ def test_a_dp_run_in_a_fresh_process_takes_the_workers_noise(tmp_path: Path) -> 
         result["epsilon"], abs=1e-12
     )
     assert 3.0 - accounting.EPSILON_TOLERANCE <= result["epsilon"] <= 3.0
+
+
+def test_a_worker_started_ahead_serves_the_next_calibration() -> None:
+    calibration.prestart()
+    waiting = calibration._waiting
+    assert waiting is not None and waiting.poll() is None
+    pending = calibration.start(*ARGS)
+    assert pending.process is waiting and calibration._waiting is None
+    found = pending.collect()
+    accounting._CALIBRATIONS.clear()
+    accounting._EPSILONS.clear()
+    assert found == accounting.calibrate(*ARGS)
+
+
+def test_a_worker_started_ahead_and_never_asked_leaves() -> None:
+    calibration.prestart()
+    waiting = calibration._take_waiting()
+    assert waiting is not None
+    calibration._dismiss(waiting)  # what the command's exit does
+    assert waiting.wait(timeout=60) == 0
+    assert waiting.stdout.read() == b"", "no answer without a request"

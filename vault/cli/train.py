@@ -92,6 +92,11 @@ def wants_loopback(args: argparse.Namespace) -> bool:
 
 def cmd_train(args: argparse.Namespace) -> int:
     request = request_from_args(args)
+    if request.get("dp", True) and not request.get("tune"):
+        # the noise-calibration worker loads its accountants while the vault unlocks
+        from vault.privacy import calibration
+
+        calibration.prestart()
     cancel = threading.Event()
 
     def interrupted(signum: int, frame: Any) -> None:

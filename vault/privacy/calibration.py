@@ -3,8 +3,8 @@
 A DP run needs its noise multiplier before it can be planned, and the search for it (an RDP
 bracket, then a few evaluations of the named accountant, SciPy's imports included) takes about half
 a second. Loading torch takes longer, and nothing in the search needs torch: `start` hands the
-search to a second Python process (`python -I`, this package's own code, no environment, no
-secret; its numbers on a pipe) and `Pending.collect` reads its answer once torch has loaded. On two cores the search
+search to a second Python process (`python -I`, this package's own code, none of the command's
+environment, no secret; its numbers on a pipe) and `Pending.collect` reads its answer once torch has loaded. On two cores the search
 then costs the run nothing.
 
 The worker runs `accounting.calibrate`, the same function the run would call, at the same
@@ -21,22 +21,70 @@ accountants load without torch (`opacus_parts.accountants_only`).
 
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import IO
 
 from vault.privacy import accounting, ledger, opacus_parts
 
 History = list[tuple[float, float, int]]
 
 ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding the `vault` package
+# The worker's whole environment: nothing of the command's (no passphrase, no PYTHON* variable),
+# and one thread for numpy's BLAS, whose idle threads otherwise spin on the core torch is being
+# imported on (the worker took 1.3 s of CPU in 0.9 s; with one thread, 0.7 s)
+WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 WAIT_S = 120.0  # a worker still searching by then is stopped, and the run searches itself
 WORKER = (
     "import sys; sys.path.insert(0, sys.argv[1]); "
-    "from vault.privacy.calibration import worker; raise SystemExit(worker(sys.stdin.read()))"
+    "from vault.privacy.calibration import worker; raise SystemExit(worker(sys.stdin))"
 )
+_lock = threading.Lock()
+_waiting: subprocess.Popen | None = None  # a worker started ahead (`prestart`), not yet asked
+
+
+def _spawn() -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-I", "-c", WORKER, ROOT],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=dict(WORKER_ENV),
+        cwd="/",
+        close_fds=True,
+    )
+
+
+def prestart() -> None:
+    """Start a worker now, before the run's numbers are known (a `train --dp` command does, before
+    it unlocks the vault): it loads its accountants meanwhile and waits for its request on its pipe.
+    One that is never asked reads the end of its pipe when this process closes it, and leaves."""
+    global _waiting
+    with _lock:
+        if _waiting is None:
+            try:
+                _waiting = _spawn()
+            except OSError:
+                return
+            atexit.register(_dismiss, _waiting)
+
+
+def _dismiss(process: subprocess.Popen) -> None:
+    if process.poll() is None and process.stdin is not None:
+        process.stdin.close()  # end of input: the worker leaves without an answer
+        process.stdin = None
+
+
+def _take_waiting() -> subprocess.Popen | None:
+    global _waiting
+    with _lock:
+        process, _waiting = _waiting, None
+    return process if process is not None and process.poll() is None else None
 
 
 class Pending:
@@ -47,15 +95,7 @@ class Pending:
     ) -> None:
         self.args, self.prior, self.ledger_delta = args, prior, ledger_delta
         request = {"calibrate": list(args), "prior": prior, "ledger_delta": ledger_delta}
-        self.process = subprocess.Popen(
-            [sys.executable, "-I", "-c", WORKER, ROOT],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env={},
-            cwd="/",
-            close_fds=True,
-        )
+        self.process = _take_waiting() or _spawn()
         # on a pipe, not the command line: /proc/PID/cmdline is anyone's to read, and the ledger's
         # histories are the vault's business
         try:
@@ -129,13 +169,18 @@ def start(
         return None
 
 
-def worker(arguments: str) -> int:
-    """The worker's side: calibrate the JSON request, compose the ledger's projection where asked,
-    and print both as JSON."""
-    request = json.loads(arguments)
+def worker(stream: IO[str]) -> int:
+    """The worker's side: load the accountants, then read the JSON request from `stream`,
+    calibrate, compose the ledger's projection where asked, and print both as JSON."""
+    opacus_parts.accountants_only()
+    for name in ("rdp", "prv"):  # loaded before the request comes (see `prestart`)
+        opacus_parts.accountant(name)
+    text = stream.read()
+    if not text:
+        return 0  # never asked
+    request = json.loads(text)
     epsilon, delta, sample_rate, epochs, accountant = request["calibrate"]
     args = (float(epsilon), float(delta), float(sample_rate), int(epochs), str(accountant))
-    opacus_parts.accountants_only()
     try:
         found = accounting.calibrate(*args)
     except ValueError:
