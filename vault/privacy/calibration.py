@@ -4,8 +4,9 @@ A DP run needs its noise multiplier before it can be planned, and the search for
 bracket, then a few evaluations of the named accountant, SciPy's imports included) takes about half
 a second. Loading torch takes longer, and nothing in the search needs torch: `start` hands the
 search to a second Python process (`python -I`, this package's own code, none of the command's
-environment, no secret; its numbers on a pipe) and `Pending.collect` reads its answer once torch has loaded. On two cores the search
-then costs the run nothing.
+environment, no secret; its numbers on a pipe) and `Pending.collect` reads its answer once torch
+has loaded. On two cores the search then costs the run nothing. A `train` command starts the
+worker even earlier (`prestart`), so that it loads its accountants while the vault unlocks.
 
 The worker runs `accounting.calibrate`, the same function the run would call, at the same
 arguments, and prints its Calibration as JSON; the accountant's epsilon at the chosen noise comes
