@@ -9,17 +9,14 @@ vault as safetensors next to the model card; nothing is written in plaintext.
 
 from __future__ import annotations
 
-import gc
-import importlib
 import json
 import secrets
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from vault.door import card_release, settle
+from vault.door import card_release, run_start, settle
 from vault.door.datasets import DatasetService, LoadedDataset
 from vault.door.lineage import links_by_lineage
 from vault.door.results import Budget, ModelSummary
@@ -31,56 +28,8 @@ from vault.storage.files import RunMarker, utc_now
 from vault.train.config import TrainConfig
 
 EventCallback = Callable[[Any], None] | None
-ENGINE = "vault.train.engine"  # torch and the loop; loaded by the first run in a process
 WEIGHTS, CARD_JSON, CARD_MD = "model.safetensors", "card.json", "card.md"
 REQUEST_ONLY = ("dataset", "name", "version")
-
-
-def _load_engine() -> None:
-    """Import the training engine (torch) with Python's cyclic collector paused, then freeze what
-    the import made out of later collections. torch's import makes some 280,000 objects that live
-    as long as the process; the collector's passes over them during the import took 0.15-0.25 s of
-    1.1-1.3 s, and a full collection after it another 0.1 s. A no-op once the engine is loaded."""
-    if ENGINE in sys.modules:
-        return
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        importlib.import_module(ENGINE)
-    finally:
-        if enabled:
-            gc.freeze()
-            gc.enable()
-
-
-def _calibrate_meanwhile(session: Session, info: dict[str, Any], config: TrainConfig) -> Any:
-    """Where torch is still to be loaded, the run's noise calibration started in a worker process
-    (vault/privacy/calibration.py) from the numbers the plan will have, with the dataset's earlier
-    runs for the policy's projection; None otherwise, and wherever the request is one the plan will
-    refuse (it names the problem then)."""
-    if not config.dp or config.tune or ENGINE in sys.modules:
-        return None
-    from vault.privacy import calibration
-    from vault.train import recipes
-
-    counts = [int(info["counts"].get(c, 0)) for c in info["classes"]]
-    try:
-        sizes = recipes.schedule(info["kind"], counts, config)
-        target = recipes.privacy(sizes, config)
-    except (StrongroomError, KeyError, TypeError, ValueError):
-        return None
-    section = session.read_catalog()["ledger"]
-    charges = ledger.charges_of(section, info["ledger_id"])
-    composable = all(c.dp and c.rdp is None for c in charges)
-    return calibration.start(
-        target.epsilon,
-        target.delta,
-        target.sample_rate,
-        sizes.epochs,
-        config.accountant,
-        prior=[c.cost[0] for c in charges],
-        ledger_delta=ledger.ledger_delta(section, info["ledger_id"], target.delta) if composable else None,
-    )
 
 
 def parse_request(
@@ -131,8 +80,8 @@ class TrainingService:
         self.session.check_writable()
         info = self.datasets.info(name, version, decide=False)
         counts = [int(info["counts"].get(c, 0)) for c in info["classes"]]
-        pending = _calibrate_meanwhile(self.session, info, config)
-        _load_engine()  # torch: a second or so, unless already loaded
+        pending = run_start.calibrate_meanwhile(self.session, info, config)
+        run_start.load_engine()  # torch: a second or so, unless already loaded
         from vault.train import engine
         from vault.train.events import StepProgress
 
@@ -480,7 +429,7 @@ class TrainingService:
         """The dataset's composed epsilon if a DP run with these settings ran now (for dry-run checks)."""
         from vault.privacy.accounting import default_delta
 
-        _load_engine()
+        run_start.load_engine()
         from vault.train import engine
 
         info = self.datasets.info(dataset_facts["name"], None, decide=False)
@@ -547,7 +496,7 @@ class TrainingService:
     def evaluate(self, model_id: str, dataset: str, *, version: int | None = None) -> dict[str, Any]:
         """Metrics of a sealed model on every record of a dataset (accuracy, macro-F1, per class,
         confusion matrix)."""
-        _load_engine()
+        run_start.load_engine()
         from vault.train.evaluate import evaluate as evaluate_records
         from vault.train.weights import weights_from_bytes
 

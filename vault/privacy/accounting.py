@@ -41,6 +41,11 @@ def steps_per_epoch(sample_rate: float) -> int:
     return int(1 / sample_rate)
 
 
+def calibrated_steps(epochs: int, sample_rate: float) -> int:
+    """The steps a calibration accounts for: Opacus' count for `epochs` at this rate, int(epochs / q)."""
+    return int(epochs / sample_rate)
+
+
 EPSILON_TOLERANCE = 0.01  # the calibrated epsilon lies in [target - this, target], as in Opacus
 MAX_SIGMA = 1e6
 MAX_EVALUATIONS = 60  # a search that has not reached the window by then keeps its best answer within budget
@@ -193,7 +198,7 @@ def remember_calibration(args: tuple, found: Calibration) -> None:
     if len(_CALIBRATIONS) > 64:
         _CALIBRATIONS.clear()
     _CALIBRATIONS[args] = found
-    key = ((float(found.noise_multiplier), float(sample_rate), int(epochs / sample_rate)),)
+    key = ((float(found.noise_multiplier), float(sample_rate), calibrated_steps(epochs, sample_rate)),)
     _remember(key, delta, accountant, found.epsilon)
 
 
@@ -210,7 +215,7 @@ def calibrate(epsilon: float, delta: float, sample_rate: float, epochs: int, acc
     known = known_calibration(args)
     if known is not None:
         return known
-    steps = int(epochs / sample_rate)
+    steps = calibrated_steps(epochs, sample_rate)
     if not math.isfinite(epsilon) or epsilon <= 0:
         raise ValueError(f"the target epsilon must be positive, got {epsilon}")
     bracket = _bracket_epsilon(delta, sample_rate, steps)

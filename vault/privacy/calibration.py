@@ -144,7 +144,7 @@ def _projection(
 ) -> list[tuple[float, float, int]]:
     """The ledger's earlier runs and the planned one, as the policy's projection composes them."""
     _, _, sample_rate, epochs, _ = args
-    planned = [(found.noise_multiplier, sample_rate, int(epochs / sample_rate))]
+    planned = [(found.noise_multiplier, sample_rate, accounting.calibrated_steps(epochs, sample_rate))]
     return [entry for history in [*prior, planned] for entry in ledger.normalise(history)]
 
 
